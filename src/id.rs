@@ -1,0 +1,208 @@
+//! Klarna's opaque identifiers, stored inline with a documented bound.
+
+use core::fmt;
+
+/// The most bytes any identifier may have: Klarna's bound on its strings ("at most 255
+/// characters unless noted"). Identifiers are ASCII in practice, where bytes and characters agree;
+/// a longer one is rejected with [`IdError`], never cut.
+pub const MAX_ID_LEN: usize = 255;
+
+/// Which identifier a [`IdError`] error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IdKind {
+    /// `session_id`.
+    SessionId,
+    /// `event_id` of a status callback.
+    EventId,
+    /// `authorization_token`.
+    AuthorizationToken,
+    /// `order_id`.
+    OrderId,
+    /// `klarna_reference`.
+    KlarnaReference,
+}
+
+impl IdKind {
+    /// The wire name of the field.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::SessionId => "session_id",
+            Self::EventId => "event_id",
+            Self::AuthorizationToken => "authorization_token",
+            Self::OrderId => "order_id",
+            Self::KlarnaReference => "klarna_reference",
+        }
+    }
+}
+
+impl fmt::Display for IdKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An identifier that is empty or longer than [`MAX_ID_LEN`] bytes. Nothing was stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IdError {
+    /// Which identifier.
+    pub kind: IdKind,
+    /// Its length in bytes.
+    pub len: usize,
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.len == 0 {
+            write!(f, "{} is empty", self.kind)
+        } else {
+            write!(
+                f,
+                "{} is {} bytes long; at most {MAX_ID_LEN} are accepted",
+                self.kind, self.len
+            )
+        }
+    }
+}
+
+impl core::error::Error for IdError {}
+
+macro_rules! bounded_id {
+    ($(#[$doc:meta])* $name:ident, $kind:expr) => {
+        $(#[$doc])*
+        ///
+        /// Opaque; at most [`MAX_ID_LEN`] bytes, never empty, stored inline.
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(heapless::String<MAX_ID_LEN>);
+
+        impl $name {
+            /// Which identifier this is, for errors.
+            pub const KIND: IdKind = $kind;
+
+            /// Copies `id`.
+            ///
+            /// # Errors
+            /// [`IdError`] when `id` is empty or longer than [`MAX_ID_LEN`] bytes.
+            pub fn new(id: &str) -> Result<Self, IdError> {
+                let error = IdError { kind: $kind, len: id.len() };
+                if id.is_empty() {
+                    return Err(error);
+                }
+                heapless::String::try_from(id).map(Self).map_err(|_| error)
+            }
+
+            /// The identifier.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = IdError;
+
+            fn try_from(id: &str) -> Result<Self, IdError> {
+                Self::new(id)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0.as_str() == other
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({:?})"), self.0.as_str())
+            }
+        }
+    };
+}
+
+bounded_id!(
+    /// A session's `session_id`.
+    SessionId,
+    IdKind::SessionId
+);
+bounded_id!(
+    /// A status callback's `event_id`, for de-duplication.
+    EventId,
+    IdKind::EventId
+);
+bounded_id!(
+    /// The `authorization_token` of a completed Klarna Payments session; the merchant places
+    /// the order with it within 60 minutes.
+    AuthorizationToken,
+    IdKind::AuthorizationToken
+);
+bounded_id!(
+    /// The `order_id` of an order Klarna placed itself (`place_order_mode` `PLACE_ORDER` or
+    /// `CAPTURE_ORDER`).
+    OrderId,
+    IdKind::OrderId
+);
+bounded_id!(
+    /// The consumer-facing `klarna_reference` of an order Klarna placed.
+    KlarnaReference,
+    IdKind::KlarnaReference
+);
+
+/// What a `COMPLETED` session carries: either a token to place the order with, or the order
+/// Klarna already placed, depending on the session's `place_order_mode`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "ids are stored inline (no heap); a boxed variant would need an allocator"
+)]
+pub enum Completion {
+    /// Klarna Payments with `place_order_mode` `NONE` (the default): the merchant places the
+    /// order with this token.
+    Authorized {
+        /// The authorization token.
+        authorization_token: AuthorizationToken,
+    },
+    /// `place_order_mode` `PLACE_ORDER` or `CAPTURE_ORDER`: Klarna placed the order.
+    OrderPlaced {
+        /// The order's id.
+        order_id: OrderId,
+        /// The order's consumer-facing reference.
+        klarna_reference: KlarnaReference,
+    },
+}
+
+impl Completion {
+    /// A completion with an authorization token.
+    ///
+    /// # Errors
+    /// [`IdError`] when the token is empty or over [`MAX_ID_LEN`] bytes.
+    pub fn authorized(authorization_token: &str) -> Result<Self, IdError> {
+        Ok(Self::Authorized {
+            authorization_token: AuthorizationToken::new(authorization_token)?,
+        })
+    }
+
+    /// A completion with an order Klarna placed.
+    ///
+    /// # Errors
+    /// [`IdError`] when either id is empty or over [`MAX_ID_LEN`] bytes.
+    pub fn order_placed(order_id: &str, klarna_reference: &str) -> Result<Self, IdError> {
+        Ok(Self::OrderPlaced {
+            order_id: OrderId::new(order_id)?,
+            klarna_reference: KlarnaReference::new(klarna_reference)?,
+        })
+    }
+}

@@ -1,0 +1,183 @@
+//! `serde` support (feature `serde`): wire names for statuses, RFC 3339 strings for timestamps,
+//! bounded strings for ids, and a validated round trip for [`Session`] persistence.
+//!
+//! Nothing here allocates, even when another crate turns on serde's `std`: timestamps are
+//! formatted into a stack buffer, and strings are read through `visit_str`, so borrowed and
+//! transient input both work.
+
+use core::fmt::{self, Write as _};
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::ser::Serializer;
+use serde::{Deserialize, Serialize};
+
+use crate::id::{AuthorizationToken, Completion, EventId, KlarnaReference, OrderId, SessionId};
+use crate::session::Session;
+use crate::status::Status;
+use crate::timestamp::Timestamp;
+
+/// A visitor that accepts one string and converts it with `parse`.
+struct StrVisitor<F> {
+    expecting: &'static str,
+    parse: F,
+}
+
+impl<T, E, F> Visitor<'_> for StrVisitor<F>
+where
+    F: FnOnce(&str) -> Result<T, E>,
+    E: fmt::Display,
+{
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_str<DE: de::Error>(self, v: &str) -> Result<T, DE> {
+        (self.parse)(v).map_err(DE::custom)
+    }
+}
+
+fn deserialize_str<'de, D, T, E>(
+    deserializer: D,
+    expecting: &'static str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    E: fmt::Display,
+{
+    deserializer.deserialize_str(StrVisitor { expecting, parse })
+}
+
+impl Serialize for Status {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Status {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_str(deserializer, "a session status wire name", Status::from_wire)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut text = heapless::String::<{ Timestamp::MAX_TEXT_LEN }>::new();
+        write!(text, "{self}").map_err(|_| serde::ser::Error::custom("timestamp text overflow"))?;
+        serializer.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_str(deserializer, "an RFC 3339 timestamp", Timestamp::parse)
+    }
+}
+
+macro_rules! serde_id {
+    ($($name:ident),*) => {$(
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserialize_str(deserializer, $name::KIND.as_str(), $name::new)
+            }
+        }
+    )*};
+}
+
+serde_id!(SessionId, EventId, AuthorizationToken, OrderId, KlarnaReference);
+
+/// [`Completion`] as Klarna's fields: `{"authorization_token"}` or
+/// `{"order_id", "klarna_reference"}`. Generic over owned or borrowed ids, so that serializing
+/// copies nothing.
+#[derive(Serialize, Deserialize)]
+struct CompletionRepr<A, O, K> {
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    authorization_token: Option<A>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    order_id: Option<O>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    klarna_reference: Option<K>,
+}
+
+const fn none<T>() -> Option<T> {
+    None
+}
+
+impl Serialize for Completion {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let repr = match self {
+            Completion::Authorized {
+                authorization_token,
+            } => CompletionRepr {
+                authorization_token: Some(authorization_token),
+                order_id: None,
+                klarna_reference: None,
+            },
+            Completion::OrderPlaced {
+                order_id,
+                klarna_reference,
+            } => CompletionRepr {
+                authorization_token: None,
+                order_id: Some(order_id),
+                klarna_reference: Some(klarna_reference),
+            },
+        };
+        repr.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Completion {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let repr =
+            CompletionRepr::<AuthorizationToken, OrderId, KlarnaReference>::deserialize(deserializer)?;
+        match (repr.authorization_token, repr.order_id, repr.klarna_reference) {
+            (Some(authorization_token), None, None) => Ok(Completion::Authorized {
+                authorization_token,
+            }),
+            (None, Some(order_id), Some(klarna_reference)) => Ok(Completion::OrderPlaced {
+                order_id,
+                klarna_reference,
+            }),
+            _ => Err(de::Error::custom(
+                "a completion is either an authorization_token, or an order_id with a klarna_reference",
+            )),
+        }
+    }
+}
+
+/// [`Session`]'s stored form; `C` is the completion, owned or borrowed.
+#[derive(Serialize, Deserialize)]
+struct SessionRepr<C> {
+    status: Status,
+    changed_at: Timestamp,
+    #[serde(default = "none")]
+    completion: Option<C>,
+    retries: u32,
+}
+
+impl Serialize for Session {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SessionRepr {
+            status: self.status(),
+            changed_at: self.changed_at(),
+            completion: self.completion(),
+            retries: self.retries(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Session {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let r = SessionRepr::<Completion>::deserialize(deserializer)?;
+        Session::from_parts(r.status, r.changed_at, r.completion, r.retries).map_err(de::Error::custom)
+    }
+}

@@ -1,0 +1,195 @@
+//! The transition table: the whole lifecycle on one screen.
+//!
+//! [`EDGES`] is the single source of truth. Everything else here (the dense lookup behind
+//! [`next`], the reachability behind [`is_reachable`], the diagram in [`crate::diagram`]) is
+//! computed from it, at compile time where it can be. Every `(status, event)` pair that is not an
+//! edge is rejected; final statuses have no outgoing edge, so they are absorbing.
+//!
+//! ```text
+//! WAITING ──open──▶ IN_PROGRESS ──authorize──▶ COMPLETED (final)
+//!                    │  ▲      ──cancel─────▶ CANCELLED (final)
+//!   decline / back / │  │ open (retry loop)
+//!   error / timeout  ▼  │
+//!      FAILED, BACK, ERROR, TIMEOUT
+//!
+//! IN_PROGRESS ──id check──▶ MANUAL_ID_CHECK ──authorize / decline / error / cancel / timeout──▶ …
+//! every non-final status ──disable (merchant)──▶ DISABLED (final)
+//! ```
+//!
+//! The README carries the full diagram rendered by [`crate::diagram::Mermaid`]; a test fails
+//! when that copy drifts from this table.
+
+use crate::event::Event;
+use crate::status::Status;
+
+/// One allowed transition: `event` moves a session from `from` to `to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Edge {
+    /// The status before.
+    pub from: Status,
+    /// What happened.
+    pub event: Event,
+    /// The status after.
+    pub to: Status,
+}
+
+const fn edge(from: Status, event: Event, to: Status) -> Edge {
+    Edge { from, event, to }
+}
+
+use Event::{
+    Authorize, Cancel, Decline, Disable, GoBack, InactivityTimeout, Open, PaymentError,
+    RequestIdCheck,
+};
+use Status::{
+    Back, Cancelled, Completed, Disabled, Error, Failed, InProgress, ManualIdCheck, Timeout,
+    Waiting,
+};
+
+/// Every allowed transition. Any pair not listed here is rejected.
+pub const EDGES: [Edge; 24] = [
+    // The consumer opens the page, first time or again (the retry loops).
+    edge(Waiting, Open, InProgress),
+    edge(Failed, Open, InProgress),
+    edge(Back, Open, InProgress),
+    edge(Error, Open, InProgress),
+    edge(Timeout, Open, InProgress),
+    // On the page.
+    edge(InProgress, Authorize, Completed),
+    edge(InProgress, Decline, Failed),
+    edge(InProgress, GoBack, Back),
+    edge(InProgress, Cancel, Cancelled),
+    edge(InProgress, PaymentError, Error),
+    edge(InProgress, InactivityTimeout, Timeout),
+    edge(InProgress, RequestIdCheck, ManualIdCheck),
+    // Waiting for an identity check (this crate's reading; Klarna documents no edges).
+    edge(ManualIdCheck, Authorize, Completed),
+    edge(ManualIdCheck, Decline, Failed),
+    edge(ManualIdCheck, PaymentError, Error),
+    edge(ManualIdCheck, Cancel, Cancelled),
+    edge(ManualIdCheck, InactivityTimeout, Timeout),
+    // The merchant disables any session that has not ended.
+    edge(Waiting, Disable, Disabled),
+    edge(InProgress, Disable, Disabled),
+    edge(Failed, Disable, Disabled),
+    edge(Back, Disable, Disabled),
+    edge(Error, Disable, Disabled),
+    edge(ManualIdCheck, Disable, Disabled),
+    edge(Timeout, Disable, Disabled),
+];
+
+/// An iterator over every edge of the table, in table order.
+#[must_use]
+pub fn edges() -> impl ExactSizeIterator<Item = Edge> + Clone {
+    EDGES.iter().copied()
+}
+
+/// Where `event` takes a session in status `from`, or `None` when the table has no such edge.
+///
+/// Constant time: one load from a dense `[[_; Event::COUNT]; Status::COUNT]` array built from
+/// [`EDGES`] at compile time.
+#[must_use]
+#[inline]
+#[expect(
+    clippy::indexing_slicing,
+    reason = "the indexes are enum discriminants and the arrays are COUNT long, so they are in \
+              bounds by construction (checked at compile time below); the compiler drops the check"
+)]
+pub const fn next(from: Status, event: Event) -> Option<Status> {
+    Status::from_index(NEXT[from as usize][event as usize])
+}
+
+/// Whether a session in status `from` can reach status `to` in one or more transitions.
+///
+/// `is_reachable(s, s)` is true only when `s` is on a cycle (the retry loops). Computed from
+/// [`EDGES`] at compile time.
+#[must_use]
+#[inline]
+#[expect(
+    clippy::indexing_slicing,
+    reason = "the index is an enum discriminant and the array is Status::COUNT long"
+)]
+pub const fn is_reachable(from: Status, to: Status) -> bool {
+    REACH[from as usize] & bit(to) != 0
+}
+
+/// Sentinel in [`NEXT`] for "no edge"; not a status discriminant.
+const NONE: u8 = u8::MAX;
+
+const fn bit(status: Status) -> u16 {
+    1 << status as u16
+}
+
+/// `NEXT[from][event]` is the discriminant of the next status, or [`NONE`].
+const NEXT: [[u8; Event::COUNT]; Status::COUNT] = build_next();
+
+#[expect(
+    clippy::indexing_slicing,
+    reason = "only evaluated at compile time: a bad index is a build error, not a runtime panic"
+)]
+const fn build_next() -> [[u8; Event::COUNT]; Status::COUNT] {
+    let mut next = [[NONE; Event::COUNT]; Status::COUNT];
+    let mut i = 0;
+    while i < EDGES.len() {
+        let Edge { from, event, to } = EDGES[i];
+        assert!(
+            next[from as usize][event as usize] == NONE,
+            "two edges for one (status, event)"
+        );
+        assert!(!from.is_final(), "an edge leaves a final status");
+        next[from as usize][event as usize] = to as u8;
+        i += 1;
+    }
+    next
+}
+
+/// `REACH[from]` is the set (bit per discriminant) of statuses reachable in one or more steps.
+const REACH: [u16; Status::COUNT] = build_reach();
+
+#[expect(
+    clippy::indexing_slicing,
+    reason = "only evaluated at compile time: a bad index is a build error, not a runtime panic"
+)]
+const fn build_reach() -> [u16; Status::COUNT] {
+    let mut reach = [0u16; Status::COUNT];
+    let mut i = 0;
+    while i < EDGES.len() {
+        reach[EDGES[i].from as usize] |= bit(EDGES[i].to);
+        i += 1;
+    }
+    // Transitive closure: after `COUNT` rounds every path (at most `COUNT` long) is included.
+    let mut round = 0;
+    while round < Status::COUNT {
+        let mut s = 0;
+        while s < Status::COUNT {
+            let mut t = 0;
+            while t < Status::COUNT {
+                if reach[s] & (1 << t) != 0 {
+                    reach[s] |= reach[t];
+                }
+                t += 1;
+            }
+            s += 1;
+        }
+        round += 1;
+    }
+    reach
+}
+
+// The discriminants index the arrays above; keep the enums and the arrays in step.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "only evaluated at compile time: a bad index is a build error, not a runtime panic"
+)]
+const _: () = {
+    let mut i = 0;
+    while i < Status::COUNT {
+        assert!(Status::ALL[i] as usize == i);
+        i += 1;
+    }
+    let mut i = 0;
+    while i < Event::COUNT {
+        assert!(Event::ALL[i] as usize == i);
+        i += 1;
+    }
+};

@@ -1,0 +1,53 @@
+//! Wire names and parsing of statuses.
+
+use hpp_session::{Status, UnknownStatus};
+
+/// The wire names as the spec lists them, with the finality it gives.
+const SPEC: [(&str, bool); 10] = [
+    ("WAITING", false),
+    ("IN_PROGRESS", false),
+    ("COMPLETED", true),
+    ("FAILED", false),
+    ("CANCELLED", true),
+    ("BACK", false),
+    ("ERROR", false),
+    ("DISABLED", true),
+    ("MANUAL_ID_CHECK", false),
+    ("TIMEOUT", false),
+];
+
+#[test]
+fn wire_names_round_trip_and_cover_all() {
+    for (i, (name, is_final)) in SPEC.into_iter().enumerate() {
+        let s: Status = name.parse().unwrap();
+        assert_eq!(s.as_str(), name);
+        assert_eq!(s.to_string(), name);
+        assert_eq!(Status::try_from(name), Ok(s));
+        assert_eq!(s.is_final(), is_final);
+        assert_eq!(Status::ALL[i], s);
+        assert_eq!(s as usize, i);
+        assert_eq!(Status::from_index(i as u8), Some(s));
+    }
+    assert_eq!(Status::from_index(10), None);
+    assert_eq!(core::mem::size_of::<Status>(), 1);
+    assert_eq!(core::mem::size_of::<Option<Status>>(), 1);
+}
+
+#[test]
+fn near_misses_are_unknown_and_echoed() {
+    for bad in ["COMPLETE", "completed", "Completed", " COMPLETED", "COMPLETED ", "", "EXPIRED"] {
+        let err: UnknownStatus = bad.parse::<Status>().unwrap_err();
+        assert_eq!(err.input().as_str(), bad);
+        assert!(!err.input().is_cut());
+        assert_eq!(err.to_string(), format!("unknown session status {bad:?}"));
+    }
+}
+
+#[test]
+fn a_long_unknown_status_is_echoed_in_a_bounded_excerpt() {
+    let long = "X".repeat(10_000);
+    let err = long.parse::<Status>().unwrap_err();
+    assert_eq!(err.input().as_str().len(), hpp_session::EXCERPT_CAPACITY);
+    assert!(err.input().is_cut());
+    assert!(err.to_string().ends_with("…"));
+}

@@ -1,0 +1,173 @@
+//! `Timestamp` against the `time` crate (differential), plus Klarna's own examples.
+
+use core::time::Duration;
+
+use hpp_session::{Timestamp, TimestampErrorKind as Kind};
+use proptest::prelude::*;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+fn parse(s: &str) -> Result<Timestamp, Kind> {
+    Timestamp::parse(s).map_err(|e| e.kind())
+}
+
+#[test]
+fn klarnas_examples_parse_and_print_back() {
+    for s in [
+        "2019-05-13T14:52:57.540Z",
+        "2019-05-13T14:54:04.675Z",
+        "2019-05-15T13:51:43.507Z",
+    ] {
+        assert_eq!(parse(s).unwrap().to_string(), s);
+    }
+    // No fractional part (Klarna's data-types page) prints with three digits.
+    assert_eq!(
+        parse("2019-05-13T14:54:04Z").unwrap().to_string(),
+        "2019-05-13T14:54:04.000Z"
+    );
+}
+
+#[test]
+fn offsets_are_folded_into_utc() {
+    let utc = parse("2019-05-13T14:54:04.675Z").unwrap();
+    assert_eq!(parse("2019-05-13T16:54:04.675+02:00").unwrap(), utc);
+    assert_eq!(parse("2019-05-13T09:24:04.675-05:30").unwrap(), utc);
+    assert_eq!(parse("2019-05-13t14:54:04.675z").unwrap(), utc);
+    assert_eq!(parse("2019-05-13T14:54:04.675-00:00").unwrap(), utc);
+}
+
+#[test]
+fn precision_is_kept_and_printed_without_loss() {
+    let t = parse("2019-05-13T14:54:04.123456789+00:00").unwrap();
+    assert_eq!(t.subsec_nanos(), 123_456_789);
+    assert_eq!(t.to_string(), "2019-05-13T14:54:04.123456789Z");
+    assert_eq!(parse("2019-05-13T14:54:04.1234Z").unwrap().to_string(), "2019-05-13T14:54:04.123400Z");
+    assert_eq!(parse("2019-05-13T14:54:04.5Z").unwrap().to_string(), "2019-05-13T14:54:04.500Z");
+}
+
+#[test]
+fn malformed_and_out_of_range_inputs_are_typed_errors() {
+    let cases = [
+        ("", Kind::Syntax),
+        ("2019-05-13", Kind::Syntax),
+        ("2019-05-13 14:54:04Z", Kind::Syntax),
+        ("2019-05-13T14:54:04", Kind::Syntax),
+        ("2019-05-13T14:54:04.Z", Kind::Syntax),
+        ("2019-05-13T14:54:04.675Zjunk", Kind::Syntax),
+        ("2019-05-13T14:54:04+0200", Kind::Syntax),
+        ("19-05-13T14:54:04Z", Kind::Syntax),
+        ("2019-5-13T14:54:04Z", Kind::Syntax),
+        ("２019-05-13T14:54:04Z", Kind::Syntax),
+        ("2019-05-13T14:54:04.1234567891Z", Kind::TooPrecise),
+        ("2019-13-13T14:54:04Z", Kind::Month),
+        ("2019-00-13T14:54:04Z", Kind::Month),
+        ("2019-02-29T14:54:04Z", Kind::Day),
+        ("2019-04-31T14:54:04Z", Kind::Day),
+        ("2019-05-00T14:54:04Z", Kind::Day),
+        ("2019-05-13T24:00:00Z", Kind::Hour),
+        ("2019-05-13T14:60:04Z", Kind::Minute),
+        ("2016-12-31T23:59:60Z", Kind::Second),
+        ("2019-05-13T14:54:04+24:00", Kind::Offset),
+        ("2019-05-13T14:54:04+01:60", Kind::Offset),
+        ("0000-01-01T00:00:00+00:01", Kind::OutOfRange),
+        ("9999-12-31T23:59:59-00:01", Kind::OutOfRange),
+    ];
+    for (input, kind) in cases {
+        let err = Timestamp::parse(input).unwrap_err();
+        assert_eq!(err.kind(), kind, "{input:?}");
+        assert!(err.to_string().starts_with("invalid timestamp "), "{err}");
+    }
+    assert!(parse("2020-02-29T00:00:00Z").is_ok());
+    assert!(parse("2000-02-29T00:00:00Z").is_ok());
+    assert_eq!(parse("1900-02-29T00:00:00Z"), Err(Kind::Day));
+    assert_eq!(parse("0000-01-01T00:00:00Z"), Ok(Timestamp::MIN));
+    assert_eq!(parse("9999-12-31T23:59:59.999999999Z"), Ok(Timestamp::MAX));
+    assert_eq!(Timestamp::MAX.to_string().len(), Timestamp::MAX_TEXT_LEN);
+}
+
+#[test]
+fn arithmetic_is_checked() {
+    let t = parse("2019-05-13T14:54:04.675Z").unwrap();
+    let later = t.checked_add(Duration::from_secs(3600)).unwrap();
+    assert_eq!(later.to_string(), "2019-05-13T15:54:04.675Z");
+    assert_eq!(later.duration_since(t), Some(Duration::from_secs(3600)));
+    assert_eq!(t.duration_since(later), None);
+    assert_eq!(Timestamp::MAX.checked_add(Duration::from_nanos(1)), None);
+    assert_eq!(Timestamp::MAX.saturating_add(Duration::MAX), Timestamp::MAX);
+    assert_eq!(Timestamp::MIN.checked_add(Duration::MAX), None);
+    assert_eq!(Timestamp::from_unix(0, 1_000_000_000), None);
+    assert_eq!(Timestamp::from_unix(i64::MIN, 0), None);
+}
+
+/// RFC 3339 text built from fields in (and just past) their valid ranges.
+fn rfc3339_like() -> impl Strategy<Value = String> {
+    (
+        (0u32..=9999, 0u32..=13, 0u32..=32),
+        (0u32..=24, 0u32..=60, 0u32..=59),
+        prop::option::of(prop::collection::vec(0u8..10, 1..=9)),
+        prop_oneof![
+            Just("Z".to_string()),
+            (any::<bool>(), 0u32..=23, 0u32..=59)
+                .prop_map(|(east, h, m)| format!("{}{h:02}:{m:02}", if east { '+' } else { '-' })),
+        ],
+    )
+        .prop_map(|((y, mo, d), (h, mi, s), frac, off)| {
+            let frac = frac
+                .map(|ds| format!(".{}", ds.iter().map(|d| char::from(b'0' + d)).collect::<String>()))
+                .unwrap_or_default();
+            format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{frac}{off}")
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+    /// Same verdict and same instant as `time`'s RFC 3339 parser, except where this crate is
+    /// documented to be stricter (UTC years outside 0000–9999).
+    #[test]
+    fn parse_agrees_with_the_time_crate(text in rfc3339_like()) {
+        let ours = parse(&text);
+        match OffsetDateTime::parse(&text, &Rfc3339) {
+            Ok(theirs) => {
+                let utc = theirs.to_offset(time::UtcOffset::UTC);
+                if (0..=9999).contains(&utc.year()) {
+                    let t = ours.map_err(|k| TestCaseError::fail(format!("{text}: {k:?}")))?;
+                    prop_assert_eq!(t.unix_seconds(), theirs.unix_timestamp());
+                    prop_assert_eq!(t.subsec_nanos(), theirs.nanosecond());
+                } else {
+                    prop_assert_eq!(ours, Err(Kind::OutOfRange));
+                }
+            }
+            Err(_) => prop_assert!(ours.is_err(), "{} accepted, time rejects it", text),
+        }
+    }
+
+    /// What `Display` writes parses back to the same instant, and `time` reads it the same way.
+    #[test]
+    fn display_round_trips(secs in -62_167_219_200i64..=253_402_300_799, nanos in 0u32..1_000_000_000) {
+        let t = Timestamp::from_unix(secs, nanos).unwrap();
+        let text = t.to_string();
+        prop_assert_eq!(parse(&text), Ok(t));
+        let theirs = OffsetDateTime::parse(&text, &Rfc3339).unwrap();
+        prop_assert_eq!(theirs.unix_timestamp(), secs);
+        prop_assert_eq!(theirs.nanosecond(), nanos);
+        prop_assert!(text.len() <= Timestamp::MAX_TEXT_LEN);
+    }
+
+    /// Ordering is chronological, as `time` sees it.
+    #[test]
+    fn order_agrees_with_the_time_crate(a in rfc3339_like(), b in rfc3339_like()) {
+        if let (Ok(x), Ok(y)) = (parse(&a), parse(&b)) {
+            let (tx, ty) = (OffsetDateTime::parse(&a, &Rfc3339).unwrap(), OffsetDateTime::parse(&b, &Rfc3339).unwrap());
+            prop_assert_eq!(x.cmp(&y), tx.cmp(&ty));
+        }
+    }
+
+    /// Arbitrary text never panics, and what parses prints and parses back to itself.
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,40}") {
+        if let Ok(t) = Timestamp::parse(&text) {
+            prop_assert_eq!(parse(&t.to_string()), Ok(t));
+        }
+    }
+}
