@@ -74,7 +74,7 @@ macro_rules! bounded_id {
         ///
         /// Opaque; at most [`MAX_ID_LEN`] bytes, never empty, stored inline.
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(heapless::String<MAX_ID_LEN>);
+        pub struct $name(heapless::String<MAX_ID_LEN, u8>);
 
         impl $name {
             /// Which identifier this is, for errors.

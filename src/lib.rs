@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![no_std]
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
     not(test),
@@ -29,8 +30,8 @@ mod timestamp;
 pub use event::Event;
 pub use excerpt::{EXCERPT_CAPACITY, Excerpt};
 pub use id::{
-    AuthorizationToken, Completion, EventId, IdError, IdKind, KlarnaReference, MAX_ID_LEN,
-    OrderId, SessionId,
+    AuthorizationToken, Completion, EventId, IdError, IdKind, KlarnaReference, MAX_ID_LEN, OrderId,
+    SessionId,
 };
 pub use session::{InvalidSession, Session, SessionError};
 pub use status::{Status, UnknownStatus};

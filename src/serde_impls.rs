@@ -58,7 +58,11 @@ impl Serialize for Status {
 
 impl<'de> Deserialize<'de> for Status {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserialize_str(deserializer, "a session status wire name", Status::from_wire)
+        deserialize_str(
+            deserializer,
+            "a session status wire name",
+            Status::from_wire,
+        )
     }
 }
 
@@ -92,7 +96,13 @@ macro_rules! serde_id {
     )*};
 }
 
-serde_id!(SessionId, EventId, AuthorizationToken, OrderId, KlarnaReference);
+serde_id!(
+    SessionId,
+    EventId,
+    AuthorizationToken,
+    OrderId,
+    KlarnaReference
+);
 
 /// [`Completion`] as Klarna's fields: `{"authorization_token"}` or
 /// `{"order_id", "klarna_reference"}`. Generic over owned or borrowed ids, so that serializing
@@ -136,9 +146,14 @@ impl Serialize for Completion {
 
 impl<'de> Deserialize<'de> for Completion {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let repr =
-            CompletionRepr::<AuthorizationToken, OrderId, KlarnaReference>::deserialize(deserializer)?;
-        match (repr.authorization_token, repr.order_id, repr.klarna_reference) {
+        let repr = CompletionRepr::<AuthorizationToken, OrderId, KlarnaReference>::deserialize(
+            deserializer,
+        )?;
+        match (
+            repr.authorization_token,
+            repr.order_id,
+            repr.klarna_reference,
+        ) {
             (Some(authorization_token), None, None) => Ok(Completion::Authorized {
                 authorization_token,
             }),
@@ -178,6 +193,7 @@ impl Serialize for Session {
 impl<'de> Deserialize<'de> for Session {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let r = SessionRepr::<Completion>::deserialize(deserializer)?;
-        Session::from_parts(r.status, r.changed_at, r.completion, r.retries).map_err(de::Error::custom)
+        Session::from_parts(r.status, r.changed_at, r.completion, r.retries)
+            .map_err(de::Error::custom)
     }
 }

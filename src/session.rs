@@ -98,54 +98,67 @@ impl Session {
     /// On error the session is unchanged.
     #[inline]
     pub fn apply(&mut self, event: Event, at: Timestamp) -> Result<Edge, SessionError> {
-        let edge = self.check(event, at)?;
-        if edge.event == Event::Authorize {
-            return Err(SessionError::CompletionRequired);
+        let Some(to) = table::next(self.status, event) else {
+            return Err(self.not_allowed(event));
+        };
+        if event == Event::Authorize || at < self.changed_at {
+            return Err(self.late_or_incomplete(event, at));
         }
-        self.enter(edge, at);
-        Ok(edge)
+        Ok(self.enter(event, to, at))
     }
 
     /// Applies [`Event::Authorize`] at `at`, keeping what the session completed with.
     ///
     /// # Errors
     /// As [`Session::apply`]; the session is unchanged on error.
-    pub fn authorize(&mut self, completion: Completion, at: Timestamp) -> Result<Edge, SessionError> {
-        let edge = self.check(Event::Authorize, at)?;
-        self.enter(edge, at);
-        self.completion = Some(completion);
-        Ok(edge)
-    }
-
-    /// Everything that can reject `event`, checked before anything changes.
     #[inline]
-    fn check(&self, event: Event, at: Timestamp) -> Result<Edge, SessionError> {
-        let Some(to) = table::next(self.status, event) else {
-            return Err(SessionError::NotAllowed {
-                from: self.status,
-                event,
-            });
+    pub fn authorize(
+        &mut self,
+        completion: Completion,
+        at: Timestamp,
+    ) -> Result<Edge, SessionError> {
+        let Some(to) = table::next(self.status, Event::Authorize) else {
+            return Err(self.not_allowed(Event::Authorize));
         };
         if at < self.changed_at {
-            return Err(SessionError::BeforeLastChange {
-                at,
-                last_change: self.changed_at,
-            });
+            return Err(self.late_or_incomplete(Event::Authorize, at));
         }
-        Ok(Edge {
-            from: self.status,
-            event,
-            to,
-        })
+        self.completion = Some(completion);
+        Ok(self.enter(Event::Authorize, to, at))
     }
 
     #[inline]
-    fn enter(&mut self, edge: Edge, at: Timestamp) {
-        if edge.event == Event::Open && edge.from.can_retry() {
+    const fn not_allowed(&self, event: Event) -> SessionError {
+        SessionError::NotAllowed {
+            from: self.status,
+            event,
+        }
+    }
+
+    /// The rare rejections of an event the table allows: stamped before the last change (checked
+    /// first), or `Authorize` passed to [`Session::apply`].
+    #[cold]
+    fn late_or_incomplete(&self, event: Event, at: Timestamp) -> SessionError {
+        if at < self.changed_at {
+            SessionError::BeforeLastChange {
+                at,
+                last_change: self.changed_at,
+            }
+        } else {
+            // Only `Authorize` is allowed by the table and on time yet rejected here.
+            SessionError::CompletionRequired
+        }
+    }
+
+    #[inline]
+    fn enter(&mut self, event: Event, to: Status, at: Timestamp) -> Edge {
+        let from = self.status;
+        if event == Event::Open && from.can_retry() {
             self.retries = self.retries.saturating_add(1);
         }
-        self.status = edge.to;
+        self.status = to;
         self.changed_at = at;
+        Edge { from, event, to }
     }
 }
 

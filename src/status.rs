@@ -83,7 +83,10 @@ impl Status {
     /// (`FAILED`, `BACK`, `ERROR`, `TIMEOUT`).
     #[must_use]
     pub const fn can_retry(self) -> bool {
-        matches!(self, Self::Failed | Self::Back | Self::Error | Self::Timeout)
+        matches!(
+            self,
+            Self::Failed | Self::Back | Self::Error | Self::Timeout
+        )
     }
 
     /// The status with discriminant `index`, if there is one (`from_index(s as u8) == Some(s)`).

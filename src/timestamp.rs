@@ -303,7 +303,9 @@ fn parse(input: &[u8]) -> Result<Timestamp, TimestampErrorKind> {
             if digits > 9 {
                 return Err(K::TooPrecise);
             }
-            nanos = nanos.wrapping_mul(10).wrapping_add(u32::from(b.wrapping_sub(b'0')));
+            nanos = nanos
+                .wrapping_mul(10)
+                .wrapping_add(u32::from(b.wrapping_sub(b'0')));
         }
         if digits == 0 {
             return Err(K::Syntax);

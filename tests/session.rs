@@ -74,21 +74,43 @@ fn check(steps: &[Step]) -> Result<(), TestCaseError> {
 
         match (expected, result) {
             (None, Err(err)) => {
-                prop_assert_eq!(err, SessionError::NotAllowed { from: model.status, event: step.event });
+                prop_assert_eq!(
+                    err,
+                    SessionError::NotAllowed {
+                        from: model.status,
+                        event: step.event
+                    }
+                );
                 prop_assert_eq!(&session, &before, "a rejected event changed the session");
             }
             (Some(_), Err(err)) => {
-                prop_assert!(step.delta_ms < 0, "an allowed, on-time event was rejected: {err}");
+                prop_assert!(
+                    step.delta_ms < 0,
+                    "an allowed, on-time event was rejected: {err}"
+                );
                 prop_assert_eq!(
                     err,
-                    SessionError::BeforeLastChange { at: stamp, last_change: at(model.at_ms) }
+                    SessionError::BeforeLastChange {
+                        at: stamp,
+                        last_change: at(model.at_ms)
+                    }
                 );
                 prop_assert_eq!(&session, &before, "a late event changed the session");
             }
             (Some(to), Ok(edge)) => {
                 prop_assert!(stamp_ms >= model.at_ms);
-                prop_assert_eq!(edge, Edge { from: model.status, event: step.event, to });
-                prop_assert!(table::edges().any(|e| e == edge), "not an edge of the table");
+                prop_assert_eq!(
+                    edge,
+                    Edge {
+                        from: model.status,
+                        event: step.event,
+                        to
+                    }
+                );
+                prop_assert!(
+                    table::edges().any(|e| e == edge),
+                    "not an edge of the table"
+                );
                 if step.event == Event::Open && oracle::can_come_back(model.status) {
                     model.retries += 1;
                 }
@@ -100,7 +122,9 @@ fn check(steps: &[Step]) -> Result<(), TestCaseError> {
                 accepted += 1;
             }
             (None, Ok(edge)) => {
-                return Err(TestCaseError::fail(format!("accepted a pair the spec rejects: {edge:?}")));
+                return Err(TestCaseError::fail(format!(
+                    "accepted a pair the spec rejects: {edge:?}"
+                )));
             }
         }
         if oracle::is_final(before.status()) {
@@ -149,7 +173,11 @@ proptest! {
 
 fn steps(list: &[(Event, i64)]) -> Vec<Step> {
     list.iter()
-        .map(|&(event, delta_ms)| Step { event, delta_ms, by_order: false })
+        .map(|&(event, delta_ms)| Step {
+            event,
+            delta_ms,
+            by_order: false,
+        })
         .collect()
 }
 
@@ -157,8 +185,16 @@ fn steps(list: &[(Event, i64)]) -> Vec<Step> {
 fn three_retry_loops_then_authorized() {
     use Event::*;
     check(&steps(&[
-        (Open, 10), (Decline, 10), (Open, 10), (GoBack, 10), (Open, 10),
-        (PaymentError, 10), (Open, 10), (Authorize, 10), (Disable, 10), (Open, 10),
+        (Open, 10),
+        (Decline, 10),
+        (Open, 10),
+        (GoBack, 10),
+        (Open, 10),
+        (PaymentError, 10),
+        (Open, 10),
+        (Authorize, 10),
+        (Disable, 10),
+        (Open, 10),
     ]))
     .unwrap();
     let mut s = Session::new(at(0));
@@ -194,7 +230,11 @@ fn errors_say_what_was_wrong() {
         s.apply(Event::Open, at(2)).unwrap_err().to_string(),
         "event `open` on a DISABLED session: DISABLED is final"
     );
-    assert!(SessionError::CompletionRequired.to_string().contains("Session::authorize"));
+    assert!(
+        SessionError::CompletionRequired
+            .to_string()
+            .contains("Session::authorize")
+    );
 }
 
 #[test]
@@ -214,7 +254,10 @@ fn stored_parts_must_fit_together() {
         Err(InvalidSession::RetriesWhileWaiting)
     );
     let s = Session::from_parts(Status::Completed, t, Some(token.clone()), 2).unwrap();
-    assert_eq!((s.status(), s.completion(), s.retries()), (Status::Completed, Some(&token), 2));
+    assert_eq!(
+        (s.status(), s.completion(), s.retries()),
+        (Status::Completed, Some(&token), 2)
+    );
 }
 
 #[test]

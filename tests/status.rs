@@ -35,7 +35,15 @@ fn wire_names_round_trip_and_cover_all() {
 
 #[test]
 fn near_misses_are_unknown_and_echoed() {
-    for bad in ["COMPLETE", "completed", "Completed", " COMPLETED", "COMPLETED ", "", "EXPIRED"] {
+    for bad in [
+        "COMPLETE",
+        "completed",
+        "Completed",
+        " COMPLETED",
+        "COMPLETED ",
+        "",
+        "EXPIRED",
+    ] {
         let err: UnknownStatus = bad.parse::<Status>().unwrap_err();
         assert_eq!(err.input().as_str(), bad);
         assert!(!err.input().is_cut());
@@ -50,4 +58,24 @@ fn a_long_unknown_status_is_echoed_in_a_bounded_excerpt() {
     assert_eq!(err.input().as_str().len(), hpp_session::EXCERPT_CAPACITY);
     assert!(err.input().is_cut());
     assert!(err.to_string().ends_with("…"));
+}
+
+#[test]
+fn sizes_stay_small() {
+    use hpp_session::*;
+    // Printed for the README's bounds table; asserted so a growth is noticed.
+    assert_eq!(core::mem::size_of::<Timestamp>(), 16);
+    assert_eq!(core::mem::size_of::<Event>(), 1);
+    assert!(
+        core::mem::size_of::<SessionError>() <= 40,
+        "{}",
+        core::mem::size_of::<SessionError>()
+    );
+    println!(
+        "Session {} Completion {} SessionError {} Result<Edge,SessionError> {}",
+        core::mem::size_of::<Session>(),
+        core::mem::size_of::<Completion>(),
+        core::mem::size_of::<SessionError>(),
+        core::mem::size_of::<Result<table::Edge, SessionError>>()
+    );
 }

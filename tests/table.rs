@@ -81,8 +81,13 @@ fn status_predicates_match_the_spec() {
 #[test]
 fn readme_diagram_is_rendered_from_the_table() {
     let readme = include_str!("../README.md");
-    let start = readme.find("```mermaid\n").expect("README has a mermaid block") + 11;
-    let len = readme[start..].find("```").expect("the mermaid block is closed");
+    let start = readme
+        .find("```mermaid\n")
+        .expect("README has a mermaid block")
+        + 11;
+    let len = readme[start..]
+        .find("```")
+        .expect("the mermaid block is closed");
     let rendered = Mermaid.to_string();
     assert_eq!(
         &readme[start..start + len],

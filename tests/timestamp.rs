@@ -41,8 +41,14 @@ fn precision_is_kept_and_printed_without_loss() {
     let t = parse("2019-05-13T14:54:04.123456789+00:00").unwrap();
     assert_eq!(t.subsec_nanos(), 123_456_789);
     assert_eq!(t.to_string(), "2019-05-13T14:54:04.123456789Z");
-    assert_eq!(parse("2019-05-13T14:54:04.1234Z").unwrap().to_string(), "2019-05-13T14:54:04.123400Z");
-    assert_eq!(parse("2019-05-13T14:54:04.5Z").unwrap().to_string(), "2019-05-13T14:54:04.500Z");
+    assert_eq!(
+        parse("2019-05-13T14:54:04.1234Z").unwrap().to_string(),
+        "2019-05-13T14:54:04.123400Z"
+    );
+    assert_eq!(
+        parse("2019-05-13T14:54:04.5Z").unwrap().to_string(),
+        "2019-05-13T14:54:04.500Z"
+    );
 }
 
 #[test]
@@ -113,7 +119,12 @@ fn rfc3339_like() -> impl Strategy<Value = String> {
     )
         .prop_map(|((y, mo, d), (h, mi, s), frac, off)| {
             let frac = frac
-                .map(|ds| format!(".{}", ds.iter().map(|d| char::from(b'0' + d)).collect::<String>()))
+                .map(|ds| {
+                    format!(
+                        ".{}",
+                        ds.iter().map(|d| char::from(b'0' + d)).collect::<String>()
+                    )
+                })
                 .unwrap_or_default();
             format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{frac}{off}")
         })

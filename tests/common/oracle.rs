@@ -10,7 +10,10 @@ pub fn is_final(s: Status) -> bool {
 
 /// "FAILED, BACK, ERROR keep the session open" plus TIMEOUT (ours): the consumer may come back.
 pub fn can_come_back(s: Status) -> bool {
-    matches!(s, Status::Failed | Status::Back | Status::Error | Status::Timeout)
+    matches!(
+        s,
+        Status::Failed | Status::Back | Status::Error | Status::Timeout
+    )
 }
 
 /// Where `event` takes a session in `from`, by the spec's rules; `None` when rejected.

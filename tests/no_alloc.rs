@@ -1,0 +1,143 @@
+//! The whole public API runs without touching the heap.
+//!
+//! A counting global allocator counts per thread (so the test harness's other threads don't
+//! count); inputs are built outside the measured closures.
+
+use core::fmt::Write as _;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use hpp_session::diagram::Mermaid;
+use hpp_session::table;
+use hpp_session::{Completion, Event, Session, SessionId, Status, Timestamp};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_in(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+#[test]
+fn the_counter_sees_an_allocation() {
+    assert!(allocations_in(|| drop(std::hint::black_box(vec![1u8; 16]))) >= 1);
+    assert!(allocations_in(|| drop(std::hint::black_box(format!("{}", Status::Back)))) >= 1);
+}
+
+#[test]
+fn parsing_formatting_and_the_table_do_not_allocate() {
+    let long = "X".repeat(1_000);
+    let mut text = heapless::String::<4096>::new();
+    let n = allocations_in(|| {
+        for s in Status::ALL {
+            let parsed: Status = s.as_str().parse().unwrap();
+            write!(text, "{parsed} {}", s.is_final()).unwrap();
+            text.clear();
+        }
+        let err = long.parse::<Status>().unwrap_err();
+        write!(text, "{err}").unwrap();
+        text.clear();
+        let t = Timestamp::parse("2019-05-13T16:54:04.675+02:00").unwrap();
+        write!(text, "{t}").unwrap();
+        text.clear();
+        let err = Timestamp::parse("2019-02-29T00:00:00Z").unwrap_err();
+        write!(text, "{err}").unwrap();
+        text.clear();
+        let _ = SessionId::new(&long).unwrap_err();
+        for from in Status::ALL {
+            for e in Event::ALL {
+                std::hint::black_box(table::next(from, e));
+            }
+            for to in Status::ALL {
+                std::hint::black_box(table::is_reachable(from, to));
+            }
+        }
+        std::hint::black_box(table::edges().count());
+        write!(text, "{Mermaid}").unwrap();
+    });
+    assert_eq!(n, 0);
+    assert!(text.contains("stateDiagram-v2"), "the work was done");
+}
+
+#[test]
+fn a_session_journey_does_not_allocate() {
+    let t0 = Timestamp::parse("2019-05-13T14:52:57.540Z").unwrap();
+    let mut msg = heapless::String::<256>::new();
+    let mut final_status = Status::Waiting;
+    let n = allocations_in(|| {
+        let mut s = Session::new(t0);
+        for e in [
+            Event::Open,
+            Event::Decline,
+            Event::Open,
+            Event::GoBack,
+            Event::Open,
+        ] {
+            s.apply(e, t0).unwrap();
+        }
+        let err = s.apply(Event::Open, t0).unwrap_err();
+        write!(msg, "{err}").unwrap();
+        let c = Completion::authorized("a1a8f727-2756-6058-bd3c-40069be0994b").unwrap();
+        s.authorize(c, t0).unwrap();
+        let copy = Session::from_parts(s.status(), s.changed_at(), s.completion().cloned(), 2);
+        final_status = copy.unwrap().status();
+    });
+    assert_eq!(n, 0);
+    assert_eq!(final_status, Status::Completed);
+    assert!(msg.contains("not allowed"));
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn serde_to_a_fixed_buffer_does_not_allocate() {
+    let t0 = Timestamp::parse("2019-05-13T14:52:57.540Z").unwrap();
+    let mut s = Session::new(t0);
+    s.apply(Event::Open, t0).unwrap();
+    s.authorize(
+        Completion::order_placed("93d644a2", "X438HG0Q").unwrap(),
+        t0,
+    )
+    .unwrap();
+    let mut buf = [0u8; 1024];
+    let mut buf2 = [0u8; 1024];
+    let mut back = None;
+    let mut back2 = None;
+    let n = allocations_in(|| {
+        let used = serde_json_core::to_slice(&s, &mut buf).unwrap();
+        back = Some(
+            serde_json_core::from_slice::<Session>(&buf[..used])
+                .unwrap()
+                .0,
+        );
+        // serde_json (std) too: writing to a slice and reading borrowed input stay off the heap.
+        let mut out = &mut buf2[..];
+        serde_json::to_writer(&mut out, &s).unwrap();
+        let used = 1024 - out.len();
+        back2 = Some(serde_json::from_slice::<Session>(&buf2[..used]).unwrap());
+    });
+    assert_eq!(n, 0);
+    assert_eq!(back.as_ref(), Some(&s));
+    assert_eq!(back2.as_ref(), Some(&s));
+}
