@@ -102,7 +102,7 @@ impl Session {
             return Err(self.not_allowed(event));
         };
         if event == Event::Authorize || at < self.changed_at {
-            return Err(self.late_or_incomplete(event, at));
+            return Err(self.late_or_incomplete(at));
         }
         Ok(self.enter(event, to, at))
     }
@@ -121,7 +121,7 @@ impl Session {
             return Err(self.not_allowed(Event::Authorize));
         };
         if at < self.changed_at {
-            return Err(self.late_or_incomplete(Event::Authorize, at));
+            return Err(self.late_or_incomplete(at));
         }
         self.completion = Some(completion);
         Ok(self.enter(Event::Authorize, to, at))
@@ -138,7 +138,7 @@ impl Session {
     /// The rare rejections of an event the table allows: stamped before the last change (checked
     /// first), or `Authorize` passed to [`Session::apply`].
     #[cold]
-    fn late_or_incomplete(&self, event: Event, at: Timestamp) -> SessionError {
+    fn late_or_incomplete(&self, at: Timestamp) -> SessionError {
         if at < self.changed_at {
             SessionError::BeforeLastChange {
                 at,

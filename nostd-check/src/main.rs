@@ -1,0 +1,48 @@
+//! A `no_std`, `no_main` binary that uses the crate; see Cargo.toml for why it exists.
+#![no_std]
+#![no_main]
+
+use hpp_session::{Completion, Event, Session, Status, Timestamp};
+
+// On Linux, libc provides start-up and memcpy; nothing else is linked.
+#[link(name = "c")]
+unsafe extern "C" {}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
+    let Ok(t0) = Timestamp::parse("2019-05-13T14:52:57.540Z") else {
+        return 1;
+    };
+    let mut session = Session::new(t0);
+    if session.apply(Event::Open, t0).is_err() {
+        return 2;
+    }
+    let Ok(completion) = Completion::authorized("a1a8f727-2756-6058-bd3c-40069be0994b") else {
+        return 3;
+    };
+    if session.authorize(completion, t0).is_err() || session.status() != Status::Completed {
+        return 4;
+    }
+    #[cfg(feature = "serde")]
+    {
+        let mut buf = [0u8; 512];
+        let Ok(n) = serde_json_core::to_slice(&session, &mut buf) else {
+            return 5;
+        };
+        let Some(json) = buf.get(..n) else { return 6 };
+        match serde_json_core::from_slice::<Session>(json) {
+            Ok((back, _)) if back == session => {}
+            _ => return 7,
+        }
+    }
+    0
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+/// The host's prebuilt `core` refers to this symbol; with `panic = "abort"` it is never called.
+#[unsafe(no_mangle)]
+pub extern "C" fn rust_eh_personality() {}
