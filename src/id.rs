@@ -163,7 +163,7 @@ bounded_id!(
 
 /// What a `COMPLETED` session carries: either a token to place the order with, or the order
 /// Klarna already placed, depending on the session's `place_order_mode`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[expect(
     clippy::large_enum_variant,
     reason = "ids are stored inline (no heap); a boxed variant would need an allocator"

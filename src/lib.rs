@@ -16,23 +16,40 @@
 )]
 #![warn(clippy::pedantic)]
 
+mod action;
 pub mod diagram;
 mod event;
 mod excerpt;
 mod id;
+mod outcome;
+mod schedule;
+mod secret;
 #[cfg(feature = "serde")]
 mod serde_impls;
 mod session;
+mod snapshot;
 mod status;
 pub mod table;
 mod timestamp;
+mod tracker;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod wire;
 
+pub use action::{AUTHORIZATION_VALIDITY, Action, ActionKind, ActionSet, ReleaseReason};
 pub use event::Event;
 pub use excerpt::{EXCERPT_CAPACITY, Excerpt};
 pub use id::{
     AuthorizationToken, Completion, EventId, IdError, IdKind, KlarnaReference, MAX_ID_LEN, OrderId,
     SessionId,
 };
+pub use outcome::{ConflictKind, Outcome};
+pub use schedule::{MIN_READ_INTERVAL, PolicyError, ReadPolicy};
+pub use secret::callback_secret_matches;
 pub use session::{InvalidSession, Session, SessionError};
+pub use snapshot::{Snapshot, SnapshotError, TimestampField};
 pub use status::{Status, UnknownStatus};
 pub use timestamp::{Timestamp, TimestampError, TimestampErrorKind};
+pub use tracker::{
+    CallbackTrust, NotFoundError, REMEMBERED_EVENTS, Report, State, Tracker, TrackerConfig,
+};

@@ -1,20 +1,26 @@
 //! `serde` support (feature `serde`): wire names for statuses, RFC 3339 strings for timestamps,
-//! bounded strings for ids, and a validated round trip for [`Session`] persistence.
+//! bounded strings for ids, and validated round trips for [`Session`], [`Snapshot`] and
+//! [`Tracker`] persistence.
 //!
 //! Nothing here allocates, even when another crate turns on serde's `std`: timestamps are
 //! formatted into a stack buffer, and strings are read through `visit_str`, so borrowed and
 //! transient input both work.
 
 use core::fmt::{self, Write as _};
+use core::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
+use crate::action::{ActionKind, ActionSet, ReleaseReason};
 use crate::id::{AuthorizationToken, Completion, EventId, KlarnaReference, OrderId, SessionId};
+use crate::schedule::ReadPolicy;
 use crate::session::Session;
+use crate::snapshot::Snapshot;
 use crate::status::Status;
 use crate::timestamp::Timestamp;
+use crate::tracker::{CallbackTrust, REMEMBERED_EVENTS, Tracker, TrackerConfig};
 
 /// A visitor that accepts one string and converts it with `parse`.
 struct StrVisitor<F> {
@@ -195,5 +201,181 @@ impl<'de> Deserialize<'de> for Session {
         let r = SessionRepr::<Completion>::deserialize(deserializer)?;
         Session::from_parts(r.status, r.changed_at, r.completion, r.retries)
             .map_err(de::Error::custom)
+    }
+}
+
+/// [`Snapshot`]'s stored form; `C` is the completion, owned or borrowed.
+#[derive(Serialize, Deserialize)]
+struct SnapshotRepr<C> {
+    status: Status,
+    updated_at: Timestamp,
+    #[serde(default = "none")]
+    expires_at: Option<Timestamp>,
+    #[serde(default = "none")]
+    completion: Option<C>,
+}
+
+impl Serialize for Snapshot {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SnapshotRepr {
+            status: self.status(),
+            updated_at: self.updated_at(),
+            expires_at: self.expires_at(),
+            completion: self.completion(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Snapshot {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let r = SnapshotRepr::<Completion>::deserialize(deserializer)?;
+        Snapshot::new(r.status, r.updated_at, r.expires_at, r.completion).map_err(de::Error::custom)
+    }
+}
+
+/// [`ReadPolicy`]'s stored form, validated through [`ReadPolicy::new`] on the way in.
+#[derive(Serialize, Deserialize)]
+struct ReadPolicyRepr {
+    first: Duration,
+    interval: Duration,
+    max_interval: Duration,
+}
+
+impl Serialize for ReadPolicy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ReadPolicyRepr {
+            first: self.first(),
+            interval: self.interval(),
+            max_interval: self.max_interval(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReadPolicy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let r = ReadPolicyRepr::deserialize(deserializer)?;
+        ReadPolicy::new(r.first, r.interval, r.max_interval).map_err(de::Error::custom)
+    }
+}
+
+impl Serialize for ReleaseReason {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ReleaseReason {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_str(
+            deserializer,
+            "CANCELLED, DISABLED or EXPIRED",
+            |s| match s {
+                "CANCELLED" => Ok(ReleaseReason::Cancelled),
+                "DISABLED" => Ok(ReleaseReason::Disabled),
+                "EXPIRED" => Ok(ReleaseReason::Expired),
+                _ => Err("unknown release reason"),
+            },
+        )
+    }
+}
+
+impl Serialize for CallbackTrust {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(match self {
+            CallbackTrust::Hint => "hint",
+            CallbackTrust::Verified => "verified",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for CallbackTrust {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_str(deserializer, "hint or verified", |s| match s {
+            "hint" => Ok(CallbackTrust::Hint),
+            "verified" => Ok(CallbackTrust::Verified),
+            _ => Err("unknown callback trust"),
+        })
+    }
+}
+
+/// [`Tracker`]'s stored form; `S` is the snapshot, owned or borrowed.
+#[derive(Serialize, Deserialize)]
+struct TrackerRepr<S> {
+    trust: CallbackTrust,
+    reads: ReadPolicy,
+    #[serde(default = "none")]
+    best: Option<S>,
+    confirmed: bool,
+    expired: bool,
+    conflicted: bool,
+    asked: u8,
+    #[serde(default = "none")]
+    released: Option<ReleaseReason>,
+    #[serde(default = "none")]
+    changed_at: Option<Timestamp>,
+    events: heapless::Vec<u32, REMEMBERED_EVENTS>,
+}
+
+impl Serialize for Tracker {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut events = heapless::Vec::<u32, REMEMBERED_EVENTS>::new();
+        for &e in &self.events {
+            events
+                .push(e)
+                .map_err(|_| serde::ser::Error::custom("event log overflow"))?;
+        }
+        TrackerRepr {
+            trust: self.config.trust,
+            reads: self.config.reads,
+            best: self.best.as_ref(),
+            confirmed: self.confirmed,
+            expired: self.expired,
+            conflicted: self.conflicted,
+            asked: self.asked.bits(),
+            released: self.released,
+            changed_at: self.changed_at,
+            events,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Tracker {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let r = TrackerRepr::<Snapshot>::deserialize(deserializer)?;
+        let asked = ActionSet::from_bits(r.asked)
+            .ok_or_else(|| de::Error::custom("unknown action bits in `asked`"))?;
+        if r.best.is_none() && (r.confirmed || r.expired || !asked.is_empty()) {
+            return Err(de::Error::custom(
+                "a tracker that saw no snapshot has no state",
+            ));
+        }
+        if asked.contains(ActionKind::Release) != r.released.is_some() {
+            return Err(de::Error::custom(
+                "`released` must be set exactly when a release was asked",
+            ));
+        }
+        let mut events = heapless::Deque::new();
+        for e in r.events {
+            events
+                .push_back(e)
+                .map_err(|_| de::Error::custom("too many remembered events"))?;
+        }
+        Ok(Tracker {
+            config: TrackerConfig {
+                trust: r.trust,
+                reads: r.reads,
+            },
+            best: r.best,
+            confirmed: r.confirmed,
+            expired: r.expired,
+            conflicted: r.conflicted,
+            asked,
+            released: r.released,
+            changed_at: r.changed_at,
+            events,
+        })
     }
 }

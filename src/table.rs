@@ -113,6 +113,18 @@ pub const fn is_reachable(from: Status, to: Status) -> bool {
     REACH[from as usize] & bit(to) != 0
 }
 
+/// Whether some event moves a session from `from` straight to `to` (one edge, no status in
+/// between). Computed from [`EDGES`] at compile time.
+#[must_use]
+#[inline]
+#[expect(
+    clippy::indexing_slicing,
+    reason = "the index is an enum discriminant and the array is Status::COUNT long"
+)]
+pub const fn has_edge(from: Status, to: Status) -> bool {
+    ADJACENT[from as usize] & bit(to) != 0
+}
+
 /// Sentinel in [`NEXT`] for "no edge"; not a status discriminant.
 const NONE: u8 = u8::MAX;
 
@@ -143,6 +155,23 @@ const fn build_next() -> [[u8; Event::COUNT]; Status::COUNT] {
     next
 }
 
+/// `ADJACENT[from]` is the set (bit per discriminant) of statuses one edge away.
+const ADJACENT: [u16; Status::COUNT] = build_adjacent();
+
+#[expect(
+    clippy::indexing_slicing,
+    reason = "only evaluated at compile time: a bad index is a build error, not a runtime panic"
+)]
+const fn build_adjacent() -> [u16; Status::COUNT] {
+    let mut adjacent = [0u16; Status::COUNT];
+    let mut i = 0;
+    while i < EDGES.len() {
+        adjacent[EDGES[i].from as usize] |= bit(EDGES[i].to);
+        i += 1;
+    }
+    adjacent
+}
+
 /// `REACH[from]` is the set (bit per discriminant) of statuses reachable in one or more steps.
 const REACH: [u16; Status::COUNT] = build_reach();
 
@@ -151,12 +180,7 @@ const REACH: [u16; Status::COUNT] = build_reach();
     reason = "only evaluated at compile time: a bad index is a build error, not a runtime panic"
 )]
 const fn build_reach() -> [u16; Status::COUNT] {
-    let mut reach = [0u16; Status::COUNT];
-    let mut i = 0;
-    while i < EDGES.len() {
-        reach[EDGES[i].from as usize] |= bit(EDGES[i].to);
-        i += 1;
-    }
+    let mut reach = ADJACENT;
     // Transitive closure: after `COUNT` rounds every path (at most `COUNT` long) is included.
     let mut round = 0;
     while round < Status::COUNT {

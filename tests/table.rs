@@ -99,3 +99,15 @@ fn readme_diagram_is_rendered_from_the_table() {
     assert!(rendered.contains("    FAILED --> IN_PROGRESS: open\n"));
     assert!(rendered.contains("    DISABLED --> [*]\n"));
 }
+
+#[test]
+fn has_edge_matches_the_oracle() {
+    for from in Status::ALL {
+        for to in Status::ALL {
+            let oracle = Event::ALL
+                .into_iter()
+                .any(|e| oracle::next(from, e) == Some(to));
+            assert_eq!(table::has_edge(from, to), oracle, "{from} -> {to}");
+        }
+    }
+}

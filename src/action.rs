@@ -1,0 +1,199 @@
+//! What the merchant must do, as the tracker asks for it.
+
+use core::fmt;
+use core::time::Duration;
+
+use crate::id::{AuthorizationToken, KlarnaReference, OrderId};
+use crate::timestamp::Timestamp;
+
+/// How long a Klarna Payments authorization token stays valid: the order must be placed with it
+/// within this time after authorization.
+pub const AUTHORIZATION_VALIDITY: Duration = Duration::from_secs(60 * 60);
+
+/// Why the cart is released: the session ended without payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum ReleaseReason {
+    /// The consumer cancelled.
+    Cancelled,
+    /// The merchant disabled the session.
+    Disabled,
+    /// The session expired (a read answered 404 at or after `expires_at`).
+    Expired,
+}
+
+impl ReleaseReason {
+    /// `"CANCELLED"`, `"DISABLED"` or `"EXPIRED"`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancelled => "CANCELLED",
+            Self::Disabled => "DISABLED",
+            Self::Expired => "EXPIRED",
+        }
+    }
+}
+
+impl fmt::Display for ReleaseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One thing the merchant must do now. A [`crate::Tracker`] asks for each kind at most once per
+/// session; the ids borrow from the tracker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action<'t> {
+    /// Place the order with this authorization token before `place_by`.
+    PlaceOrder {
+        /// The token from the confirmed `COMPLETED` session.
+        authorization_token: &'t AuthorizationToken,
+        /// The authorization time (`updated_at`) plus [`AUTHORIZATION_VALIDITY`].
+        place_by: Timestamp,
+    },
+    /// Record the order Klarna placed.
+    RecordOrder {
+        /// The order's id.
+        order_id: &'t OrderId,
+        /// The order's consumer-facing reference.
+        klarna_reference: &'t KlarnaReference,
+    },
+    /// Release the cart: the session ended without payment.
+    Release {
+        /// How it ended.
+        reason: ReleaseReason,
+    },
+    /// Read the session now, to confirm a final status that only an (unsigned) callback reported.
+    ReadSession,
+}
+
+impl Action<'_> {
+    /// The action's kind.
+    #[must_use]
+    pub const fn kind(&self) -> ActionKind {
+        match self {
+            Self::PlaceOrder { .. } => ActionKind::PlaceOrder,
+            Self::RecordOrder { .. } => ActionKind::RecordOrder,
+            Self::Release { .. } => ActionKind::Release,
+            Self::ReadSession => ActionKind::ReadSession,
+        }
+    }
+}
+
+impl fmt::Display for Action<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PlaceOrder {
+                authorization_token,
+                place_by,
+            } => write!(
+                f,
+                "place the order with {authorization_token} by {place_by}"
+            ),
+            Self::RecordOrder {
+                order_id,
+                klarna_reference,
+            } => write!(f, "record order {order_id} ({klarna_reference})"),
+            Self::Release { reason } => write!(f, "release the cart ({reason})"),
+            Self::ReadSession => f.write_str("read the session now"),
+        }
+    }
+}
+
+/// The kinds of [`Action`], in the order a report lists them: money first, then the cart, then
+/// the confirming read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum ActionKind {
+    /// [`Action::PlaceOrder`].
+    PlaceOrder = 1,
+    /// [`Action::RecordOrder`].
+    RecordOrder = 2,
+    /// [`Action::Release`].
+    Release = 4,
+    /// [`Action::ReadSession`].
+    ReadSession = 8,
+}
+
+impl ActionKind {
+    /// Every kind, in report order.
+    pub const ALL: [Self; 4] = [
+        Self::PlaceOrder,
+        Self::RecordOrder,
+        Self::Release,
+        Self::ReadSession,
+    ];
+
+    /// The kind's name in the replay tool's JSON (`"place_order"`, …).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::PlaceOrder => "place_order",
+            Self::RecordOrder => "record_order",
+            Self::Release => "release",
+            Self::ReadSession => "read_session",
+        }
+    }
+}
+
+/// A set of [`ActionKind`]s, one bit each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ActionSet(u8);
+
+impl ActionSet {
+    /// No action.
+    pub const EMPTY: Self = Self(0);
+
+    /// Whether `kind` is in the set.
+    #[must_use]
+    pub const fn contains(self, kind: ActionKind) -> bool {
+        self.0 & kind as u8 != 0
+    }
+
+    /// The set with `kind` added.
+    #[must_use]
+    pub const fn with(self, kind: ActionKind) -> Self {
+        Self(self.0 | kind as u8)
+    }
+
+    /// The kinds in `self` but not in `other`.
+    #[must_use]
+    pub const fn without(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
+    /// `self` and `other` together.
+    #[must_use]
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// Whether the set is empty.
+    #[must_use]
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The bits (for persistence).
+    #[must_use]
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set with these bits, or `None` if a bit names no kind.
+    #[must_use]
+    pub const fn from_bits(bits: u8) -> Option<Self> {
+        if bits & !0b1111 == 0 {
+            Some(Self(bits))
+        } else {
+            None
+        }
+    }
+
+    /// The kinds in the set, in report order.
+    pub fn iter(self) -> impl Iterator<Item = ActionKind> + Clone {
+        ActionKind::ALL
+            .into_iter()
+            .filter(move |&k| self.contains(k))
+    }
+}

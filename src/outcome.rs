@@ -1,0 +1,114 @@
+//! What one observation did to a tracker.
+
+use core::fmt;
+
+use crate::status::Status;
+
+/// What an observation did. Only [`Outcome::Advanced`], [`Outcome::Confirmed`],
+/// [`Outcome::Conflict`] and [`Outcome::Expired`] change the tracker; [`Outcome::Duplicate`] and
+/// [`Outcome::Stale`] leave it exactly as it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The snapshot is the newest known: the tracker moved to it.
+    Advanced {
+        /// The status before (`None` when the tracker knew nothing yet).
+        from: Option<Status>,
+        /// The status now.
+        to: Status,
+        /// Whether statuses in between were not seen (`from → to` is not one edge, but
+        /// reachable), e.g. a lost `BACK` callback between two `IN_PROGRESS`.
+        skipped: bool,
+    },
+    /// A read (or a trusted callback) confirmed the status the tracker already had from an
+    /// unsigned callback.
+    Confirmed(Status),
+    /// Already known: the same status change, or a callback whose `event_id` was already handled.
+    Duplicate,
+    /// Older than what is known.
+    Stale,
+    /// The snapshot contradicts what is known. The tracker keeps the snapshot of higher
+    /// precedence (an authorization always wins) and remembers the conflict.
+    Conflict {
+        /// The status known before.
+        known: Status,
+        /// The status observed.
+        observed: Status,
+        /// How they contradict each other.
+        kind: ConflictKind,
+    },
+    /// The session expired: a read answered 404 at or after `expires_at`.
+    Expired,
+}
+
+impl Outcome {
+    /// The outcome's name in the replay tool's JSON: `advanced` (also for `Confirmed`),
+    /// `duplicate`, `stale`, `conflict`, `expired`.
+    #[must_use]
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Advanced { .. } | Self::Confirmed(_) => "advanced",
+            Self::Duplicate => "duplicate",
+            Self::Stale => "stale",
+            Self::Conflict { .. } => "conflict",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Whether the observation changed the tracker.
+    #[must_use]
+    pub const fn changed(&self) -> bool {
+        !matches!(self, Self::Duplicate | Self::Stale)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Advanced { from: None, to, .. } => write!(f, "advanced to {to}"),
+            Self::Advanced {
+                from: Some(from),
+                to,
+                skipped,
+            } => {
+                write!(f, "advanced {from} -> {to}")?;
+                if skipped {
+                    f.write_str(" (statuses in between not seen)")?;
+                }
+                Ok(())
+            }
+            Self::Confirmed(status) => write!(f, "confirmed {status}"),
+            Self::Duplicate => f.write_str("duplicate"),
+            Self::Stale => f.write_str("stale"),
+            Self::Conflict {
+                known,
+                observed,
+                kind,
+            } => write!(f, "conflict: {observed} {kind} {known}"),
+            Self::Expired => f.write_str("expired"),
+        }
+    }
+}
+
+/// How two snapshots contradict each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConflictKind {
+    /// Two different final statuses, or the same final status at two different times.
+    TwoFinals,
+    /// Two `COMPLETED` snapshots with different completion data (e.g. two tokens).
+    TwoCompletions,
+    /// The later snapshot's status cannot follow the earlier one's (not reachable in the table,
+    /// or a status stamped after a final one).
+    CannotFollow,
+}
+
+impl fmt::Display for ConflictKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::TwoFinals => "contradicts the final status",
+            Self::TwoCompletions => "carries other completion data than",
+            Self::CannotFollow => "cannot be ordered with",
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! What an integrator sees of a session: a snapshot from a status callback or a read.
+
+use core::fmt;
+
+use crate::id::{Completion, IdError};
+use crate::status::{Status, UnknownStatus};
+use crate::timestamp::{Timestamp, TimestampError};
+
+/// A session as Klarna reported it at one moment, validated: the status, when it last changed,
+/// when the session expires, and the completion data of a `COMPLETED` session.
+///
+/// Build one with [`Snapshot::new`], or from the wire types of the `serde` feature
+/// (`wire::SessionBody::snapshot`). Feed it to a [`crate::Tracker`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Snapshot {
+    status: Status,
+    updated_at: Timestamp,
+    expires_at: Option<Timestamp>,
+    completion: Option<Completion>,
+}
+
+impl Snapshot {
+    /// A snapshot, checked for consistency.
+    ///
+    /// # Errors
+    /// [`SnapshotError::MissingCompletion`] for `COMPLETED` without completion data, and
+    /// [`SnapshotError::UnexpectedCompletion`] for completion data on another status.
+    pub fn new(
+        status: Status,
+        updated_at: Timestamp,
+        expires_at: Option<Timestamp>,
+        completion: Option<Completion>,
+    ) -> Result<Self, SnapshotError> {
+        match (status, &completion) {
+            (Status::Completed, None) => Err(SnapshotError::MissingCompletion),
+            (Status::Completed, Some(_)) | (_, None) => Ok(Self {
+                status,
+                updated_at,
+                expires_at,
+                completion,
+            }),
+            (_, Some(_)) => Err(SnapshotError::UnexpectedCompletion(status)),
+        }
+    }
+
+    /// The session's status.
+    #[must_use]
+    pub const fn status(&self) -> Status {
+        self.status
+    }
+
+    /// When the status last changed (`updated_at`).
+    #[must_use]
+    pub const fn updated_at(&self) -> Timestamp {
+        self.updated_at
+    }
+
+    /// When the session expires (`expires_at`), if the snapshot says.
+    #[must_use]
+    pub const fn expires_at(&self) -> Option<Timestamp> {
+        self.expires_at
+    }
+
+    /// The completion data; `Some` exactly when the status is `COMPLETED`.
+    #[must_use]
+    pub const fn completion(&self) -> Option<&Completion> {
+        self.completion.as_ref()
+    }
+
+    /// Whether `other` reports the same status change: same status, same `updated_at`, same
+    /// completion (`expires_at` may differ).
+    #[must_use]
+    pub fn same_change(&self, other: &Self) -> bool {
+        self.status == other.status
+            && self.updated_at == other.updated_at
+            && self.completion == other.completion
+    }
+}
+
+/// Which timestamp field of a session object was malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimestampField {
+    /// `updated_at`.
+    UpdatedAt,
+    /// `expires_at`.
+    ExpiresAt,
+}
+
+impl TimestampField {
+    /// The wire name of the field.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::UpdatedAt => "updated_at",
+            Self::ExpiresAt => "expires_at",
+        }
+    }
+}
+
+/// A session object that does not make a valid snapshot. Nothing was observed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// No `status` field.
+    MissingStatus,
+    /// A `status` that is not a known wire name.
+    UnknownStatus(UnknownStatus),
+    /// No `updated_at` field: the snapshot cannot be ordered.
+    MissingUpdatedAt,
+    /// A malformed timestamp field.
+    Timestamp(TimestampField, TimestampError),
+    /// An empty or over-long identifier.
+    Id(IdError),
+    /// `COMPLETED` without an `authorization_token`, nor an `order_id` with a
+    /// `klarna_reference`.
+    MissingCompletion,
+    /// Completion data on a status other than `COMPLETED`.
+    UnexpectedCompletion(Status),
+    /// Both an `authorization_token` and an `order_id`, or an `order_id` without a
+    /// `klarna_reference` (or the reverse).
+    AmbiguousCompletion,
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingStatus => f.write_str("session object has no status"),
+            Self::UnknownStatus(e) => e.fmt(f),
+            Self::MissingUpdatedAt => f.write_str("session object has no updated_at"),
+            Self::Timestamp(field, e) => write!(f, "{}: {e}", field.as_str()),
+            Self::Id(e) => e.fmt(f),
+            Self::MissingCompletion => f.write_str(
+                "COMPLETED session has neither an authorization_token nor an order_id with a klarna_reference",
+            ),
+            Self::UnexpectedCompletion(s) => write!(f, "{s} session carries completion data"),
+            Self::AmbiguousCompletion => f.write_str(
+                "completion data must be an authorization_token, or an order_id with a klarna_reference",
+            ),
+        }
+    }
+}
+
+impl core::error::Error for SnapshotError {}
+
+impl From<UnknownStatus> for SnapshotError {
+    fn from(e: UnknownStatus) -> Self {
+        Self::UnknownStatus(e)
+    }
+}
+
+impl From<IdError> for SnapshotError {
+    fn from(e: IdError) -> Self {
+        Self::Id(e)
+    }
+}

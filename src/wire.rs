@@ -1,0 +1,107 @@
+//! Klarna's JSON bodies as borrowing types (feature `serde`): zero copy, zero allocation.
+//!
+//! [`SessionBody`] is the session object of a read (`GET session_url`) and of a status callback;
+//! [`CallbackBody`] is a callback's `{"event_id", "session"}`. Every field is optional in the
+//! shape, as in Klarna's schema, and unknown fields (`customer`, `manual_identification`, …) are
+//! ignored. [`SessionBody::snapshot`] then checks the fields and gives a [`Snapshot`] or a typed
+//! [`SnapshotError`].
+//!
+//! Strings are borrowed from the input, so a deserializer that must unescape a string (one with
+//! a `\` escape) fails on it; Klarna's ids, statuses and timestamps have none.
+//!
+//! ```
+//! use hpp_session::{Status, wire::CallbackBody};
+//!
+//! let body = r#"{"event_id":"27ba32b0-644b-4b22-94a9-dac503bcae18","session":{
+//!   "session_id":"39a1c773-bafd-754d-af1f-b30c592f1267","status":"COMPLETED",
+//!   "authorization_token":"a1a8f727-2756-6058-bd3c-40069be0994b",
+//!   "updated_at":"2019-05-13T14:54:04.675Z","expires_at":"2019-05-15T13:51:43.507Z"}}"#;
+//! let callback: CallbackBody<'_> = serde_json::from_str(body)?;
+//! let snapshot = callback.session.snapshot()?;
+//! assert_eq!(snapshot.status(), Status::Completed);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use serde::Deserialize;
+
+use crate::id::{Completion, SessionId};
+use crate::snapshot::{Snapshot, SnapshotError, TimestampField};
+use crate::status::Status;
+use crate::timestamp::Timestamp;
+
+/// A session object, as a read returns it and a callback carries it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct SessionBody<'a> {
+    /// `session_id`.
+    #[serde(borrow, default)]
+    pub session_id: Option<&'a str>,
+    /// `status`, a wire name.
+    #[serde(borrow, default)]
+    pub status: Option<&'a str>,
+    /// `updated_at`, RFC 3339.
+    #[serde(borrow, default)]
+    pub updated_at: Option<&'a str>,
+    /// `expires_at`, RFC 3339.
+    #[serde(borrow, default)]
+    pub expires_at: Option<&'a str>,
+    /// `authorization_token` (a `COMPLETED` Klarna Payments session).
+    #[serde(borrow, default)]
+    pub authorization_token: Option<&'a str>,
+    /// `order_id` (a `COMPLETED` session whose order Klarna placed).
+    #[serde(borrow, default)]
+    pub order_id: Option<&'a str>,
+    /// `klarna_reference` (with `order_id`).
+    #[serde(borrow, default)]
+    pub klarna_reference: Option<&'a str>,
+}
+
+/// The body of a status callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub struct CallbackBody<'a> {
+    /// `event_id`, for de-duplication.
+    #[serde(borrow, default)]
+    pub event_id: Option<&'a str>,
+    /// The session as it is after the change.
+    #[serde(borrow)]
+    pub session: SessionBody<'a>,
+}
+
+impl SessionBody<'_> {
+    /// The `session_id`, checked.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Id`] when it is empty or over-long. `Ok(None)` when absent.
+    pub fn session_id(&self) -> Result<Option<SessionId>, SnapshotError> {
+        Ok(self.session_id.map(SessionId::new).transpose()?)
+    }
+
+    /// The snapshot these fields describe.
+    ///
+    /// # Errors
+    /// A [`SnapshotError`] naming the first problem: missing or unknown status, missing or
+    /// malformed timestamps, over-long ids, completion data that does not fit the status.
+    pub fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
+        let status = Status::from_wire(self.status.ok_or(SnapshotError::MissingStatus)?)?;
+        let updated_at = self.updated_at.ok_or(SnapshotError::MissingUpdatedAt)?;
+        let updated_at = Timestamp::parse(updated_at)
+            .map_err(|e| SnapshotError::Timestamp(TimestampField::UpdatedAt, e))?;
+        let expires_at = self
+            .expires_at
+            .map(Timestamp::parse)
+            .transpose()
+            .map_err(|e| SnapshotError::Timestamp(TimestampField::ExpiresAt, e))?;
+        let completion = match (
+            self.authorization_token,
+            self.order_id,
+            self.klarna_reference,
+        ) {
+            (None, None, None) => None,
+            (Some(token), None, None) => Some(Completion::authorized(token)?),
+            (None, Some(order), Some(reference)) => {
+                Some(Completion::order_placed(order, reference)?)
+            }
+            _ => return Err(SnapshotError::AmbiguousCompletion),
+        };
+        Snapshot::new(status, updated_at, expires_at, completion)
+    }
+}
