@@ -59,8 +59,13 @@ pub struct TrackerConfig {
 }
 
 /// The reconciled state of one session: what the tracker knows, and nothing about when or in
-/// which order it learned it. Two trackers that saw the same set of snapshots (and 404s) have
-/// equal states.
+/// which order it learned it. Two trackers that saw the same set of snapshots have equal states
+/// (404s count too, when they come after the snapshots, as they do: a session answers 404 only
+/// once it expired).
+///
+/// Not part of it: [`Tracker::has_conflict`], a warning flag raised when a snapshot contradicts
+/// the best one known at the time (with contradictory input, which pair meets depends on the
+/// order), and the read schedule, which depends on when things were learned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct State<'t> {
     /// The best snapshot's status (`None` before the first snapshot).
@@ -75,8 +80,6 @@ pub struct State<'t> {
     pub confirmed: bool,
     /// Whether a read answered 404 at or after `expires_at`.
     pub expired: bool,
-    /// Whether two snapshots contradicted each other.
-    pub conflicted: bool,
 }
 
 /// One HPP session as an integrator sees it, reconciled from snapshots (callbacks and reads) and
@@ -146,7 +149,6 @@ impl Tracker {
             expires_at: self.best.as_ref().and_then(Snapshot::expires_at),
             confirmed: self.confirmed,
             expired: self.expired,
-            conflicted: self.conflicted,
         }
     }
 
@@ -174,7 +176,8 @@ impl Tracker {
         self.expired
     }
 
-    /// Whether contradicting snapshots were seen: a person should look at this session.
+    /// Whether a snapshot contradicted the best one known when it arrived: a person should look
+    /// at this session. Stays set.
     #[must_use]
     pub const fn has_conflict(&self) -> bool {
         self.conflicted

@@ -303,7 +303,7 @@ fn check_run(
     prop_assert_eq!(state.status, expected.status);
     prop_assert_eq!(state.updated_at, expected.updated_at);
     prop_assert_eq!(state.confirmed, expected.confirmed);
-    prop_assert!(!state.conflicted);
+    prop_assert!(!tracker.has_conflict());
     let money: Vec<Asked> = asked
         .iter()
         .filter(|a| matches!(a, Asked::Place(..) | Asked::Record(..)))
@@ -410,6 +410,73 @@ proptest! {
             prop_assert_eq!(a, b);
         }
         prop_assert_eq!(restored, straight);
+    }
+}
+
+/// Any snapshots at all, contradictory ones included, from small domains so that they collide.
+fn any_snapshot() -> impl Strategy<Value = (bool, Snapshot)> {
+    let completion = prop_oneof![
+        Just(Completion::authorized("token-a").unwrap()),
+        Just(Completion::authorized("token-b").unwrap()),
+        Just(Completion::order_placed("order-a", "REF").unwrap()),
+    ];
+    (
+        any::<bool>(),
+        0..Status::COUNT,
+        0u64..6,
+        prop::option::of(0u64..3),
+        completion,
+    )
+        .prop_map(|(read, s, t, e, c)| {
+            let status = Status::ALL[s];
+            let completion = (status == Status::Completed).then_some(c);
+            let expires = e.map(|e| at(EXPIRES_MS + e));
+            (read, Snapshot::new(status, at(t), expires, completion).unwrap())
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4_096))]
+
+    /// The state depends only on the set of snapshots, even when they contradict each other;
+    /// repetition and order never matter, and nothing panics.
+    #[test]
+    fn any_snapshot_set_reconciles_the_same_in_any_order(
+        set in prop::collection::vec(any_snapshot(), 1..10),
+        repeat in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        seed in any::<u64>(),
+        trust in trust(),
+    ) {
+        let config = TrackerConfig { trust, ..TrackerConfig::default() };
+        let mut forward = Tracker::new(config);
+        for (i, (read, s)) in set.iter().enumerate() {
+            let now = at(i as u64);
+            let _ = if *read { forward.observe_read(s, now) } else { forward.observe_callback(None, s, now) };
+        }
+        let mut order: Vec<_> = set.clone();
+        for r in &repeat {
+            order.push(r.get(&set).clone());
+        }
+        shuffle(&mut order, seed);
+        let mut shuffled = Tracker::new(config);
+        let mut money = 0;
+        for (i, (read, s)) in order.iter().enumerate() {
+            let now = at(i as u64);
+            let before = shuffled.clone();
+            let report = if *read { shuffled.observe_read(s, now) } else { shuffled.observe_callback(None, s, now) };
+            money += report.actions().filter(|a| matches!(a, Action::PlaceOrder { .. } | Action::RecordOrder { .. })).count();
+            if !report.outcome().changed() {
+                prop_assert_eq!(&shuffled, &before);
+            }
+        }
+        prop_assert_eq!(forward.state(), shuffled.state());
+        // Money comes only from a confirmed completion (one per kind at most), and an unsigned
+        // callback alone never confirms.
+        prop_assert!(money <= 2);
+        if trust == CallbackTrust::Hint && set.iter().all(|(read, _)| !read) {
+            prop_assert_eq!(money, 0);
+            prop_assert!(!shuffled.is_confirmed());
+        }
     }
 }
 
