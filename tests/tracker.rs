@@ -164,6 +164,10 @@ fn run(
         let outcome = report.outcome();
         let new: Vec<Asked> = report.actions().map(own).collect();
         prop_assert_eq!(new.len(), report.action_kinds().iter().count());
+        if let Outcome::Confirmed(status) = outcome {
+            prop_assert!(!before.is_confirmed() && tracker.is_confirmed());
+            prop_assert_eq!(tracker.status(), Some(status));
+        }
         let unchanged = matches!(outcome, Outcome::Duplicate | Outcome::Stale);
         if unchanged {
             prop_assert_eq!(
@@ -470,6 +474,18 @@ proptest! {
             }
         }
         prop_assert_eq!(forward.state(), shuffled.state());
+        // The winner, by an oracle written here: an authorization above any other final, a final
+        // above anything else, then the latest `updated_at`.
+        let rank = |s: &Snapshot| match s.status() {
+            Status::Completed => 2,
+            s if s.is_final() => 1,
+            _ => 0,
+        };
+        let top = set.iter().map(|(_, s)| rank(s)).max().unwrap();
+        let latest = set.iter().filter(|(_, s)| rank(s) == top).map(|(_, s)| s.updated_at()).max();
+        let state = shuffled.state();
+        prop_assert_eq!(state.status.map(|s| rank(&Snapshot::new(s, at(0), None, (s == Status::Completed).then(|| Completion::authorized("t").unwrap())).unwrap())), Some(top));
+        prop_assert_eq!(state.updated_at, latest);
         // Money comes only from a confirmed completion (one per kind at most), and an unsigned
         // callback alone never confirms.
         prop_assert!(money <= 2);
