@@ -152,6 +152,7 @@ fn run(
     let mut tracker = Tracker::new(config);
     let mut asked = Vec::new();
     let mut final_status = None;
+    let mut taken: Vec<&str> = Vec::new();
     for (i, d) in order.iter().enumerate() {
         let now = at(EXPIRES_MS / 2 + i as u64 * 1_000);
         let before = tracker.clone();
@@ -164,6 +165,15 @@ fn run(
         let outcome = report.outcome();
         let new: Vec<Asked> = report.actions().map(own).collect();
         prop_assert_eq!(new.len(), report.action_kinds().iter().count());
+        // A callback delivered again after it was taken is a duplicate (histories have fewer
+        // changes than the tracker remembers).
+        if let Delivery::Callback { event_id, .. } = d {
+            if taken.contains(&event_id.as_str()) {
+                prop_assert_eq!(outcome, Outcome::Duplicate);
+            } else if outcome.changed() {
+                taken.push(event_id);
+            }
+        }
         if let Outcome::Confirmed(status) = outcome {
             prop_assert!(!before.is_confirmed() && tracker.is_confirmed());
             prop_assert_eq!(tracker.status(), Some(status));
@@ -435,7 +445,10 @@ fn any_snapshot() -> impl Strategy<Value = (bool, Snapshot)> {
             let status = Status::ALL[s];
             let completion = (status == Status::Completed).then_some(c);
             let expires = e.map(|e| at(EXPIRES_MS + e));
-            (read, Snapshot::new(status, at(t), expires, completion).unwrap())
+            (
+                read,
+                Snapshot::new(status, at(t), expires, completion).unwrap(),
+            )
         })
 }
 

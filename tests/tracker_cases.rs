@@ -1,0 +1,415 @@
+//! Named tracker scenarios: conflicts, trust, expiry, the read schedule, de-duplication, and
+//! the callback secret.
+
+mod common;
+
+use core::time::Duration;
+
+use common::at;
+use hpp_session::{
+    Action, CallbackTrust, Completion, ConflictKind, MIN_READ_INTERVAL, NotFoundError, Outcome,
+    PolicyError, ReadPolicy, ReleaseReason, Snapshot, Status, Tracker, TrackerConfig,
+    callback_secret_matches,
+};
+use proptest::prelude::*;
+
+const EXPIRES: u64 = 48 * 3_600_000;
+
+fn snap(status: Status, t: u64) -> Snapshot {
+    let completion = (status == Status::Completed)
+        .then(|| Completion::authorized("a1a8f727-2756-6058-bd3c-40069be0994b").unwrap());
+    Snapshot::new(status, at(t), Some(at(EXPIRES)), completion).unwrap()
+}
+
+fn token(t: &str, at_ms: u64) -> Snapshot {
+    let c = Completion::authorized(t).unwrap();
+    Snapshot::new(Status::Completed, at(at_ms), Some(at(EXPIRES)), Some(c)).unwrap()
+}
+
+fn kinds(r: &hpp_session::Report<'_>) -> Vec<&'static str> {
+    r.actions().map(|a| a.kind().as_str()).collect()
+}
+
+#[test]
+fn the_sample_journey_asks_each_action_once() {
+    let mut t = Tracker::default();
+    let r = t.observe_read(&snap(Status::Waiting, 0), at(1));
+    assert_eq!(
+        r.outcome(),
+        Outcome::Advanced {
+            from: None,
+            to: Status::Waiting,
+            skipped: false
+        }
+    );
+    let r = t.observe_callback(Some("e1"), &snap(Status::InProgress, 10), at(11));
+    assert_eq!(
+        r.outcome(),
+        Outcome::Advanced {
+            from: Some(Status::Waiting),
+            to: Status::InProgress,
+            skipped: false
+        }
+    );
+    // e2 (BACK at 20) is lost; the consumer comes back at 30.
+    let r = t.observe_callback(Some("e3"), &snap(Status::InProgress, 30), at(31));
+    assert_eq!(
+        r.outcome(),
+        Outcome::Advanced {
+            from: Some(Status::InProgress),
+            to: Status::InProgress,
+            skipped: true
+        }
+    );
+    // e1 again (Klarna's retry): a duplicate, even though it is older than what is known.
+    assert_eq!(
+        t.observe_callback(Some("e1"), &snap(Status::InProgress, 10), at(32))
+            .outcome(),
+        Outcome::Duplicate
+    );
+    // A read that was on its way before: stale.
+    assert_eq!(
+        t.observe_read(&snap(Status::InProgress, 10), at(33))
+            .outcome(),
+        Outcome::Stale
+    );
+    // COMPLETED by callback: a hint; asks for a read, no money yet.
+    let r = t.observe_callback(Some("e4"), &snap(Status::Completed, 40), at(41));
+    assert_eq!(kinds(&r), ["read_session"]);
+    assert_eq!(t.next_read(at(41)), Some(at(41)));
+    // The read confirms: place the order, by authorization + 60 min.
+    let r = t.observe_read(&snap(Status::Completed, 40), at(42));
+    assert_eq!(r.outcome(), Outcome::Confirmed(Status::Completed));
+    let actions: Vec<Action<'_>> = r.actions().collect();
+    assert_eq!(actions.len(), 1);
+    let Action::PlaceOrder {
+        authorization_token,
+        place_by,
+    } = actions[0]
+    else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        authorization_token.as_str(),
+        "a1a8f727-2756-6058-bd3c-40069be0994b"
+    );
+    assert_eq!(place_by, at(40 + 3_600_000));
+    assert_eq!(
+        actions[0].to_string(),
+        "place the order with a1a8f727-2756-6058-bd3c-40069be0994b by 2019-05-13T15:52:57.580Z"
+    );
+    // Everything after: duplicates, no actions, no reads.
+    assert_eq!(
+        t.observe_read(&snap(Status::Completed, 40), at(50))
+            .outcome(),
+        Outcome::Duplicate
+    );
+    assert_eq!(t.next_read(at(50)), None);
+    // 404 after expiry: nothing more to do for a paid session.
+    let r = t.observe_not_found(at(EXPIRES)).unwrap();
+    assert_eq!((r.outcome(), kinds(&r).len()), (Outcome::Expired, 0));
+}
+
+#[test]
+fn an_authorization_wins_over_a_cancel_in_either_order() {
+    for order in [[0, 1], [1, 0]] {
+        let seen = [snap(Status::Cancelled, 50), token("tok", 40)];
+        let mut t = Tracker::default();
+        let mut asked = Vec::new();
+        let mut outcomes = Vec::new();
+        for i in order {
+            let r = t.observe_read(&seen[i], at(60));
+            outcomes.push(r.outcome());
+            asked.extend(r.actions().map(|a| a.kind().as_str()));
+        }
+        assert_eq!(t.status(), Some(Status::Completed), "{order:?}");
+        assert!(t.has_conflict());
+        assert!(matches!(
+            outcomes[1],
+            Outcome::Conflict {
+                kind: ConflictKind::TwoFinals,
+                ..
+            }
+        ));
+        assert!(asked.contains(&"place_order"), "{order:?}: {asked:?}");
+    }
+}
+
+#[test]
+fn two_tokens_conflict_and_only_one_order_is_asked_for() {
+    let mut t = Tracker::default();
+    assert_eq!(
+        kinds(&t.observe_read(&token("tok-a", 40), at(50))),
+        ["place_order"]
+    );
+    let r = t.observe_read(&token("tok-b", 40), at(51));
+    assert!(matches!(
+        r.outcome(),
+        Outcome::Conflict {
+            kind: ConflictKind::TwoCompletions,
+            ..
+        }
+    ));
+    assert_eq!(kinds(&r).len(), 0);
+    assert!(r.outcome().to_string().starts_with("conflict: COMPLETED"));
+    assert!(t.has_conflict());
+}
+
+#[test]
+fn a_forged_final_callback_is_contradicted_by_a_newer_read() {
+    let mut t = Tracker::default();
+    t.observe_callback(None, &snap(Status::Completed, 20), at(21));
+    let before_read = t.clone();
+    let r = t.observe_read(&snap(Status::InProgress, 25), at(26));
+    assert_eq!(
+        r.outcome(),
+        Outcome::Conflict {
+            known: Status::Completed,
+            observed: Status::InProgress,
+            kind: ConflictKind::CannotFollow
+        }
+    );
+    assert_eq!(kinds(&r).len(), 0, "no money from a contradicted callback");
+    assert!(t.has_conflict() && !before_read.has_conflict());
+    assert_eq!(t.status(), Some(Status::Completed));
+    assert!(!t.is_confirmed());
+    // The reverse order meets the same contradiction.
+    let mut t = Tracker::default();
+    t.observe_read(&snap(Status::InProgress, 25), at(26));
+    let r = t.observe_callback(None, &snap(Status::Completed, 20), at(27));
+    assert!(matches!(
+        r.outcome(),
+        Outcome::Conflict {
+            kind: ConflictKind::CannotFollow,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_status_that_cannot_follow_is_a_conflict() {
+    let mut t = Tracker::default();
+    t.observe_read(&snap(Status::Failed, 10), at(11));
+    let r = t.observe_read(&snap(Status::Waiting, 20), at(21));
+    assert!(matches!(
+        r.outcome(),
+        Outcome::Conflict {
+            kind: ConflictKind::CannotFollow,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn verified_callbacks_confirm_by_themselves() {
+    let config = TrackerConfig {
+        trust: CallbackTrust::Verified,
+        ..TrackerConfig::default()
+    };
+    let mut t = Tracker::new(config);
+    let r = t.observe_callback(Some("e"), &snap(Status::Completed, 40), at(41));
+    assert_eq!(kinds(&r), ["place_order"]);
+    assert_eq!(t.next_read(at(41)), None);
+}
+
+#[test]
+fn an_order_placed_by_klarna_is_recorded_once() {
+    let c = Completion::order_placed("93d644a2-43f3-11e9-b210-d663bd873d93", "X438HG0Q").unwrap();
+    let s = Snapshot::new(Status::Completed, at(40), None, Some(c)).unwrap();
+    let mut t = Tracker::default();
+    let r = t.observe_read(&s, at(41));
+    let actions: Vec<String> = r.actions().map(|a| a.to_string()).collect();
+    assert_eq!(
+        actions,
+        ["record order 93d644a2-43f3-11e9-b210-d663bd873d93 (X438HG0Q)"]
+    );
+    assert_eq!(t.observe_read(&s, at(42)).outcome(), Outcome::Duplicate);
+}
+
+#[test]
+fn cancelled_and_disabled_release_the_cart_once_when_confirmed() {
+    for (status, reason) in [
+        (Status::Cancelled, ReleaseReason::Cancelled),
+        (Status::Disabled, ReleaseReason::Disabled),
+    ] {
+        let mut t = Tracker::default();
+        assert_eq!(
+            kinds(&t.observe_callback(None, &snap(status, 10), at(11))),
+            ["read_session"]
+        );
+        let r = t.observe_read(&snap(status, 10), at(12));
+        assert_eq!(
+            r.actions().collect::<Vec<_>>(),
+            [Action::Release { reason }]
+        );
+        assert_eq!(kinds(&t.observe_not_found(at(EXPIRES)).unwrap()).len(), 0);
+    }
+}
+
+#[test]
+fn not_found_before_expiry_changes_nothing_and_after_it_releases_once() {
+    let mut t = Tracker::default();
+    assert_eq!(
+        t.observe_not_found(at(5)).unwrap_err(),
+        NotFoundError {
+            now: at(5),
+            expires_at: None
+        }
+    );
+    t.observe_read(&snap(Status::Back, 10), at(11));
+    let before = t.clone();
+    let err = t.observe_not_found(at(EXPIRES - 1)).unwrap_err();
+    assert_eq!(t, before);
+    assert!(err.to_string().contains("before it expires at"), "{err}");
+    let r = t.observe_not_found(at(EXPIRES)).unwrap();
+    assert_eq!(r.outcome(), Outcome::Expired);
+    assert_eq!(
+        r.actions().collect::<Vec<_>>(),
+        [Action::Release {
+            reason: ReleaseReason::Expired
+        }]
+    );
+    assert!(t.is_expired() && t.next_read(at(EXPIRES)).is_none());
+    let again = t.clone();
+    assert_eq!(
+        t.observe_not_found(at(EXPIRES + 5)).unwrap().outcome(),
+        Outcome::Duplicate
+    );
+    assert_eq!(t, again);
+}
+
+#[test]
+fn an_unconfirmed_authorization_is_never_released() {
+    let mut t = Tracker::default();
+    t.observe_callback(None, &snap(Status::Completed, 10), at(11));
+    let r = t.observe_not_found(at(EXPIRES)).unwrap();
+    assert_eq!(kinds(&r).len(), 0);
+}
+
+#[test]
+fn a_newer_expiry_of_the_same_change_keeps_its_confirmation() {
+    let mut t = Tracker::default();
+    t.observe_read(&snap(Status::InProgress, 10), at(11));
+    let later =
+        Snapshot::new(Status::InProgress, at(10), Some(at(EXPIRES + 60_000)), None).unwrap();
+    let r = t.observe_callback(None, &later, at(12));
+    assert_eq!(
+        r.outcome(),
+        Outcome::Advanced {
+            from: Some(Status::InProgress),
+            to: Status::InProgress,
+            skipped: false
+        }
+    );
+    assert!(t.is_confirmed());
+    assert_eq!(t.state().expires_at, Some(at(EXPIRES + 60_000)));
+}
+
+#[test]
+fn event_ids_are_remembered_up_to_the_bound_then_forgotten_oldest_first() {
+    let mut t = Tracker::default();
+    let n = hpp_session::REMEMBERED_EVENTS as u64;
+    for i in 0..=n {
+        let s = if i % 2 == 0 {
+            Status::InProgress
+        } else {
+            Status::Back
+        };
+        t.observe_callback(Some(&format!("e{i}")), &snap(s, 10 * (i + 1)), at(i));
+    }
+    // The newest `n` are remembered: a redelivery is a duplicate even though it is stale.
+    assert_eq!(
+        t.observe_callback(Some("e1"), &snap(Status::Back, 20), at(99))
+            .outcome(),
+        Outcome::Duplicate
+    );
+    assert_eq!(
+        t.observe_callback(
+            Some(&format!("e{n}")),
+            &snap(Status::InProgress, 10 * (n + 1)),
+            at(99)
+        )
+        .outcome(),
+        Outcome::Duplicate
+    );
+    // The oldest fell out: its redelivery is only stale. Nothing changes either way.
+    assert_eq!(
+        t.observe_callback(Some("e0"), &snap(Status::InProgress, 10), at(99))
+            .outcome(),
+        Outcome::Stale
+    );
+}
+
+#[test]
+fn the_read_schedule_backs_off_and_stops() {
+    let mut t = Tracker::default();
+    assert_eq!(t.next_read(at(0)), Some(at(0)), "knowing nothing: read now");
+    t.observe_read(&snap(Status::InProgress, 0), at(1_000));
+    // 10 s after the change, then gaps of 10, 20, 40 … s, capped at 10 min.
+    let s = |secs: u64| Some(at(1_000 + secs * 1_000));
+    assert_eq!(t.next_read(at(1_000)), s(10));
+    assert_eq!(t.next_read(at(11_000)), s(10));
+    assert_eq!(t.next_read(at(11_001)), s(20));
+    assert_eq!(t.next_read(at(21_001)), s(40));
+    assert_eq!(t.next_read(at(41_001)), s(80));
+    // 10+10+20+40+80+160+320 = 640 s, then every 600 s.
+    assert_eq!(t.next_read(at(1_000 + 640_001)), s(1_240));
+    // 60,000 s after the change: the first slot at or after it is 640 + 99 × 600 = 60,040 s.
+    assert_eq!(t.next_read(at(1_000 + 100 * 600_000)), s(640 + 99 * 600));
+    // A change resets the backoff.
+    t.observe_read(&snap(Status::Back, 2_000_000), at(3_000_000));
+    assert_eq!(t.next_read(at(3_000_000)), Some(at(3_010_000)));
+}
+
+#[test]
+fn read_policies_respect_the_rate_limit() {
+    assert_eq!(
+        ReadPolicy::new(
+            Duration::ZERO,
+            Duration::from_millis(199),
+            Duration::from_secs(1)
+        ),
+        Err(PolicyError::IntervalTooShort)
+    );
+    assert_eq!(
+        ReadPolicy::new(
+            Duration::ZERO,
+            Duration::from_secs(2),
+            Duration::from_secs(1)
+        ),
+        Err(PolicyError::MaxBelowInterval)
+    );
+    let p = ReadPolicy::new(Duration::ZERO, MIN_READ_INTERVAL, MIN_READ_INTERVAL).unwrap();
+    assert_eq!(p.next_slot(at(0), false, at(1)), at(200));
+    assert!(PolicyError::IntervalTooShort.to_string().contains("200 ms"));
+}
+
+#[test]
+fn tracker_size_is_reported() {
+    let size = core::mem::size_of::<Tracker>();
+    println!("size_of::<Tracker>() = {size}");
+    assert!(size <= 768, "{size}");
+}
+
+proptest! {
+    /// The schedule never asks for a read before `now` nor sooner than the policy's interval
+    /// after the previous slot.
+    #[test]
+    fn read_slots_are_never_in_the_past(anchor in 0u64..1_000_000, now in 0u64..100_000_000, at_once in any::<bool>()) {
+        let p = ReadPolicy::DEFAULT;
+        let slot = p.next_slot(at(anchor), at_once, at(now));
+        prop_assert!(slot >= at(now));
+        let earliest = if at_once { at(anchor) } else { at(anchor + 10_000) };
+        prop_assert!(slot >= earliest);
+        // Slots are at most `max_interval` apart: the slot is less than that past `now` (or the
+        // first slot).
+        prop_assert!(slot == earliest || slot.duration_since(at(now)).unwrap() <= p.max_interval());
+    }
+
+    /// The constant-time comparison agrees with `==`.
+    #[test]
+    fn callback_secret_matches_agrees_with_equality(a in prop::collection::vec(any::<u8>(), 0..40), b in prop::collection::vec(any::<u8>(), 0..40), same in any::<bool>()) {
+        let b = if same { a.clone() } else { b };
+        prop_assert_eq!(callback_secret_matches(&a, &b), a == b);
+    }
+}
