@@ -141,3 +141,42 @@ fn serde_to_a_fixed_buffer_does_not_allocate() {
     assert_eq!(back.as_ref(), Some(&s));
     assert_eq!(back2.as_ref(), Some(&s));
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn parsing_borrowed_bodies_and_observing_do_not_allocate() {
+    use hpp_session::wire::{CallbackBody, SessionBody};
+    use hpp_session::{Action, Tracker};
+
+    let callback = br#"{"event_id":"27ba32b0-644b-4b22-94a9-dac503bcae18","session":{"session_id":"39a1c773-bafd-754d-af1f-b30c592f1267","status":"COMPLETED","authorization_token":"a1a8f727-2756-6058-bd3c-40069be0994b","updated_at":"2019-05-13T14:54:04.675Z","expires_at":"2019-05-15T13:51:43.507Z"}}"#;
+    let read = br#"{"session_id":"39a1c773-bafd-754d-af1f-b30c592f1267","status":"COMPLETED","authorization_token":"a1a8f727-2756-6058-bd3c-40069be0994b","updated_at":"2019-05-13T14:54:04.675Z","expires_at":"2019-05-15T13:51:43.507Z","customer":{"x":[1,{"y":null}]}}"#;
+    let now = Timestamp::parse("2019-05-13T14:54:05Z").unwrap();
+    let later = Timestamp::parse("2019-05-16T00:00:00Z").unwrap();
+    let mut tracker = Tracker::default();
+    let mut placed = 0;
+    let mut text = heapless::String::<512>::new();
+    let mut json = [0u8; 2048];
+    let n = allocations_in(|| {
+        // serde_json (std) and serde-json-core (no_std) both parse into borrowed types. The
+        // nested unknown `customer` object is in the serde-json-core input only: serde_json
+        // allocates scratch space of its own to skip nested unknown values (measured here).
+        let body: CallbackBody<'_> = serde_json::from_slice(callback).unwrap();
+        let snapshot = body.session.snapshot().unwrap();
+        let report = tracker.observe_callback(body.event_id, &snapshot, now);
+        write!(text, "{}", report.outcome()).unwrap();
+        let (body, _) = serde_json_core::from_slice::<SessionBody<'_>>(read).unwrap();
+        let snapshot = body.snapshot().unwrap();
+        let report = tracker.observe_read(&snapshot, now);
+        for action in report.actions() {
+            write!(text, " {action}").unwrap();
+            placed += usize::from(matches!(action, Action::PlaceOrder { .. }));
+        }
+        std::hint::black_box(tracker.next_read(now));
+        let _ = tracker.observe_not_found(later).unwrap();
+        let used = serde_json_core::to_slice(&tracker, &mut json).unwrap();
+        let back: Tracker = serde_json_core::from_slice(&json[..used]).unwrap().0;
+        assert!(back == tracker);
+    });
+    assert_eq!(n, 0);
+    assert_eq!(placed, 1, "the work was done: {text}");
+}

@@ -413,3 +413,36 @@ proptest! {
         prop_assert_eq!(callback_secret_matches(&a, &b), a == b);
     }
 }
+
+/// Once found by the `snapshot_schedule` fuzz target: CANCELLED and DISABLED for one session.
+/// Whichever comes first, the state ends the same (the later final wins), and when the second
+/// replaces the first it is a reported conflict, never a silent change.
+#[test]
+fn two_different_finals_never_silently_replace_each_other() {
+    let cancelled = snap(Status::Cancelled, 49_000);
+    let disabled = snap(Status::Disabled, 10_000);
+    let mut a = Tracker::default();
+    a.observe_read(&cancelled, at(1));
+    let r = a.observe_callback(None, &disabled, at(2));
+    assert!(matches!(
+        r.outcome(),
+        Outcome::Conflict {
+            kind: ConflictKind::TwoFinals,
+            ..
+        }
+    ));
+    let mut b = Tracker::default();
+    b.observe_callback(None, &disabled, at(1));
+    let r = b.observe_read(&cancelled, at(2));
+    assert_eq!(
+        r.outcome(),
+        Outcome::Conflict {
+            known: Status::Disabled,
+            observed: Status::Cancelled,
+            kind: ConflictKind::TwoFinals
+        }
+    );
+    assert_eq!(a.state(), b.state());
+    assert_eq!(a.status(), Some(Status::Cancelled));
+    assert!(a.has_conflict() && b.has_conflict());
+}

@@ -1,0 +1,47 @@
+//! Arbitrary bytes as lines of callback or read JSON into one tracker: never a panic; a body
+//! that parses but is invalid is a typed error that changes nothing; observations that change
+//! nothing leave the tracker equal; each action kind is asked for at most once.
+#![no_main]
+
+use hpp_session::wire::{CallbackBody, SessionBody};
+use hpp_session::{ActionSet, Timestamp, Tracker};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut tracker = Tracker::default();
+    let mut asked = ActionSet::EMPTY;
+    for (i, line) in data.split(|&b| b == b'\n').enumerate() {
+        let now = Timestamp::from_unix(1_557_759_177 + i as i64, 0).unwrap();
+        let before = tracker.clone();
+        let (event_id, body) = if let Ok(cb) = serde_json::from_slice::<CallbackBody<'_>>(line) {
+            (cb.event_id, cb.session)
+        } else if let Ok(read) = serde_json::from_slice::<SessionBody<'_>>(line) {
+            (None, read)
+        } else if line == b"404" {
+            if tracker.observe_not_found(now).is_err() {
+                assert_eq!(tracker, before);
+            }
+            continue;
+        } else {
+            continue;
+        };
+        let Ok(snapshot) = body.snapshot() else {
+            assert_eq!(tracker, before);
+            continue;
+        };
+        let report = if i % 2 == 0 {
+            tracker.observe_callback(event_id, &snapshot, now)
+        } else {
+            tracker.observe_read(&snapshot, now)
+        };
+        let (outcome, new) = (report.outcome(), report.action_kinds());
+        let _ = report.actions().count();
+        for kind in new.iter() {
+            assert!(!asked.contains(kind), "{kind:?} asked twice");
+        }
+        asked = asked.union(new);
+        if !outcome.changed() {
+            assert_eq!(tracker, before);
+        }
+    }
+});

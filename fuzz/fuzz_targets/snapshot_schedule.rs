@@ -1,0 +1,101 @@
+//! Arbitrary snapshot schedules (contradictory ones included) into two trackers, one in the
+//! given order and one in reverse. Checks: equal states; observations that change nothing leave
+//! the tracker equal; each action kind at most once; money only from a confirmed completion, and
+//! under the default trust only from a read; a final status only gives way to an authorization.
+#![no_main]
+
+use hpp_session::{
+    Action, ActionKind, ActionSet, CallbackTrust, Completion, Outcome, Snapshot, Status, Timestamp,
+    Tracker, TrackerConfig,
+};
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Arbitrary, Debug)]
+struct Item {
+    read: bool,
+    status: u8,
+    updated_at: u8,
+    expires_at: Option<u8>,
+    completion: u8,
+    event_id: Option<u8>,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Schedule {
+    verified: bool,
+    items: Vec<Item>,
+    not_found_at: Option<u8>,
+}
+
+fn snapshot(item: &Item) -> Snapshot {
+    let t = |s: u8| Timestamp::from_unix(1_557_759_177 + i64::from(s), 0).unwrap();
+    let status = Status::ALL[usize::from(item.status) % Status::COUNT];
+    let completion = (status == Status::Completed).then(|| match item.completion % 3 {
+        0 => Completion::authorized("token-a").unwrap(),
+        1 => Completion::authorized("token-b").unwrap(),
+        _ => Completion::order_placed("order", "REF").unwrap(),
+    });
+    Snapshot::new(status, t(item.updated_at), item.expires_at.map(t), completion).unwrap()
+}
+
+fn run(config: TrackerConfig, items: &[&Item]) -> Tracker {
+    let mut tracker = Tracker::new(config);
+    let mut asked = ActionSet::EMPTY;
+    for (i, item) in items.iter().enumerate() {
+        let now = Timestamp::from_unix(1_600_000_000 + i as i64, 0).unwrap();
+        let s = snapshot(item);
+        let id = item.event_id.map(|e| [b'e', e]);
+        let id = id.as_ref().map(|b| core::str::from_utf8(&b[..1]).unwrap());
+        let before = tracker.clone();
+        let report = if item.read {
+            tracker.observe_read(&s, now)
+        } else {
+            tracker.observe_callback(id, &s, now)
+        };
+        let outcome = report.outcome();
+        let new = report.action_kinds();
+        let actions: Vec<Action<'_>> = report.actions().collect();
+        assert_eq!(actions.len(), new.iter().count());
+        assert!(new.without(ActionSet::EMPTY) == new);
+        for kind in new.iter() {
+            assert!(!asked.contains(kind), "{kind:?} asked twice");
+        }
+        asked = asked.union(new);
+        if !outcome.changed() {
+            assert_eq!(tracker, before, "{outcome:?} changed the tracker");
+        }
+        let money = new.contains(ActionKind::PlaceOrder) || new.contains(ActionKind::RecordOrder);
+        if money {
+            assert!(tracker.is_confirmed() && tracker.status() == Some(Status::Completed));
+            if config.trust == CallbackTrust::Hint {
+                assert!(item.read, "money from an unsigned callback");
+            }
+        }
+        // A final status gives way only to a contradicting snapshot of higher precedence, and
+        // never silently: the observation is a reported conflict.
+        if let Some(was) = before.status().filter(|s| s.is_final()) {
+            if tracker.status() != Some(was) {
+                assert!(matches!(outcome, Outcome::Conflict { .. }), "{was} silently gave way");
+                assert!(tracker.has_conflict());
+            }
+        }
+    }
+    tracker
+}
+
+fuzz_target!(|schedule: Schedule| {
+    let trust = if schedule.verified { CallbackTrust::Verified } else { CallbackTrust::Hint };
+    let config = TrackerConfig { trust, ..TrackerConfig::default() };
+    let forward: Vec<&Item> = schedule.items.iter().collect();
+    let backward: Vec<&Item> = schedule.items.iter().rev().collect();
+    let mut a = run(config, &forward);
+    let mut b = run(config, &backward);
+    assert_eq!(a.state(), b.state());
+    if let Some(s) = schedule.not_found_at {
+        let now = Timestamp::from_unix(1_557_759_177 + i64::from(s), 0).unwrap();
+        let (ra, rb) = (a.observe_not_found(now).is_ok(), b.observe_not_found(now).is_ok());
+        assert_eq!(ra, rb);
+        assert_eq!(a.state(), b.state());
+    }
+});
