@@ -1,53 +1,249 @@
-//! Prints the lifecycle diagram and replays a sample journey through a `Session`.
+//! Replays a log of what an integrator received from Klarna and prints the timeline: per line,
+//! what happened, the resulting status, the actions to take, and when to read next.
 //!
-//! `cargo run --example replay` replays the embedded journey; `-- --diagram` prints only the
-//! Mermaid diagram (the README's copy must equal it).
+//! ```text
+//! cargo run --example replay [FILE] [--json]
+//! cargo run --example replay -- --diagram
+//! ```
+//!
+//! Without FILE it replays the embedded sample (`examples/sample.jsonl`): two sessions
+//! interleaved, with a lost callback, duplicates, a late stale read, a typo'd status, a 404
+//! before expiry, completion and cancellation, and a third session that expires.
+//!
+//! The log has one JSON object per line, `at` being when the integrator received it:
+//! `{"at": RFC3339, "callback": <callback body>}`, `{"at": RFC3339, "read": <session body>}`, or
+//! `{"at": RFC3339, "not_found": true, "session_id": ID}`. One tracker per `session_id`. A line
+//! that is not valid JSON or not of this format is `rejected` and the replay goes on. The exit
+//! status is 0 unless FILE cannot be read.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
 
 use hpp_session::diagram::Mermaid;
-use hpp_session::{Completion, Event, Session, Timestamp};
+use hpp_session::wire::{CallbackBody, SessionBody};
+use hpp_session::{Action, Status, Timestamp, Tracker};
+use serde::{Deserialize, Serialize};
 
-/// A consumer opens the page, is declined, comes back, presses Back, comes back, and pays.
-const SAMPLE: &[(&str, Event)] = &[
-    ("2019-05-13T14:52:57.540Z", Event::Open),
-    ("2019-05-13T14:53:10.002Z", Event::Decline),
-    ("2019-05-13T14:53:30.118Z", Event::Open),
-    ("2019-05-13T14:53:41.450Z", Event::GoBack),
-    ("2019-05-13T14:53:40.000Z", Event::Open), // stamped before the last change: rejected
-    ("2019-05-13T14:53:52.900Z", Event::Open),
-    ("2019-05-13T14:54:04.675Z", Event::Authorize),
-    ("2019-05-13T14:55:00.000Z", Event::Disable), // COMPLETED is final: rejected
-];
+const SAMPLE: &str = include_str!("sample.jsonl");
 
-fn main() {
-    if std::env::args().any(|a| a == "--diagram") {
-        print!("{Mermaid}");
-        return;
-    }
-    println!("```mermaid\n{Mermaid}```\n");
-    let created = Timestamp::parse("2019-05-13T14:51:43.507Z").expect("valid sample");
-    let mut session = Session::new(created);
-    println!(
-        "{created}  created                    -> {}",
-        session.status()
-    );
-    for &(at, event) in SAMPLE {
-        let at = Timestamp::parse(at).expect("valid sample");
-        let result = if event == Event::Authorize {
-            let token = Completion::authorized("a1a8f727-2756-6058-bd3c-40069be0994b")
-                .expect("valid sample");
-            session.authorize(token, at)
-        } else {
-            session.apply(event, at)
-        };
-        match result {
-            Ok(edge) => println!("{at}  {:<26} -> {}", edge.event.as_str(), edge.to),
-            Err(err) => println!("{at}  {:<26} rejected: {err}", event.as_str()),
+/// One line of the log.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line<'a> {
+    #[serde(borrow)]
+    at: &'a str,
+    #[serde(borrow, default)]
+    callback: Option<CallbackBody<'a>>,
+    #[serde(borrow, default)]
+    read: Option<SessionBody<'a>>,
+    #[serde(default)]
+    not_found: Option<bool>,
+    #[serde(borrow, default)]
+    session_id: Option<&'a str>,
+}
+
+/// One line of `--json` output.
+#[derive(Serialize)]
+struct Out<'a> {
+    line: usize,
+    session_id: Option<&'a str>,
+    outcome: &'static str,
+    status: Option<&'static str>,
+    actions: Vec<OutAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Not in the JSON: for the human timeline.
+    #[serde(skip)]
+    detail: String,
+    #[serde(skip)]
+    next_read: Option<Timestamp>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum OutAction {
+    PlaceOrder {
+        authorization_token: String,
+        place_by: String,
+    },
+    RecordOrder {
+        order_id: String,
+        klarna_reference: String,
+    },
+    Release {
+        reason: &'static str,
+    },
+    ReadSession,
+}
+
+impl From<Action<'_>> for OutAction {
+    fn from(a: Action<'_>) -> Self {
+        match a {
+            Action::PlaceOrder {
+                authorization_token,
+                place_by,
+            } => Self::PlaceOrder {
+                authorization_token: authorization_token.to_string(),
+                place_by: place_by.to_string(),
+            },
+            Action::RecordOrder {
+                order_id,
+                klarna_reference,
+            } => Self::RecordOrder {
+                order_id: order_id.to_string(),
+                klarna_reference: klarna_reference.to_string(),
+            },
+            Action::Release { reason } => Self::Release {
+                reason: reason.as_str(),
+            },
+            Action::ReadSession => Self::ReadSession,
         }
     }
-    println!(
-        "\nfinal: {} after {} retries, completion {:?}",
-        session.status(),
-        session.retries(),
-        session.completion()
-    );
+}
+
+impl std::fmt::Display for OutAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::PlaceOrder {
+                authorization_token,
+                place_by,
+            } => {
+                write!(f, "PLACE ORDER with {authorization_token} by {place_by}")
+            }
+            Self::RecordOrder {
+                order_id,
+                klarna_reference,
+            } => {
+                write!(f, "RECORD ORDER {order_id} ({klarna_reference})")
+            }
+            Self::Release { reason } => write!(f, "RELEASE CART ({reason})"),
+            Self::ReadSession => f.write_str("READ SESSION now (confirm the callback)"),
+        }
+    }
+}
+
+/// What the tracker shows as its status: the wire name, or EXPIRED once a session that was not
+/// paid expired.
+fn shown_status(t: &Tracker) -> Option<&'static str> {
+    if t.is_expired() && t.status() != Some(Status::Completed) {
+        return Some("EXPIRED");
+    }
+    t.status().map(Status::as_str)
+}
+
+/// Replays one line. `trackers` holds one tracker per session.
+fn replay<'a>(n: usize, text: &'a str, trackers: &mut HashMap<String, Tracker>) -> Out<'a> {
+    let mut out = Out {
+        line: n,
+        session_id: None,
+        outcome: "rejected",
+        status: None,
+        actions: Vec::new(),
+        error: None,
+        detail: String::new(),
+        next_read: None,
+    };
+    if let Err(e) = observe(text, trackers, &mut out) {
+        out.outcome = "rejected";
+        out.actions.clear();
+        out.detail = format!("rejected: {e}");
+        out.error = Some(e);
+    }
+    if let Some(t) = out.session_id.and_then(|id| trackers.get(id)) {
+        out.status = shown_status(t);
+    }
+    out
+}
+
+fn observe<'a>(
+    text: &'a str,
+    trackers: &mut HashMap<String, Tracker>,
+    out: &mut Out<'a>,
+) -> Result<(), String> {
+    let line: Line<'a> = serde_json::from_str(text).map_err(|e| format!("not a log line: {e}"))?;
+    let now = Timestamp::parse(line.at).map_err(|e| format!("at: {e}"))?;
+    let (event_id, body, not_found) = match (line.callback, line.read, line.not_found) {
+        (Some(cb), None, None) => (Some(cb.event_id), Some(cb.session), false),
+        (None, Some(read), None) => (None, Some(read), false),
+        (None, None, Some(true)) => (None, None, true),
+        _ => return Err("a line has exactly one of callback, read, or not_found: true".into()),
+    };
+    let session_id = match body {
+        Some(b) => b.session_id,
+        None => line.session_id,
+    };
+    out.session_id = session_id;
+    let session_id = session_id.ok_or("no session_id: the line cannot be routed to a session")?;
+    if let Some(b) = body {
+        // Checks the id's length; the tracker does not keep it.
+        b.session_id().map_err(|e| e.to_string())?;
+    }
+    let snapshot = body
+        .map(|b| b.snapshot())
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let tracker = trackers.entry(session_id.to_owned()).or_default();
+    let report = match (&snapshot, event_id) {
+        (Some(s), Some(event_id)) => tracker.observe_callback(event_id, s, now),
+        (Some(s), None) => tracker.observe_read(s, now),
+        (None, _) => {
+            debug_assert!(not_found);
+            tracker.observe_not_found(now).map_err(|e| e.to_string())?
+        }
+    };
+    out.outcome = report.outcome().as_str();
+    out.detail = report.outcome().to_string();
+    out.actions = report.actions().map(OutAction::from).collect();
+    out.next_read = tracker.next_read(now);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--diagram") {
+        print!("{Mermaid}");
+        return ExitCode::SUCCESS;
+    }
+    let json = args.iter().any(|a| a == "--json");
+    let file = args.iter().find(|a| !a.starts_with("--"));
+    let text = match file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("replay: cannot read {path}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => SAMPLE.to_owned(),
+    };
+    if !json {
+        let source = file.map_or(
+            "the embedded sample (examples/sample.jsonl)",
+            String::as_str,
+        );
+        println!("Replaying {source}\n");
+    }
+    let mut trackers = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let out = replay(i + 1, line, &mut trackers);
+        if json {
+            match serde_json::to_string(&out) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("replay: line {}: {e}", out.line),
+            }
+            continue;
+        }
+        let id = out.session_id.map_or("-", |id| id.get(..8).unwrap_or(id));
+        let status = out.status.unwrap_or("-");
+        println!("{:>3}  {id:<8}  {status:<15}  {}", out.line, out.detail);
+        for action in &out.actions {
+            println!("{:>30}-> {action}", "");
+        }
+        match (out.outcome, out.next_read) {
+            ("rejected", _) => {}
+            (_, Some(at)) => println!("{:>30}   next read at {at}", ""),
+            (_, None) => println!("{:>30}   no more reads needed", ""),
+        }
+    }
+    ExitCode::SUCCESS
 }

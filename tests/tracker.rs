@@ -156,15 +156,7 @@ fn run(
     for (i, d) in order.iter().enumerate() {
         let now = at(EXPIRES_MS / 2 + i as u64 * 1_000);
         let before = tracker.clone();
-        let report = match d {
-            Delivery::Callback { event_id, snapshot } => {
-                tracker.observe_callback(Some(event_id), snapshot, now)
-            }
-            Delivery::Read(snapshot) => tracker.observe_read(snapshot, now),
-        };
-        let outcome = report.outcome();
-        let new: Vec<Asked> = report.actions().map(own).collect();
-        prop_assert_eq!(new.len(), report.action_kinds().iter().count());
+        let (outcome, new) = deliver(&mut tracker, d, now);
         // A callback delivered again after it was taken is a duplicate (histories have fewer
         // changes than the tracker remembers).
         if let Delivery::Callback { event_id, .. } = d {
@@ -411,16 +403,8 @@ proptest! {
         prop_assert_eq!(&serde_json_core::from_slice::<Tracker>(&buf[..n]).unwrap().0, &straight);
         for (i, d) in order[split..].iter().enumerate() {
             let now = at(EXPIRES_MS / 2 + (split + i) as u64 * 1_000);
-            let (a, b) = match d {
-                Delivery::Callback { event_id, snapshot } => (
-                    (|| { let r = straight.observe_callback(Some(event_id), snapshot, now); (r.outcome(), r.actions().map(own).collect::<Vec<_>>()) })(),
-                    (|| { let r = restored.observe_callback(Some(event_id), snapshot, now); (r.outcome(), r.actions().map(own).collect::<Vec<_>>()) })(),
-                ),
-                Delivery::Read(snapshot) => (
-                    (|| { let r = straight.observe_read(snapshot, now); (r.outcome(), r.actions().map(own).collect::<Vec<_>>()) })(),
-                    (|| { let r = restored.observe_read(snapshot, now); (r.outcome(), r.actions().map(own).collect::<Vec<_>>()) })(),
-                ),
-            };
+            let a = deliver(&mut straight, d, now);
+            let b = deliver(&mut restored, d, now);
             prop_assert_eq!(a, b);
         }
         prop_assert_eq!(restored, straight);
@@ -507,6 +491,23 @@ proptest! {
             prop_assert!(!shuffled.is_confirmed());
         }
     }
+}
+
+/// Delivers `d` at `now`; returns the outcome and the actions asked for.
+fn deliver(tracker: &mut Tracker, d: &Delivery, now: Timestamp) -> (Outcome, Vec<Asked>) {
+    let report = match d {
+        Delivery::Callback { event_id, snapshot } => {
+            tracker.observe_callback(Some(event_id), snapshot, now)
+        }
+        Delivery::Read(snapshot) => tracker.observe_read(snapshot, now),
+    };
+    let actions: Vec<Asked> = report.actions().map(own).collect();
+    assert_eq!(
+        actions.len(),
+        report.action_kinds().iter().count(),
+        "every new kind has its action"
+    );
+    (report.outcome(), actions)
 }
 
 /// Fisher–Yates with SplitMix64, so a seed names an order.
