@@ -181,21 +181,17 @@ const REACH: [u16; Status::COUNT] = build_reach();
 )]
 const fn build_reach() -> [u16; Status::COUNT] {
     let mut reach = ADJACENT;
-    // Transitive closure: after `COUNT` rounds every path (at most `COUNT` long) is included.
-    let mut round = 0;
-    while round < Status::COUNT {
-        let mut s = 0;
-        while s < Status::COUNT {
-            let mut t = 0;
-            while t < Status::COUNT {
-                if reach[s] & (1 << t) != 0 {
-                    reach[s] |= reach[t];
-                }
-                t += 1;
+    // Warshall's transitive closure: after step `k`, paths through statuses `0..=k` are in.
+    let mut k = 0;
+    while k < Status::COUNT {
+        let mut i = 0;
+        while i < Status::COUNT {
+            if reach[i] & (1 << k) != 0 {
+                reach[i] |= reach[k];
             }
-            s += 1;
+            i += 1;
         }
-        round += 1;
+        k += 1;
     }
     reach
 }

@@ -86,6 +86,12 @@ fn stored_sessions_that_break_invariants_are_rejected() {
             "{json}"
         );
     }
+    let err = serde_json::from_str::<Status>("5").unwrap_err().to_string();
+    assert!(err.contains("expected a session status wire name"), "{err}");
+    let err = serde_json::from_str::<Timestamp>("[]")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected an RFC 3339 timestamp"), "{err}");
     let long = format!(
         r#"{{"status":"COMPLETED","changed_at":"2019-05-13T14:52:57.540Z","completion":{{"authorization_token":"{}"}},"retries":0}}"#,
         "a".repeat(256)

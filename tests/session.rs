@@ -266,3 +266,38 @@ fn retries_saturate_instead_of_overflowing() {
     s.apply(Event::Open, Timestamp::UNIX_EPOCH).unwrap();
     assert_eq!(s.retries(), u32::MAX);
 }
+
+#[test]
+fn authorize_through_apply_at_the_same_instant_asks_for_the_completion() {
+    let mut s = Session::new(at(0));
+    s.apply(Event::Open, at(5)).unwrap();
+    let before = s.clone();
+    assert_eq!(
+        s.apply(Event::Authorize, at(5)),
+        Err(SessionError::CompletionRequired)
+    );
+    assert_eq!(
+        s.apply(Event::Authorize, at(4)),
+        Err(SessionError::BeforeLastChange {
+            at: at(4),
+            last_change: at(5)
+        })
+    );
+    assert_eq!(s, before);
+}
+
+#[test]
+fn invalid_stored_sessions_say_why() {
+    assert_eq!(
+        InvalidSession::MissingCompletion.to_string(),
+        "a COMPLETED session needs its completion data"
+    );
+    assert_eq!(
+        InvalidSession::UnexpectedCompletion(Status::Back).to_string(),
+        "a BACK session cannot carry completion data"
+    );
+    assert_eq!(
+        InvalidSession::RetriesWhileWaiting.to_string(),
+        "a WAITING session cannot have retries"
+    );
+}

@@ -111,3 +111,11 @@ fn has_edge_matches_the_oracle() {
         }
     }
 }
+
+#[test]
+fn only_the_merchant_disables() {
+    // Klarna sends status callbacks for the consumer's changes, not for the merchant's DELETE.
+    for e in Event::ALL {
+        assert_eq!(e.is_merchant(), e == Event::Disable, "{e}");
+    }
+}
