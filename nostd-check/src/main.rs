@@ -2,7 +2,7 @@
 #![no_std]
 #![no_main]
 
-use hpp_session::{Completion, Event, Session, Status, Timestamp};
+use hpp_session::{Completion, Event, Session, Status, Timestamp, Tracker};
 
 // On Linux, libc provides start-up and memcpy; nothing else is linked.
 #[link(name = "c")]
@@ -23,8 +23,23 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     if session.authorize(completion, t0).is_err() || session.status() != Status::Completed {
         return 4;
     }
+    // The tracker: a read of the completed session asks for the order once.
+    let Ok(snapshot) = hpp_session::Snapshot::new(Status::Completed, t0, None, session.completion().cloned()) else {
+        return 8;
+    };
+    let mut tracker = Tracker::default();
+    if tracker.observe_read(&snapshot, t0).actions().count() != 1 {
+        return 9;
+    }
     #[cfg(feature = "serde")]
     {
+        let body = br#"{"event_id":"e1","session":{"status":"IN_PROGRESS","updated_at":"2019-05-13T14:52:57.540Z"}}"#;
+        let Ok((callback, _)) = serde_json_core::from_slice::<hpp_session::wire::CallbackBody<'_>>(body) else {
+            return 10;
+        };
+        if callback.session.snapshot().is_err() {
+            return 11;
+        }
         let mut buf = [0u8; 512];
         let Ok(n) = serde_json_core::to_slice(&session, &mut buf) else {
             return 5;
