@@ -296,27 +296,13 @@ impl Tracker {
         }
         if ordering == Ordering::Less {
             return match contradiction(s, best) {
-                Some(kind) => {
-                    self.conflicted = true;
-                    Outcome::Conflict {
-                        known: from,
-                        observed: to,
-                        kind,
-                    }
-                }
+                Some(kind) => self.conflict(from, to, kind),
                 None => Outcome::Stale,
             };
         }
         // `s` has the higher precedence (equal precedence implies the same change).
         let outcome = match contradiction(best, s) {
-            Some(kind) => {
-                self.conflicted = true;
-                Outcome::Conflict {
-                    known: from,
-                    observed: to,
-                    kind,
-                }
-            }
+            Some(kind) => self.conflict(from, to, kind),
             None => Outcome::Advanced {
                 from: Some(from),
                 to,
@@ -326,6 +312,16 @@ impl Tracker {
         self.confirmed = confirming || (same && self.confirmed);
         self.best = Some(s.clone());
         outcome
+    }
+
+    /// Remembers that snapshots contradicted each other.
+    fn conflict(&mut self, known: Status, observed: Status, kind: ConflictKind) -> Outcome {
+        self.conflicted = true;
+        Outcome::Conflict {
+            known,
+            observed,
+            kind,
+        }
     }
 
     /// Asks for what the state warrants and has not been asked for; returns the new kinds.
