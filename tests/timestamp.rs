@@ -182,3 +182,99 @@ proptest! {
         }
     }
 }
+
+const MIN_SECS: i64 = -62_167_219_200;
+const MAX_SECS: i64 = 253_402_300_799;
+
+fn nanos(t: Timestamp) -> i128 {
+    i128::from(t.unix_seconds()) * 1_000_000_000 + i128::from(t.subsec_nanos())
+}
+
+fn instant() -> impl Strategy<Value = Timestamp> {
+    prop_oneof![
+        (MIN_SECS..=MAX_SECS, 0u32..1_000_000_000),
+        // Near each other, so that equal seconds and nanosecond borrows are common.
+        (1_557_759_177i64..1_557_759_180, 0u32..1_000_000_000),
+    ]
+    .prop_map(|(s, n)| Timestamp::from_unix(s, n).unwrap())
+}
+
+proptest! {
+    /// `duration_since` and `checked_add` against plain i128 nanosecond arithmetic.
+    #[test]
+    fn arithmetic_agrees_with_i128_nanoseconds(a in instant(), b in instant(), d_secs in 0u64..400_000_000_000, d_nanos in 0u32..1_000_000_000) {
+        let (na, nb) = (nanos(a), nanos(b));
+        let expected = (na >= nb).then(|| {
+            let diff = na - nb;
+            Duration::new((diff / 1_000_000_000) as u64, (diff % 1_000_000_000) as u32)
+        });
+        prop_assert_eq!(a.duration_since(b), expected);
+        let d = Duration::new(d_secs, d_nanos);
+        let sum = na + d.as_nanos() as i128;
+        let max = nanos(Timestamp::MAX);
+        let expected = (sum <= max).then(|| {
+            Timestamp::from_unix(sum.div_euclid(1_000_000_000) as i64, sum.rem_euclid(1_000_000_000) as u32).unwrap()
+        });
+        prop_assert_eq!(a.checked_add(d), expected);
+    }
+}
+
+#[test]
+fn the_whole_range_is_reachable_by_adding() {
+    let span = Duration::from_secs((MAX_SECS - MIN_SECS) as u64);
+    assert_eq!(
+        Timestamp::MIN.checked_add(span),
+        Timestamp::from_unix(MAX_SECS, 0)
+    );
+    assert_eq!(
+        Timestamp::MIN.checked_add(span + Duration::from_nanos(999_999_999)),
+        Some(Timestamp::MAX)
+    );
+    assert_eq!(
+        Timestamp::MIN.checked_add(span + Duration::from_secs(1)),
+        None
+    );
+    assert_eq!(
+        Timestamp::MAX.duration_since(Timestamp::MIN),
+        Some(span + Duration::from_nanos(999_999_999))
+    );
+}
+
+#[test]
+fn debug_is_the_rfc3339_text_and_errors_name_the_field() {
+    let t = parse("2019-05-13T14:54:04.675Z").unwrap();
+    assert_eq!(format!("{t:?}"), "2019-05-13T14:54:04.675Z");
+    let message = |s: &str| Timestamp::parse(s).unwrap_err().to_string();
+    assert_eq!(
+        message("2019-13-13T14:54:04Z"),
+        r#"invalid timestamp "2019-13-13T14:54:04Z": month out of range"#
+    );
+    for (input, says) in [
+        (
+            "2019-05-13",
+            "not of the form YYYY-MM-DDTHH:MM:SS[.fraction](Z|+hh:mm|-hh:mm)",
+        ),
+        (
+            "2019-05-13T14:54:04.1234567891Z",
+            "more than 9 fractional digits",
+        ),
+        ("2019-04-31T14:54:04Z", "day out of range for its month"),
+        ("2019-05-13T24:00:00Z", "hour out of range"),
+        ("2019-05-13T14:60:04Z", "minute out of range"),
+        (
+            "2016-12-31T23:59:60Z",
+            "second out of range (leap seconds are not accepted)",
+        ),
+        ("2019-05-13T14:54:04+24:00", "UTC offset out of range"),
+        (
+            "0000-01-01T00:00:00+00:01",
+            "outside years 0000-9999 in UTC",
+        ),
+    ] {
+        assert!(
+            message(input).ends_with(says),
+            "{input}: {}",
+            message(input)
+        );
+    }
+}
