@@ -200,6 +200,8 @@ fn instant() -> impl Strategy<Value = Timestamp> {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4_096))]
+
     /// `duration_since` and `checked_add` against plain i128 nanosecond arithmetic.
     #[test]
     fn arithmetic_agrees_with_i128_nanoseconds(a in instant(), b in instant(), d_secs in 0u64..400_000_000_000, d_nanos in 0u32..1_000_000_000) {

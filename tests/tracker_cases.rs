@@ -392,6 +392,8 @@ fn tracker_size_is_reported() {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4_096))]
+
     /// The schedule never asks for a read before `now` nor sooner than the policy's interval
     /// after the previous slot.
     #[test]
