@@ -1,23 +1,4 @@
 //! Reconciling snapshots from callbacks and reads into one state and exactly-once actions.
-//!
-//! # How snapshots are ordered
-//!
-//! Every snapshot has a *precedence*: `COMPLETED` above the other final statuses, final
-//! statuses above the rest, then later `updated_at` above earlier, then the status, the
-//! completion data and `expires_at` as deterministic tie-breaks. The tracker keeps the snapshot of
-//! highest precedence it has seen (the *best*), and whether a confirming channel (a read, or a
-//! verified callback) has shown the same status change. Both are functions of the *set* of
-//! snapshots seen: neither the order nor repetition matters, and a lost snapshot in between never
-//! keeps the tracker from taking the newest one.
-//!
-//! # Actions
-//!
-//! After every observation the tracker compares what the state warrants with what it has
-//! already asked for, and asks for the difference, so each kind is asked for at most once:
-//! place the order (a confirmed `COMPLETED` with a token), record the order (a confirmed
-//! `COMPLETED` with an order id), release the cart (a confirmed `CANCELLED` or `DISABLED`, or
-//! expiry, unless an authorization is known), read the session (a final status only an unsigned
-//! callback reported).
 
 use core::cmp::Ordering;
 use core::fmt;
@@ -83,9 +64,29 @@ pub struct State<'t> {
 }
 
 /// One HPP session as an integrator sees it, reconciled from snapshots (callbacks and reads) and
-/// 404s, with the merchant's actions asked for exactly once. Sans-I/O: the caller passes `now`.
+/// 404s, with the merchant's actions asked for exactly once. Sans-I/O: the caller passes `now`,
+/// and the tracker returns what to do as values ([`Report`]).
 ///
-/// See the module docs of `tracker` in the source and `SPEC.md` for the rules.
+/// # How snapshots are ordered
+///
+/// Every snapshot has a *precedence*: `COMPLETED` above the other final statuses, final
+/// statuses above the rest, then later `updated_at` above earlier, then the status, the
+/// completion data and `expires_at` as deterministic tie-breaks. The tracker keeps the snapshot of
+/// highest precedence it has seen (the *best*), and whether a confirming channel (a read, or a
+/// verified callback) has shown the same status change. Both are functions of the *set* of
+/// snapshots seen: neither the order nor repetition matters, and a lost snapshot in between never
+/// keeps the tracker from taking the newest one.
+///
+/// # Actions
+///
+/// After every observation the tracker compares what the state warrants with what it has
+/// already asked for, and asks for the difference, so each kind is asked for at most once:
+/// place the order (a confirmed `COMPLETED` with a token), record the order (a confirmed
+/// `COMPLETED` with an order id), release the cart (a confirmed `CANCELLED` or `DISABLED`, or
+/// expiry, unless an authorization is known), read the session (a final status only an unsigned
+/// callback reported).
+///
+/// `SPEC.md` states the rules precisely and names the test behind each.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tracker {
     pub(crate) config: TrackerConfig,
