@@ -1,0 +1,63 @@
+//! `ActionSet` against `BTreeSet<ActionKind>`, and how actions read.
+
+use std::collections::BTreeSet;
+
+use hpp_session::{Action, ActionKind, ActionSet, ReleaseReason};
+use proptest::prelude::*;
+
+fn kinds() -> impl Strategy<Value = Vec<ActionKind>> {
+    prop::collection::vec(prop::sample::select(ActionKind::ALL.to_vec()), 0..6)
+}
+
+fn set(kinds: &[ActionKind]) -> ActionSet {
+    kinds.iter().fold(ActionSet::EMPTY, |s, &k| s.with(k))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4_096))]
+
+    #[test]
+    fn action_sets_behave_like_sets(a in kinds(), b in kinds()) {
+        let (sa, sb) = (set(&a), set(&b));
+        let (ba, bb): (BTreeSet<_>, BTreeSet<_>) = (a.iter().copied().collect(), b.iter().copied().collect());
+        prop_assert_eq!(sa.iter().collect::<BTreeSet<_>>(), ba.clone());
+        prop_assert_eq!(sa.union(sb).iter().collect::<BTreeSet<_>>(), &ba | &bb);
+        prop_assert_eq!(sa.without(sb).iter().collect::<BTreeSet<_>>(), &ba - &bb);
+        prop_assert_eq!(sa.is_empty(), ba.is_empty());
+        for k in ActionKind::ALL {
+            prop_assert_eq!(sa.contains(k), ba.contains(&k));
+        }
+        prop_assert_eq!(ActionSet::from_bits(sa.bits()), Some(sa));
+        // Listed in report order.
+        let listed: Vec<_> = sa.iter().collect();
+        prop_assert!(listed.windows(2).all(|w| w[0] < w[1]));
+    }
+}
+
+#[test]
+fn unknown_bits_are_refused() {
+    assert_eq!(ActionSet::from_bits(0b1_0000), None);
+    assert_eq!(
+        ActionSet::from_bits(0b1111).map(|s| s.iter().count()),
+        Some(4)
+    );
+}
+
+#[test]
+fn actions_read_as_what_to_do() {
+    assert_eq!(ReleaseReason::Expired.to_string(), "EXPIRED");
+    assert_eq!(ReleaseReason::Cancelled.as_str(), "CANCELLED");
+    assert_eq!(
+        Action::Release {
+            reason: ReleaseReason::Disabled
+        }
+        .to_string(),
+        "release the cart (DISABLED)"
+    );
+    assert_eq!(Action::ReadSession.to_string(), "read the session now");
+    let names: Vec<_> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(
+        names,
+        ["place_order", "record_order", "release", "read_session"]
+    );
+}
