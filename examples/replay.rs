@@ -2,7 +2,7 @@
 //! what happened, the resulting status, the actions to take, and when to read next.
 //!
 //! ```text
-//! cargo run --example replay [FILE] [--json]
+//! cargo run --example replay -- [FILE] [--json]
 //! cargo run --example replay -- --diagram
 //! ```
 //!
