@@ -184,10 +184,11 @@ const fn build_reach() -> [u16; Status::COUNT] {
     // Warshall's transitive closure: after step `k`, paths through statuses `0..=k` are in.
     let mut k = 0;
     while k < Status::COUNT {
+        let through_k = reach[k];
         let mut i = 0;
         while i < Status::COUNT {
             if reach[i] & (1 << k) != 0 {
-                reach[i] |= reach[k];
+                reach[i] |= through_k;
             }
             i += 1;
         }

@@ -280,3 +280,17 @@ fn debug_is_the_rfc3339_text_and_errors_name_the_field() {
         );
     }
 }
+
+#[test]
+fn durations_past_the_range_never_overflow() {
+    for d in [
+        Duration::from_secs(i64::MAX as u64),
+        Duration::from_secs(u64::MAX / 2 + 1),
+        Duration::from_secs(u64::MAX),
+        Duration::MAX,
+    ] {
+        assert_eq!(Timestamp::UNIX_EPOCH.checked_add(d), None, "{d:?}");
+        assert_eq!(Timestamp::MIN.checked_add(d), None, "{d:?}");
+        assert_eq!(Timestamp::UNIX_EPOCH.saturating_add(d), Timestamp::MAX);
+    }
+}

@@ -448,3 +448,97 @@ fn two_different_finals_never_silently_replace_each_other() {
     assert_eq!(a.status(), Some(Status::Cancelled));
     assert!(a.has_conflict() && b.has_conflict());
 }
+
+#[test]
+fn outcomes_have_the_replay_tools_names_and_say_what_happened() {
+    let conflict = |kind| Outcome::Conflict {
+        known: Status::Completed,
+        observed: Status::Cancelled,
+        kind,
+    };
+    let cases = [
+        (
+            Outcome::Advanced {
+                from: None,
+                to: Status::Waiting,
+                skipped: false,
+            },
+            "advanced",
+            "advanced to WAITING",
+        ),
+        (
+            Outcome::Advanced {
+                from: Some(Status::InProgress),
+                to: Status::InProgress,
+                skipped: true,
+            },
+            "advanced",
+            "advanced IN_PROGRESS -> IN_PROGRESS (statuses in between not seen)",
+        ),
+        (
+            Outcome::Confirmed(Status::Completed),
+            "advanced",
+            "confirmed COMPLETED",
+        ),
+        (Outcome::Duplicate, "duplicate", "duplicate"),
+        (Outcome::Stale, "stale", "stale"),
+        (
+            conflict(ConflictKind::TwoFinals),
+            "conflict",
+            "conflict: CANCELLED contradicts the final status COMPLETED",
+        ),
+        (
+            conflict(ConflictKind::TwoCompletions),
+            "conflict",
+            "conflict: CANCELLED carries other completion data than COMPLETED",
+        ),
+        (
+            conflict(ConflictKind::CannotFollow),
+            "conflict",
+            "conflict: CANCELLED cannot be ordered with COMPLETED",
+        ),
+        (Outcome::Expired, "expired", "expired"),
+    ];
+    for (outcome, name, text) in cases {
+        assert_eq!(outcome.as_str(), name);
+        assert_eq!(outcome.to_string(), text);
+    }
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn stored_trackers_round_trip_and_are_checked() {
+    let config = TrackerConfig {
+        trust: CallbackTrust::Verified,
+        ..TrackerConfig::default()
+    };
+    let mut t = Tracker::new(config);
+    t.observe_callback(Some("e"), &snap(Status::Back, 10), at(11));
+    t.observe_not_found(at(EXPIRES)).unwrap();
+    let json = serde_json::to_string(&t).unwrap();
+    assert!(
+        json.contains(r#""trust":"verified""#) && json.contains(r#""released":"EXPIRED""#),
+        "{json}"
+    );
+    assert_eq!(serde_json::from_str::<Tracker>(&json).unwrap(), t);
+
+    let fresh = serde_json::to_string(&Tracker::default()).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Tracker>(&fresh).unwrap(),
+        Tracker::default()
+    );
+    for (from, to) in [
+        (r#""confirmed":false"#, r#""confirmed":true"#),
+        (r#""expired":false"#, r#""expired":true"#),
+        (r#""asked":0"#, r#""asked":8"#),
+        (r#""asked":0"#, r#""asked":16"#),
+        (r#""released":null"#, r#""released":"CANCELLED""#),
+        (r#""trust":"hint""#, r#""trust":"trusting""#),
+    ] {
+        assert!(fresh.contains(from), "{fresh}");
+        let bad = fresh.replace(from, to);
+        assert!(serde_json::from_str::<Tracker>(&bad).is_err(), "{bad}");
+    }
+    let bad = json.replace(r#""released":"EXPIRED""#, r#""released":"LOST""#);
+    assert!(serde_json::from_str::<Tracker>(&bad).is_err());
+}
