@@ -454,8 +454,7 @@ fn contradiction(earlier: &Snapshot, later: &Snapshot) -> Option<ConflictKind> {
 fn event_hash(event_id: &str) -> u32 {
     let mut h = hash32::FnvHasher::default();
     h.write(event_id.as_bytes());
-    // FNV-1a is 32 bits wide: `finish` holds it in the low half.
-    u32::try_from(h.finish() & u64::from(u32::MAX)).unwrap_or_default()
+    hash32::Hasher::finish32(&h)
 }
 
 /// What one observation did, and the actions it newly asks for (each at most once per session,

@@ -294,3 +294,23 @@ fn durations_past_the_range_never_overflow() {
         assert_eq!(Timestamp::UNIX_EPOCH.saturating_add(d), Timestamp::MAX);
     }
 }
+
+/// The last day of each 400-year era is where the civil-date arithmetic turns over.
+#[test]
+fn era_boundaries_print_and_parse() {
+    for text in [
+        "2000-02-29T12:00:00.000Z",
+        "2000-03-01T00:00:00.000Z",
+        "1600-02-29T23:59:59.999Z",
+        "0400-02-29T00:00:00.000Z",
+        "2400-02-29T00:00:00.000Z",
+        "1970-01-01T00:00:00.000Z",
+        "0000-03-01T00:00:00.000Z",
+        "9999-12-31T23:59:59.000Z",
+    ] {
+        let t = parse(text).unwrap();
+        assert_eq!(t.to_string(), text);
+        let theirs = OffsetDateTime::parse(text, &Rfc3339).unwrap();
+        assert_eq!(t.unix_seconds(), theirs.unix_timestamp(), "{text}");
+    }
+}

@@ -542,3 +542,35 @@ fn stored_trackers_round_trip_and_are_checked() {
     let bad = json.replace(r#""released":"EXPIRED""#, r#""released":"LOST""#);
     assert!(serde_json::from_str::<Tracker>(&bad).is_err());
 }
+
+#[test]
+fn an_unconfirmed_change_is_read_after_the_first_delay_and_accessors_tell_the_state() {
+    let mut t = Tracker::default();
+    assert!(t.snapshot().is_none() && !t.is_expired() && !t.is_confirmed());
+    t.observe_callback(Some("e1"), &snap(Status::InProgress, 10), at(1_000));
+    // A non-final status from a callback: not at once, after `first` (10 s).
+    assert_eq!(t.next_read(at(1_000)), Some(at(11_000)));
+    assert_eq!(t.snapshot(), Some(&snap(Status::InProgress, 10)));
+    assert!(!t.is_expired() && !t.is_confirmed());
+    assert!(t.asked().is_empty());
+}
+
+/// Two changes stamped in the same millisecond are ordered by their status (a deterministic
+/// tie-break), not reported as a conflict, when one can follow the other.
+#[test]
+fn changes_in_the_same_millisecond_are_not_a_conflict() {
+    for order in [[0, 1], [1, 0]] {
+        let seen = [snap(Status::InProgress, 10), snap(Status::Failed, 10)];
+        let mut t = Tracker::default();
+        for i in order {
+            let r = t.observe_read(&seen[i], at(20));
+            assert!(
+                !matches!(r.outcome(), Outcome::Conflict { .. }),
+                "{order:?}: {:?}",
+                r.outcome()
+            );
+        }
+        assert_eq!(t.status(), Some(Status::Failed));
+        assert!(!t.has_conflict());
+    }
+}
