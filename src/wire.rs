@@ -3,7 +3,7 @@
 //! [`SessionBody`] is the session object of a read (`GET session_url`) and of a status callback;
 //! [`CallbackBody`] is a callback's `{"event_id", "session"}`. Every field is optional in the
 //! shape, as in Klarna's schema, and unknown fields (`customer`, `manual_identification`, …) are
-//! ignored. [`SessionBody::snapshot`] then checks the fields and gives a [`Snapshot`] or a typed
+//! ignored; only JSON objects are accepted (not serde's positional arrays). [`SessionBody::snapshot`] then checks the fields and gives a [`Snapshot`] or a typed
 //! [`SnapshotError`].
 //!
 //! Strings are borrowed from the input, so a deserializer that must unescape a string (one with
@@ -22,47 +22,44 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use core::fmt;
+use core::marker::PhantomData;
+
 use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserializer, MapAccess, Visitor};
 
 use crate::id::{Completion, SessionId};
 use crate::snapshot::{Snapshot, SnapshotError, TimestampField};
 use crate::status::Status;
 use crate::timestamp::Timestamp;
 
-/// A session object, as a read returns it and a callback carries it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+/// A session object, as a read returns it and a callback carries it. Deserializes from a JSON
+/// object only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SessionBody<'a> {
     /// `session_id`.
-    #[serde(borrow, default)]
     pub session_id: Option<&'a str>,
     /// `status`, a wire name.
-    #[serde(borrow, default)]
     pub status: Option<&'a str>,
     /// `updated_at`, RFC 3339.
-    #[serde(borrow, default)]
     pub updated_at: Option<&'a str>,
     /// `expires_at`, RFC 3339.
-    #[serde(borrow, default)]
     pub expires_at: Option<&'a str>,
     /// `authorization_token` (a `COMPLETED` Klarna Payments session).
-    #[serde(borrow, default)]
     pub authorization_token: Option<&'a str>,
     /// `order_id` (a `COMPLETED` session whose order Klarna placed).
-    #[serde(borrow, default)]
     pub order_id: Option<&'a str>,
     /// `klarna_reference` (with `order_id`).
-    #[serde(borrow, default)]
     pub klarna_reference: Option<&'a str>,
 }
 
-/// The body of a status callback.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+/// The body of a status callback. Deserializes from a JSON object only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallbackBody<'a> {
     /// `event_id`, for de-duplication.
-    #[serde(borrow, default)]
     pub event_id: Option<&'a str>,
     /// The session as it is after the change.
-    #[serde(borrow)]
     pub session: SessionBody<'a>,
 }
 
@@ -103,5 +100,81 @@ impl SessionBody<'_> {
             _ => return Err(SnapshotError::AmbiguousCompletion),
         };
         Snapshot::new(status, updated_at, expires_at, completion)
+    }
+}
+
+// serde's derive also reads a struct from a JSON *array*, by field position; a session object is
+// never an array. So the derived readers below (`remote`, field for field) are only reached
+// through `MapOnly`, which accepts a map and nothing else.
+
+#[derive(Deserialize)]
+#[serde(remote = "SessionBody")]
+struct SessionBodyFields<'a> {
+    #[serde(borrow, default)]
+    session_id: Option<&'a str>,
+    #[serde(borrow, default)]
+    status: Option<&'a str>,
+    #[serde(borrow, default)]
+    updated_at: Option<&'a str>,
+    #[serde(borrow, default)]
+    expires_at: Option<&'a str>,
+    #[serde(borrow, default)]
+    authorization_token: Option<&'a str>,
+    #[serde(borrow, default)]
+    order_id: Option<&'a str>,
+    #[serde(borrow, default)]
+    klarna_reference: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+#[serde(remote = "CallbackBody")]
+struct CallbackBodyFields<'a> {
+    #[serde(borrow, default)]
+    event_id: Option<&'a str>,
+    #[serde(borrow)]
+    session: SessionBody<'a>,
+}
+
+/// A body read field by field from a map.
+trait FromFields<'de>: Sized {
+    fn from_fields<D: Deserializer<'de>>(fields: D) -> Result<Self, D::Error>;
+}
+
+impl<'de: 'a, 'a> FromFields<'de> for SessionBody<'a> {
+    fn from_fields<D: Deserializer<'de>>(fields: D) -> Result<Self, D::Error> {
+        SessionBodyFields::deserialize(fields)
+    }
+}
+
+impl<'de: 'a, 'a> FromFields<'de> for CallbackBody<'a> {
+    fn from_fields<D: Deserializer<'de>>(fields: D) -> Result<Self, D::Error> {
+        CallbackBodyFields::deserialize(fields)
+    }
+}
+
+/// Accepts a map (a JSON object) and nothing else.
+struct MapOnly<T>(PhantomData<T>);
+
+impl<'de, T: FromFields<'de>> Visitor<'de> for MapOnly<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::from_fields(MapAccessDeserializer::new(map))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for SessionBody<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MapOnly(PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for CallbackBody<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MapOnly(PhantomData))
     }
 }

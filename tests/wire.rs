@@ -147,6 +147,8 @@ fn wrong_types_fail_in_both_parsers() {
         r#"{"status":5}"#,
         r#"{"status":["WAITING"]}"#,
         r#"{"updated_at":{"t":1}}"#,
+        r#"["status","WAITING"]"#,
+        r#"[null,"COMPLETED","2019-05-13T14:52:57Z",null,"tok"]"#,
         r#"{"status":"WAITING""#,
         r#""#,
     ] {
