@@ -69,7 +69,11 @@ fn parse_and_observe(c: &mut Criterion) {
             |t| {
                 let body = serde_json::from_str::<CallbackBody<'_>>(black_box(CALLBACK)).unwrap();
                 let s = body.session.snapshot().unwrap();
-                black_box(t.observe_callback(body.event_id, &s, now).outcome())
+                black_box(
+                    t.observe_callback(body.event_id, &s, now)
+                        .unwrap()
+                        .outcome(),
+                )
             },
             BatchSize::SmallInput,
         );
@@ -86,7 +90,11 @@ fn parse_and_observe(c: &mut Criterion) {
                 let (body, _) =
                     serde_json_core::from_str::<CallbackBody<'_>>(black_box(CALLBACK)).unwrap();
                 let s = body.session.snapshot().unwrap();
-                black_box(t.observe_callback(body.event_id, &s, now).outcome())
+                black_box(
+                    t.observe_callback(body.event_id, &s, now)
+                        .unwrap()
+                        .outcome(),
+                )
             },
             BatchSize::SmallInput,
         );

@@ -2,7 +2,7 @@
 //! what happened, the resulting status, the actions to take, and when to read next.
 //!
 //! ```text
-//! cargo run --example replay -- [FILE] [--json]
+//! cargo run --example replay -- [FILE] [--json] [--trust hint|verified]
 //! cargo run --example replay -- --diagram
 //! ```
 //!
@@ -12,16 +12,20 @@
 //!
 //! The log has one JSON object per line, `at` being when the integrator received it:
 //! `{"at": RFC3339, "callback": <callback body>}`, `{"at": RFC3339, "read": <session body>}`, or
-//! `{"at": RFC3339, "not_found": true, "session_id": ID}`. One tracker per `session_id`. A line
-//! that is not valid JSON or not of this format is `rejected` and the replay goes on. The exit
-//! status is 0 unless FILE cannot be read.
+//! `{"at": RFC3339, "not_found": true, "session_id": ID}`. One tracker per `session_id`; a line
+//! may give `session_id` next to a body that has none (Klarna's own fixtures omit it), and is
+//! rejected when both give one and they differ. A line that is not valid JSON or not of this
+//! format is `rejected` and the replay goes on. The exit status is 0 unless FILE cannot be read.
+//!
+//! `--trust verified` treats callbacks as evidence, for integrators who check a per-session
+//! callback secret; by default (`hint`) they are unsigned claims that only ask for a read.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
 
 use hpp_session::diagram::Mermaid;
 use hpp_session::wire::{CallbackBody, SessionBody};
-use hpp_session::{Action, Status, Timestamp, Tracker};
+use hpp_session::{Action, CallbackTrust, Status, Timestamp, Tracker, TrackerConfig};
 use serde::{Deserialize, Serialize};
 
 const SAMPLE: &str = include_str!("sample.jsonl");
@@ -49,6 +53,9 @@ struct Out<'a> {
     session_id: Option<&'a str>,
     outcome: &'static str,
     status: Option<&'static str>,
+    /// A newer status unsigned callbacks claim, awaiting confirmation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claim: Option<&'static str>,
     actions: Vec<OutAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -68,7 +75,11 @@ enum OutAction {
     },
     RecordOrder {
         order_id: String,
-        klarna_reference: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        klarna_reference: Option<String>,
+    },
+    ReviewCompletion {
+        problem: String,
     },
     Release {
         reason: &'static str,
@@ -91,7 +102,10 @@ impl From<Action<'_>> for OutAction {
                 klarna_reference,
             } => Self::RecordOrder {
                 order_id: order_id.to_string(),
-                klarna_reference: klarna_reference.to_string(),
+                klarna_reference: klarna_reference.map(ToString::to_string),
+            },
+            Action::ReviewCompletion { problem } => Self::ReviewCompletion {
+                problem: problem.to_string(),
             },
             Action::Release { reason } => Self::Release {
                 reason: reason.as_str(),
@@ -114,7 +128,17 @@ impl std::fmt::Display for OutAction {
                 order_id,
                 klarna_reference,
             } => {
-                write!(f, "RECORD ORDER {order_id} ({klarna_reference})")
+                write!(f, "RECORD ORDER {order_id}")?;
+                match klarna_reference {
+                    Some(reference) => write!(f, " ({reference})"),
+                    None => Ok(()),
+                }
+            }
+            Self::ReviewCompletion { problem } => {
+                write!(
+                    f,
+                    "REVIEW: paid, but the data cannot be acted on ({problem})"
+                )
             }
             Self::Release { reason } => write!(f, "RELEASE CART ({reason})"),
             Self::ReadSession => f.write_str("READ SESSION now (confirm the callback)"),
@@ -122,8 +146,8 @@ impl std::fmt::Display for OutAction {
     }
 }
 
-/// What the tracker shows as its status: the wire name, or EXPIRED once a session that was not
-/// paid expired.
+/// What the tracker shows as its (confirmed) status: the wire name, or EXPIRED once a session
+/// that was not paid expired.
 fn shown_status(t: &Tracker) -> Option<&'static str> {
     if t.is_expired() && t.status() != Some(Status::Completed) {
         return Some("EXPIRED");
@@ -132,18 +156,24 @@ fn shown_status(t: &Tracker) -> Option<&'static str> {
 }
 
 /// Replays one line. `trackers` holds one tracker per session.
-fn replay<'a>(n: usize, text: &'a str, trackers: &mut HashMap<String, Tracker>) -> Out<'a> {
+fn replay<'a>(
+    n: usize,
+    text: &'a str,
+    config: TrackerConfig,
+    trackers: &mut HashMap<String, Tracker>,
+) -> Out<'a> {
     let mut out = Out {
         line: n,
         session_id: None,
         outcome: "rejected",
         status: None,
+        claim: None,
         actions: Vec::new(),
         error: None,
         detail: String::new(),
         next_read: None,
     };
-    if let Err(e) = observe(text, trackers, &mut out) {
+    if let Err(e) = observe(text, config, trackers, &mut out) {
         out.outcome = "rejected";
         out.actions.clear();
         out.detail = format!("rejected: {e}");
@@ -151,12 +181,14 @@ fn replay<'a>(n: usize, text: &'a str, trackers: &mut HashMap<String, Tracker>) 
     }
     if let Some(t) = out.session_id.and_then(|id| trackers.get(id)) {
         out.status = shown_status(t);
+        out.claim = t.claim().map(|c| c.status().as_str());
     }
     out
 }
 
 fn observe<'a>(
     text: &'a str,
+    config: TrackerConfig,
     trackers: &mut HashMap<String, Tracker>,
     out: &mut Out<'a>,
 ) -> Result<(), String> {
@@ -168,12 +200,16 @@ fn observe<'a>(
         (None, None, Some(true)) => (None, None, true),
         _ => return Err("a line has exactly one of callback, read, or not_found: true".into()),
     };
-    let session_id = match body {
-        Some(b) => b.session_id,
-        None => line.session_id,
+    let session_id = match (body.and_then(|b| b.session_id), line.session_id) {
+        (Some(body_id), Some(line_id)) if body_id != line_id => {
+            return Err(format!(
+                "the line's session_id {line_id:?} differs from the body's {body_id:?}"
+            ));
+        }
+        (Some(id), _) | (None, Some(id)) => id,
+        (None, None) => return Err("no session_id: the line cannot be routed to a session".into()),
     };
-    out.session_id = session_id;
-    let session_id = session_id.ok_or("no session_id: the line cannot be routed to a session")?;
+    out.session_id = Some(session_id);
     if let Some(b) = body {
         // Checks the id's length; the tracker does not keep it.
         b.session_id().map_err(|e| e.to_string())?;
@@ -182,9 +218,13 @@ fn observe<'a>(
         .map(|b| b.snapshot())
         .transpose()
         .map_err(|e| e.to_string())?;
-    let tracker = trackers.entry(session_id.to_owned()).or_default();
+    let tracker = trackers
+        .entry(session_id.to_owned())
+        .or_insert_with(|| Tracker::new(config));
     let report = match (&snapshot, event_id) {
-        (Some(s), Some(event_id)) => tracker.observe_callback(event_id, s, now),
+        (Some(s), Some(event_id)) => tracker
+            .observe_callback(event_id, s, now)
+            .map_err(|e| e.to_string())?,
         (Some(s), None) => tracker.observe_read(s, now),
         (None, _) => {
             debug_assert!(not_found);
@@ -205,7 +245,26 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let json = args.iter().any(|a| a == "--json");
-    let file = args.iter().find(|a| !a.starts_with("--"));
+    let trust = match args.iter().position(|a| a == "--trust") {
+        None => CallbackTrust::Hint,
+        Some(i) => match args.get(i + 1).map(String::as_str) {
+            Some("hint") => CallbackTrust::Hint,
+            Some("verified") => CallbackTrust::Verified,
+            _ => {
+                eprintln!("replay: --trust takes hint or verified");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let config = TrackerConfig {
+        trust,
+        ..TrackerConfig::default()
+    };
+    let file = args
+        .iter()
+        .enumerate()
+        .find(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--trust"))
+        .map(|(_, a)| a);
     let text = match file {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => text,
@@ -225,7 +284,7 @@ fn main() -> ExitCode {
     }
     let mut trackers = HashMap::new();
     for (i, line) in text.lines().enumerate() {
-        let out = replay(i + 1, line, &mut trackers);
+        let out = replay(i + 1, line, config, &mut trackers);
         if json {
             match serde_json::to_string(&out) {
                 Ok(s) => println!("{s}"),
@@ -236,6 +295,9 @@ fn main() -> ExitCode {
         let id = out.session_id.map_or("-", |id| id.get(..8).unwrap_or(id));
         let status = out.status.unwrap_or("-");
         println!("{:>3}  {id:<8}  {status:<15}  {}", out.line, out.detail);
+        if let Some(claim) = out.claim {
+            println!("{:>30}   claimed, unconfirmed: {claim}", "");
+        }
         for action in &out.actions {
             println!("{:>30}-> {action}", "");
         }

@@ -3,7 +3,7 @@
 use core::fmt;
 use core::time::Duration;
 
-use crate::id::{AuthorizationToken, KlarnaReference, OrderId};
+use crate::id::{AuthorizationToken, CompletionProblem, KlarnaReference, OrderId};
 use crate::timestamp::Timestamp;
 
 /// How long a Klarna Payments authorization token stays valid: the order must be placed with it
@@ -51,12 +51,19 @@ pub enum Action<'t> {
         /// The authorization time (`updated_at`) plus [`AUTHORIZATION_VALIDITY`].
         place_by: Timestamp,
     },
-    /// Record the order Klarna placed.
+    /// Record the order Klarna placed. Never place another: Klarna already did.
     RecordOrder {
         /// The order's id.
         order_id: &'t OrderId,
-        /// The order's consumer-facing reference.
-        klarna_reference: &'t KlarnaReference,
+        /// The order's consumer-facing reference, when Klarna sent one.
+        klarna_reference: Option<&'t KlarnaReference>,
+    },
+    /// A person must look at this session: it is paid (`COMPLETED` was confirmed), but its data
+    /// says neither how to place the order nor which order Klarna placed. The cart is never
+    /// released.
+    ReviewCompletion {
+        /// What is wrong with the data.
+        problem: CompletionProblem,
     },
     /// Release the cart: the session ended without payment.
     Release {
@@ -74,6 +81,7 @@ impl Action<'_> {
         match self {
             Self::PlaceOrder { .. } => ActionKind::PlaceOrder,
             Self::RecordOrder { .. } => ActionKind::RecordOrder,
+            Self::ReviewCompletion { .. } => ActionKind::ReviewCompletion,
             Self::Release { .. } => ActionKind::Release,
             Self::ReadSession => ActionKind::ReadSession,
         }
@@ -93,7 +101,16 @@ impl fmt::Display for Action<'_> {
             Self::RecordOrder {
                 order_id,
                 klarna_reference,
-            } => write!(f, "record order {order_id} ({klarna_reference})"),
+            } => {
+                write!(f, "record order {order_id}")?;
+                match klarna_reference {
+                    Some(reference) => write!(f, " ({reference})"),
+                    None => Ok(()),
+                }
+            }
+            Self::ReviewCompletion { problem } => {
+                write!(f, "a person must review this paid session: {problem}")
+            }
             Self::Release { reason } => write!(f, "release the cart ({reason})"),
             Self::ReadSession => f.write_str("read the session now"),
         }
@@ -101,14 +118,17 @@ impl fmt::Display for Action<'_> {
 }
 
 /// The kinds of [`Action`], in the order a report lists them: money first, then the cart, then
-/// the confirming read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// the confirming read; `Ord` is that order. The discriminants are the bits of an [`ActionSet`]
+/// (stored by persistence), not the order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum ActionKind {
     /// [`Action::PlaceOrder`].
     PlaceOrder = 1,
     /// [`Action::RecordOrder`].
     RecordOrder = 2,
+    /// [`Action::ReviewCompletion`].
+    ReviewCompletion = 16,
     /// [`Action::Release`].
     Release = 4,
     /// [`Action::ReadSession`].
@@ -117,12 +137,34 @@ pub enum ActionKind {
 
 impl ActionKind {
     /// Every kind, in report order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::PlaceOrder,
         Self::RecordOrder,
+        Self::ReviewCompletion,
         Self::Release,
         Self::ReadSession,
     ];
+
+    /// The kind's place in report order.
+    const fn rank(self) -> u8 {
+        match self {
+            Self::PlaceOrder => 0,
+            Self::RecordOrder => 1,
+            Self::ReviewCompletion => 2,
+            Self::Release => 3,
+            Self::ReadSession => 4,
+        }
+    }
+
+    /// Whether the kind is about money the consumer paid: placing or recording the order, or a
+    /// person's review of a paid session.
+    #[must_use]
+    pub const fn is_money(self) -> bool {
+        matches!(
+            self,
+            Self::PlaceOrder | Self::RecordOrder | Self::ReviewCompletion
+        )
+    }
 
     /// The kind's name in the replay tool's JSON (`"place_order"`, …).
     #[must_use]
@@ -130,9 +172,22 @@ impl ActionKind {
         match self {
             Self::PlaceOrder => "place_order",
             Self::RecordOrder => "record_order",
+            Self::ReviewCompletion => "review_completion",
             Self::Release => "release",
             Self::ReadSession => "read_session",
         }
+    }
+}
+
+impl PartialOrd for ActionKind {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ActionKind {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.rank().cmp(&other.rank())
     }
 }
 
@@ -183,7 +238,7 @@ impl ActionSet {
     /// The set with these bits, or `None` if a bit names no kind.
     #[must_use]
     pub const fn from_bits(bits: u8) -> Option<Self> {
-        if bits & !0b1111 == 0 {
+        if bits & !0b1_1111 == 0 {
             Some(Self(bits))
         } else {
             None

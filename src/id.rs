@@ -8,7 +8,7 @@ use core::fmt;
 pub const MAX_ID_LEN: usize = 255;
 
 /// Which identifier a [`IdError`] error is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum IdKind {
     /// `session_id`.
@@ -24,6 +24,15 @@ pub enum IdKind {
 }
 
 impl IdKind {
+    /// Every identifier field.
+    pub const ALL: [Self; 5] = [
+        Self::SessionId,
+        Self::EventId,
+        Self::AuthorizationToken,
+        Self::OrderId,
+        Self::KlarnaReference,
+    ];
+
     /// The wire name of the field.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -44,7 +53,7 @@ impl fmt::Display for IdKind {
 }
 
 /// An identifier that is empty or longer than [`MAX_ID_LEN`] bytes. Nothing was stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IdError {
     /// Which identifier.
     pub kind: IdKind,
@@ -161,26 +170,36 @@ bounded_id!(
     IdKind::KlarnaReference
 );
 
-/// What a `COMPLETED` session carries: either a token to place the order with, or the order
-/// Klarna already placed, depending on the session's `place_order_mode`.
+/// What a `COMPLETED` session carries. Klarna's bodies come in more shapes than its guides show
+/// (`SPEC.md` §6): a token alone (Klarna Payments, `place_order_mode` `NONE`), an order id with or
+/// without a Klarna reference (Klarna placed the order; a Klarna Checkout session has no token),
+/// or all three at once (the API reference's own sample). [`Completion::from_fields`] reads them.
+///
+/// A `COMPLETED` session is paid whatever its data looks like, so data the crate cannot act on is
+/// kept as [`Completion::Unusable`] (a person must look) rather than rejected: a rejected read
+/// would leave the cart to be released at expiry.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[expect(
     clippy::large_enum_variant,
     reason = "ids are stored inline (no heap); a boxed variant would need an allocator"
 )]
 pub enum Completion {
+    /// Paid, but the data says neither how to place the order nor which order Klarna placed.
+    /// Declared first: for one status change, any usable data outranks it.
+    Unusable(CompletionProblem),
     /// Klarna Payments with `place_order_mode` `NONE` (the default): the merchant places the
     /// order with this token.
     Authorized {
         /// The authorization token.
         authorization_token: AuthorizationToken,
     },
-    /// `place_order_mode` `PLACE_ORDER` or `CAPTURE_ORDER`: Klarna placed the order.
+    /// Klarna placed the order (`place_order_mode` `PLACE_ORDER` or `CAPTURE_ORDER`, or a Klarna
+    /// Checkout session): the merchant records it and must not place another.
     OrderPlaced {
         /// The order's id.
         order_id: OrderId,
-        /// The order's consumer-facing reference.
-        klarna_reference: KlarnaReference,
+        /// The order's consumer-facing reference, when the body has one.
+        klarna_reference: Option<KlarnaReference>,
     },
 }
 
@@ -195,14 +214,68 @@ impl Completion {
         })
     }
 
-    /// A completion with an order Klarna placed.
+    /// A completion with an order Klarna placed, and its reference.
     ///
     /// # Errors
     /// [`IdError`] when either id is empty or over [`MAX_ID_LEN`] bytes.
     pub fn order_placed(order_id: &str, klarna_reference: &str) -> Result<Self, IdError> {
         Ok(Self::OrderPlaced {
             order_id: OrderId::new(order_id)?,
-            klarna_reference: KlarnaReference::new(klarna_reference)?,
+            klarna_reference: Some(KlarnaReference::new(klarna_reference)?),
         })
+    }
+
+    /// The completion a `COMPLETED` body's three fields describe; `None` when all three are
+    /// absent (the caller decides what that means for its status).
+    ///
+    /// - An `order_id` means Klarna placed the order: [`Completion::OrderPlaced`], whatever else
+    ///   the body carries (a token next to it is never used: placing a second order with it
+    ///   could charge the consumer twice).
+    /// - A `klarna_reference` without an `order_id` names an order the body does not identify:
+    ///   [`CompletionProblem::ReferenceWithoutOrder`] (**ours**: the token next to it is not used,
+    ///   for the same reason).
+    /// - A token alone: [`Completion::Authorized`].
+    /// - A field that is present but empty or over-long: [`CompletionProblem::Id`]. Never cut,
+    ///   never rejected: the session is paid all the same.
+    #[must_use]
+    pub fn from_fields(
+        authorization_token: Option<&str>,
+        order_id: Option<&str>,
+        klarna_reference: Option<&str>,
+    ) -> Option<Self> {
+        let completion = match (authorization_token, order_id, klarna_reference) {
+            (None, None, None) => return None,
+            (_, Some(order_id), reference) => OrderId::new(order_id).and_then(|order_id| {
+                Ok(Self::OrderPlaced {
+                    order_id,
+                    klarna_reference: reference.map(KlarnaReference::new).transpose()?,
+                })
+            }),
+            (_, None, Some(_)) => Ok(Self::Unusable(CompletionProblem::ReferenceWithoutOrder)),
+            (Some(token), None, None) => Self::authorized(token),
+        };
+        Some(completion.unwrap_or_else(|e| Self::Unusable(CompletionProblem::Id(e))))
+    }
+}
+
+/// Why a `COMPLETED` session's data cannot be acted on ([`Completion::Unusable`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum CompletionProblem {
+    /// No `authorization_token`, no `order_id`, no `klarna_reference`.
+    Missing,
+    /// A `klarna_reference` without an `order_id`.
+    ReferenceWithoutOrder,
+    /// A field that is empty or longer than [`MAX_ID_LEN`] bytes.
+    Id(IdError),
+}
+
+impl fmt::Display for CompletionProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing => f.write_str("no authorization_token and no order_id"),
+            Self::ReferenceWithoutOrder => f.write_str("a klarna_reference without an order_id"),
+            Self::Id(e) => e.fmt(f),
+        }
     }
 }

@@ -17,11 +17,13 @@
 #![warn(clippy::pedantic)]
 
 mod action;
+mod claim;
 pub mod diagram;
 mod event;
 mod excerpt;
 mod id;
 mod outcome;
+mod precedence;
 mod schedule;
 mod secret;
 #[cfg(feature = "serde")]
@@ -37,11 +39,12 @@ mod tracker;
 pub mod wire;
 
 pub use action::{AUTHORIZATION_VALIDITY, Action, ActionKind, ActionSet, ReleaseReason};
+pub use claim::{Claim, DEFAULT_MAX_CLOCK_SKEW, FutureHint};
 pub use event::Event;
 pub use excerpt::{EXCERPT_CAPACITY, Excerpt};
 pub use id::{
-    AuthorizationToken, Completion, EventId, IdError, IdKind, KlarnaReference, MAX_ID_LEN, OrderId,
-    SessionId,
+    AuthorizationToken, Completion, CompletionProblem, EventId, IdError, IdKind, KlarnaReference,
+    MAX_ID_LEN, OrderId, SessionId,
 };
 pub use outcome::{ConflictKind, Outcome};
 pub use schedule::{MIN_READ_INTERVAL, PolicyError, ReadPolicy};

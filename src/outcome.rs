@@ -4,13 +4,13 @@ use core::fmt;
 
 use crate::status::Status;
 
-/// What an observation did. Only [`Outcome::Advanced`], [`Outcome::Confirmed`],
+/// What an observation did. [`Outcome::Advanced`], [`Outcome::Confirmed`], [`Outcome::Claimed`],
 /// [`Outcome::Conflict`] and [`Outcome::Expired`] change the tracker; [`Outcome::Duplicate`] and
 /// [`Outcome::Stale`] leave it exactly as it was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Outcome {
-    /// The snapshot is the newest known: the tracker moved to it.
+    /// Confirmed evidence newer than any known: the confirmed state moved to it.
     Advanced {
         /// The status before (`None` when the tracker knew nothing yet).
         from: Option<Status>,
@@ -20,15 +20,19 @@ pub enum Outcome {
         /// reachable), e.g. a lost `BACK` callback between two `IN_PROGRESS`.
         skipped: bool,
     },
-    /// A read (or a trusted callback) confirmed the status the tracker already had from an
-    /// unsigned callback.
+    /// Confirmed evidence showed exactly the status change an unsigned callback claimed: the
+    /// confirmed state moved to it.
     Confirmed(Status),
+    /// An unsigned callback claims a status change newer than any confirmed one: read the
+    /// session to confirm it; nothing is acted on ([`crate::Claim`]).
+    Claimed(Status),
     /// Already known: the same status change, or a callback whose `event_id` was already handled.
     Duplicate,
     /// Older than what is known.
     Stale,
-    /// The snapshot contradicts what is known. The tracker keeps the snapshot of higher
-    /// precedence (an authorization always wins) and remembers the conflict.
+    /// The snapshot contradicts what is known. Between confirmed snapshots the tracker keeps
+    /// the one of higher precedence (an authorization always wins); a hint never displaces
+    /// confirmed evidence. Either way it remembers the conflict.
     Conflict {
         /// The status known before.
         known: Status,
@@ -43,11 +47,12 @@ pub enum Outcome {
 
 impl Outcome {
     /// The outcome's name in the replay tool's JSON: `advanced` (also for `Confirmed`),
-    /// `duplicate`, `stale`, `conflict`, `expired`.
+    /// `claimed`, `duplicate`, `stale`, `conflict`, `expired`.
     #[must_use]
     pub const fn as_str(&self) -> &'static str {
         match self {
             Self::Advanced { .. } | Self::Confirmed(_) => "advanced",
+            Self::Claimed(_) => "claimed",
             Self::Duplicate => "duplicate",
             Self::Stale => "stale",
             Self::Conflict { .. } => "conflict",
@@ -78,6 +83,7 @@ impl fmt::Display for Outcome {
                 Ok(())
             }
             Self::Confirmed(status) => write!(f, "confirmed {status}"),
+            Self::Claimed(status) => write!(f, "claims {status} (unsigned: read to confirm)"),
             Self::Duplicate => f.write_str("duplicate"),
             Self::Stale => f.write_str("stale"),
             Self::Conflict {

@@ -14,7 +14,11 @@ use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{ActionKind, ActionSet, ReleaseReason};
-use crate::id::{AuthorizationToken, Completion, EventId, KlarnaReference, OrderId, SessionId};
+use crate::claim::Claim;
+use crate::id::{
+    AuthorizationToken, Completion, CompletionProblem, EventId, IdError, IdKind, KlarnaReference,
+    OrderId, SessionId,
+};
 use crate::schedule::ReadPolicy;
 use crate::session::Session;
 use crate::snapshot::Snapshot;
@@ -110,9 +114,9 @@ serde_id!(
     KlarnaReference
 );
 
-/// [`Completion`] as Klarna's fields: `{"authorization_token"}` or
-/// `{"order_id", "klarna_reference"}`. Generic over owned or borrowed ids, so that serializing
-/// copies nothing.
+/// [`Completion`] as Klarna's fields: `{"authorization_token"}`, or
+/// `{"order_id", "klarna_reference"?}`, or `{"unusable": problem}`. Generic over owned or
+/// borrowed ids, so that serializing copies nothing.
 #[derive(Serialize, Deserialize)]
 struct CompletionRepr<A, O, K> {
     #[serde(default = "none", skip_serializing_if = "Option::is_none")]
@@ -121,31 +125,69 @@ struct CompletionRepr<A, O, K> {
     order_id: Option<O>,
     #[serde(default = "none", skip_serializing_if = "Option::is_none")]
     klarna_reference: Option<K>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    unusable: Option<ProblemRepr>,
+}
+
+/// [`CompletionProblem`]'s stored form.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ProblemRepr {
+    Missing,
+    ReferenceWithoutOrder,
+    Id { field: IdKind, len: usize },
 }
 
 const fn none<T>() -> Option<T> {
     None
 }
 
+impl Serialize for IdKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for IdKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_str(deserializer, "an identifier's field name", |s| {
+            IdKind::ALL
+                .into_iter()
+                .find(|k| k.as_str() == s)
+                .ok_or("unknown identifier field")
+        })
+    }
+}
+
 impl Serialize for Completion {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let repr = match self {
+        let mut repr = CompletionRepr {
+            authorization_token: None,
+            order_id: None,
+            klarna_reference: None,
+            unusable: None,
+        };
+        match self {
             Completion::Authorized {
                 authorization_token,
-            } => CompletionRepr {
-                authorization_token: Some(authorization_token),
-                order_id: None,
-                klarna_reference: None,
-            },
+            } => repr.authorization_token = Some(authorization_token),
             Completion::OrderPlaced {
                 order_id,
                 klarna_reference,
-            } => CompletionRepr {
-                authorization_token: None,
-                order_id: Some(order_id),
-                klarna_reference: Some(klarna_reference),
-            },
-        };
+            } => {
+                repr.order_id = Some(order_id);
+                repr.klarna_reference = klarna_reference.as_ref();
+            }
+            Completion::Unusable(problem) => {
+                repr.unusable = Some(match *problem {
+                    CompletionProblem::Missing => ProblemRepr::Missing,
+                    CompletionProblem::ReferenceWithoutOrder => ProblemRepr::ReferenceWithoutOrder,
+                    CompletionProblem::Id(IdError { kind, len }) => {
+                        ProblemRepr::Id { field: kind, len }
+                    }
+                });
+            }
+        }
         repr.serialize(serializer)
     }
 }
@@ -159,16 +201,24 @@ impl<'de> Deserialize<'de> for Completion {
             repr.authorization_token,
             repr.order_id,
             repr.klarna_reference,
+            repr.unusable,
         ) {
-            (Some(authorization_token), None, None) => Ok(Completion::Authorized {
+            (Some(authorization_token), None, None, None) => Ok(Completion::Authorized {
                 authorization_token,
             }),
-            (None, Some(order_id), Some(klarna_reference)) => Ok(Completion::OrderPlaced {
+            (None, Some(order_id), klarna_reference, None) => Ok(Completion::OrderPlaced {
                 order_id,
                 klarna_reference,
             }),
+            (None, None, None, Some(problem)) => Ok(Completion::Unusable(match problem {
+                ProblemRepr::Missing => CompletionProblem::Missing,
+                ProblemRepr::ReferenceWithoutOrder => CompletionProblem::ReferenceWithoutOrder,
+                ProblemRepr::Id { field, len } => {
+                    CompletionProblem::Id(IdError { kind: field, len })
+                }
+            })),
             _ => Err(de::Error::custom(
-                "a completion is either an authorization_token, or an order_id with a klarna_reference",
+                "a completion is an authorization_token, an order_id (with a klarna_reference or not), or unusable",
             )),
         }
     }
@@ -300,14 +350,23 @@ impl<'de> Deserialize<'de> for CallbackTrust {
     }
 }
 
+/// [`Claim`]'s stored form.
+#[derive(Serialize, Deserialize)]
+struct ClaimRepr {
+    status: Status,
+    updated_at: Timestamp,
+}
+
 /// [`Tracker`]'s stored form; `S` is the snapshot, owned or borrowed.
 #[derive(Serialize, Deserialize)]
 struct TrackerRepr<S> {
     trust: CallbackTrust,
     reads: ReadPolicy,
+    max_clock_skew: Duration,
     #[serde(default = "none")]
     best: Option<S>,
-    confirmed: bool,
+    #[serde(default = "none")]
+    claim: Option<ClaimRepr>,
     expired: bool,
     conflicted: bool,
     asked: u8,
@@ -315,6 +374,8 @@ struct TrackerRepr<S> {
     released: Option<ReleaseReason>,
     #[serde(default = "none")]
     changed_at: Option<Timestamp>,
+    #[serde(default = "none")]
+    claimed_at: Option<Timestamp>,
     events: heapless::Vec<u32, REMEMBERED_EVENTS>,
 }
 
@@ -329,13 +390,18 @@ impl Serialize for Tracker {
         TrackerRepr {
             trust: self.config.trust,
             reads: self.config.reads,
+            max_clock_skew: self.config.max_clock_skew,
             best: self.best.as_ref(),
-            confirmed: self.confirmed,
+            claim: self.claim.map(|c| ClaimRepr {
+                status: c.status(),
+                updated_at: c.updated_at(),
+            }),
             expired: self.expired,
             conflicted: self.conflicted,
             asked: self.asked.bits(),
             released: self.released,
             changed_at: self.changed_at,
+            claimed_at: self.claimed_at,
             events,
         }
         .serialize(serializer)
@@ -347,9 +413,12 @@ impl<'de> Deserialize<'de> for Tracker {
         let r = TrackerRepr::<Snapshot>::deserialize(deserializer)?;
         let asked = ActionSet::from_bits(r.asked)
             .ok_or_else(|| de::Error::custom("unknown action bits in `asked`"))?;
-        if r.best.is_none() && (r.confirmed || r.expired || !asked.is_empty()) {
+        // Everything but the read a claim asks for comes from confirmed evidence.
+        let from_evidence = asked.without(ActionSet::EMPTY.with(ActionKind::ReadSession));
+        let unclaimed = r.claim.is_none() && !asked.is_empty();
+        if r.best.is_none() && (r.expired || !from_evidence.is_empty() || unclaimed) {
             return Err(de::Error::custom(
-                "a tracker that saw no snapshot has no state",
+                "a tracker without confirmed evidence has no confirmed state",
             ));
         }
         if asked.contains(ActionKind::Release) != r.released.is_some() {
@@ -367,14 +436,16 @@ impl<'de> Deserialize<'de> for Tracker {
             config: TrackerConfig {
                 trust: r.trust,
                 reads: r.reads,
+                max_clock_skew: r.max_clock_skew,
             },
             best: r.best,
-            confirmed: r.confirmed,
+            claim: r.claim.map(|c| Claim::new(c.status, c.updated_at)),
             expired: r.expired,
             conflicted: r.conflicted,
             asked,
             released: r.released,
             changed_at: r.changed_at,
+            claimed_at: r.claimed_at,
             events,
         })
     }

@@ -23,7 +23,8 @@ impl Snapshot {
     /// A snapshot, checked for consistency.
     ///
     /// # Errors
-    /// [`SnapshotError::MissingCompletion`] for `COMPLETED` without completion data, and
+    /// [`SnapshotError::MissingCompletion`] for `COMPLETED` without completion data (pass
+    /// [`Completion::Unusable`] for a paid session whose data cannot be acted on), and
     /// [`SnapshotError::UnexpectedCompletion`] for completion data on another status.
     pub fn new(
         status: Status,
@@ -112,14 +113,11 @@ pub enum SnapshotError {
     Timestamp(TimestampField, TimestampError),
     /// An empty or over-long identifier.
     Id(IdError),
-    /// `COMPLETED` without an `authorization_token`, nor an `order_id` with a
-    /// `klarna_reference`.
+    /// [`Snapshot::new`] was given `COMPLETED` without a [`Completion`]. (A body from the wire
+    /// never gives this: a `COMPLETED` body without usable data is [`Completion::Unusable`].)
     MissingCompletion,
     /// Completion data on a status other than `COMPLETED`.
     UnexpectedCompletion(Status),
-    /// Both an `authorization_token` and an `order_id`, or an `order_id` without a
-    /// `klarna_reference` (or the reverse).
-    AmbiguousCompletion,
 }
 
 impl fmt::Display for SnapshotError {
@@ -130,13 +128,8 @@ impl fmt::Display for SnapshotError {
             Self::MissingUpdatedAt => f.write_str("session object has no updated_at"),
             Self::Timestamp(field, e) => write!(f, "{}: {e}", field.as_str()),
             Self::Id(e) => e.fmt(f),
-            Self::MissingCompletion => f.write_str(
-                "COMPLETED session has neither an authorization_token nor an order_id with a klarna_reference",
-            ),
+            Self::MissingCompletion => f.write_str("COMPLETED snapshot without its completion"),
             Self::UnexpectedCompletion(s) => write!(f, "{s} session carries completion data"),
-            Self::AmbiguousCompletion => f.write_str(
-                "completion data must be an authorization_token, or an order_id with a klarna_reference",
-            ),
         }
     }
 }

@@ -3,10 +3,13 @@
 use core::cmp::Ordering;
 use core::fmt;
 use core::hash::Hasher as _;
+use core::time::Duration;
 
 use crate::action::{AUTHORIZATION_VALIDITY, Action, ActionKind, ActionSet, ReleaseReason};
+use crate::claim::{Claim, DEFAULT_MAX_CLOCK_SKEW, FutureHint};
 use crate::id::Completion;
 use crate::outcome::{ConflictKind, Outcome};
+use crate::precedence::{Pair, change_key, contradiction, precedence, snapshots_contradict};
 use crate::schedule::ReadPolicy;
 use crate::snapshot::Snapshot;
 use crate::status::Status;
@@ -18,103 +21,134 @@ use crate::timestamp::Timestamp;
 /// changes how an observation that changes nothing is labelled (`Stale` or `Duplicate`).
 pub const REMEMBERED_EVENTS: usize = 16;
 
-/// Whether a status callback, which Klarna does not sign, may confirm a status by itself.
+/// Whether a status callback, which Klarna does not sign, is evidence or only a hint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum CallbackTrust {
-    /// Callbacks are hints: a final status they report asks for a confirming read, and money
-    /// actions wait for it. The default.
+    /// Callbacks are hints: what they say is a [`Claim`] that may make the integrator read
+    /// sooner, and never decides money, release or expiry. The default.
     #[default]
     Hint,
     /// The integrator checks a per-session secret on every callback
-    /// ([`crate::callback_secret_matches`]) before observing it: callbacks confirm.
+    /// ([`crate::callback_secret_matches`]) before observing it: callbacks are evidence, like
+    /// reads.
     Verified,
 }
 
 /// How a [`Tracker`] treats callbacks and schedules reads.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TrackerConfig {
-    /// Whether callbacks confirm by themselves.
+    /// Whether callbacks are evidence or hints.
     pub trust: CallbackTrust,
     /// When to read the session.
     pub reads: ReadPolicy,
+    /// How far an unsigned callback's `updated_at` may be ahead of the caller's `now` before it
+    /// is refused as [`FutureHint`]. Default [`DEFAULT_MAX_CLOCK_SKEW`] (60 s).
+    pub max_clock_skew: Duration,
+}
+
+impl TrackerConfig {
+    /// Callbacks are hints, [`ReadPolicy::DEFAULT`], 60 s of clock skew.
+    pub const DEFAULT: Self = Self {
+        trust: CallbackTrust::Hint,
+        reads: ReadPolicy::DEFAULT,
+        max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+    };
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// The reconciled state of one session: what the tracker knows, and nothing about when or in
-/// which order it learned it. Two trackers that saw the same set of snapshots have equal states
-/// (404s count too, when they come after the snapshots, as they do: a session answers 404 only
-/// once it expired).
+/// which order it learned it. Two trackers that saw the same set of observations have equal
+/// states (404s count too, when they come after the snapshots, as they do: a session answers
+/// 404 only once it expired).
 ///
-/// Not part of it: [`Tracker::has_conflict`], a warning flag raised when a snapshot contradicts
-/// the best one known at the time (with contradictory input, which pair meets depends on the
-/// order), and the read schedule, which depends on when things were learned.
+/// Everything but [`State::claim`] comes from authenticated evidence only (reads, and callbacks
+/// under [`CallbackTrust::Verified`]): no unsigned callback can change it.
+///
+/// Not part of it: [`Tracker::has_conflict`], a warning flag raised when an observation
+/// contradicts what was known at the time (with contradictory input, which pair meets depends on
+/// the order), and the read schedule, which depends on when things were learned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct State<'t> {
-    /// The best snapshot's status (`None` before the first snapshot).
+    /// The confirmed status (`None` before the first authenticated snapshot).
     pub status: Option<Status>,
-    /// The best snapshot's `updated_at`.
+    /// The confirmed `updated_at`.
     pub updated_at: Option<Timestamp>,
-    /// The best snapshot's completion data.
+    /// The confirmed completion data: what money actions use.
     pub completion: Option<&'t Completion>,
-    /// The best snapshot's `expires_at`.
+    /// The confirmed `expires_at`: what a 404 is judged against.
     pub expires_at: Option<Timestamp>,
-    /// Whether a confirming channel showed the best snapshot's status change.
-    pub confirmed: bool,
     /// Whether a read answered 404 at or after `expires_at`.
     pub expired: bool,
+    /// A newer status change that unsigned callbacks claim and that could follow the confirmed
+    /// one: awaiting confirmation ([`Tracker::claim`]).
+    pub claim: Option<Claim>,
 }
 
 /// One HPP session as an integrator sees it, reconciled from snapshots (callbacks and reads) and
 /// 404s, with the merchant's actions asked for exactly once. Sans-I/O: the caller passes `now`,
 /// and the tracker returns what to do as values ([`Report`]).
 ///
+/// # Two kinds of evidence
+///
+/// Reads are authenticated (merchant credentials over TLS); status callbacks are not signed, and
+/// anyone who learns the callback URL can post one. So under the default
+/// [`CallbackTrust::Hint`] a callback is a *hint*: it may make the integrator read sooner and is
+/// shown as a [`Claim`] awaiting confirmation, but it never decides money, release or expiry, and
+/// never outranks, hides, delays or blocks what reads show. Only *confirmed* evidence (reads, and
+/// callbacks under [`CallbackTrust::Verified`]) moves the state that actions come from.
+///
 /// # How snapshots are ordered
 ///
 /// Every snapshot has a *precedence*: `COMPLETED` above the other final statuses, final
 /// statuses above the rest, then later `updated_at` above earlier, then the status, the
-/// completion data and `expires_at` as deterministic tie-breaks. The tracker keeps the snapshot of
-/// highest precedence it has seen (the *best*), and whether a confirming channel (a read, or a
-/// verified callback) has shown the same status change. Both are functions of the *set* of
-/// snapshots seen: neither the order nor repetition matters, and a lost snapshot in between never
-/// keeps the tracker from taking the newest one.
+/// completion data and `expires_at` as deterministic tie-breaks. The tracker keeps the confirmed
+/// snapshot of highest precedence it has seen (the *best*), and the highest hint that outranked
+/// the best when it came (the *claim*); the claim is shown while it still outranks the best and
+/// could follow it in one history. Both are functions of the *set* of observations: neither the
+/// order nor repetition matters, and a lost snapshot in between never keeps the tracker from
+/// taking the newest one.
 ///
 /// # Actions
 ///
-/// After every observation the tracker compares what the state warrants with what it has
-/// already asked for, and asks for the difference, so each kind is asked for at most once:
-/// place the order (a confirmed `COMPLETED` with a token), record the order (a confirmed
-/// `COMPLETED` with an order id), release the cart (a confirmed `CANCELLED` or `DISABLED`, or
-/// expiry, unless an authorization is known), read the session (a final status only an unsigned
-/// callback reported).
+/// After every observation the tracker compares what the confirmed state warrants with what it
+/// has already asked for, and asks for the difference, so each kind is asked for at most once:
+/// place the order (a confirmed `COMPLETED` with a token and no order id), record the order (a
+/// confirmed `COMPLETED` with an order id), review (a confirmed `COMPLETED` whose data cannot be
+/// acted on), release the cart (a confirmed `CANCELLED` or `DISABLED`, or expiry, never once a
+/// `COMPLETED` was confirmed), read the session (a final status only a hint claims).
 ///
 /// `SPEC.md` states the rules precisely and names the test behind each.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tracker {
     pub(crate) config: TrackerConfig,
+    /// The confirmed snapshot of highest precedence.
     pub(crate) best: Option<Snapshot>,
-    pub(crate) confirmed: bool,
+    /// The highest hint that outranked `best` when it came.
+    pub(crate) claim: Option<Claim>,
     pub(crate) expired: bool,
     pub(crate) conflicted: bool,
     /// What has been asked for already.
     pub(crate) asked: ActionSet,
     /// Why the cart was released, once it was.
     pub(crate) released: Option<ReleaseReason>,
-    /// When (the caller's `now`) the tracker last changed: the anchor of the read schedule.
+    /// When (the caller's `now`) the confirmed state last changed: the anchor of the read
+    /// schedule.
     pub(crate) changed_at: Option<Timestamp>,
+    /// When the claim last rose: the anchor of the extra reads a claim asks for.
+    pub(crate) claimed_at: Option<Timestamp>,
     /// Hashes of the `event_id`s of callbacks that changed the tracker, oldest first.
     pub(crate) events: heapless::Deque<u32, REMEMBERED_EVENTS>,
 }
 
 impl Default for Tracker {
     fn default() -> Self {
-        Self::new(TrackerConfig::default())
+        Self::new(TrackerConfig::DEFAULT)
     }
-}
-
-/// Where a snapshot came from.
-#[derive(Clone, Copy)]
-enum Channel<'a> {
-    Callback { event_id: Option<&'a str> },
-    Read,
 }
 
 impl Tracker {
@@ -124,12 +158,13 @@ impl Tracker {
         Self {
             config,
             best: None,
-            confirmed: false,
+            claim: None,
             expired: false,
             conflicted: false,
             asked: ActionSet::EMPTY,
             released: None,
             changed_at: None,
+            claimed_at: None,
             events: heapless::Deque::new(),
         }
     }
@@ -148,27 +183,61 @@ impl Tracker {
             updated_at: self.best.as_ref().map(Snapshot::updated_at),
             completion: self.best.as_ref().and_then(Snapshot::completion),
             expires_at: self.best.as_ref().and_then(Snapshot::expires_at),
-            confirmed: self.confirmed,
             expired: self.expired,
+            claim: self.claim(),
         }
     }
 
-    /// The best snapshot seen, if any.
+    /// The confirmed snapshot of highest precedence, if any.
     #[must_use]
     pub const fn snapshot(&self) -> Option<&Snapshot> {
         self.best.as_ref()
     }
 
-    /// The status of the best snapshot seen.
+    /// The confirmed status.
     #[must_use]
     pub fn status(&self) -> Option<Status> {
         self.best.as_ref().map(Snapshot::status)
     }
 
-    /// Whether a confirming channel showed the current status change.
+    /// The newer status change unsigned callbacks claim, while it outranks the confirmed status
+    /// and could follow it in one history: show it as awaiting confirmation, read soon, act on
+    /// nothing in it.
+    #[must_use]
+    pub fn claim(&self) -> Option<Claim> {
+        match self.claim_standing() {
+            Standing::Open(claim) => Some(claim),
+            Standing::None | Standing::Contradicted => None,
+        }
+    }
+
+    /// Where the recorded claim stands against the confirmed state.
+    fn claim_standing(&self) -> Standing {
+        let Some(claim) = self.claim else {
+            return Standing::None;
+        };
+        let Some(best) = &self.best else {
+            return Standing::Open(claim);
+        };
+        let known = (best.status(), best.updated_at());
+        if claim.key() <= change_key(known.0, known.1) {
+            return Standing::None;
+        }
+        let pair = Pair {
+            earlier: known,
+            later: (claim.status(), claim.updated_at()),
+        };
+        match contradiction(pair) {
+            None => Standing::Open(claim),
+            Some(_) => Standing::Contradicted,
+        }
+    }
+
+    /// Whether authenticated evidence (a read, or a verified callback) has shown the session:
+    /// [`Tracker::status`] and every action come from it. Unsigned callbacks never change it.
     #[must_use]
     pub const fn is_confirmed(&self) -> bool {
-        self.confirmed
+        self.best.is_some()
     }
 
     /// Whether the session expired.
@@ -177,8 +246,8 @@ impl Tracker {
         self.expired
     }
 
-    /// Whether a snapshot contradicted the best one known when it arrived: a person should look
-    /// at this session. Stays set.
+    /// Whether observations contradicted each other, or a session got both a release and a
+    /// money action: a person should look at this session. Stays set.
     #[must_use]
     pub const fn has_conflict(&self) -> bool {
         self.conflicted
@@ -191,26 +260,48 @@ impl Tracker {
     }
 
     /// Observes a status callback's session snapshot, with the callback's `event_id` if it had
-    /// one. Under [`CallbackTrust::Hint`] it never confirms a status.
+    /// one. Under [`CallbackTrust::Hint`] it is a hint ([`Claim`]); under
+    /// [`CallbackTrust::Verified`], evidence like a read.
+    ///
+    /// # Errors
+    /// [`FutureHint`], under [`CallbackTrust::Hint`], when the snapshot's `updated_at` is more
+    /// than [`TrackerConfig::max_clock_skew`] after `now`. Nothing changes.
     pub fn observe_callback(
         &mut self,
         event_id: Option<&str>,
         snapshot: &Snapshot,
         now: Timestamp,
-    ) -> Report<'_> {
-        self.observe(Channel::Callback { event_id }, snapshot, now)
+    ) -> Result<Report<'_>, FutureHint> {
+        let event = event_id.map(event_hash);
+        let outcome = match self.config.trust {
+            CallbackTrust::Verified => self.reconcile(snapshot, now),
+            CallbackTrust::Hint => {
+                let max_clock_skew = self.config.max_clock_skew;
+                if snapshot.updated_at() > now.saturating_add(max_clock_skew) {
+                    return Err(FutureHint {
+                        updated_at: snapshot.updated_at(),
+                        now,
+                        max_clock_skew,
+                    });
+                }
+                self.weigh_hint(snapshot, now)
+            }
+        };
+        Ok(self.settle(event, outcome))
     }
 
     /// Observes the snapshot a read of the session returned.
     pub fn observe_read(&mut self, snapshot: &Snapshot, now: Timestamp) -> Report<'_> {
-        self.observe(Channel::Read, snapshot, now)
+        let outcome = self.reconcile(snapshot, now);
+        self.settle(None, outcome)
     }
 
     /// Observes a read that answered 404 (not found) at `now`.
     ///
     /// # Errors
-    /// [`NotFoundError`] when the session's `expires_at` is unknown or later than `now`: then
-    /// the 404 means a wrong id or wrong credentials, not expiry, and nothing changes.
+    /// [`NotFoundError`] when the confirmed `expires_at` is unknown or later than `now`: then
+    /// the 404 means a wrong id or wrong credentials, not expiry, and nothing changes. (An
+    /// unsigned callback's `expires_at` never counts.)
     pub fn observe_not_found(&mut self, now: Timestamp) -> Result<Report<'_>, NotFoundError> {
         if self.expired {
             return Ok(self.report(Outcome::Duplicate, ActionSet::EMPTY));
@@ -228,7 +319,11 @@ impl Tracker {
     }
 
     /// When to read the session next (at or after `now`), or `None` when no read is needed any
-    /// more (a confirmed final status, or expiry). `Some(now)` means at once. See [`ReadPolicy`].
+    /// more (a confirmed final status, or expiry). `Some(now)` means at once: before any
+    /// authenticated evidence, and when a final status is newly claimed. See [`ReadPolicy`].
+    ///
+    /// The confirmed state anchors the schedule; a claim only adds earlier reads (its own
+    /// schedule, anchored when it rose), so an unsigned callback can never delay a read.
     #[must_use]
     pub fn next_read(&self, now: Timestamp) -> Option<Timestamp> {
         if self.expired {
@@ -237,25 +332,21 @@ impl Tracker {
         let Some(best) = &self.best else {
             return Some(now);
         };
-        let is_final = best.status().is_final();
-        if is_final && self.confirmed {
+        if best.status().is_final() {
             return None;
         }
-        let anchor = self.changed_at.unwrap_or(now);
-        let at_once = is_final && !self.confirmed;
-        Some(self.config.reads.next_slot(anchor, at_once, now))
+        let reads = &self.config.reads;
+        let scheduled = reads.next_slot(self.changed_at.unwrap_or(now), false, now);
+        let hinted = self
+            .claim()
+            .zip(self.claimed_at)
+            .map(|(claim, anchor)| reads.next_slot(anchor, claim.status().is_final(), now));
+        Some(hinted.map_or(scheduled, |h| h.min(scheduled)))
     }
 
-    fn observe(&mut self, channel: Channel<'_>, snapshot: &Snapshot, now: Timestamp) -> Report<'_> {
-        let confirming = match channel {
-            Channel::Read => true,
-            Channel::Callback { .. } => self.config.trust == CallbackTrust::Verified,
-        };
-        let event = match channel {
-            Channel::Callback { event_id: Some(id) } => Some(event_hash(id)),
-            _ => None,
-        };
-        let outcome = self.reconcile(snapshot, confirming);
+    /// Remembers a callback that changed the tracker, asks for what is now warranted, and
+    /// reports.
+    fn settle(&mut self, event: Option<u32>, outcome: Outcome) -> Report<'_> {
         if !outcome.changed() {
             let seen = event.is_some_and(|h| self.events.iter().any(|&e| e == h));
             let outcome = if seen { Outcome::Duplicate } else { outcome };
@@ -268,54 +359,91 @@ impl Tracker {
             // Cannot fail: there is room now.
             let _ = self.events.push_back(h);
         }
-        self.changed_at = Some(now);
         let new = self.ask();
         self.report(outcome, new)
     }
 
-    /// Folds `s` into the best snapshot and the confirmation; says what it did.
-    fn reconcile(&mut self, s: &Snapshot, confirming: bool) -> Outcome {
-        let Some(best) = &self.best else {
-            self.best = Some(s.clone());
-            self.confirmed = confirming;
-            return Outcome::Advanced {
-                from: None,
-                to: s.status(),
-                skipped: false,
-            };
-        };
-        let same = s.same_change(best);
-        let (from, to) = (best.status(), s.status());
-        let ordering = precedence(s).cmp(&precedence(best));
-        if same && ordering != Ordering::Greater {
-            // The same status change (perhaps with an older `expires_at`).
-            if confirming && !self.confirmed {
-                self.confirmed = true;
-                return Outcome::Confirmed(from);
+    /// Folds confirmed evidence `s` into the best snapshot; says what it did.
+    fn reconcile(&mut self, s: &Snapshot, now: Timestamp) -> Outcome {
+        let from = match &self.best {
+            None => None,
+            Some(best) => {
+                let (known, observed) = (best.status(), s.status());
+                let outranks = precedence(s).cmp(&precedence(best)) == Ordering::Greater;
+                if !outranks {
+                    // The same change (perhaps with an older `expires_at`), older news, or a
+                    // contradiction.
+                    if s.same_change(best) {
+                        return Outcome::Duplicate;
+                    }
+                    return match snapshots_contradict(s, best) {
+                        Some(kind) => self.conflict(known, observed, kind),
+                        None => Outcome::Stale,
+                    };
+                }
+                if let Some(kind) = snapshots_contradict(best, s) {
+                    // The higher precedence wins (an authorization always does), reported.
+                    self.best = Some(s.clone());
+                    self.changed_at = Some(now);
+                    return self.conflict(known, observed, kind);
+                }
+                // A newer `expires_at` of the same change skips nothing.
+                Some((known, s.same_change(best)))
             }
-            return Outcome::Duplicate;
-        }
-        if ordering == Ordering::Less {
-            return match contradiction(s, best) {
-                Some(kind) => self.conflict(from, to, kind),
-                None => Outcome::Stale,
-            };
-        }
-        // `s` has the higher precedence (equal precedence implies the same change).
-        let outcome = match contradiction(best, s) {
-            Some(kind) => self.conflict(from, to, kind),
-            None => Outcome::Advanced {
-                from: Some(from),
-                to,
-                skipped: !same && !table::has_edge(from, to),
-            },
         };
-        self.confirmed = confirming || (same && self.confirmed);
+        let skipped = from.is_some_and(|(f, same)| !same && !table::has_edge(f, s.status()));
+        let from = from.map(|(f, _)| f);
+        let claimed = self.claim == Some(Claim::of(s));
         self.best = Some(s.clone());
-        outcome
+        self.changed_at = Some(now);
+        if matches!(self.claim_standing(), Standing::Contradicted) {
+            // Authenticated evidence shows the claim could not have happened: a forged
+            // callback, most likely. Nothing was acted on; a person should know.
+            self.conflicted = true;
+        }
+        if claimed {
+            Outcome::Confirmed(s.status())
+        } else {
+            Outcome::Advanced {
+                from,
+                to: s.status(),
+                skipped,
+            }
+        }
     }
 
-    /// Remembers that snapshots contradicted each other.
+    /// Weighs hint `s` against the confirmed state and the claim; says what it did.
+    fn weigh_hint(&mut self, s: &Snapshot, now: Timestamp) -> Outcome {
+        let claim = Claim::of(s);
+        let mut conflict = None;
+        if let Some(best) = &self.best {
+            let (known, observed) = (best.status(), s.status());
+            if claim.key() <= change_key(known, best.updated_at()) {
+                // Confirmed evidence outranks it: it can only be old news, or a contradiction.
+                if s.same_change(best) {
+                    return Outcome::Duplicate;
+                }
+                return match snapshots_contradict(s, best) {
+                    Some(kind) => self.conflict(known, observed, kind),
+                    None => Outcome::Stale,
+                };
+            }
+            conflict = snapshots_contradict(best, s).map(|kind| (known, observed, kind));
+        }
+        let rises = self.claim.is_none_or(|c| claim.key() > c.key());
+        if rises {
+            self.claim = Some(claim);
+            self.claimed_at = Some(now);
+        }
+        match conflict {
+            Some((known, observed, kind)) => self.conflict(known, observed, kind),
+            None if rises => Outcome::Claimed(claim.status()),
+            None if self.claim == Some(claim) => Outcome::Duplicate,
+            None => Outcome::Stale,
+        }
+    }
+
+    /// Remembers that observations contradicted each other.
     fn conflict(&mut self, known: Status, observed: Status, kind: ConflictKind) -> Outcome {
         self.conflicted = true;
         Outcome::Conflict {
@@ -325,40 +453,44 @@ impl Tracker {
         }
     }
 
-    /// Asks for what the state warrants and has not been asked for; returns the new kinds.
+    /// Asks for what the confirmed state warrants and has not been asked for; returns the new
+    /// kinds.
     fn ask(&mut self) -> ActionSet {
         let mut due = ActionSet::EMPTY;
-        let best = self.best.as_ref();
-        let status = best.map(Snapshot::status);
-        if let Some(best) = best {
-            let is_final = best.status().is_final();
-            if is_final && !self.confirmed {
-                due = due.with(ActionKind::ReadSession);
+        let mut release = None;
+        if let Some(best) = &self.best {
+            match best.completion() {
+                Some(Completion::Authorized { .. }) => due = due.with(ActionKind::PlaceOrder),
+                Some(Completion::OrderPlaced { .. }) => due = due.with(ActionKind::RecordOrder),
+                Some(Completion::Unusable(_)) => due = due.with(ActionKind::ReviewCompletion),
+                None => {}
             }
-            if self.confirmed {
-                match best.completion() {
-                    Some(Completion::Authorized { .. }) => due = due.with(ActionKind::PlaceOrder),
-                    Some(Completion::OrderPlaced { .. }) => due = due.with(ActionKind::RecordOrder),
-                    None => {}
-                }
-            }
+            release = match best.status() {
+                // Paid: never released, whatever else is known.
+                Status::Completed => None,
+                Status::Cancelled => Some(ReleaseReason::Cancelled),
+                Status::Disabled => Some(ReleaseReason::Disabled),
+                _ if self.expired => Some(ReleaseReason::Expired),
+                _ => None,
+            };
         }
-        let money_known = status == Some(Status::Completed);
-        let release = match status {
-            _ if money_known => None,
-            Some(Status::Cancelled) if self.confirmed => Some(ReleaseReason::Cancelled),
-            Some(Status::Disabled) if self.confirmed => Some(ReleaseReason::Disabled),
-            _ if self.expired => Some(ReleaseReason::Expired),
-            _ => None,
-        };
         if let Some(reason) = release {
             due = due.with(ActionKind::Release);
             if !self.asked.contains(ActionKind::Release) {
                 self.released = Some(reason);
             }
         }
+        if !self.expired && self.claim().is_some_and(|c| c.status().is_final()) {
+            due = due.with(ActionKind::ReadSession);
+        }
         let new = due.without(self.asked);
         self.asked = self.asked.union(new);
+        // Money and a release for one session: only contradictory evidence gets here (a cancel
+        // then an authorization, or an authorization read after the session expired).
+        let money = self.asked.iter().any(ActionKind::is_money);
+        if money && self.asked.contains(ActionKind::Release) {
+            self.conflicted = true;
+        }
         new
     }
 
@@ -373,82 +505,47 @@ impl Tracker {
     /// The action of `kind` with its data, if the state still has it.
     fn action(&self, kind: ActionKind) -> Option<Action<'_>> {
         let best = self.best.as_ref();
-        Some(match kind {
-            ActionKind::PlaceOrder => {
-                let best = best?;
-                let Some(Completion::Authorized {
+        let completion = best.and_then(Snapshot::completion);
+        Some(match (kind, completion) {
+            (
+                ActionKind::PlaceOrder,
+                Some(Completion::Authorized {
                     authorization_token,
-                }) = best.completion()
-                else {
-                    return None;
-                };
-                Action::PlaceOrder {
-                    authorization_token,
-                    place_by: best.updated_at().saturating_add(AUTHORIZATION_VALIDITY),
-                }
-            }
-            ActionKind::RecordOrder => {
-                let Some(Completion::OrderPlaced {
+                }),
+            ) => Action::PlaceOrder {
+                authorization_token,
+                place_by: best?.updated_at().saturating_add(AUTHORIZATION_VALIDITY),
+            },
+            (
+                ActionKind::RecordOrder,
+                Some(Completion::OrderPlaced {
                     order_id,
                     klarna_reference,
-                }) = best?.completion()
-                else {
-                    return None;
-                };
-                Action::RecordOrder {
-                    order_id,
-                    klarna_reference,
-                }
+                }),
+            ) => Action::RecordOrder {
+                order_id,
+                klarna_reference: klarna_reference.as_ref(),
+            },
+            (ActionKind::ReviewCompletion, Some(Completion::Unusable(problem))) => {
+                Action::ReviewCompletion { problem: *problem }
             }
-            ActionKind::Release => Action::Release {
+            (ActionKind::Release, _) => Action::Release {
                 reason: self.released?,
             },
-            ActionKind::ReadSession => Action::ReadSession,
+            (ActionKind::ReadSession, _) => Action::ReadSession,
+            _ => return None,
         })
     }
 }
 
-/// The precedence of a snapshot (see the module docs): a total order on snapshots.
-fn precedence(
-    s: &Snapshot,
-) -> (
-    u8,
-    Timestamp,
-    Status,
-    Option<&Completion>,
-    Option<Timestamp>,
-) {
-    let rank = match s.status() {
-        Status::Completed => 2,
-        Status::Cancelled | Status::Disabled => 1,
-        _ => 0,
-    };
-    (
-        rank,
-        s.updated_at(),
-        s.status(),
-        s.completion(),
-        s.expires_at(),
-    )
-}
-
-/// Why `later` (higher precedence) cannot follow `earlier` in one session's history, if it
-/// cannot.
-fn contradiction(earlier: &Snapshot, later: &Snapshot) -> Option<ConflictKind> {
-    let (a, b) = (earlier.status(), later.status());
-    if earlier.same_change(later) {
-        return None;
-    }
-    if a == Status::Completed && b == Status::Completed {
-        return Some(ConflictKind::TwoCompletions);
-    }
-    if a.is_final() && b.is_final() {
-        return Some(ConflictKind::TwoFinals);
-    }
-    if later.updated_at() < earlier.updated_at() || !table::is_reachable(a, b) {
-        return Some(ConflictKind::CannotFollow);
-    }
-    None
+/// Where the recorded claim stands against the confirmed state.
+enum Standing {
+    /// No claim, or confirmed evidence outranks it.
+    None,
+    /// It outranks the confirmed state and could follow it: awaiting confirmation.
+    Open(Claim),
+    /// It outranks the confirmed state but cannot follow it.
+    Contradicted,
 }
 
 fn event_hash(event_id: &str) -> u32 {

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
-use crate::id::{Completion, SessionId};
+use crate::id::{Completion, CompletionProblem, SessionId};
 use crate::snapshot::{Snapshot, SnapshotError, TimestampField};
 use crate::status::Status;
 use crate::timestamp::Timestamp;
@@ -74,9 +74,13 @@ impl SessionBody<'_> {
 
     /// The snapshot these fields describe.
     ///
+    /// A `COMPLETED` body is a paid session whatever its completion fields look like: they are
+    /// read by [`Completion::from_fields`], and data that cannot be acted on (none, or a field
+    /// that is empty or over-long) becomes [`Completion::Unusable`], never an error.
+    ///
     /// # Errors
     /// A [`SnapshotError`] naming the first problem: missing or unknown status, missing or
-    /// malformed timestamps, over-long ids, completion data that does not fit the status.
+    /// malformed timestamps, completion fields on a status other than `COMPLETED`.
     pub fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
         let status = Status::from_wire(self.status.ok_or(SnapshotError::MissingStatus)?)?;
         let updated_at = self.updated_at.ok_or(SnapshotError::MissingUpdatedAt)?;
@@ -87,17 +91,15 @@ impl SessionBody<'_> {
             .map(Timestamp::parse)
             .transpose()
             .map_err(|e| SnapshotError::Timestamp(TimestampField::ExpiresAt, e))?;
-        let completion = match (
+        let completion = Completion::from_fields(
             self.authorization_token,
             self.order_id,
             self.klarna_reference,
-        ) {
-            (None, None, None) => None,
-            (Some(token), None, None) => Some(Completion::authorized(token)?),
-            (None, Some(order), Some(reference)) => {
-                Some(Completion::order_placed(order, reference)?)
-            }
-            _ => return Err(SnapshotError::AmbiguousCompletion),
+        );
+        // A paid session stays paid whatever its data looks like (`Completion::from_fields`).
+        let completion = match (status, completion) {
+            (Status::Completed, None) => Some(Completion::Unusable(CompletionProblem::Missing)),
+            (_, completion) => completion,
         };
         Snapshot::new(status, updated_at, expires_at, completion)
     }

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use hpp_session::{Action, ActionKind, ActionSet, ReleaseReason};
+use hpp_session::{
+    Action, ActionKind, ActionSet, CompletionProblem, KlarnaReference, OrderId, ReleaseReason,
+};
 use proptest::prelude::*;
 
 fn kinds() -> impl Strategy<Value = Vec<ActionKind>> {
@@ -28,18 +30,28 @@ proptest! {
             prop_assert_eq!(sa.contains(k), ba.contains(&k));
         }
         prop_assert_eq!(ActionSet::from_bits(sa.bits()), Some(sa));
-        // Listed in report order.
+        // Listed in report order (written out here), which `Ord` follows.
+        const REPORT_ORDER: [ActionKind; 5] = [
+            ActionKind::PlaceOrder,
+            ActionKind::RecordOrder,
+            ActionKind::ReviewCompletion,
+            ActionKind::Release,
+            ActionKind::ReadSession,
+        ];
         let listed: Vec<_> = sa.iter().collect();
+        let expected: Vec<_> = REPORT_ORDER.into_iter().filter(|k| ba.contains(k)).collect();
+        prop_assert_eq!(&listed, &expected);
         prop_assert!(listed.windows(2).all(|w| w[0] < w[1]));
     }
 }
 
 #[test]
 fn unknown_bits_are_refused() {
-    assert_eq!(ActionSet::from_bits(0b1_0000), None);
+    assert_eq!(ActionSet::from_bits(0b10_0000), None);
+    assert_eq!(ActionSet::from_bits(0b1000_0000), None);
     assert_eq!(
-        ActionSet::from_bits(0b1111).map(|s| s.iter().count()),
-        Some(4)
+        ActionSet::from_bits(0b1_1111).map(|s| s.iter().count()),
+        Some(5)
     );
 }
 
@@ -58,6 +70,37 @@ fn actions_read_as_what_to_do() {
     let names: Vec<_> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(
         names,
-        ["place_order", "record_order", "release", "read_session"]
+        [
+            "place_order",
+            "record_order",
+            "review_completion",
+            "release",
+            "read_session"
+        ]
+    );
+    let money: Vec<_> = ActionKind::ALL.iter().map(|k| k.is_money()).collect();
+    assert_eq!(money, [true, true, true, false, false]);
+    let review = Action::ReviewCompletion {
+        problem: CompletionProblem::Missing,
+    };
+    assert_eq!(review.kind(), ActionKind::ReviewCompletion);
+    assert_eq!(
+        review.to_string(),
+        "a person must review this paid session: no authorization_token and no order_id"
+    );
+    assert_eq!(
+        CompletionProblem::ReferenceWithoutOrder.to_string(),
+        "a klarna_reference without an order_id"
+    );
+    let order_id = OrderId::new("93d644a2").unwrap();
+    let reference = KlarnaReference::new("X438HG0Q").unwrap();
+    let record = |klarna_reference| Action::RecordOrder {
+        order_id: &order_id,
+        klarna_reference,
+    };
+    assert_eq!(record(None).to_string(), "record order 93d644a2");
+    assert_eq!(
+        record(Some(&reference)).to_string(),
+        "record order 93d644a2 (X438HG0Q)"
     );
 }

@@ -162,7 +162,9 @@ fn parsing_borrowed_bodies_and_observing_do_not_allocate() {
         // allocates scratch space of its own to skip nested unknown values (measured here).
         let body: CallbackBody<'_> = serde_json::from_slice(callback).unwrap();
         let snapshot = body.session.snapshot().unwrap();
-        let report = tracker.observe_callback(body.event_id, &snapshot, now);
+        let report = tracker
+            .observe_callback(body.event_id, &snapshot, now)
+            .unwrap();
         write!(text, "{}", report.outcome()).unwrap();
         let (body, _) = serde_json_core::from_slice::<SessionBody<'_>>(read).unwrap();
         let snapshot = body.snapshot().unwrap();
@@ -179,4 +181,69 @@ fn parsing_borrowed_bodies_and_observing_do_not_allocate() {
     });
     assert_eq!(n, 0);
     assert_eq!(placed, 1, "the work was done: {text}");
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn hints_claims_and_every_completion_shape_do_not_allocate() {
+    use hpp_session::wire::{CallbackBody, SessionBody};
+    use hpp_session::{Action, Tracker};
+
+    let forged = br#"{"event_id":"forged-1","session":{"status":"COMPLETED","authorization_token":"ffffffff","updated_at":"2019-05-13T23:59:59.000Z"}}"#;
+    let claim = br#"{"event_id":"real-1","session":{"status":"CANCELLED","updated_at":"2019-05-13T14:54:04.675Z"}}"#;
+    let in_progress = br#"{"status":"IN_PROGRESS","updated_at":"2019-05-13T14:52:57.540Z","expires_at":"2019-05-15T13:51:43.507Z"}"#;
+    // The API reference's sample: token, order id and reference at once.
+    let all_three = br#"{"session_id":"a15b228c-02ad-11e9-8eb2-f2801f1b9fd1","status":"COMPLETED","authorization_token":"70850a20-a2a0-5c70-810c-096fa6f850bb","order_id":"93d644a2-43f3-11e9-b210-d663bd873d93","klarna_reference":"ffc25786","updated_at":"2019-05-13T14:54:04.675Z","expires_at":"2019-05-15T13:51:43.507Z"}"#;
+    let nothing = br#"{"status":"COMPLETED","updated_at":"2019-05-13T14:54:04.675Z"}"#;
+    let now = Timestamp::parse("2019-05-13T14:54:05Z").unwrap();
+    let mut paid = Tracker::default();
+    let mut review = Tracker::default();
+    let mut text = heapless::String::<1024>::new();
+    let mut json = [0u8; 2048];
+    let mut kinds = heapless::Vec::<&str, 8>::new();
+    let n = allocations_in(|| {
+        let body: CallbackBody<'_> = serde_json::from_slice(forged).unwrap();
+        let err = paid
+            .observe_callback(body.event_id, &body.session.snapshot().unwrap(), now)
+            .unwrap_err();
+        write!(text, "{err}").unwrap();
+        let body: SessionBody<'_> = serde_json::from_slice(in_progress).unwrap();
+        let _ = paid.observe_read(&body.snapshot().unwrap(), now);
+        let body: CallbackBody<'_> = serde_json::from_slice(claim).unwrap();
+        let report = paid
+            .observe_callback(body.event_id, &body.session.snapshot().unwrap(), now)
+            .unwrap();
+        write!(text, " {}", report.outcome()).unwrap();
+        if let Some(claim) = paid.claim() {
+            write!(text, " {claim}").unwrap();
+        }
+        std::hint::black_box(paid.next_read(now));
+        let used = serde_json_core::to_slice(&paid, &mut json).unwrap();
+        let back: Tracker = serde_json_core::from_slice(&json[..used]).unwrap().0;
+        assert!(back == paid);
+        for (tracker, body) in [(&mut paid, &all_three[..]), (&mut review, &nothing[..])] {
+            let body: SessionBody<'_> = serde_json::from_slice(body).unwrap();
+            let report = tracker.observe_read(&body.snapshot().unwrap(), now);
+            for action in report.actions() {
+                write!(text, " {action}").unwrap();
+                kinds.push(action.kind().as_str()).unwrap();
+            }
+        }
+        let used = serde_json_core::to_slice(&review, &mut json).unwrap();
+        let back: Tracker = serde_json_core::from_slice(&json[..used]).unwrap().0;
+        assert!(back == review);
+        assert!(matches!(
+            review
+                .observe_read(&review.snapshot().unwrap().clone(), now)
+                .actions()
+                .next(),
+            None | Some(Action::ReadSession)
+        ));
+    });
+    assert_eq!(n, 0, "{text}");
+    assert_eq!(kinds, ["record_order", "review_completion"], "{text}");
+    assert!(
+        text.contains("refused") && text.contains("claims CANCELLED"),
+        "{text}"
+    );
 }

@@ -4,7 +4,9 @@
 mod common;
 
 use common::at;
-use hpp_session::{Completion, Event, Session, Status, Timestamp};
+use hpp_session::{
+    Completion, CompletionProblem, Event, IdError, IdKind, Session, Status, Timestamp,
+};
 use proptest::prelude::*;
 
 fn completed(completion: Completion) -> Session {
@@ -72,8 +74,11 @@ fn stored_sessions_that_break_invariants_are_rejected() {
         r#"{"status":"BACK","changed_at":"2019-05-13T14:52:57.540Z","completion":{"authorization_token":"t"},"retries":0}"#,
         // both completion shapes at once
         r#"{"status":"COMPLETED","changed_at":"2019-05-13T14:52:57.540Z","completion":{"authorization_token":"t","order_id":"o","klarna_reference":"r"},"retries":0}"#,
-        // order without reference
-        r#"{"status":"COMPLETED","changed_at":"2019-05-13T14:52:57.540Z","completion":{"order_id":"o"},"retries":0}"#,
+        // a reference without its order, data next to a problem, an unknown problem
+        r#"{"status":"COMPLETED","changed_at":"2019-05-13T14:52:57.540Z","completion":{"klarna_reference":"r"},"retries":0}"#,
+        r#"{"status":"COMPLETED","changed_at":"2019-05-13T14:52:57.540Z","completion":{"order_id":"o","unusable":"missing"},"retries":0}"#,
+        r#"{"status":"COMPLETED","changed_at":"2019-05-13T14:52:57.540Z","completion":{"unusable":"lost"},"retries":0}"#,
+        r#"{"status":"COMPLETED","changed_at":"2019-05-13T14:52:57.540Z","completion":{"unusable":{"id":{"field":"name","len":3}}},"retries":0}"#,
         // unknown status, bad time, over-long token, wrong type
         r#"{"status":"EXPIRED","changed_at":"2019-05-13T14:52:57.540Z","retries":0}"#,
         r#"{"status":"WAITING","changed_at":"2019-05-13","retries":0}"#,
@@ -103,6 +108,55 @@ fn stored_sessions_that_break_invariants_are_rejected() {
         err.contains("authorization_token is 256 bytes long; at most 255"),
         "{err}"
     );
+}
+
+#[test]
+fn every_completion_shape_round_trips_in_the_stored_form() {
+    let shapes = [
+        (
+            Completion::authorized("tok").unwrap(),
+            r#"{"authorization_token":"tok"}"#,
+        ),
+        (
+            Completion::order_placed("o", "r").unwrap(),
+            r#"{"order_id":"o","klarna_reference":"r"}"#,
+        ),
+        (
+            Completion::from_fields(None, Some("o"), None).unwrap(),
+            r#"{"order_id":"o"}"#,
+        ),
+        (
+            Completion::Unusable(CompletionProblem::Missing),
+            r#"{"unusable":"missing"}"#,
+        ),
+        (
+            Completion::Unusable(CompletionProblem::ReferenceWithoutOrder),
+            r#"{"unusable":"reference_without_order"}"#,
+        ),
+        (
+            Completion::Unusable(CompletionProblem::Id(IdError {
+                kind: IdKind::OrderId,
+                len: 300,
+            })),
+            r#"{"unusable":{"id":{"field":"order_id","len":300}}}"#,
+        ),
+    ];
+    for (completion, json) in shapes {
+        assert_eq!(serde_json::to_string(&completion).unwrap(), json);
+        assert_eq!(
+            serde_json::from_str::<Completion>(json).unwrap(),
+            completion
+        );
+        let mut buf = [0u8; 256];
+        let n = serde_json_core::to_slice(&completion, &mut buf).unwrap();
+        assert_eq!(&buf[..n], json.as_bytes());
+        assert_eq!(
+            serde_json_core::from_slice::<Completion>(json.as_bytes())
+                .unwrap()
+                .0,
+            completion
+        );
+    }
 }
 
 proptest! {

@@ -2,8 +2,10 @@
 //! times, reads at random times, a 404 after expiry) with loss, duplication and reordering.
 //!
 //! The oracle reads the expected result off the history and the set of delivered snapshots
-//! (the newest delivered change wins; money only from a delivered read of it), not off the
-//! tracker.
+//! (the newest delivered confirmed change wins and decides money; the newest delivered hint
+//! after it is the claim), not off the tracker. A second property adds forged callbacks and
+//! stray 404s to the same deliveries and checks that no decision changes (non-interference);
+//! a third checks over arbitrary input that a paid cart is never released.
 
 mod common;
 
@@ -11,8 +13,8 @@ use core::time::Duration;
 
 use common::{at, oracle};
 use hpp_session::{
-    Action, CallbackTrust, Completion, Event, Outcome, ReleaseReason, Snapshot, Status, Timestamp,
-    Tracker, TrackerConfig,
+    Action, CallbackTrust, Claim, Completion, CompletionProblem, Event, Outcome, ReleaseReason,
+    Snapshot, State, Status, Timestamp, Tracker, TrackerConfig,
 };
 use proptest::prelude::*;
 
@@ -30,44 +32,48 @@ struct Change {
 
 /// A consistent history: walk the spec's oracle table from WAITING with increasing times.
 fn history() -> impl Strategy<Value = Vec<Change>> {
-    prop::collection::vec(
-        (any::<prop::sample::Index>(), 1u64..120_000, any::<bool>()),
-        0..12,
-    )
-    .prop_map(|steps| {
-        let expires = Some(at(EXPIRES_MS));
-        let mut changes = vec![Change {
-            snapshot: Snapshot::new(Status::Waiting, at(0), expires, None).unwrap(),
-            by_consumer: false,
-            event_id: String::new(),
-        }];
-        let (mut status, mut t) = (Status::Waiting, 0u64);
-        for (n, (pick, dt, by_order)) in steps.into_iter().enumerate() {
-            let allowed: Vec<Event> = Event::ALL
-                .into_iter()
-                .filter(|&e| oracle::next(status, e).is_some())
-                .collect();
-            if allowed.is_empty() {
-                break;
-            }
-            let event = *pick.get(&allowed);
-            status = oracle::next(status, event).unwrap();
-            t += dt;
-            let completion = (status == Status::Completed).then(|| {
-                if by_order {
-                    Completion::order_placed(&format!("order-{n}"), "X438HG0Q").unwrap()
-                } else {
-                    Completion::authorized(&format!("token-{n}")).unwrap()
+    prop::collection::vec((any::<prop::sample::Index>(), 1u64..120_000, 0u8..4), 0..12).prop_map(
+        |steps| {
+            let expires = Some(at(EXPIRES_MS));
+            let mut changes = vec![Change {
+                snapshot: Snapshot::new(Status::Waiting, at(0), expires, None).unwrap(),
+                by_consumer: false,
+                event_id: String::new(),
+            }];
+            let (mut status, mut t) = (Status::Waiting, 0u64);
+            for (n, (pick, dt, shape)) in steps.into_iter().enumerate() {
+                let allowed: Vec<Event> = Event::ALL
+                    .into_iter()
+                    .filter(|&e| oracle::next(status, e).is_some())
+                    .collect();
+                if allowed.is_empty() {
+                    break;
                 }
-            });
-            changes.push(Change {
-                snapshot: Snapshot::new(status, at(t), expires, completion).unwrap(),
-                by_consumer: event != Event::Disable,
-                event_id: format!("event-{n}"),
-            });
-        }
-        changes
-    })
+                let event = *pick.get(&allowed);
+                status = oracle::next(status, event).unwrap();
+                t += dt;
+                // Every completion shape Klarna sends: a token, an order with or without its
+                // reference, and data the crate cannot act on.
+                let completion = (status == Status::Completed).then(|| {
+                    let order = format!("order-{n}");
+                    let token = format!("token-{n}");
+                    match shape {
+                        0 => Completion::from_fields(Some(&token), None, None),
+                        1 => Completion::from_fields(Some(&token), Some(&order), Some("X438HG0Q")),
+                        2 => Completion::from_fields(None, Some(&order), None),
+                        _ => Completion::from_fields(None, None, Some("X438HG0Q")),
+                    }
+                    .unwrap()
+                });
+                changes.push(Change {
+                    snapshot: Snapshot::new(status, at(t), expires, completion).unwrap(),
+                    by_consumer: event != Event::Disable,
+                    event_id: format!("event-{n}"),
+                });
+            }
+            changes
+        },
+    )
 }
 
 #[derive(Clone, Debug)]
@@ -122,9 +128,17 @@ fn deliveries(changes: &[Change], copies: &[u8], reads: &[u64], keep: &[bool]) -
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Asked {
     Place(String, Timestamp),
-    Record(String, String),
+    Record(String, Option<String>),
+    Review(CompletionProblem),
     Release(ReleaseReason),
     Read,
+}
+
+impl Asked {
+    /// Whether it decides money or the cart (everything but the read a claim asks for).
+    fn decides(&self) -> bool {
+        *self != Asked::Read
+    }
 }
 
 fn own(a: Action<'_>) -> Asked {
@@ -136,10 +150,24 @@ fn own(a: Action<'_>) -> Asked {
         Action::RecordOrder {
             order_id,
             klarna_reference,
-        } => Asked::Record(order_id.to_string(), klarna_reference.to_string()),
+        } => Asked::Record(
+            order_id.to_string(),
+            klarna_reference.map(|r| r.to_string()),
+        ),
+        Action::ReviewCompletion { problem } => Asked::Review(problem),
         Action::Release { reason } => Asked::Release(reason),
         Action::ReadSession => Asked::Read,
     }
+}
+
+/// Whether `d` is confirmed evidence under `trust`.
+fn confirms(d: &Delivery, trust: CallbackTrust) -> bool {
+    d.is_read() || trust == CallbackTrust::Verified
+}
+
+/// When the `i`-th delivery of a run arrives: a day after the history, well before expiry.
+fn arrival(i: usize) -> Timestamp {
+    at(EXPIRES_MS / 2 + i as u64 * 1_000)
 }
 
 /// Delivers `order` (then the 404s) to a new tracker, checking the per-step invariants, and
@@ -154,9 +182,9 @@ fn run(
     let mut final_status = None;
     let mut taken: Vec<&str> = Vec::new();
     for (i, d) in order.iter().enumerate() {
-        let now = at(EXPIRES_MS / 2 + i as u64 * 1_000);
+        let now = arrival(i);
         let before = tracker.clone();
-        let (outcome, new) = deliver(&mut tracker, d, now);
+        let (outcome, new) = deliver(&mut tracker, d, now)?;
         // A callback delivered again after it was taken is a duplicate (histories have fewer
         // changes than the tracker remembers).
         if let Delivery::Callback { event_id, .. } = d {
@@ -166,9 +194,20 @@ fn run(
                 taken.push(event_id);
             }
         }
-        if let Outcome::Confirmed(status) = outcome {
-            prop_assert!(!before.is_confirmed() && tracker.is_confirmed());
-            prop_assert_eq!(tracker.status(), Some(status));
+        match outcome {
+            Outcome::Confirmed(status) => {
+                // Exactly the claimed change, now confirmed.
+                prop_assert_eq!(before.claim(), Some(Claim::of(d.snapshot())));
+                prop_assert_eq!(tracker.status(), Some(status));
+                prop_assert_eq!(tracker.claim(), None);
+            }
+            Outcome::Claimed(status) => {
+                // A claim moves nothing confirmed.
+                prop_assert_eq!(tracker.claim().map(|c| c.status()), Some(status));
+                prop_assert_eq!(tracker.snapshot(), before.snapshot());
+                prop_assert!(new.iter().all(|a| !a.decides()), "{:?}", new);
+            }
+            _ => {}
         }
         let unchanged = matches!(outcome, Outcome::Duplicate | Outcome::Stale);
         if unchanged {
@@ -197,7 +236,7 @@ fn run(
             // skip exactly when it is not one edge (a status after itself is never one edge).
             prop_assert_eq!(skipped, !one_edge, "{} -> {}", from, to);
         }
-        // A final status never changes.
+        // A confirmed final status never changes.
         if let Some(f) = final_status {
             prop_assert_eq!(tracker.status(), Some(f));
         }
@@ -206,16 +245,14 @@ fn run(
         }
         // The read schedule: never before now; none once a final is confirmed.
         let next = tracker.next_read(now);
-        let done = tracker.is_confirmed() && tracker.status().is_some_and(Status::is_final);
+        let done = tracker.status().is_some_and(Status::is_final);
         prop_assert_eq!(next.is_none(), done);
         prop_assert!(next.is_none_or(|t| t >= now));
-        if matches!(outcome, Outcome::Advanced { to, .. } if to.is_final())
-            && !tracker.is_confirmed()
-        {
+        if matches!(outcome, Outcome::Claimed(s) if s.is_final()) {
             prop_assert_eq!(
                 next,
                 Some(now),
-                "an unconfirmed final asks for a read at once"
+                "a newly claimed final asks for a read at once"
             );
         }
         asked.extend(new);
@@ -241,60 +278,57 @@ fn run(
 struct Expected {
     status: Option<Status>,
     updated_at: Option<Timestamp>,
-    confirmed: bool,
-    money: Vec<Asked>,
-    release: Option<ReleaseReason>,
+    claim: Option<Claim>,
+    decisions: Vec<Asked>,
 }
 
 fn expect(delivered: &[Delivery], trust: CallbackTrust, expired: bool) -> Expected {
-    let newest = delivered
-        .iter()
-        .map(|d| d.snapshot())
-        .max_by_key(|s| s.updated_at());
-    let confirmed = newest.is_some_and(|n| {
-        delivered.iter().any(|d| {
-            (d.is_read() || trust == CallbackTrust::Verified)
-                && d.snapshot().updated_at() == n.updated_at()
-        })
-    });
-    let mut money = Vec::new();
-    let mut release = None;
-    if let Some(n) = newest {
-        if confirmed {
-            match n.completion() {
-                Some(Completion::Authorized {
-                    authorization_token,
-                }) => money.push(Asked::Place(
-                    authorization_token.to_string(),
-                    n.updated_at()
-                        .checked_add(Duration::from_secs(3600))
-                        .unwrap(),
-                )),
-                Some(Completion::OrderPlaced {
-                    order_id,
-                    klarna_reference,
-                }) => money.push(Asked::Record(
-                    order_id.to_string(),
-                    klarna_reference.to_string(),
-                )),
-                None => {}
-            }
-            release = match n.status() {
-                Status::Cancelled => Some(ReleaseReason::Cancelled),
-                Status::Disabled => Some(ReleaseReason::Disabled),
-                _ => None,
-            };
+    // In one history later changes have later stamps, and a final status is the last change.
+    let newest = |confirmed: bool| {
+        delivered
+            .iter()
+            .filter(|d| confirms(d, trust) == confirmed)
+            .map(Delivery::snapshot)
+            .max_by_key(|s| s.updated_at())
+    };
+    let (known, hinted) = (newest(true), newest(false));
+    let mut decisions = Vec::new();
+    if let Some(n) = known {
+        match n.completion() {
+            Some(Completion::Authorized {
+                authorization_token,
+            }) => decisions.push(Asked::Place(
+                authorization_token.to_string(),
+                n.updated_at()
+                    .checked_add(Duration::from_secs(3600))
+                    .unwrap(),
+            )),
+            Some(Completion::OrderPlaced {
+                order_id,
+                klarna_reference,
+            }) => decisions.push(Asked::Record(
+                order_id.to_string(),
+                klarna_reference.as_ref().map(ToString::to_string),
+            )),
+            Some(Completion::Unusable(problem)) => decisions.push(Asked::Review(*problem)),
+            None => {}
         }
-        if release.is_none() && expired && n.status() != Status::Completed {
-            release = Some(ReleaseReason::Expired);
+        match n.status() {
+            Status::Cancelled => decisions.push(Asked::Release(ReleaseReason::Cancelled)),
+            Status::Disabled => decisions.push(Asked::Release(ReleaseReason::Disabled)),
+            Status::Completed => {}
+            _ if expired => decisions.push(Asked::Release(ReleaseReason::Expired)),
+            _ => {}
         }
     }
+    let claim = hinted
+        .filter(|h| known.is_none_or(|k| h.updated_at() > k.updated_at()))
+        .map(Claim::of);
     Expected {
-        status: newest.map(Snapshot::status),
-        updated_at: newest.map(Snapshot::updated_at),
-        confirmed,
-        money,
-        release,
+        status: known.map(Snapshot::status),
+        updated_at: known.map(Snapshot::updated_at),
+        claim,
+        decisions,
     }
 }
 
@@ -308,30 +342,14 @@ fn check_run(
     let state = tracker.state();
     prop_assert_eq!(state.status, expected.status);
     prop_assert_eq!(state.updated_at, expected.updated_at);
-    prop_assert_eq!(state.confirmed, expected.confirmed);
+    prop_assert_eq!(state.claim, expected.claim);
     prop_assert!(!tracker.has_conflict());
-    let money: Vec<Asked> = asked
-        .iter()
-        .filter(|a| matches!(a, Asked::Place(..) | Asked::Record(..)))
-        .cloned()
-        .collect();
-    prop_assert_eq!(&money, &expected.money, "money actions");
-    let releases: Vec<ReleaseReason> = asked
-        .iter()
-        .filter_map(|a| match a {
-            Asked::Release(r) => Some(*r),
-            _ => None,
-        })
-        .collect();
-    prop_assert_eq!(
-        releases,
-        expected.release.into_iter().collect::<Vec<_>>(),
-        "releases"
-    );
+    let decisions: Vec<Asked> = asked.iter().filter(|a| a.decides()).cloned().collect();
+    prop_assert_eq!(&decisions, &expected.decisions, "money and release");
     // A confirming read is asked for exactly when the first final this tracker saw came from an
     // unsigned callback.
     let first_final = order.iter().find(|d| d.snapshot().status().is_final());
-    let wants_read = trust == CallbackTrust::Hint && first_final.is_some_and(|d| !d.is_read());
+    let wants_read = first_final.is_some_and(|d| !confirms(d, trust));
     let reads = asked.iter().filter(|a| **a == Asked::Read).count();
     prop_assert_eq!(
         reads,
@@ -367,8 +385,10 @@ proptest! {
                 delivered.push(i.get(&delivered).clone());
             }
         }
-        // A 404 says the session expired; it only counts once a snapshot told the expiry.
-        let not_found = if delivered.is_empty() { 0 } else { not_found };
+        // A 404 says the session expired; it only counts once confirmed evidence told the
+        // expiry.
+        let told = delivered.iter().any(|d| confirms(d, trust));
+        let not_found = if told { not_found } else { 0 };
         let expected = expect(&delivered, trust, not_found > 0);
         let config = TrackerConfig { trust, ..TrackerConfig::default() };
         let mut results = Vec::new();
@@ -402,12 +422,147 @@ proptest! {
         let n = serde_json_core::to_slice(&straight, &mut buf).unwrap();
         prop_assert_eq!(&serde_json_core::from_slice::<Tracker>(&buf[..n]).unwrap().0, &straight);
         for (i, d) in order[split..].iter().enumerate() {
-            let now = at(EXPIRES_MS / 2 + (split + i) as u64 * 1_000);
-            let a = deliver(&mut straight, d, now);
-            let b = deliver(&mut restored, d, now);
+            let now = arrival(split + i);
+            let a = deliver(&mut straight, d, now)?;
+            let b = deliver(&mut restored, d, now)?;
             prop_assert_eq!(a, b);
         }
         prop_assert_eq!(restored, straight);
+    }
+}
+
+/// What an adversary can post to the callback URL: any status, token, order id, reference,
+/// `updated_at` (in the history's range, around the arrival times, or days ahead), `expires_at`
+/// (past or future), and any event id, the genuine ones included.
+fn forged() -> impl Strategy<Value = Delivery> {
+    let completion = prop_oneof![
+        Just(Completion::authorized("ffffffff-0000-0000-0000-000000000000").unwrap()),
+        Just(Completion::authorized("token-1").unwrap()),
+        Just(Completion::order_placed("forged-order", "FORGED").unwrap()),
+        Just(Completion::from_fields(None, Some("order-2"), None).unwrap()),
+        Just(Completion::Unusable(CompletionProblem::Missing)),
+    ];
+    let updated_at = prop_oneof![
+        0u64..2_000_000,
+        EXPIRES_MS / 2 - 120_000..EXPIRES_MS / 2 + 200_000,
+        0u64..3 * EXPIRES_MS,
+    ];
+    let expires_at = prop::option::of(prop_oneof![0u64..2_000_000, 0u64..3 * EXPIRES_MS]);
+    let event_id = prop_oneof![
+        (0u32..12).prop_map(|n| format!("event-{n}")),
+        "[a-z0-9-]{1,12}",
+    ];
+    (
+        0..Status::COUNT,
+        updated_at,
+        expires_at,
+        completion,
+        event_id,
+    )
+        .prop_map(|(s, t, e, c, event_id)| {
+            let status = Status::ALL[s];
+            let completion = (status == Status::Completed).then_some(c);
+            Delivery::Callback {
+                event_id,
+                snapshot: Snapshot::new(status, at(t), e.map(at), completion).unwrap(),
+            }
+        })
+}
+
+/// One arrival of a run with forged input: a genuine delivery (by index), a forged callback, or
+/// a 404 before expiry (wrong credentials, or an attacker's proxy).
+#[derive(Clone, Debug)]
+enum Arrival {
+    Genuine(usize),
+    Forged(Box<Delivery>),
+    StrayNotFound,
+}
+
+/// The confirmed part of a state: everything but the claim.
+fn confirmed(state: State<'_>) -> State<'_> {
+    State {
+        claim: None,
+        ..state
+    }
+}
+
+/// A step's decisions (money and release), for comparing runs.
+fn decisions(actions: &[Asked]) -> Vec<Asked> {
+    actions.iter().filter(|a| a.decides()).cloned().collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10_240))]
+
+    /// Non-interference (`SPEC.md` N1): under the default trust, forged callbacks and stray
+    /// 404s anywhere in a schedule change none of the money and release decisions, nor their
+    /// data, nor the confirmed state, nor when they are made; at most they ask for reads
+    /// earlier than the confirmed schedule would.
+    #[test]
+    fn forged_callbacks_change_no_decision(
+        changes in history(),
+        copies in prop::collection::vec(any::<u8>(), 1..8),
+        reads in prop::collection::vec(any::<u64>(), 0..6),
+        keep in prop::collection::vec(prop::bool::weighted(0.8), 1..16),
+        seed in any::<u64>(),
+        forgeries in prop::collection::vec((any::<prop::sample::Index>(), prop_oneof![4 => forged().prop_map(|d| Arrival::Forged(Box::new(d))), 1 => Just(Arrival::StrayNotFound)]), 1..12),
+        not_found in 0usize..3,
+    ) {
+        let mut genuine = deliveries(&changes, &copies, &reads, &keep);
+        shuffle(&mut genuine, seed);
+        // The attacked schedule: the genuine deliveries in order, forgeries slipped in anywhere.
+        let mut attacked: Vec<Arrival> = (0..genuine.len()).map(Arrival::Genuine).collect();
+        for (at_index, forgery) in &forgeries {
+            attacked.insert(at_index.index(attacked.len() + 1), forgery.clone());
+        }
+        let told = genuine.iter().any(Delivery::is_read);
+        let not_found = if told { not_found } else { 0 };
+
+        let config = TrackerConfig::default();
+        let mut clean = Tracker::new(config);
+        let mut under_attack = Tracker::new(config);
+        // The confirmed schedule alone: the same reads, no callbacks at all.
+        let mut reads_only = Tracker::new(config);
+        // Arrival times are shared: the genuine `i`-th arrival of the attacked schedule comes at
+        // the same time in every run, so the runs can be compared step by step.
+        for (k, arrival_k) in attacked.iter().enumerate() {
+            let now = arrival(k);
+            match arrival_k {
+                Arrival::Genuine(i) => {
+                    let d = &genuine[*i];
+                    let (_, expected) = deliver(&mut clean, d, now)?;
+                    let (_, actual) = deliver(&mut under_attack, d, now)?;
+                    if d.is_read() {
+                        deliver(&mut reads_only, d, now)?;
+                    }
+                    prop_assert_eq!(decisions(&actual), decisions(&expected), "decisions at step {}", k);
+                }
+                Arrival::Forged(d) => {
+                    let before = under_attack.snapshot().cloned();
+                    let (_, actual) = deliver(&mut under_attack, d, now)?;
+                    prop_assert_eq!(decisions(&actual), vec![], "a forged callback decided something");
+                    prop_assert_eq!(under_attack.snapshot(), before.as_ref());
+                }
+                Arrival::StrayNotFound => {
+                    let before = under_attack.clone();
+                    prop_assert!(under_attack.observe_not_found(now).is_err(), "a 404 before expiry counted");
+                    prop_assert_eq!(&under_attack, &before);
+                }
+            }
+            prop_assert_eq!(confirmed(under_attack.state()), confirmed(clean.state()));
+            prop_assert_eq!(under_attack.is_confirmed(), clean.is_confirmed());
+            // Never later than the confirmed schedule, never stopped while it goes on.
+            let (attacked_next, scheduled) = (under_attack.next_read(now), reads_only.next_read(now));
+            prop_assert_eq!(attacked_next.is_none(), scheduled.is_none());
+            prop_assert!(attacked_next <= scheduled, "{:?} after {:?}", attacked_next, scheduled);
+        }
+        for k in 0..not_found {
+            let now = at(EXPIRES_MS + k as u64 * 1_000);
+            let expected: Vec<Asked> = clean.observe_not_found(now).map_err(|e| TestCaseError::fail(e.to_string()))?.actions().map(own).collect();
+            let actual: Vec<Asked> = under_attack.observe_not_found(now).map_err(|e| TestCaseError::fail(e.to_string()))?.actions().map(own).collect();
+            prop_assert_eq!(decisions(&actual), decisions(&expected));
+        }
+        prop_assert_eq!(confirmed(under_attack.state()), confirmed(clean.state()));
     }
 }
 
@@ -417,6 +572,8 @@ fn any_snapshot() -> impl Strategy<Value = (bool, Snapshot)> {
         Just(Completion::authorized("token-a").unwrap()),
         Just(Completion::authorized("token-b").unwrap()),
         Just(Completion::order_placed("order-a", "REF").unwrap()),
+        Just(Completion::from_fields(None, Some("order-a"), None).unwrap()),
+        Just(Completion::Unusable(CompletionProblem::Missing)),
     ];
     (
         any::<bool>(),
@@ -436,6 +593,21 @@ fn any_snapshot() -> impl Strategy<Value = (bool, Snapshot)> {
         })
 }
 
+/// Observes `s` as a read or a callback; the outcome and the actions, or `None` when refused.
+fn observe(
+    tracker: &mut Tracker,
+    read: bool,
+    s: &Snapshot,
+    now: Timestamp,
+) -> Option<(Outcome, Vec<Asked>)> {
+    let report = if read {
+        tracker.observe_read(s, now)
+    } else {
+        tracker.observe_callback(None, s, now).ok()?
+    };
+    Some((report.outcome(), report.actions().map(own).collect()))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4_096))]
 
@@ -451,8 +623,7 @@ proptest! {
         let config = TrackerConfig { trust, ..TrackerConfig::default() };
         let mut forward = Tracker::new(config);
         for (i, (read, s)) in set.iter().enumerate() {
-            let now = at(i as u64);
-            let _ = if *read { forward.observe_read(s, now) } else { forward.observe_callback(None, s, now) };
+            prop_assert!(observe(&mut forward, *read, s, at(i as u64)).is_some());
         }
         let mut order: Vec<_> = set.clone();
         for r in &repeat {
@@ -462,52 +633,106 @@ proptest! {
         let mut shuffled = Tracker::new(config);
         let mut money = 0;
         for (i, (read, s)) in order.iter().enumerate() {
-            let now = at(i as u64);
             let before = shuffled.clone();
-            let report = if *read { shuffled.observe_read(s, now) } else { shuffled.observe_callback(None, s, now) };
-            money += report.actions().filter(|a| matches!(a, Action::PlaceOrder { .. } | Action::RecordOrder { .. })).count();
-            if !report.outcome().changed() {
+            let (outcome, actions) = observe(&mut shuffled, *read, s, at(i as u64)).unwrap();
+            money += actions.iter().filter(|a| matches!(a, Asked::Place(..) | Asked::Record(..) | Asked::Review(_))).count();
+            if !outcome.changed() {
                 prop_assert_eq!(&shuffled, &before);
             }
         }
         prop_assert_eq!(forward.state(), shuffled.state());
-        // The winner, by an oracle written here: an authorization above any other final, a final
-        // above anything else, then the latest `updated_at`.
-        let rank = |s: &Snapshot| match s.status() {
+        // The winner among confirmed evidence, by an oracle written here: an authorization above
+        // any other final, a final above anything else, then the latest `updated_at`.
+        let rank = |s: Status| match s {
             Status::Completed => 2,
             s if s.is_final() => 1,
             _ => 0,
         };
-        let top = set.iter().map(|(_, s)| rank(s)).max().unwrap();
-        let latest = set.iter().filter(|(_, s)| rank(s) == top).map(|(_, s)| s.updated_at()).max();
+        let evidence: Vec<&Snapshot> = set.iter().filter(|(read, _)| *read || trust == CallbackTrust::Verified).map(|(_, s)| s).collect();
+        let top = evidence.iter().map(|s| rank(s.status())).max();
+        let latest = evidence.iter().filter(|s| Some(rank(s.status())) == top).map(|s| s.updated_at()).max();
         let state = shuffled.state();
-        prop_assert_eq!(state.status.map(|s| rank(&Snapshot::new(s, at(0), None, (s == Status::Completed).then(|| Completion::authorized("t").unwrap())).unwrap())), Some(top));
+        prop_assert_eq!(state.status.map(rank), top);
         prop_assert_eq!(state.updated_at, latest);
-        // Money comes only from a confirmed completion (one per kind at most), and an unsigned
-        // callback alone never confirms.
-        prop_assert!(money <= 2);
-        if trust == CallbackTrust::Hint && set.iter().all(|(read, _)| !read) {
+        // Money comes only from confirmed evidence (one per kind at most).
+        prop_assert!(money <= 3);
+        if evidence.is_empty() {
             prop_assert_eq!(money, 0);
             prop_assert!(!shuffled.is_confirmed());
         }
     }
+
+    /// `SPEC.md` N2: over any input at all (contradictory snapshots, reads and callbacks under
+    /// either trust, 404s at any time), once confirmed evidence showed `COMPLETED` the cart is
+    /// never released; and no session gets both a release and a money action unless a conflict
+    /// was reported.
+    #[test]
+    fn a_paid_cart_is_never_released(
+        inputs in prop::collection::vec(prop_oneof![6 => any_snapshot().prop_map(Some), 1 => Just(None)], 1..14),
+        not_found_at in prop::collection::vec(0u64..3, 0..14),
+        trust in trust(),
+    ) {
+        let config = TrackerConfig { trust, ..TrackerConfig::default() };
+        let mut tracker = Tracker::new(config);
+        let mut paid = false;
+        let mut asked = Vec::new();
+        for (i, input) in inputs.iter().enumerate() {
+            let actions = match input {
+                Some((read, s)) => {
+                    let now = at(i as u64);
+                    let Some((_, actions)) = observe(&mut tracker, *read, s, now) else { continue };
+                    paid |= s.status() == Status::Completed && (*read || trust == CallbackTrust::Verified);
+                    actions
+                }
+                None => {
+                    // A 404 before, at or after the expiry the snapshots tell.
+                    let now = at(EXPIRES_MS + not_found_at.get(i).copied().unwrap_or(1));
+                    match tracker.observe_not_found(now) {
+                        Ok(report) => report.actions().map(own).collect(),
+                        Err(_) => continue,
+                    }
+                }
+            };
+            if paid {
+                prop_assert!(!actions.iter().any(|a| matches!(a, Asked::Release(_))), "released a paid cart: {:?}", actions);
+            }
+            asked.extend(actions);
+        }
+        let money = asked.iter().any(|a| matches!(a, Asked::Place(..) | Asked::Record(..) | Asked::Review(_)));
+        let release = asked.iter().any(|a| matches!(a, Asked::Release(_)));
+        if money && release {
+            prop_assert!(tracker.has_conflict(), "money and a release without a conflict: {:?}", asked);
+        }
+    }
 }
 
-/// Delivers `d` at `now`; returns the outcome and the actions asked for.
-fn deliver(tracker: &mut Tracker, d: &Delivery, now: Timestamp) -> (Outcome, Vec<Asked>) {
+/// Delivers `d` at `now`; returns the outcome and the actions asked for. A genuine callback is
+/// never refused as coming from the future.
+fn deliver(
+    tracker: &mut Tracker,
+    d: &Delivery,
+    now: Timestamp,
+) -> Result<(Outcome, Vec<Asked>), TestCaseError> {
     let report = match d {
         Delivery::Callback { event_id, snapshot } => {
-            tracker.observe_callback(Some(event_id), snapshot, now)
+            match tracker.observe_callback(Some(event_id), snapshot, now) {
+                Ok(report) => report,
+                // Only a forged callback can be stamped in the future: it changes nothing.
+                Err(e) => {
+                    prop_assert!(e.updated_at > now);
+                    return Ok((Outcome::Stale, Vec::new()));
+                }
+            }
         }
         Delivery::Read(snapshot) => tracker.observe_read(snapshot, now),
     };
     let actions: Vec<Asked> = report.actions().map(own).collect();
-    assert_eq!(
+    prop_assert_eq!(
         actions.len(),
         report.action_kinds().iter().count(),
         "every new kind has its action"
     );
-    (report.outcome(), actions)
+    Ok((report.outcome(), actions))
 }
 
 /// Fisher–Yates with SplitMix64, so a seed names an order.

@@ -7,7 +7,8 @@ use core::time::Duration;
 
 use common::at;
 use hpp_session::{
-    Action, CallbackTrust, Completion, ConflictKind, MIN_READ_INTERVAL, NotFoundError, Outcome,
+    Action, ActionKind, ActionSet, CallbackTrust, Claim, Completion, CompletionProblem,
+    ConflictKind, DEFAULT_MAX_CLOCK_SKEW, FutureHint, MIN_READ_INTERVAL, NotFoundError, Outcome,
     PolicyError, ReadPolicy, ReleaseReason, Snapshot, Status, Tracker, TrackerConfig,
     callback_secret_matches,
 };
@@ -42,7 +43,27 @@ fn the_sample_journey_asks_each_action_once() {
             skipped: false
         }
     );
-    let r = t.observe_callback(Some("e1"), &snap(Status::InProgress, 10), at(11));
+    // An unsigned callback: a claim, awaiting confirmation; the confirmed status stays.
+    let r = t
+        .observe_callback(Some("e1"), &snap(Status::InProgress, 10), at(11))
+        .unwrap();
+    assert_eq!(r.outcome(), Outcome::Claimed(Status::InProgress));
+    assert_eq!(t.status(), Some(Status::Waiting));
+    assert_eq!(t.claim(), Some(Claim::new(Status::InProgress, at(10))));
+    // e2 (BACK at 20) is lost; the consumer comes back at 30.
+    let r = t
+        .observe_callback(Some("e3"), &snap(Status::InProgress, 30), at(31))
+        .unwrap();
+    assert_eq!(r.outcome(), Outcome::Claimed(Status::InProgress));
+    // e1 again (Klarna's retry): a duplicate, even though it is older than what is claimed.
+    assert_eq!(
+        t.observe_callback(Some("e1"), &snap(Status::InProgress, 10), at(32))
+            .unwrap()
+            .outcome(),
+        Outcome::Duplicate
+    );
+    // A read that was on its way before: it moves the confirmed state, the newer claim stays.
+    let r = t.observe_read(&snap(Status::InProgress, 10), at(33));
     assert_eq!(
         r.outcome(),
         Outcome::Advanced {
@@ -51,30 +72,12 @@ fn the_sample_journey_asks_each_action_once() {
             skipped: false
         }
     );
-    // e2 (BACK at 20) is lost; the consumer comes back at 30.
-    let r = t.observe_callback(Some("e3"), &snap(Status::InProgress, 30), at(31));
-    assert_eq!(
-        r.outcome(),
-        Outcome::Advanced {
-            from: Some(Status::InProgress),
-            to: Status::InProgress,
-            skipped: true
-        }
-    );
-    // e1 again (Klarna's retry): a duplicate, even though it is older than what is known.
-    assert_eq!(
-        t.observe_callback(Some("e1"), &snap(Status::InProgress, 10), at(32))
-            .outcome(),
-        Outcome::Duplicate
-    );
-    // A read that was on its way before: stale.
-    assert_eq!(
-        t.observe_read(&snap(Status::InProgress, 10), at(33))
-            .outcome(),
-        Outcome::Stale
-    );
-    // COMPLETED by callback: a hint; asks for a read, no money yet.
-    let r = t.observe_callback(Some("e4"), &snap(Status::Completed, 40), at(41));
+    assert_eq!(t.claim(), Some(Claim::new(Status::InProgress, at(30))));
+    // COMPLETED by callback: a hint; asks for a read at once, no money yet.
+    let r = t
+        .observe_callback(Some("e4"), &snap(Status::Completed, 40), at(41))
+        .unwrap();
+    assert_eq!(r.outcome(), Outcome::Claimed(Status::Completed));
     assert_eq!(kinds(&r), ["read_session"]);
     assert_eq!(t.next_read(at(41)), Some(at(41)));
     // The read confirms: place the order, by authorization + 60 min.
@@ -98,9 +101,16 @@ fn the_sample_journey_asks_each_action_once() {
         actions[0].to_string(),
         "place the order with a1a8f727-2756-6058-bd3c-40069be0994b by 2019-05-13T15:52:57.580Z"
     );
+    assert_eq!(t.claim(), None);
     // Everything after: duplicates, no actions, no reads.
     assert_eq!(
         t.observe_read(&snap(Status::Completed, 40), at(50))
+            .outcome(),
+        Outcome::Duplicate
+    );
+    assert_eq!(
+        t.observe_callback(Some("e4"), &snap(Status::Completed, 40), at(51))
+            .unwrap()
             .outcome(),
         Outcome::Duplicate
     );
@@ -155,35 +165,123 @@ fn two_tokens_conflict_and_only_one_order_is_asked_for() {
     assert!(t.has_conflict());
 }
 
+/// The issue's first report: a forged `COMPLETED` callback must not block the real one.
 #[test]
-fn a_forged_final_callback_is_contradicted_by_a_newer_read() {
+fn a_forged_completion_neither_pays_nor_blocks_the_real_one() {
     let mut t = Tracker::default();
-    t.observe_callback(None, &snap(Status::Completed, 20), at(21));
+    t.observe_read(&snap(Status::InProgress, 0), at(1));
+    // Stamped hours ahead: refused, nothing changes.
+    let before = t.clone();
+    let err = t
+        .observe_callback(Some("forged-1"), &token("ffff", 9 * 3_600_000), at(2))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        FutureHint {
+            updated_at: at(9 * 3_600_000),
+            now: at(2),
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "unsigned callback stamped 2019-05-13T23:52:57.540Z, more than 60s after now (2019-05-13T14:52:57.542Z): refused"
+    );
+    assert_eq!(t, before);
+    // Stamped just inside the tolerance, with another token: a claim, never money.
+    let r = t
+        .observe_callback(Some("forged-2"), &token("ffff", 60_002), at(3))
+        .unwrap();
+    assert_eq!(kinds(&r), ["read_session"]);
+    // The real authorization, by callback then by read: the read places the real token.
+    let real = token("a1a8f727", 30_000);
+    let r = t
+        .observe_callback(Some("real-1"), &real, at(30_500))
+        .unwrap();
+    assert_eq!(r.outcome(), Outcome::Stale, "below the forged claim");
+    let r = t.observe_read(&real, at(31_000));
+    let actions: Vec<Action<'_>> = r.actions().collect();
+    assert!(
+        matches!(actions[..], [Action::PlaceOrder { authorization_token, .. }] if authorization_token.as_str() == "a1a8f727"),
+        "{actions:?}"
+    );
+    // The forged claim is hidden and reported.
+    assert_eq!(t.claim(), None);
+    assert!(t.has_conflict());
+    assert_eq!(t.next_read(at(31_000)), None);
+}
+
+#[test]
+fn a_forged_final_claim_is_hidden_by_a_newer_read_and_decides_nothing() {
+    let mut t = Tracker::default();
+    let r = t
+        .observe_callback(None, &snap(Status::Completed, 20), at(21))
+        .unwrap();
+    assert_eq!(kinds(&r), ["read_session"]);
+    assert_eq!(t.status(), None);
+    assert!(!t.is_confirmed());
     let before_read = t.clone();
     let r = t.observe_read(&snap(Status::InProgress, 25), at(26));
     assert_eq!(
         r.outcome(),
-        Outcome::Conflict {
-            known: Status::Completed,
-            observed: Status::InProgress,
-            kind: ConflictKind::CannotFollow
+        Outcome::Advanced {
+            from: None,
+            to: Status::InProgress,
+            skipped: false
         }
     );
     assert_eq!(kinds(&r).len(), 0, "no money from a contradicted callback");
     assert!(t.has_conflict() && !before_read.has_conflict());
-    assert_eq!(t.status(), Some(Status::Completed));
-    assert!(!t.is_confirmed());
+    assert_eq!(t.status(), Some(Status::InProgress));
+    assert_eq!(t.claim(), None);
+    assert!(t.is_confirmed());
     // The reverse order meets the same contradiction.
-    let mut t = Tracker::default();
-    t.observe_read(&snap(Status::InProgress, 25), at(26));
-    let r = t.observe_callback(None, &snap(Status::Completed, 20), at(27));
-    assert!(matches!(
+    let mut u = Tracker::default();
+    u.observe_read(&snap(Status::InProgress, 25), at(26));
+    let r = u
+        .observe_callback(None, &snap(Status::Completed, 20), at(27))
+        .unwrap();
+    assert_eq!(
         r.outcome(),
         Outcome::Conflict {
-            kind: ConflictKind::CannotFollow,
-            ..
+            known: Status::InProgress,
+            observed: Status::Completed,
+            kind: ConflictKind::CannotFollow
         }
-    ));
+    );
+    assert_eq!(kinds(&r).len(), 0);
+    assert_eq!(t.state(), u.state());
+    assert!(u.has_conflict());
+}
+
+/// The issue's second report: a forged hint's `expires_at` must not turn a stray 404 into an
+/// expiry, and a forged cancel must not release the cart or stop the reads.
+#[test]
+fn a_forged_expiry_or_cancel_never_releases_the_cart() {
+    let mut t = Tracker::default();
+    t.observe_read(&snap(Status::InProgress, 0), at(1));
+    let forged = Snapshot::new(Status::Cancelled, at(5), Some(at(3)), None).unwrap();
+    let r = t.observe_callback(Some("forged"), &forged, at(10)).unwrap();
+    assert_eq!(kinds(&r), ["read_session"]);
+    let before = t.clone();
+    assert_eq!(
+        t.observe_not_found(at(20)).unwrap_err(),
+        NotFoundError {
+            now: at(20),
+            expires_at: Some(at(EXPIRES))
+        }
+    );
+    assert_eq!(t, before);
+    assert!(t.next_read(at(20)).is_some());
+    // The consumer went back, then paid: the forged cancel decides nothing.
+    t.observe_read(&snap(Status::Back, 30), at(31));
+    let r = t.observe_read(&snap(Status::Completed, 60), at(61));
+    assert_eq!(kinds(&r), ["place_order"]);
+    assert_eq!(
+        t.observe_not_found(at(EXPIRES)).unwrap().action_kinds(),
+        ActionSet::EMPTY
+    );
+    assert!(!t.asked().contains(ActionKind::Release));
 }
 
 #[test]
@@ -207,7 +305,9 @@ fn verified_callbacks_confirm_by_themselves() {
         ..TrackerConfig::default()
     };
     let mut t = Tracker::new(config);
-    let r = t.observe_callback(Some("e"), &snap(Status::Completed, 40), at(41));
+    let r = t
+        .observe_callback(Some("e"), &snap(Status::Completed, 40), at(41))
+        .unwrap();
     assert_eq!(kinds(&r), ["place_order"]);
     assert_eq!(t.next_read(at(41)), None);
 }
@@ -234,7 +334,7 @@ fn cancelled_and_disabled_release_the_cart_once_when_confirmed() {
     ] {
         let mut t = Tracker::default();
         assert_eq!(
-            kinds(&t.observe_callback(None, &snap(status, 10), at(11))),
+            kinds(&t.observe_callback(None, &snap(status, 10), at(11)).unwrap()),
             ["read_session"]
         );
         let r = t.observe_read(&snap(status, 10), at(12));
@@ -278,21 +378,39 @@ fn not_found_before_expiry_changes_nothing_and_after_it_releases_once() {
     assert_eq!(t, again);
 }
 
+/// A claim never blocks a release: an authorization only a callback claims (and no read ever
+/// confirmed) does not keep an expired cart.
 #[test]
-fn an_unconfirmed_authorization_is_never_released() {
+fn a_claimed_authorization_does_not_block_the_release_at_expiry() {
     let mut t = Tracker::default();
-    t.observe_callback(None, &snap(Status::Completed, 10), at(11));
+    t.observe_read(&snap(Status::Back, 5), at(6));
+    t.observe_callback(None, &snap(Status::Completed, 10), at(11))
+        .unwrap();
     let r = t.observe_not_found(at(EXPIRES)).unwrap();
-    assert_eq!(kinds(&r).len(), 0);
+    assert_eq!(
+        r.actions().collect::<Vec<_>>(),
+        [Action::Release {
+            reason: ReleaseReason::Expired
+        }]
+    );
+    // And an authorization confirmed by a read does block it.
+    let mut t = Tracker::default();
+    t.observe_read(&snap(Status::Completed, 10), at(11));
+    assert_eq!(kinds(&t.observe_not_found(at(EXPIRES)).unwrap()).len(), 0);
 }
 
+/// A newer `expires_at` of the known change counts from a read, never from an unsigned callback.
 #[test]
-fn a_newer_expiry_of_the_same_change_keeps_its_confirmation() {
+fn a_newer_expiry_counts_only_from_a_read() {
     let mut t = Tracker::default();
     t.observe_read(&snap(Status::InProgress, 10), at(11));
     let later =
         Snapshot::new(Status::InProgress, at(10), Some(at(EXPIRES + 60_000)), None).unwrap();
-    let r = t.observe_callback(None, &later, at(12));
+    let before = t.clone();
+    let r = t.observe_callback(None, &later, at(12)).unwrap();
+    assert_eq!(r.outcome(), Outcome::Duplicate);
+    assert_eq!(t, before);
+    let r = t.observe_read(&later, at(13));
     assert_eq!(
         r.outcome(),
         Outcome::Advanced {
@@ -301,7 +419,6 @@ fn a_newer_expiry_of_the_same_change_keeps_its_confirmation() {
             skipped: false
         }
     );
-    assert!(t.is_confirmed());
     assert_eq!(t.state().expires_at, Some(at(EXPIRES + 60_000)));
 }
 
@@ -315,11 +432,13 @@ fn event_ids_are_remembered_up_to_the_bound_then_forgotten_oldest_first() {
         } else {
             Status::Back
         };
-        t.observe_callback(Some(&format!("e{i}")), &snap(s, 10 * (i + 1)), at(i));
+        t.observe_callback(Some(&format!("e{i}")), &snap(s, 10 * (i + 1)), at(i))
+            .unwrap();
     }
     // The newest `n` are remembered: a redelivery is a duplicate even though it is stale.
     assert_eq!(
         t.observe_callback(Some("e1"), &snap(Status::Back, 20), at(99))
+            .unwrap()
             .outcome(),
         Outcome::Duplicate
     );
@@ -329,12 +448,14 @@ fn event_ids_are_remembered_up_to_the_bound_then_forgotten_oldest_first() {
             &snap(Status::InProgress, 10 * (n + 1)),
             at(99)
         )
+        .unwrap()
         .outcome(),
         Outcome::Duplicate
     );
     // The oldest fell out: its redelivery is only stale. Nothing changes either way.
     assert_eq!(
         t.observe_callback(Some("e0"), &snap(Status::InProgress, 10), at(99))
+            .unwrap()
             .outcome(),
         Outcome::Stale
     );
@@ -388,7 +509,8 @@ fn read_policies_respect_the_rate_limit() {
 fn tracker_size_is_reported() {
     let size = core::mem::size_of::<Tracker>();
     println!("size_of::<Tracker>() = {size}");
-    assert!(size <= 768, "{size}");
+    // 736 before claims (#6): a claim and its anchor add 72 bytes.
+    assert!(size <= 808, "{size}");
 }
 
 proptest! {
@@ -416,7 +538,6 @@ proptest! {
     }
 }
 
-/// Once found by the `snapshot_schedule` fuzz target: CANCELLED and DISABLED for one session.
 /// Whichever comes first, the state ends the same (the later final wins), and when the second
 /// replaces the first it is a reported conflict, never a silent change.
 #[test]
@@ -425,7 +546,7 @@ fn two_different_finals_never_silently_replace_each_other() {
     let disabled = snap(Status::Disabled, 10_000);
     let mut a = Tracker::default();
     a.observe_read(&cancelled, at(1));
-    let r = a.observe_callback(None, &disabled, at(2));
+    let r = a.observe_read(&disabled, at(2));
     assert!(matches!(
         r.outcome(),
         Outcome::Conflict {
@@ -434,7 +555,7 @@ fn two_different_finals_never_silently_replace_each_other() {
         }
     ));
     let mut b = Tracker::default();
-    b.observe_callback(None, &disabled, at(1));
+    b.observe_read(&disabled, at(1));
     let r = b.observe_read(&cancelled, at(2));
     assert_eq!(
         r.outcome(),
@@ -447,6 +568,22 @@ fn two_different_finals_never_silently_replace_each_other() {
     assert_eq!(a.state(), b.state());
     assert_eq!(a.status(), Some(Status::Cancelled));
     assert!(a.has_conflict() && b.has_conflict());
+    // An unsigned callback's final never displaces a confirmed one: a conflict, nothing more.
+    let mut c = Tracker::default();
+    c.observe_read(&cancelled, at(1));
+    let before = c.status();
+    let r = c
+        .observe_callback(None, &snap(Status::Completed, 50_000), at(2))
+        .unwrap();
+    assert!(matches!(
+        r.outcome(),
+        Outcome::Conflict {
+            kind: ConflictKind::TwoFinals,
+            ..
+        }
+    ));
+    assert_eq!(kinds(&r).len(), 0);
+    assert_eq!((c.status(), c.claim()), (before, None));
 }
 
 #[test]
@@ -479,6 +616,11 @@ fn outcomes_have_the_replay_tools_names_and_say_what_happened() {
             Outcome::Confirmed(Status::Completed),
             "advanced",
             "confirmed COMPLETED",
+        ),
+        (
+            Outcome::Claimed(Status::Cancelled),
+            "claimed",
+            "claims CANCELLED (unsigned: read to confirm)",
         ),
         (Outcome::Duplicate, "duplicate", "duplicate"),
         (Outcome::Stale, "stale", "stale"),
@@ -513,7 +655,8 @@ fn stored_trackers_round_trip_and_are_checked() {
         ..TrackerConfig::default()
     };
     let mut t = Tracker::new(config);
-    t.observe_callback(Some("e"), &snap(Status::Back, 10), at(11));
+    t.observe_callback(Some("e"), &snap(Status::Back, 10), at(11))
+        .unwrap();
     t.observe_not_found(at(EXPIRES)).unwrap();
     let json = serde_json::to_string(&t).unwrap();
     assert!(
@@ -522,16 +665,36 @@ fn stored_trackers_round_trip_and_are_checked() {
     );
     assert_eq!(serde_json::from_str::<Tracker>(&json).unwrap(), t);
 
+    // A claim, and the read it asked for, round-trip too.
+    let mut claimed = Tracker::default();
+    claimed
+        .observe_callback(Some("e"), &snap(Status::Cancelled, 10), at(11))
+        .unwrap();
+    let stored = serde_json::to_string(&claimed).unwrap();
+    assert!(
+        stored.contains(r#""claim":{"status":"CANCELLED""#) && stored.contains(r#""asked":8"#),
+        "{stored}"
+    );
+    assert_eq!(serde_json::from_str::<Tracker>(&stored).unwrap(), claimed);
+    // The read a claim asked for needs the claim.
+    let bad = stored.replace(
+        r#""claim":{"status":"CANCELLED","updated_at":"2019-05-13T14:52:57.550Z"}"#,
+        r#""claim":null"#,
+    );
+    assert_ne!(bad, stored);
+    assert!(serde_json::from_str::<Tracker>(&bad).is_err(), "{bad}");
+
     let fresh = serde_json::to_string(&Tracker::default()).unwrap();
     assert_eq!(
         serde_json::from_str::<Tracker>(&fresh).unwrap(),
         Tracker::default()
     );
     for (from, to) in [
-        (r#""confirmed":false"#, r#""confirmed":true"#),
         (r#""expired":false"#, r#""expired":true"#),
-        (r#""asked":0"#, r#""asked":8"#),
+        (r#""asked":0"#, r#""asked":1"#),
+        (r#""asked":0"#, r#""asked":4"#),
         (r#""asked":0"#, r#""asked":16"#),
+        (r#""asked":0"#, r#""asked":32"#),
         (r#""released":null"#, r#""released":"CANCELLED""#),
         (r#""trust":"hint""#, r#""trust":"trusting""#),
     ] {
@@ -544,15 +707,138 @@ fn stored_trackers_round_trip_and_are_checked() {
 }
 
 #[test]
-fn an_unconfirmed_change_is_read_after_the_first_delay_and_accessors_tell_the_state() {
+fn a_claim_adds_earlier_reads_and_never_delays_the_schedule() {
     let mut t = Tracker::default();
     assert!(t.snapshot().is_none() && !t.is_expired() && !t.is_confirmed());
-    t.observe_callback(Some("e1"), &snap(Status::InProgress, 10), at(1_000));
-    // A non-final status from a callback: not at once, after `first` (10 s).
-    assert_eq!(t.next_read(at(1_000)), Some(at(11_000)));
-    assert_eq!(t.snapshot(), Some(&snap(Status::InProgress, 10)));
-    assert!(!t.is_expired() && !t.is_confirmed());
-    assert!(t.asked().is_empty());
+    // Before any read: read at once, whatever callbacks claim.
+    t.observe_callback(Some("e0"), &snap(Status::InProgress, 10), at(500))
+        .unwrap();
+    assert_eq!(t.next_read(at(500)), Some(at(500)));
+    assert!(t.snapshot().is_none() && !t.is_confirmed());
+    t.observe_read(&snap(Status::Waiting, 0), at(1_000));
+    assert_eq!(t.snapshot(), Some(&snap(Status::Waiting, 0)));
+    // The claim's own schedule (10 s after it came) is a little earlier than the confirmed
+    // one (10 s after the read).
+    assert_eq!(t.next_read(at(1_000)), Some(at(10_500)));
+    // A non-final claim at 25 s asks for a read 10 s after it, earlier than the 41 s slot.
+    t.observe_callback(Some("e1"), &snap(Status::InProgress, 20), at(25_000))
+        .unwrap();
+    assert_eq!(t.next_read(at(25_000)), Some(at(35_000)));
+    // Claims arriving every 9 s never push the confirmed slots later.
+    for k in 0..20u64 {
+        let now = at(40_000 + k * 9_000);
+        t.observe_callback(None, &snap(Status::InProgress, 30 + k), now)
+            .unwrap();
+        let next = t.next_read(now).unwrap();
+        assert!(next <= now.checked_add(Duration::from_secs(10)).unwrap());
+    }
+    let mut schedule = Tracker::default();
+    schedule.observe_read(&snap(Status::Waiting, 0), at(1_000));
+    for now in [at(41_000), at(200_000), at(700_000)] {
+        assert!(t.next_read(now) <= schedule.next_read(now));
+    }
+    assert!(!t.is_expired() && t.asked().is_empty());
+}
+
+#[test]
+fn the_clock_skew_tolerance_is_configurable_and_only_for_hints() {
+    let strict = TrackerConfig {
+        max_clock_skew: Duration::ZERO,
+        ..TrackerConfig::default()
+    };
+    assert_eq!(
+        TrackerConfig::default().max_clock_skew,
+        Duration::from_secs(60)
+    );
+    assert_eq!(TrackerConfig::default(), TrackerConfig::DEFAULT);
+    let mut t = Tracker::new(strict);
+    assert!(
+        t.observe_callback(None, &snap(Status::Back, 10), at(10))
+            .is_ok()
+    );
+    assert!(
+        t.observe_callback(None, &snap(Status::Back, 11), at(10))
+            .is_err()
+    );
+    // At the default, exactly 60 s ahead is accepted, a millisecond more is not.
+    let mut t = Tracker::default();
+    assert!(
+        t.observe_callback(None, &snap(Status::Back, 60_010), at(10))
+            .is_ok()
+    );
+    assert!(
+        t.observe_callback(None, &snap(Status::Back, 60_011), at(10))
+            .is_err()
+    );
+    // Authenticated evidence is Klarna's own clock: never refused.
+    let verified = TrackerConfig {
+        trust: CallbackTrust::Verified,
+        ..strict
+    };
+    let mut t = Tracker::new(verified);
+    assert!(
+        t.observe_callback(None, &snap(Status::Back, 99_000), at(10))
+            .is_ok()
+    );
+    assert_eq!(t.status(), Some(Status::Back));
+    let mut t = Tracker::new(strict);
+    t.observe_read(&snap(Status::Back, 99_000), at(10));
+    assert_eq!(t.status(), Some(Status::Back));
+}
+
+/// The completion shapes, from a confirming read: an order Klarna placed is recorded (never
+/// placed again), and unusable data asks a person to look, never releasing the paid cart.
+#[test]
+fn every_completion_shape_asks_for_its_own_action() {
+    let completed = |c: Completion| {
+        Snapshot::new(Status::Completed, at(40), Some(at(EXPIRES)), Some(c)).unwrap()
+    };
+    let all_three = Completion::from_fields(
+        Some("70850a20-a2a0-5c70-810c-096fa6f850bb"),
+        Some("93d644a2-43f3-11e9-b210-d663bd873d93"),
+        Some("ffc25786"),
+    )
+    .unwrap();
+    let order_only = Completion::from_fields(None, Some("93d644a2"), None).unwrap();
+    let unusable = Completion::Unusable(CompletionProblem::Missing);
+    let mut seen = Vec::new();
+    for c in [all_three, order_only, unusable] {
+        let mut t = Tracker::default();
+        let r = t.observe_read(&completed(c), at(41));
+        seen.push(r.actions().map(|a| a.to_string()).collect::<Vec<_>>());
+        let r = t.observe_not_found(at(EXPIRES)).unwrap();
+        assert_eq!(
+            r.action_kinds(),
+            ActionSet::EMPTY,
+            "a paid cart is never released"
+        );
+        assert!(!t.has_conflict());
+    }
+    assert_eq!(
+        seen,
+        [
+            vec!["record order 93d644a2-43f3-11e9-b210-d663bd873d93 (ffc25786)".to_owned()],
+            vec!["record order 93d644a2".to_owned()],
+            vec![
+                "a person must review this paid session: no authorization_token and no order_id"
+                    .to_owned()
+            ],
+        ]
+    );
+}
+
+/// Money after a release only comes from contradictory evidence, and is always reported: here
+/// an authorization read after the session answered 404 at expiry.
+#[test]
+fn money_after_a_release_is_reported_as_a_conflict() {
+    let mut t = Tracker::default();
+    t.observe_read(&snap(Status::InProgress, 10), at(11));
+    let r = t.observe_not_found(at(EXPIRES)).unwrap();
+    assert_eq!(kinds(&r), ["release"]);
+    assert!(!t.has_conflict());
+    let r = t.observe_read(&snap(Status::Completed, 20), at(EXPIRES + 1));
+    assert_eq!(kinds(&r), ["place_order"]);
+    assert!(t.has_conflict());
 }
 
 /// Two changes stamped in the same millisecond are ordered by their status (a deterministic

@@ -30,7 +30,13 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let report = if i % 2 == 0 {
-            tracker.observe_callback(event_id, &snapshot, now)
+            match tracker.observe_callback(event_id, &snapshot, now) {
+                Ok(report) => report,
+                Err(_) => {
+                    assert_eq!(tracker, before, "a refused callback changed the tracker");
+                    continue;
+                }
+            }
         } else {
             tracker.observe_read(&snapshot, now)
         };

@@ -1,12 +1,14 @@
 //! Arbitrary snapshot schedules (contradictory ones included) into two trackers, one in the
 //! given order and one in reverse. Checks: equal states; observations that change nothing leave
 //! the tracker equal; each action kind at most once; money only from a confirmed completion, and
-//! under the default trust only from a read; a final status only gives way to an authorization.
+//! under the default trust only from a read; a final status only gives way to an authorization;
+//! once confirmed evidence showed `COMPLETED` the cart is never released; money and a release
+//! together only with a reported conflict.
 #![no_main]
 
 use hpp_session::{
-    Action, ActionKind, ActionSet, CallbackTrust, Completion, Outcome, Snapshot, Status, Timestamp,
-    Tracker, TrackerConfig,
+    Action, ActionKind, ActionSet, CallbackTrust, Completion, CompletionProblem, Outcome, Snapshot,
+    Status, Timestamp, Tracker, TrackerConfig,
 };
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
@@ -31,10 +33,12 @@ struct Schedule {
 fn snapshot(item: &Item) -> Snapshot {
     let t = |s: u8| Timestamp::from_unix(1_557_759_177 + i64::from(s), 0).unwrap();
     let status = Status::ALL[usize::from(item.status) % Status::COUNT];
-    let completion = (status == Status::Completed).then(|| match item.completion % 3 {
+    let completion = (status == Status::Completed).then(|| match item.completion % 5 {
         0 => Completion::authorized("token-a").unwrap(),
         1 => Completion::authorized("token-b").unwrap(),
-        _ => Completion::order_placed("order", "REF").unwrap(),
+        2 => Completion::order_placed("order", "REF").unwrap(),
+        3 => Completion::from_fields(None, Some("order"), None).unwrap(),
+        _ => Completion::Unusable(CompletionProblem::Missing),
     });
     Snapshot::new(status, t(item.updated_at), item.expires_at.map(t), completion).unwrap()
 }
@@ -42,16 +46,19 @@ fn snapshot(item: &Item) -> Snapshot {
 fn run(config: TrackerConfig, items: &[&Item]) -> Tracker {
     let mut tracker = Tracker::new(config);
     let mut asked = ActionSet::EMPTY;
+    let mut paid = false;
     for (i, item) in items.iter().enumerate() {
         let now = Timestamp::from_unix(1_600_000_000 + i as i64, 0).unwrap();
         let s = snapshot(item);
         let id = item.event_id.map(|e| [b'e', e]);
         let id = id.as_ref().map(|b| core::str::from_utf8(&b[..1]).unwrap());
         let before = tracker.clone();
+        let confirming = item.read || config.trust == CallbackTrust::Verified;
         let report = if item.read {
             tracker.observe_read(&s, now)
         } else {
-            tracker.observe_callback(id, &s, now)
+            // Stamped in 2019, observed in 2020: never refused as coming from the future.
+            tracker.observe_callback(id, &s, now).unwrap()
         };
         let outcome = report.outcome();
         let new = report.action_kinds();
@@ -65,7 +72,14 @@ fn run(config: TrackerConfig, items: &[&Item]) -> Tracker {
         if !outcome.changed() {
             assert_eq!(tracker, before, "{outcome:?} changed the tracker");
         }
-        let money = new.contains(ActionKind::PlaceOrder) || new.contains(ActionKind::RecordOrder);
+        paid |= confirming && s.status() == Status::Completed;
+        if paid {
+            assert!(!new.contains(ActionKind::Release), "released a paid cart");
+        }
+        if asked.iter().any(ActionKind::is_money) && asked.contains(ActionKind::Release) {
+            assert!(tracker.has_conflict(), "money and a release without a conflict");
+        }
+        let money = new.iter().any(ActionKind::is_money);
         if money {
             assert!(tracker.is_confirmed() && tracker.status() == Some(Status::Completed));
             if config.trust == CallbackTrust::Hint {

@@ -31,6 +31,15 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     if tracker.observe_read(&snapshot, t0).actions().count() != 1 {
         return 9;
     }
+    // An unsigned callback is a claim: a read is asked for, no money.
+    let mut hinted = Tracker::default();
+    match hinted.observe_callback(Some("e0"), &snapshot, t0) {
+        Ok(r) if r.outcome() == hpp_session::Outcome::Claimed(Status::Completed) => {}
+        _ => return 12,
+    }
+    if hinted.claim().is_none() || hinted.status().is_some() {
+        return 13;
+    }
     #[cfg(feature = "serde")]
     {
         let body = br#"{"event_id":"e1","session":{"status":"IN_PROGRESS","updated_at":"2019-05-13T14:52:57.540Z"}}"#;

@@ -1,0 +1,76 @@
+//! The order on snapshots, and when two status changes cannot belong to one history.
+
+use crate::id::Completion;
+use crate::snapshot::Snapshot;
+use crate::status::Status;
+use crate::table;
+use crate::timestamp::Timestamp;
+
+/// How much a status outranks others whatever the times: an authorization above the other final
+/// statuses, final statuses above the rest. Money is never dropped for a later non-final status.
+pub(crate) const fn rank(status: Status) -> u8 {
+    match status {
+        Status::Completed => 2,
+        Status::Cancelled | Status::Disabled => 1,
+        _ => 0,
+    }
+}
+
+/// The key of a status change: rank, then `updated_at`, then the status as a tie-break.
+pub(crate) type ChangeKey = (u8, Timestamp, Status);
+
+/// The key of `status` changed at `updated_at`.
+pub(crate) const fn change_key(status: Status, updated_at: Timestamp) -> ChangeKey {
+    (rank(status), updated_at, status)
+}
+
+/// The precedence of a snapshot: its change key, then the completion data and `expires_at` as
+/// deterministic tie-breaks. A total order on snapshots.
+pub(crate) fn precedence(s: &Snapshot) -> (ChangeKey, Option<&Completion>, Option<Timestamp>) {
+    (
+        change_key(s.status(), s.updated_at()),
+        s.completion(),
+        s.expires_at(),
+    )
+}
+
+/// Two different status changes of one history, the later of higher precedence.
+#[derive(Clone, Copy)]
+pub(crate) struct Pair {
+    /// The status and `updated_at` of the change of lower precedence.
+    pub earlier: (Status, Timestamp),
+    /// The status and `updated_at` of the change of higher precedence.
+    pub later: (Status, Timestamp),
+}
+
+/// Why `pair.later` cannot follow `pair.earlier` in one session's history, if it cannot. The two
+/// must be different changes.
+pub(crate) fn contradiction(pair: Pair) -> Option<crate::ConflictKind> {
+    use crate::ConflictKind;
+    let ((a, a_at), (b, b_at)) = (pair.earlier, pair.later);
+    if a == Status::Completed && b == Status::Completed {
+        return Some(ConflictKind::TwoCompletions);
+    }
+    if a.is_final() && b.is_final() {
+        return Some(ConflictKind::TwoFinals);
+    }
+    if b_at < a_at || !table::is_reachable(a, b) {
+        return Some(ConflictKind::CannotFollow);
+    }
+    None
+}
+
+/// [`contradiction`] between two snapshots, `later` of higher precedence; `None` for the same
+/// change.
+pub(crate) fn snapshots_contradict(
+    earlier: &Snapshot,
+    later: &Snapshot,
+) -> Option<crate::ConflictKind> {
+    if earlier.same_change(later) {
+        return None;
+    }
+    contradiction(Pair {
+        earlier: (earlier.status(), earlier.updated_at()),
+        later: (later.status(), later.updated_at()),
+    })
+}
