@@ -587,6 +587,12 @@ impl<'t> Report<'t> {
     pub fn state(&self) -> State<'t> {
         self.tracker.state()
     }
+
+    /// When to read the session next, after the observation ([`Tracker::next_read`]).
+    #[must_use]
+    pub fn next_read(&self, now: Timestamp) -> Option<Timestamp> {
+        self.tracker.next_read(now)
+    }
 }
 
 /// A 404 that does not mean expiry: `expires_at` is unknown or still ahead. Nothing changed.

@@ -1,0 +1,51 @@
+//! The replay tool's throughput on a generated log of at least a million lines, against a
+//! baseline in the same run: `serde_json` parsing each line of the same log into
+//! `serde::de::IgnoredAny` (the least any JSON-lines tool must do). The replay is the binary's
+//! own code path with `--json` output to a sink. Run: `cargo bench -p hpp-replay`.
+
+use std::hint::black_box;
+use std::io;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hpp_replay::{Format, Options, generate::generate, replay};
+use hpp_session::TrackerConfig;
+use serde::de::IgnoredAny;
+
+/// Sessions in the log: about 1.1 million lines.
+const SESSIONS: u64 = 100_000;
+
+fn throughput(c: &mut Criterion) {
+    let mut log = Vec::new();
+    let lines = generate(&mut log, SESSIONS, 1).unwrap();
+    assert!(lines >= 1_000_000, "{lines} lines");
+    eprintln!(
+        "log: {SESSIONS} sessions, {lines} lines, {} bytes",
+        log.len()
+    );
+    let mut g = c.benchmark_group("replay");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(log.len() as u64));
+    g.bench_function("baseline_serde_json_ignored_any", |b| {
+        b.iter(|| {
+            for line in log.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                black_box(serde_json::from_slice::<IgnoredAny>(line).unwrap());
+            }
+        });
+    });
+    let options = Options {
+        config: TrackerConfig::DEFAULT,
+        format: Format::Json,
+        max_line_bytes: 1 << 20,
+        flush_each_line: false,
+    };
+    g.bench_function("replay_json_to_sink", |b| {
+        b.iter(|| {
+            let r = replay(&log[..], &mut io::sink(), &options).ok().unwrap();
+            black_box(r.lines)
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, throughput);
+criterion_main!(benches);

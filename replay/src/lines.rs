@@ -1,0 +1,132 @@
+//! Reading a log line by line with a bounded buffer: memory stays at the longest accepted line,
+//! whatever the log's size or its longest line.
+
+use std::io::{self, BufRead};
+
+/// One line of the log, without its `\n` (or `\r\n`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// The line's bytes (not yet checked to be UTF-8).
+    Text(&'a [u8]),
+    /// A line longer than the limit: skipped without being stored.
+    TooLong {
+        /// Its length in bytes.
+        len: u64,
+    },
+}
+
+/// Lines of a reader, numbered from 1. A final line without a newline is a line; an empty input
+/// has none.
+pub struct Lines<R> {
+    reader: R,
+    buf: Vec<u8>,
+    max: usize,
+    number: u64,
+}
+
+impl<R: BufRead> Lines<R> {
+    /// Lines of `reader`, each at most `max` bytes.
+    pub fn new(reader: R, max: usize) -> Self {
+        Self {
+            reader,
+            buf: Vec::new(),
+            max,
+            number: 0,
+        }
+    }
+
+    /// The next line and its number, or `None` at the end.
+    ///
+    /// # Errors
+    /// What the reader answers, other than `Interrupted` (retried).
+    pub fn next_line(&mut self) -> io::Result<Option<(u64, Line<'_>)>> {
+        self.buf.clear();
+        let mut len = 0u64;
+        let mut too_long = false;
+        let mut any = false;
+        loop {
+            let chunk = match self.reader.fill_buf() {
+                Ok(chunk) => chunk,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            any = true;
+            let newline = memchr::memchr(b'\n', chunk);
+            let part = &chunk[..newline.unwrap_or(chunk.len())];
+            len += part.len() as u64;
+            if !too_long {
+                if self.buf.len() + part.len() > self.max {
+                    too_long = true;
+                    self.buf.clear();
+                } else {
+                    self.buf.extend_from_slice(part);
+                }
+            }
+            let consumed = newline.map_or(chunk.len(), |i| i + 1);
+            self.reader.consume(consumed);
+            if newline.is_some() {
+                break;
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        self.number += 1;
+        if too_long {
+            return Ok(Some((self.number, Line::TooLong { len })));
+        }
+        let text = self.buf.strip_suffix(b"\r").unwrap_or(&self.buf);
+        Ok(Some((self.number, Line::Text(text))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(input: &[u8], max: usize, capacity: usize) -> Vec<(u64, String)> {
+        let reader = io::BufReader::with_capacity(capacity, input);
+        let mut lines = Lines::new(reader, max);
+        let mut out = Vec::new();
+        while let Some((n, line)) = lines.next_line().unwrap() {
+            out.push((
+                n,
+                match line {
+                    Line::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                    Line::TooLong { len } => format!("<{len} bytes>"),
+                },
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn lines_end_at_newlines_whatever_the_buffer_size() {
+        let input = b"a\r\nbb\n\nccc\r\nlast";
+        let expected = [(1, "a"), (2, "bb"), (3, ""), (4, "ccc"), (5, "last")];
+        for capacity in [1, 2, 3, 5, 64] {
+            let got = all(input, 100, capacity);
+            let got: Vec<(u64, &str)> = got.iter().map(|(n, s)| (*n, s.as_str())).collect();
+            assert_eq!(got, expected, "capacity {capacity}");
+        }
+        assert!(all(b"", 100, 8).is_empty());
+        assert_eq!(all(b"\n", 100, 8), [(1, String::new())]);
+    }
+
+    #[test]
+    fn over_long_lines_are_skipped_not_stored() {
+        for capacity in [1, 4, 64] {
+            let got = all(b"12345\n123456\nok\n1234567", 5, capacity);
+            let expected = [
+                (1, "12345".to_owned()),
+                (2, "<6 bytes>".to_owned()),
+                (3, "ok".to_owned()),
+                (4, "<7 bytes>".to_owned()),
+            ];
+            assert_eq!(got, expected, "capacity {capacity}");
+        }
+    }
+}
