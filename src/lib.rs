@@ -1,4 +1,13 @@
-#![doc = include_str!("../README.md")]
+// The README is the crate's documentation, and its examples are doctests; they parse Klarna's JSON,
+// so they need the (default) `serde` feature.
+#![cfg_attr(feature = "serde", doc = include_str!("../README.md"))]
+#![cfg_attr(
+    not(feature = "serde"),
+    doc = "The lifecycle of a Klarna Hosted Payment Page session: a `no_std`, zero-allocation \
+           state machine and snapshot reconciler. Built without the `serde` feature; the full \
+           documentation, with examples, is the crate's README (and docs.rs, built with every \
+           feature)."
+)]
 #![no_std]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

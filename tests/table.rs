@@ -92,7 +92,7 @@ fn readme_diagram_is_rendered_from_the_table() {
     assert_eq!(
         &readme[start..start + len],
         rendered,
-        "README diagram is stale; paste the output of `cargo run --example replay -- --diagram`"
+        "README diagram is stale; paste the output of `cargo run -p hpp-replay -- --diagram`"
     );
     // It has one line per edge, and finals leave.
     assert_eq!(rendered.matches(" --> ").count(), 1 + 24 + 3);

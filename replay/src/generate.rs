@@ -13,7 +13,7 @@ const BLOCK: u64 = 1_000;
 /// 2019-05-13T14:51:43.507Z, an instant from Klarna's examples, in milliseconds.
 const BASE_MS: i64 = 1_557_759_103_507;
 
-/// SplitMix64: small, fast and the same everywhere.
+/// `SplitMix64`: small, fast and the same everywhere.
 struct Rng(u64);
 
 impl Rng {
@@ -28,6 +28,11 @@ impl Rng {
     /// A number in `lo..hi`.
     fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo)
+    }
+
+    /// A delay in `lo..hi` milliseconds.
+    fn millis(&mut self, lo: u64, hi: u64) -> i64 {
+        i64::try_from(self.range(lo, hi)).unwrap_or(i64::MAX)
     }
 
     /// True with probability `percent` / 100.
@@ -86,7 +91,7 @@ impl Session {
             return;
         }
         let event_id = rng.uuid();
-        let mut at = ms + i64::try_from(rng.range(50, 900)).unwrap_or(0);
+        let mut at = ms + rng.millis(50, 900);
         for _ in 0..rng.range(1, 4) {
             let line = format!(
                 r#"{{"at":"{}","callback":{{"event_id":"{event_id}","session":{}}}}}"#,
@@ -94,7 +99,7 @@ impl Session {
                 self.body()
             );
             self.lines.push((at, line));
-            at += i64::try_from(rng.range(3_000, 8_000)).unwrap_or(0);
+            at += rng.millis(3_000, 8_000);
         }
     }
 
@@ -114,35 +119,40 @@ fn session(rng: &mut Rng, created_ms: i64) -> Session {
         updated_ms: created_ms,
         completion: String::new(),
     };
-    let mut t = created_ms + i64::try_from(rng.range(200, 2_000)).unwrap_or(0);
+    let mut t = created_ms + rng.millis(200, 2_000);
     s.read(t);
     // The consumer opens the page, perhaps goes back or fails and comes back.
     let mut open = !rng.chance(10);
     if open {
-        t += i64::try_from(rng.range(5_000, 120_000)).unwrap_or(0);
+        t += rng.millis(5_000, 120_000);
         s.change(rng, "IN_PROGRESS", t, true);
     }
     let mut retries = 0;
     while open && retries < 2 && rng.chance(30) {
         retries += 1;
-        let detour = ["BACK", "FAILED", "ERROR", "TIMEOUT"][rng.range(0, 4) as usize];
-        t += i64::try_from(rng.range(10_000, 90_000)).unwrap_or(0);
+        let detour = match rng.range(0, 4) {
+            0 => "BACK",
+            1 => "FAILED",
+            2 => "ERROR",
+            _ => "TIMEOUT",
+        };
+        t += rng.millis(10_000, 90_000);
         s.change(rng, detour, t, true);
         if rng.chance(50) {
-            s.read(t + i64::try_from(rng.range(1_000, 10_000)).unwrap_or(0));
+            s.read(t + rng.millis(1_000, 10_000));
         }
         if rng.chance(80) {
-            t += i64::try_from(rng.range(10_000, 300_000)).unwrap_or(0);
+            t += rng.millis(10_000, 300_000);
             s.change(rng, "IN_PROGRESS", t, true);
         } else {
             open = false;
         }
     }
     if rng.chance(50) {
-        s.read(t + i64::try_from(rng.range(1_000, 10_000)).unwrap_or(0));
+        s.read(t + rng.millis(1_000, 10_000));
     }
     // How it ends.
-    t += i64::try_from(rng.range(20_000, 240_000)).unwrap_or(0);
+    t += rng.millis(20_000, 240_000);
     let ending = rng.range(0, 100);
     let ended = match ending {
         0..60 if open => {
@@ -172,12 +182,12 @@ fn session(rng: &mut Rng, created_ms: i64) -> Session {
     };
     if ended {
         // The read that confirms the ending (callbacks are unsigned), sometimes a late one too.
-        s.read(t + i64::try_from(rng.range(1_000, 5_000)).unwrap_or(0));
+        s.read(t + rng.millis(1_000, 5_000));
         if rng.chance(20) {
-            s.read(t + i64::try_from(rng.range(60_000, 600_000)).unwrap_or(0));
+            s.read(t + rng.millis(60_000, 600_000));
         }
     } else {
-        let at = created_ms + 48 * 3_600_000 + i64::try_from(rng.range(1_000, 60_000)).unwrap_or(0);
+        let at = created_ms + 48 * 3_600_000 + rng.millis(1_000, 60_000);
         s.lines.push((
             at,
             format!(

@@ -73,8 +73,9 @@ pub fn replay(
     let mut lines = lines::Lines::new(input, options.max_line_bytes);
     while let Some((number, line)) = lines.next_line().map_err(Error::Input)? {
         let text = match line {
-            lines::Line::Text(bytes) => std::str::from_utf8(bytes)
-                .map_err(|e| format!("not UTF-8: {e}")),
+            lines::Line::Text(bytes) => {
+                std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))
+            }
             lines::Line::TooLong { len } => Err(format!(
                 "line of {len} bytes is longer than the {} accepted",
                 options.max_line_bytes
@@ -96,6 +97,8 @@ pub fn replay(
         Format::SummaryHuman => Summary::of(&replayer).write_human(output),
         Format::Json | Format::Human => Ok(()),
     };
-    summary.and_then(|()| output.flush()).map_err(Error::Output)?;
+    summary
+        .and_then(|()| output.flush())
+        .map_err(Error::Output)?;
     Ok(replayer)
 }

@@ -126,7 +126,11 @@ pub fn write_human(out: &mut impl Write, record: &Record<'_>) -> io::Result<()> 
     let status = record.status.unwrap_or("-");
     let pad = "";
     match &record.result {
-        Err(e) => writeln!(out, "{:>3}  {id:<8}  {status:<15}  rejected: {e}", record.line)?,
+        Err(e) => writeln!(
+            out,
+            "{:>3}  {id:<8}  {status:<15}  rejected: {e}",
+            record.line
+        )?,
         Ok((report, _)) => writeln!(
             out,
             "{:>3}  {id:<8}  {status:<15}  {}",

@@ -77,7 +77,9 @@ impl<'r> Summary<'r> {
         for (id, tracker) in replayer.trackers() {
             sessions += 1;
             let status = shown_status(tracker);
-            *by_status.entry(status.unwrap_or("UNCONFIRMED")).or_default() += 1;
+            *by_status
+                .entry(status.unwrap_or("UNCONFIRMED"))
+                .or_default() += 1;
             if tracker.has_conflict() {
                 conflicts.push(id);
             }
@@ -180,7 +182,11 @@ impl<'r> Summary<'r> {
                 )?;
                 for o in self.open.iter().take(OPEN_LISTED) {
                     let status = o.status.unwrap_or("UNCONFIRMED");
-                    write!(out, "  {}  {status:<15}  read at {}", o.session_id, o.next_read)?;
+                    write!(
+                        out,
+                        "  {}  {status:<15}  read at {}",
+                        o.session_id, o.next_read
+                    )?;
                     match o.claim {
                         Some(claim) => writeln!(out, "  (claimed: {claim})")?,
                         None => writeln!(out)?,

@@ -1,0 +1,216 @@
+//! The built `hpp-replay` binary, run as a user runs it: on the embedded sample, on files and
+//! standard input, on hostile input, with `--summary`, and with bad usage. Expected outputs are
+//! written by hand (the sample's golden file was reviewed line by line), not captured from the
+//! tool.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hpp-replay"))
+}
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+/// Runs with `input` on standard input.
+fn run_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_embedded_sample_replays_to_its_golden_output() {
+    let o = run(&["--json"]);
+    assert!(o.status.success());
+    let golden = std::fs::read_to_string(data("sample.expected.jsonl")).unwrap();
+    assert_eq!(stdout(&o), golden);
+    let o = run(&[]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    assert!(text.starts_with("Replaying the embedded sample (replay/sample.jsonl)\n"));
+    assert!(text.contains("PLACE ORDER with a1a8f727-2756-6058-bd3c-40069be0994b"));
+    assert!(text.contains("RECORD ORDER 93d644a2-43f3-11e9-b210-d663bd873d93 (ffc25786)"));
+}
+
+#[test]
+fn a_file_and_standard_input_replay_the_same() {
+    let from_file = run(&["--json", data("sample.jsonl").to_str().unwrap()]);
+    let sample = std::fs::read(data("sample.jsonl")).unwrap();
+    let from_stdin = run_stdin(&["--json", "-"], &sample);
+    assert!(from_file.status.success() && from_stdin.status.success());
+    assert_eq!(from_file.stdout, from_stdin.stdout);
+    assert_eq!(
+        stdout(&from_file),
+        std::fs::read_to_string(data("sample.expected.jsonl")).unwrap()
+    );
+}
+
+#[test]
+fn hostile_input_is_rejected_line_by_line_and_the_replay_goes_on() {
+    let good = br#"{"at":"2019-05-13T14:51:50.000Z","read":{"session_id":"s","status":"WAITING","updated_at":"2019-05-13T14:51:43.507Z"}}"#;
+    let mut input = Vec::new();
+    input.extend_from_slice(good);
+    input.extend_from_slice(b"\r\n"); // 1: CRLF
+    input.extend_from_slice(&vec![b'a'; 3 << 20]); // 2: 3 MiB, over the 1 MiB limit
+    input.push(b'\n');
+    input.extend_from_slice(b"{\"at\":\"\xff\xfe\"}\n"); // 3: not UTF-8
+    input.extend_from_slice(b"{\"at\":\0}\n"); // 4: a NUL byte
+    input.extend_from_slice(b"\n"); // 5: empty
+    input.extend_from_slice(good); // 6: the same read again, no final newline
+    let o = run_stdin(&["--json", "-"], &input);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = json_lines(&o);
+    let outcomes: Vec<(u64, &str)> = lines
+        .iter()
+        .map(|l| (l["line"].as_u64().unwrap(), l["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (1, "advanced"),
+            (2, "rejected"),
+            (3, "rejected"),
+            (4, "rejected"),
+            (5, "rejected"),
+            (6, "duplicate")
+        ]
+    );
+    assert_eq!(
+        lines[1]["error"],
+        "line of 3145728 bytes is longer than the 1048576 accepted"
+    );
+    assert!(lines[2]["error"].as_str().unwrap().starts_with("not UTF-8"));
+    assert!(
+        lines[3]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not a log line")
+    );
+    // A smaller limit, set by the user.
+    let o = run_stdin(&["--json", "--max-line-bytes", "10", "-"], good);
+    assert_eq!(json_lines(&o)[0]["outcome"], "rejected");
+}
+
+#[test]
+fn an_empty_input_replays_nothing() {
+    let o = run_stdin(&["--json", "-"], b"");
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "");
+    let o = run_stdin(&["--summary", "--json", "-"], b"");
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (s["lines"].as_u64(), s["sessions"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
+#[test]
+fn the_summary_says_what_a_log_came_to() {
+    let log = data("tests/data/summary.jsonl");
+    let o = run(&["--summary", log.to_str().unwrap()]);
+    assert!(o.status.success());
+    let expected = std::fs::read_to_string(data("tests/data/summary.expected.txt")).unwrap();
+    assert_eq!(stdout(&o), expected);
+
+    let o = run(&["--summary", "--json", log.to_str().unwrap()]);
+    let got: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let expected = serde_json::json!({
+        "lines": 9,
+        "sessions": 4,
+        "by_status": {"BACK": 1, "COMPLETED": 2, "UNCONFIRMED": 1},
+        "actions": {"place_order": 1, "record_order": 1, "review_completion": 0, "release": 1, "read_session": 1},
+        "conflicts": ["s-conflict"],
+        "rejected": {"count": 2, "first": [
+            {"line": 7, "error": "not a log line: expected ident at line 1 column 2"},
+            {"line": 8, "error": "unknown session status \"PAID\""}
+        ]},
+        "as_of": "2019-05-13T10:00:50.000Z",
+        "open": [
+            {"session_id": "s-hint", "status": null, "claim": "IN_PROGRESS", "next_read": "2019-05-13T10:00:50.000Z"},
+            {"session_id": "s-open", "status": "BACK", "next_read": "2019-05-13T10:01:00.000Z"}
+        ]
+    });
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn trust_verified_takes_callbacks_as_evidence() {
+    let callback = br#"{"at":"2019-05-13T14:54:05.100Z","callback":{"event_id":"e","session":{"session_id":"s","status":"COMPLETED","authorization_token":"tok","updated_at":"2019-05-13T14:54:04.675Z"}}}"#;
+    let hint = json_lines(&run_stdin(&["--json", "-"], callback));
+    let verified = json_lines(&run_stdin(
+        &["--json", "--trust", "verified", "-"],
+        callback,
+    ));
+    assert_eq!(hint[0]["actions"][0]["kind"], "read_session");
+    assert_eq!(hint[0]["status"], serde_json::Value::Null);
+    assert_eq!(verified[0]["actions"][0]["kind"], "place_order");
+    assert_eq!(verified[0]["status"], "COMPLETED");
+}
+
+#[test]
+fn a_missing_file_is_an_error_that_names_it() {
+    let o = run(&["--json", "no/such/log.jsonl"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("no/such/log.jsonl"), "{err}");
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn bad_usage_exits_2_and_help_and_version_work() {
+    for args in [
+        &["--trust", "bogus"][..],
+        &["--bogus"],
+        &["--diagram", "--json"],
+        &["generate"],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(!o.stderr.is_empty());
+    }
+    let help = stdout(&run(&["--help"]));
+    for needle in ["--summary", "--trust", "Exit status", "generate"] {
+        assert!(help.contains(needle), "{needle}: {help}");
+    }
+    assert_eq!(stdout(&run(&["--version"])), "hpp-replay 0.1.0\n");
+    let diagram = stdout(&run(&["--diagram"]));
+    assert_eq!(diagram, hpp_session::diagram::Mermaid.to_string());
+}
+
+#[test]
+fn the_generated_log_is_deterministic_and_replays_without_a_rejected_line() {
+    let a = run(&["generate", "--sessions", "200", "--seed", "3"]);
+    let b = run(&["generate", "--sessions", "200", "--seed", "3"]);
+    assert!(a.status.success());
+    assert_eq!(a.stdout, b.stdout);
+    let o = run_stdin(&["--summary", "--json", "-"], &a.stdout);
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(s["sessions"], 200);
+    assert_eq!(s["rejected"]["count"], 0, "{s}");
+    assert_eq!(s["conflicts"], serde_json::json!([]));
+}
