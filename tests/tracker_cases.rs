@@ -50,6 +50,10 @@ fn the_sample_journey_asks_each_action_once() {
     assert_eq!(r.outcome(), Outcome::Claimed(Status::InProgress));
     assert_eq!(t.status(), Some(Status::Waiting));
     assert_eq!(t.claim(), Some(Claim::new(Status::InProgress, at(10))));
+    assert_eq!(
+        t.claim().unwrap().to_string(),
+        "IN_PROGRESS at 2019-05-13T14:52:57.550Z (unconfirmed)"
+    );
     // e2 (BACK at 20) is lost; the consumer comes back at 30.
     let r = t
         .observe_callback(Some("e3"), &snap(Status::InProgress, 30), at(31))
@@ -80,6 +84,13 @@ fn the_sample_journey_asks_each_action_once() {
     assert_eq!(r.outcome(), Outcome::Claimed(Status::Completed));
     assert_eq!(kinds(&r), ["read_session"]);
     assert_eq!(t.next_read(at(41)), Some(at(41)));
+    // The same claim again, under another event id: a duplicate of the claim, not stale news.
+    let before = t.clone();
+    let r = t
+        .observe_callback(Some("e4-again"), &snap(Status::Completed, 40), at(41))
+        .unwrap();
+    assert_eq!(r.outcome(), Outcome::Duplicate);
+    assert_eq!(t, before);
     // The read confirms: place the order, by authorization + 60 min.
     let r = t.observe_read(&snap(Status::Completed, 40), at(42));
     assert_eq!(r.outcome(), Outcome::Confirmed(Status::Completed));
