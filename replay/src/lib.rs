@@ -71,6 +71,7 @@ pub fn replay(
 ) -> Result<Replayer, Error> {
     let mut replayer = Replayer::new(options.config);
     let mut lines = lines::Lines::new(input, options.max_line_bytes);
+    let mut scratch = Vec::new();
     while let Some((number, line)) = lines.next_line().map_err(Error::Input)? {
         let text = match line {
             lines::Line::Text(bytes) => {
@@ -83,7 +84,7 @@ pub fn replay(
         };
         let record = replayer.replay(number, text);
         let written = match options.format {
-            Format::Json => output::write_json(output, &record),
+            Format::Json => output::write_json(output, &record, &mut scratch),
             Format::Human => output::write_human(output, &record),
             Format::SummaryJson | Format::SummaryHuman => Ok(()),
         };

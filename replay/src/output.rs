@@ -74,9 +74,17 @@ struct JsonRecord<'r, 'a> {
 /// Writes `record` as one JSON object and a newline:
 /// `{"line", "session_id", "outcome", "status", "claim"?, "actions", "error"?}`.
 ///
+/// The line is first built in `scratch` (cleared here; reuse it across lines) and then written
+/// with one call: `serde_json` writes a record in a dozen small pieces, and handing each to a
+/// buffered writer costs more than building the line in memory (about 15 % of a replay).
+///
 /// # Errors
 /// The writer's.
-pub fn write_json(out: &mut impl Write, record: &Record<'_>) -> io::Result<()> {
+pub fn write_json(
+    out: &mut impl Write,
+    record: &Record<'_>,
+    scratch: &mut Vec<u8>,
+) -> io::Result<()> {
     let (outcome, error) = match &record.result {
         Ok((report, _)) => (report.outcome().as_str(), None),
         Err(e) => ("rejected", Some(e.as_str())),
@@ -90,8 +98,10 @@ pub fn write_json(out: &mut impl Write, record: &Record<'_>) -> io::Result<()> {
         actions: JsonActions(record),
         error,
     };
-    serde_json::to_writer(&mut *out, &json)?;
-    out.write_all(b"\n")
+    scratch.clear();
+    serde_json::to_writer(&mut *scratch, &json)?;
+    scratch.push(b'\n');
+    out.write_all(scratch)
 }
 
 /// An action as the timeline shows it.
