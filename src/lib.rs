@@ -38,6 +38,9 @@ mod secret;
 #[cfg(feature = "serde")]
 mod serde_impls;
 mod session;
+#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+pub mod sim;
 mod snapshot;
 mod status;
 pub mod table;

@@ -40,6 +40,18 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     if hinted.claim().is_none() || hinted.status().is_some() {
         return 13;
     }
+    // The simulator: one hostile scenario in the closed loop, its oracle's action once.
+    #[cfg(feature = "sim")]
+    {
+        use hpp_session::sim::{SimConfig, Simulator, drive::drive, oracle::expected};
+        let config = SimConfig { forged: 1000, read_failure: 200, ..SimConfig::DEFAULT };
+        let mut scenario = Simulator::new(config, 7).scenario(3);
+        let want = expected(&scenario.history);
+        let (_, run) = drive(&mut scenario, hpp_session::TrackerConfig::DEFAULT, |_| {});
+        if !run.settled || run.actions.as_slice() != [want] {
+            return 14;
+        }
+    }
     #[cfg(feature = "serde")]
     {
         let body = br#"{"event_id":"e1","session":{"status":"IN_PROGRESS","updated_at":"2019-05-13T14:52:57.540Z"}}"#;

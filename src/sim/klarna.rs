@@ -1,0 +1,225 @@
+//! What Klarna sends and answers for one history: status callbacks on its delivery schedule
+//! (with loss, duplicates and delays), forged callbacks from an adversary, and reads.
+
+use core::time::Duration;
+
+use super::history::{Change, CompletionFields, History};
+use super::rng::Rng;
+use super::{SimConfig, Text};
+use crate::status::Status;
+use crate::timestamp::Timestamp;
+use crate::wire::SessionBody;
+
+/// The most deliveries one scenario holds: four calls for each of [`super::MAX_CHANGES`]
+/// changes, and the forged ones.
+pub const MAX_DELIVERIES: usize = 4 * super::MAX_CHANGES + MAX_FORGED;
+
+/// The most forged callbacks posted to one session.
+pub const MAX_FORGED: usize = 3;
+
+/// How long Klarna waits for a 2xx before it calls again.
+pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How many times Klarna calls for one event (one call and three retries).
+pub const CALLS_PER_EVENT: usize = 4;
+
+/// Room for `Timestamp`'s text.
+pub type Stamp = heapless::String<{ Timestamp::MAX_TEXT_LEN }>;
+
+fn stamp(t: Timestamp) -> Stamp {
+    use core::fmt::Write as _;
+    let mut s = Stamp::new();
+    // `MAX_TEXT_LEN` is the longest text `Display` writes.
+    let _ = write!(s, "{t}");
+    s
+}
+
+/// A session object as a read returns it and a callback carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Body {
+    /// `session_id`.
+    pub session_id: Text,
+    /// `status`.
+    pub status: Status,
+    /// `updated_at`, as Klarna writes it.
+    pub updated_at: Stamp,
+    /// `expires_at`, as Klarna writes it.
+    pub expires_at: Stamp,
+    /// The completion fields (on `COMPLETED`; a forged body may carry them on any status).
+    pub completion: CompletionFields,
+}
+
+impl Body {
+    /// The body as the crate's wire type, borrowing from it.
+    #[must_use]
+    pub fn session_body(&self) -> SessionBody<'_> {
+        SessionBody {
+            session_id: Some(&self.session_id),
+            status: Some(self.status.as_str()),
+            updated_at: Some(&self.updated_at),
+            expires_at: Some(&self.expires_at),
+            authorization_token: self.completion.authorization_token.as_deref(),
+            order_id: self.completion.order_id.as_deref(),
+            klarna_reference: self.completion.klarna_reference.as_deref(),
+        }
+    }
+}
+
+impl History {
+    /// The session object as it is right after `change` (or, with `None`, right after creation).
+    #[must_use]
+    pub fn body_after(&self, change: Option<&Change>) -> Body {
+        let (status, updated_at) =
+            change.map_or((Status::Waiting, self.created_at), |c| (c.status, c.at));
+        Body {
+            session_id: self.session_id.clone(),
+            status,
+            updated_at: stamp(updated_at),
+            expires_at: stamp(self.expires_at),
+            completion: if status == Status::Completed {
+                self.completion.clone()
+            } else {
+                CompletionFields::default()
+            },
+        }
+    }
+}
+
+/// A status callback as it reaches the integrator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// When it arrives.
+    pub at: Timestamp,
+    /// `event_id`.
+    pub event_id: Text,
+    /// `session`.
+    pub body: Body,
+    /// Posted by an adversary, not by Klarna (for the test's report; the integrator cannot know).
+    pub forged: bool,
+}
+
+/// Why a read failed; the integrator reads again a little later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReadFailure {
+    /// 429: over the rate limit.
+    RateLimited,
+    /// A 5xx, or a timeout.
+    ServerError,
+}
+
+/// What a read answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the crate never allocates; an answer lives briefly on the stack"
+)]
+pub enum ReadAnswer {
+    /// 200 with the session as it is at the time of the read.
+    Session(Body),
+    /// 404: the session expired.
+    NotFound,
+    /// The read failed and says nothing about the session.
+    Failed(ReadFailure),
+}
+
+/// Everything that reaches the integrator by callback, sorted by arrival.
+pub(super) fn deliveries(
+    history: &History,
+    rng: &mut Rng,
+    config: &SimConfig,
+) -> heapless::Vec<Delivery, MAX_DELIVERIES> {
+    let mut out = heapless::Vec::<(Delivery, u32), MAX_DELIVERIES>::new();
+    let mut seq = 0;
+    let mut push = |out: &mut heapless::Vec<_, MAX_DELIVERIES>, d: Delivery| {
+        // The bound counts every call that can be made.
+        let _ = out.push((d, seq));
+        seq += 1;
+    };
+    for change in history.changes.iter().filter(|c| c.calls_back()) {
+        let event_id = rng.uuid();
+        if rng.chance(config.event_loss) {
+            // All four calls fail: Klarna gives up on the event.
+            continue;
+        }
+        let mut call = after(change.at, rng.range(50, 1_000));
+        for _ in 0..CALLS_PER_EVENT {
+            let reached = !rng.chance(config.call_loss);
+            let acknowledged = reached && !rng.chance(config.slow_ack);
+            if reached {
+                let delay = rng.range(0, millis(config.max_delay) + 1);
+                let delivery = Delivery {
+                    at: after(call, delay),
+                    event_id: event_id.clone(),
+                    body: history.body_after(Some(change)),
+                    forged: false,
+                };
+                push(&mut out, delivery);
+            }
+            if acknowledged {
+                break;
+            }
+            call = after(call, millis(CALLBACK_TIMEOUT) + rng.range(1_000, 5_000));
+        }
+    }
+    if rng.chance(config.forged) {
+        for _ in 0..rng.range(1, MAX_FORGED as u64 + 1) {
+            let forged = forge(history, rng, &out);
+            push(&mut out, forged);
+        }
+    }
+    out.sort_unstable_by(|(a, i), (b, j)| a.at.cmp(&b.at).then(i.cmp(j)));
+    out.into_iter().map(|(d, _)| d).collect()
+}
+
+/// A callback an adversary who knows the callback URL posts: any status, any ids, any times
+/// (some in the future, some with a past `expires_at`), sometimes replaying a real `event_id`.
+fn forge(
+    history: &History,
+    rng: &mut Rng,
+    real: &heapless::Vec<(Delivery, u32), MAX_DELIVERIES>,
+) -> Delivery {
+    let span = millis(super::history::SESSION_LIFETIME) + 3_600_000;
+    let at = after(history.created_at, rng.range(0, span));
+    // Up to two hours either side of its arrival.
+    let updated_at = after(before(at, 2 * 3_600), rng.range(0, 4 * 3_600_000));
+    let expires_at = after(history.created_at, rng.range(0, 2 * span));
+    let status = rng.pick(&Status::ALL).unwrap_or(Status::Completed);
+    let field = |rng: &mut Rng, f: fn(&mut Rng) -> Text| rng.chance(500).then(|| f(rng));
+    let completion = CompletionFields {
+        authorization_token: field(rng, Rng::uuid),
+        order_id: field(rng, Rng::uuid),
+        klarna_reference: field(rng, Rng::reference),
+    };
+    let real_ids = real.len() as u64;
+    let replayed = rng
+        .chance(333)
+        .then(|| real.get(usize::try_from(rng.range(0, real_ids)).unwrap_or(0)))
+        .flatten();
+    Delivery {
+        at,
+        event_id: replayed.map_or_else(|| rng.uuid(), |(d, _)| d.event_id.clone()),
+        body: Body {
+            session_id: history.session_id.clone(),
+            status,
+            updated_at: stamp(updated_at),
+            expires_at: stamp(expires_at),
+            completion,
+        },
+        forged: true,
+    }
+}
+
+/// `t` plus `ms` milliseconds.
+fn after(t: Timestamp, ms: u64) -> Timestamp {
+    t.saturating_add(Duration::from_millis(ms))
+}
+
+/// `t` minus `secs` seconds, or `t` when that is out of range.
+fn before(t: Timestamp, secs: i64) -> Timestamp {
+    Timestamp::from_unix(t.unix_seconds().saturating_sub(secs), t.subsec_nanos()).unwrap_or(t)
+}
+
+/// `d` in whole milliseconds.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

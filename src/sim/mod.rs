@@ -1,0 +1,177 @@
+//! A deterministic Klarna simulator (feature `sim`): session histories, what Klarna sends for
+//! them, an oracle of what a correct integrator must do, and a closed loop on a test clock.
+//!
+//! Like the rest of the crate it is `no_std` and allocation-free: one [`Scenario`] (a session's
+//! history, its callbacks, its reads) at a time, in fixed-capacity storage. Everything is
+//! integer arithmetic on a seeded [`rng::Rng`], so the same seed and configuration give the same
+//! scenarios, byte for byte, on every platform.
+//!
+//! - [`History::generate`] walks the transition table with realistic timings: the page opened
+//!   seconds to minutes after creation, retry loops, an ending or none, expiry 48 h after
+//!   creation, every completion shape Klarna publishes.
+//! - [`Scenario::deliveries`]: a callback per consumer status change on Klarna's schedule
+//!   (3 s timeout, up to 4 calls a few seconds apart) with configurable loss (of one call, or of
+//!   all four), duplicates (a call that arrived but was acknowledged too late is made again),
+//!   network delay (so reordering); optionally forged callbacks.
+//! - [`Scenario::read`] answers a read with the session as of that time, 404 from `expires_at`,
+//!   and optionally a 429 or 5xx.
+//! - [`oracle::expected`] is the one merchant action the history calls for, computed from the
+//!   history alone.
+//! - [`drive::drive`] runs the closed loop with a [`crate::Tracker`]: days of simulated time in
+//!   microseconds.
+//!
+//! ```
+//! use hpp_session::sim::{SimConfig, Simulator, drive::drive, oracle};
+//! use hpp_session::TrackerConfig;
+//!
+//! let simulator = Simulator::new(SimConfig { forged: 500, ..SimConfig::DEFAULT }, 42);
+//! for index in 0..200 {
+//!     let mut scenario = simulator.scenario(index);
+//!     let expected = oracle::expected(&scenario.history);
+//!     let (_tracker, run) = drive(&mut scenario, TrackerConfig::DEFAULT, |_| {});
+//!     assert!(run.settled);
+//!     assert_eq!(run.actions.as_slice(), [expected]);
+//! }
+//! ```
+
+pub mod drive;
+pub mod history;
+pub mod klarna;
+pub mod oracle;
+pub mod rng;
+
+use core::time::Duration;
+
+pub use history::{History, MAX_CHANGES};
+pub use klarna::{Body, Delivery, MAX_DELIVERIES, ReadAnswer, ReadFailure};
+
+use crate::timestamp::Timestamp;
+use rng::Rng;
+
+/// The simulator's text: ids are UUID-shaped (36 bytes), references 8.
+pub type Text = heapless::String<40>;
+
+/// How Klarna, the network and an adversary behave. Probabilities are in per mille (0–1000;
+/// above 1000 means always).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SimConfig {
+    /// When session 0 is created.
+    pub start: Timestamp,
+    /// Between two sessions' creations.
+    pub arrival_gap: Duration,
+    /// A callback call that never reaches the integrator (Klarna calls again).
+    pub call_loss: u16,
+    /// A call that reaches the integrator but whose 2xx comes after Klarna's 3 s timeout, so
+    /// Klarna calls again: a duplicate.
+    pub slow_ack: u16,
+    /// An event whose four calls all fail: Klarna gives up on it.
+    pub event_loss: u16,
+    /// The longest network and queueing delay of a call: calls overtake each other.
+    pub max_delay: Duration,
+    /// Sessions an adversary posts one to three forged callbacks to.
+    pub forged: u16,
+    /// Reads answered 429 or 5xx.
+    pub read_failure: u16,
+}
+
+impl SimConfig {
+    /// Sessions from `2019-05-13T14:51:43.507Z` (an instant from Klarna's examples), one every
+    /// 500 ms; 10 % of calls lost, 10 % acknowledged too late, 2 % of events lost outright,
+    /// up to 10 s of delay; no adversary, no failing reads.
+    pub const DEFAULT: Self = Self {
+        start: match Timestamp::from_unix(1_557_759_103, 507_000_000) {
+            Some(t) => t,
+            None => Timestamp::UNIX_EPOCH,
+        },
+        arrival_gap: Duration::from_millis(500),
+        call_loss: 100,
+        slow_ack: 100,
+        event_loss: 20,
+        max_delay: Duration::from_secs(10),
+        forged: 0,
+        read_failure: 0,
+    };
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Makes scenarios from a configuration and a seed; scenario `i` depends on `(seed, i)` only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Simulator {
+    config: SimConfig,
+    seed: u64,
+}
+
+impl Simulator {
+    /// A simulator.
+    #[must_use]
+    pub const fn new(config: SimConfig, seed: u64) -> Self {
+        Self { config, seed }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub const fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// Session `index`: created at `start + index × arrival_gap`.
+    #[must_use]
+    pub fn scenario(&self, index: u64) -> Scenario {
+        let mut rng = Rng::derive(self.seed, index);
+        let offset = self
+            .config
+            .arrival_gap
+            .saturating_mul(u32::try_from(index).unwrap_or(u32::MAX));
+        let created_at = self.config.start.saturating_add(offset);
+        let history = History::generate(&mut rng, created_at);
+        let deliveries = klarna::deliveries(&history, &mut rng, &self.config);
+        Scenario {
+            history,
+            deliveries,
+            read_failure: self.config.read_failure,
+            rng,
+        }
+    }
+}
+
+/// One session: its history, the callbacks that reach the integrator, and Klarna's answers to
+/// reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scenario {
+    /// What really happened.
+    pub history: History,
+    /// The callbacks, sorted by arrival.
+    pub deliveries: heapless::Vec<Delivery, MAX_DELIVERIES>,
+    read_failure: u16,
+    rng: Rng,
+}
+
+impl Scenario {
+    /// The callbacks that reach the integrator, sorted by arrival.
+    #[must_use]
+    pub fn deliveries(&self) -> &[Delivery] {
+        &self.deliveries
+    }
+
+    /// Klarna's answer to a read at `at`: 404 from `expires_at` on; otherwise the session as of
+    /// `at`, unless the read fails (with the configured probability).
+    pub fn read(&mut self, at: Timestamp) -> ReadAnswer {
+        if at >= self.history.expires_at {
+            return ReadAnswer::NotFound;
+        }
+        if self.rng.chance(self.read_failure) {
+            let failure = if self.rng.chance(500) {
+                ReadFailure::RateLimited
+            } else {
+                ReadFailure::ServerError
+            };
+            return ReadAnswer::Failed(failure);
+        }
+        ReadAnswer::Session(self.history.body_after(self.history.change_at(at)))
+    }
+}
