@@ -7,8 +7,9 @@ use std::hint::black_box;
 use std::io;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hpp_replay::{Format, Options, generate::generate, replay};
+use hpp_replay::{Format, Options, replay, simulate::simulate};
 use hpp_session::TrackerConfig;
+use hpp_session::sim::{SimConfig, Simulator};
 use serde::de::IgnoredAny;
 
 /// Sessions in the log: about 1.06 million lines (263 MB) with seed 1.
@@ -16,7 +17,11 @@ const SESSIONS: u64 = 150_000;
 
 fn throughput(c: &mut Criterion) {
     let mut log = Vec::new();
-    let lines = generate(&mut log, SESSIONS, 1).unwrap();
+    let simulator = Simulator::new(SimConfig::DEFAULT, 1);
+    let config = TrackerConfig::DEFAULT;
+    let lines = simulate(&simulator, SESSIONS, config, &mut log, &mut io::sink())
+        .unwrap()
+        .lines;
     assert!(lines >= 1_000_000, "{lines} lines");
     eprintln!(
         "log: {SESSIONS} sessions, {lines} lines, {} bytes",

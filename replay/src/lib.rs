@@ -5,10 +5,11 @@
 //! The binary (`src/main.rs`) only parses arguments and opens files; everything here works on
 //! any `BufRead` and `Write`, so benchmarks and tests run the same code.
 
-pub mod generate;
+pub mod check;
 pub mod lines;
 pub mod output;
 pub mod replayer;
+pub mod simulate;
 pub mod summary;
 
 use std::io::{self, BufRead, Write};
@@ -70,29 +71,18 @@ pub fn replay(
     options: &Options,
 ) -> Result<Replayer, Error> {
     let mut replayer = Replayer::new(options.config);
-    let mut lines = lines::Lines::new(input, options.max_line_bytes);
     let mut scratch = Vec::new();
-    while let Some((number, line)) = lines.next_line().map_err(Error::Input)? {
-        let text = match line {
-            lines::Line::Text(bytes) => {
-                std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))
-            }
-            lines::Line::TooLong { len } => Err(format!(
-                "line of {len} bytes is longer than the {} accepted",
-                options.max_line_bytes
-            )),
-        };
-        let record = replayer.replay(number, text);
-        let written = match options.format {
-            Format::Json => output::write_json(output, &record, &mut scratch),
-            Format::Human => output::write_human(output, &record),
+    for_each_record(input, &mut replayer, options.max_line_bytes, |record| {
+        match options.format {
+            Format::Json => output::write_json(output, record, &mut scratch),
+            Format::Human => output::write_human(output, record),
             Format::SummaryJson | Format::SummaryHuman => Ok(()),
-        };
-        written.map_err(Error::Output)?;
+        }?;
         if options.flush_each_line {
-            output.flush().map_err(Error::Output)?;
+            output.flush()?;
         }
-    }
+        Ok(())
+    })?;
     let summary = match options.format {
         Format::SummaryJson => Summary::of(&replayer).write_json(output),
         Format::SummaryHuman => Summary::of(&replayer).write_human(output),
@@ -102,4 +92,30 @@ pub fn replay(
         .and_then(|()| output.flush())
         .map_err(Error::Output)?;
     Ok(replayer)
+}
+
+/// Replays every line of `input` into `replayer`, handing each line's record to `on_record`.
+///
+/// # Errors
+/// [`Error::Input`] when reading fails, [`Error::Output`] with what `on_record` returns.
+pub fn for_each_record(
+    input: impl BufRead,
+    replayer: &mut Replayer,
+    max_line_bytes: usize,
+    mut on_record: impl FnMut(&Record<'_>) -> io::Result<()>,
+) -> Result<(), Error> {
+    let mut lines = lines::Lines::new(input, max_line_bytes);
+    while let Some((number, line)) = lines.next_line().map_err(Error::Input)? {
+        let text = match line {
+            lines::Line::Text(bytes) => {
+                std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))
+            }
+            lines::Line::TooLong { len } => Err(format!(
+                "line of {len} bytes is longer than the {max_line_bytes} accepted"
+            )),
+        };
+        let record = replayer.replay(number, text);
+        on_record(&record).map_err(Error::Output)?;
+    }
+    Ok(())
 }

@@ -3,13 +3,15 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hpp_replay::{Error, Format, Options, SAMPLE};
 use hpp_session::diagram::Mermaid;
-use hpp_session::{CallbackTrust, TrackerConfig};
+use hpp_session::sim::{SimConfig, Simulator};
+use hpp_session::{CallbackTrust, ReadPolicy, TrackerConfig};
 
 /// Replays a log of what an integrator received from Klarna's Hosted Payment Page (status
 /// callbacks, reads, 404s) and shows, line by line, what happened, the confirmed status, and
@@ -28,7 +30,7 @@ A line may give \"session_id\" next to a body without one. A line that is not of
 `rejected` and the replay goes on.
 
 Exit status: 0 when the log was replayed (rejected lines included), 1 when the input cannot be
-read or the output written, 2 on bad usage."
+read or the output written (and for `check`, when a session differs), 2 on bad usage."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -68,15 +70,74 @@ enum Trust {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write a deterministic synthetic log (for benchmarks and trials) to standard output.
-    Generate {
-        /// How many sessions.
-        #[arg(long)]
-        sessions: u64,
-        /// The seed: the same seed gives the same bytes.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+    /// Simulate sessions with Klarna's delivery behaviour and write the log an integrator would
+    /// receive to standard output (the integrator reads when its tracker says, in a closed loop
+    /// on a test clock). The same seed and options give the same bytes.
+    Simulate(SimulateArgs),
+    /// Replay LOG and compare each session's merchant actions with EXPECTED (as `simulate
+    /// --expected` writes it). Exit status 1 when any session differs.
+    Check {
+        /// The log to replay.
+        log: PathBuf,
+        /// The expected actions, one JSON object per session.
+        expected: PathBuf,
+        /// How to treat status callbacks (see the replay's --trust).
+        #[arg(long, value_enum, default_value_t = Trust::Hint)]
+        trust: Trust,
     },
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// How many sessions.
+    #[arg(long)]
+    sessions: u64,
+    /// The seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the expected merchant actions, one line per session, to this file.
+    #[arg(long, value_name = "FILE")]
+    expected: Option<PathBuf>,
+    /// The probability that a callback call never reaches the integrator (Klarna calls again,
+    /// up to 4 calls).
+    #[arg(long, default_value_t = 0.1, value_parser = probability)]
+    loss: f64,
+    /// The probability that a call arrives but is acknowledged after Klarna's 3 s timeout, so
+    /// Klarna calls again: a duplicate.
+    #[arg(long, default_value_t = 0.1, value_parser = probability)]
+    slow_ack: f64,
+    /// The probability that all four calls of an event fail.
+    #[arg(long, default_value_t = 0.02, value_parser = probability)]
+    event_loss: f64,
+    /// The longest network delay of a call, in seconds (calls overtake each other).
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    max_delay: u64,
+    /// The probability that an adversary posts 1–3 forged callbacks to a session.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    forged: f64,
+    /// The probability that a read fails with a 429 or 5xx (retried after a back-off).
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    read_failure: f64,
+    /// The integrator's longest gap between reads of an open session, in seconds (the
+    /// tracker's default is 600; a larger one means fewer reads of abandoned sessions).
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    max_read_interval: u64,
+}
+
+/// A probability from 0 to 1.
+fn probability(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a probability from 0 to 1")),
+    }
+}
+
+/// A probability in per mille, as the simulator takes it.
+fn permille(p: f64) -> u16 {
+    // In 0..=1 (checked by `probability`), so in 0..=1000.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let permille = (p * 1000.0).round() as u16;
+    permille
 }
 
 fn main() -> ExitCode {
@@ -85,15 +146,16 @@ fn main() -> ExitCode {
     let watched = stdout.is_terminal();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
     let result = match cli.command {
-        Some(Command::Generate { sessions, seed }) => {
-            hpp_replay::generate::generate(&mut out, sessions, seed)
-                .and_then(|_| out.flush())
-                .map_err(Error::Output)
-        }
-        None => run(&cli.replay, &mut out, watched),
+        Some(Command::Simulate(args)) => simulate(&args, &mut out),
+        Some(Command::Check {
+            log,
+            expected,
+            trust,
+        }) => check(&log, &expected, trust, &mut out),
+        None => run(&cli.replay, &mut out, watched).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         // A reader that stopped early (`| head`) is not an error.
         Err(Error::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(Error::Output(e)) => {
@@ -105,6 +167,84 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn tracker_config(trust: Trust) -> TrackerConfig {
+    TrackerConfig {
+        trust: match trust {
+            Trust::Hint => CallbackTrust::Hint,
+            Trust::Verified => CallbackTrust::Verified,
+        },
+        ..TrackerConfig::DEFAULT
+    }
+}
+
+fn open(path: &Path) -> Result<BufReader<File>, Error> {
+    File::open(path)
+        .map(|f| BufReader::with_capacity(64 * 1024, f))
+        .map_err(|e| Error::Input(io::Error::new(e.kind(), format!("{}: {e}", path.display()))))
+}
+
+fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<ExitCode, Error> {
+    let config = SimConfig {
+        call_loss: permille(args.loss),
+        slow_ack: permille(args.slow_ack),
+        event_loss: permille(args.event_loss),
+        max_delay: Duration::from_secs(args.max_delay),
+        forged: permille(args.forged),
+        read_failure: permille(args.read_failure),
+        ..SimConfig::DEFAULT
+    };
+    let defaults = ReadPolicy::DEFAULT;
+    let reads = ReadPolicy::new(
+        defaults.first(),
+        defaults.interval(),
+        Duration::from_secs(args.max_read_interval),
+    )
+    .map_err(|e| {
+        Error::Input(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("--max-read-interval: {e}"),
+        ))
+    })?;
+    let tracker = TrackerConfig {
+        reads,
+        ..TrackerConfig::DEFAULT
+    };
+    let mut expected: Box<dyn Write> = match &args.expected {
+        Some(path) => Box::new(BufWriter::new(File::create(path).map_err(|e| {
+            Error::Output(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+        })?)),
+        None => Box::new(io::sink()),
+    };
+    let simulator = Simulator::new(config, args.seed);
+    let stats =
+        hpp_replay::simulate::simulate(&simulator, args.sessions, tracker, out, &mut expected)
+            .map_err(Error::Output)?;
+    eprintln!(
+        "hpp-replay: {} sessions, {} lines: {} callbacks ({} forged), {} reads",
+        stats.sessions, stats.lines, stats.callbacks, stats.forged, stats.reads
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(
+    log: &Path,
+    expected: &Path,
+    trust: Trust,
+    out: &mut impl Write,
+) -> Result<ExitCode, Error> {
+    let report =
+        hpp_replay::check::check(open(log)?, open(expected)?, tracker_config(trust), 1 << 20)?;
+    report
+        .write_human(out)
+        .and_then(|()| out.flush())
+        .map_err(Error::Output)?;
+    Ok(if report.differing == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run(args: &ReplayArgs, out: &mut impl Write, watched: bool) -> Result<(), Error> {
@@ -119,15 +259,8 @@ fn run(args: &ReplayArgs, out: &mut impl Write, watched: bool) -> Result<(), Err
         (true, true) => Format::SummaryJson,
         (true, false) => Format::SummaryHuman,
     };
-    let trust = match args.trust {
-        Trust::Hint => CallbackTrust::Hint,
-        Trust::Verified => CallbackTrust::Verified,
-    };
     let options = Options {
-        config: TrackerConfig {
-            trust,
-            ..TrackerConfig::DEFAULT
-        },
+        config: tracker_config(args.trust),
         format,
         max_line_bytes: args.max_line_bytes,
         flush_each_line: watched && format == Format::Human,
@@ -144,12 +277,7 @@ fn run(args: &ReplayArgs, out: &mut impl Write, watched: bool) -> Result<(), Err
     match source {
         None => hpp_replay::replay(SAMPLE.as_bytes(), out, &options),
         Some(p) if p.as_os_str() == "-" => hpp_replay::replay(io::stdin().lock(), out, &options),
-        Some(path) => {
-            let file = File::open(path).map_err(|e| {
-                Error::Input(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
-            })?;
-            hpp_replay::replay(BufReader::with_capacity(64 * 1024, file), out, &options)
-        }
+        Some(path) => hpp_replay::replay(open(path)?, out, &options),
     }
     .map(drop)
 }

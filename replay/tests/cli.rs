@@ -187,14 +187,16 @@ fn bad_usage_exits_2_and_help_and_version_work() {
         &["--trust", "bogus"][..],
         &["--bogus"],
         &["--diagram", "--json"],
-        &["generate"],
+        &["simulate"],
+        &["simulate", "--sessions", "3", "--loss", "1.5"],
+        &["check", "only-one-file"],
     ] {
         let o = run(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         assert!(!o.stderr.is_empty());
     }
     let help = stdout(&run(&["--help"]));
-    for needle in ["--summary", "--trust", "Exit status", "generate"] {
+    for needle in ["--summary", "--trust", "Exit status", "simulate", "check"] {
         assert!(help.contains(needle), "{needle}: {help}");
     }
     assert_eq!(stdout(&run(&["--version"])), "hpp-replay 0.1.0\n");
@@ -202,15 +204,108 @@ fn bad_usage_exits_2_and_help_and_version_work() {
     assert_eq!(diagram, hpp_session::diagram::Mermaid.to_string());
 }
 
+fn temp(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    dir.join(format!("{}-{name}", std::process::id()))
+}
+
 #[test]
-fn the_generated_log_is_deterministic_and_replays_without_a_rejected_line() {
-    let a = run(&["generate", "--sessions", "200", "--seed", "3"]);
-    let b = run(&["generate", "--sessions", "200", "--seed", "3"]);
-    assert!(a.status.success());
-    assert_eq!(a.stdout, b.stdout);
-    let o = run_stdin(&["--summary", "--json", "-"], &a.stdout);
+fn a_simulated_log_is_deterministic_and_checks_against_its_expected_actions() {
+    let expected = temp("expected.jsonl");
+    let args = [
+        "simulate",
+        "--sessions",
+        "300",
+        "--seed",
+        "3",
+        "--forged",
+        "0.3",
+        "--loss",
+        "0.3",
+        "--read-failure",
+        "0.1",
+        "--expected",
+    ];
+    let a = run(&[&args[..], &[expected.to_str().unwrap()]].concat());
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    let expected_text = std::fs::read_to_string(&expected).unwrap();
+    let b = run(&[&args[..], &[expected.to_str().unwrap()]].concat());
+    assert_eq!(a.stdout, b.stdout, "the same seed gives the same bytes");
+    assert_eq!(std::fs::read_to_string(&expected).unwrap(), expected_text);
+    assert_eq!(expected_text.lines().count(), 300);
+    // Every expected line is one merchant action, of a kind the oracle knows.
+    for line in expected_text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let kind = v["actions"][0]["kind"].as_str().unwrap();
+        assert!(
+            [
+                "place_order",
+                "record_order",
+                "review_completion",
+                "release"
+            ]
+            .contains(&kind),
+            "{line}"
+        );
+    }
+    let log = temp("log.jsonl");
+    std::fs::write(&log, &a.stdout).unwrap();
+    let o = run(&["check", log.to_str().unwrap(), expected.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("300 sessions expected: 300 matched, 0 differ; "),
+        "{out}"
+    );
+    assert!(o.status.success());
+    // Only forged callbacks are rejected (completion data on an open status, a hint from the
+    // future): never more lines than the adversary posted.
+    let rejected: u64 = out
+        .split("; ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stats = String::from_utf8(a.stderr.clone()).unwrap();
+    let forged: u64 = stats
+        .split(" forged")
+        .next()
+        .unwrap()
+        .rsplit('(')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        rejected > 0 && rejected <= forged,
+        "{rejected} rejected, {forged} forged: {stats}"
+    );
+    // The replayed log has no rejected line, no conflict from Klarna's own callbacks.
+    let o = run(&["--summary", "--json", log.to_str().unwrap()]);
     let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(s["sessions"], 200);
-    assert_eq!(s["rejected"]["count"], 0, "{s}");
-    assert_eq!(s["conflicts"], serde_json::json!([]));
+    assert_eq!(s["sessions"], 300);
+
+    // A log that lost the lines of one session: that session differs, and check says so.
+    let text = String::from_utf8(a.stdout.clone()).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(expected_text.lines().next().unwrap()).unwrap();
+    let id = first["session_id"].as_str().unwrap();
+    let mut without = String::new();
+    for line in text.lines().filter(|l| !l.contains(id)) {
+        without.push_str(line);
+        without.push('\n');
+    }
+    std::fs::write(&log, without).unwrap();
+    let o = run(&["check", log.to_str().unwrap(), expected.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("300 sessions expected: 299 matched, 1 differ"),
+        "{out}"
+    );
+    assert!(out.contains(id) && out.contains("replayed: []"), "{out}");
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&expected);
 }

@@ -1,0 +1,174 @@
+//! `hpp-replay simulate`: a log in the replay format from the crate's simulator, with the
+//! oracle's expected action per session beside it.
+//!
+//! Each session runs in the closed loop ([`hpp_session::sim::drive::drive`]): the integrator's
+//! tracker decides when to read, and the log holds what it received: every callback (forged ones
+//! too; an integrator cannot tell them apart), every read answered 200 or 404. Failed reads
+//! (429, 5xx) are retried and leave no line. Sessions are simulated in blocks of
+//! [`BLOCK`] and each block's lines are written sorted by arrival, so memory stays bounded by a
+//! block while the log interleaves sessions as a real one does.
+
+use std::io::{self, Write};
+
+use hpp_session::Timestamp;
+use hpp_session::TrackerConfig;
+use hpp_session::sim::drive::{Step, drive};
+use hpp_session::sim::klarna::Body;
+use hpp_session::sim::oracle::{Expected, expected};
+use hpp_session::sim::{ReadAnswer, Simulator};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Sessions simulated together and sorted by arrival.
+pub const BLOCK: u64 = 1_000;
+
+/// A session object as the log writes it.
+#[derive(Serialize)]
+struct BodyLine<'a> {
+    session_id: &'a str,
+    status: &'static str,
+    updated_at: &'a str,
+    expires_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorization_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    klarna_reference: Option<&'a str>,
+}
+
+impl<'a> From<&'a Body> for BodyLine<'a> {
+    fn from(b: &'a Body) -> Self {
+        Self {
+            session_id: &b.session_id,
+            status: b.status.as_str(),
+            updated_at: &b.updated_at,
+            expires_at: &b.expires_at,
+            authorization_token: b.completion.authorization_token.as_deref(),
+            order_id: b.completion.order_id.as_deref(),
+            klarna_reference: b.completion.klarna_reference.as_deref(),
+        }
+    }
+}
+
+/// An action as the replay tool's JSON shows it (`{"kind": ..., fields}`), for comparing what
+/// a replay asked for with what the oracle expects.
+#[must_use]
+pub fn action_json(action: &Expected) -> Value {
+    let kind = action.kind().as_str();
+    match action {
+        Expected::PlaceOrder {
+            authorization_token,
+            place_by,
+        } => json!({"kind": kind, "authorization_token": authorization_token.as_str(),
+                    "place_by": place_by.to_string()}),
+        Expected::RecordOrder {
+            order_id,
+            klarna_reference,
+        } => {
+            let mut v = json!({"kind": kind, "order_id": order_id.as_str()});
+            if let Some(r) = klarna_reference {
+                v["klarna_reference"] = json!(r.as_str());
+            }
+            v
+        }
+        Expected::ReviewCompletion => json!({ "kind": kind }),
+        Expected::Release(reason) => json!({"kind": kind, "reason": reason.as_str()}),
+    }
+}
+
+/// What a simulation wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Sessions simulated.
+    pub sessions: u64,
+    /// Log lines written.
+    pub lines: u64,
+    /// Callbacks delivered (forged ones included).
+    pub callbacks: u64,
+    /// Forged callbacks delivered.
+    pub forged: u64,
+    /// Reads made (failed ones included).
+    pub reads: u64,
+    /// Sessions whose closed-loop run did not settle or did not match the oracle (0 when the
+    /// tracker is right).
+    pub mismatched: u64,
+}
+
+/// Simulates `sessions` sessions and writes the log to `log` and, per session in order, one
+/// line `{"session_id", "actions": [...]}` of expected merchant actions to `expected_out`.
+///
+/// # Errors
+/// The writers'.
+pub fn simulate(
+    simulator: &Simulator,
+    sessions: u64,
+    config: TrackerConfig,
+    log: &mut impl Write,
+    expected_out: &mut impl Write,
+) -> io::Result<Stats> {
+    let mut stats = Stats::default();
+    let mut block: Vec<(Timestamp, u64, u32, String)> = Vec::new();
+    let mut start = 0;
+    while start < sessions {
+        block.clear();
+        for index in start..sessions.min(start + BLOCK) {
+            let mut scenario = simulator.scenario(index);
+            let want = expected(&scenario.history);
+            let session_id = scenario.history.session_id.clone();
+            let mut seq = 0;
+            let (_, run) = drive(&mut scenario, config, |step| {
+                let (at, line) = match step {
+                    Step::Callback(d) => {
+                        stats.forged += u64::from(d.forged);
+                        let line = json!({"at": d.at.to_string(), "callback": {
+                            "event_id": d.event_id.as_str(), "session": BodyLine::from(&d.body)}});
+                        (d.at, line)
+                    }
+                    Step::Read {
+                        at,
+                        answer: ReadAnswer::Session(body),
+                    } => (
+                        at,
+                        json!({"at": at.to_string(), "read": BodyLine::from(body)}),
+                    ),
+                    Step::Read {
+                        at,
+                        answer: ReadAnswer::NotFound,
+                    } => (
+                        at,
+                        json!({"at": at.to_string(), "not_found": true,
+                               "session_id": session_id.as_str()}),
+                    ),
+                    Step::Read {
+                        answer: ReadAnswer::Failed(_),
+                        ..
+                    } => return,
+                };
+                block.push((at, index, seq, line.to_string()));
+                seq += 1;
+            });
+            stats.sessions += 1;
+            stats.callbacks += u64::from(run.callbacks);
+            stats.reads += u64::from(run.reads);
+            stats.mismatched +=
+                u64::from(!run.settled || run.actions.as_slice() != std::slice::from_ref(&want));
+            let actions: Vec<Value> = [&want].into_iter().map(action_json).collect();
+            serde_json::to_writer(
+                &mut *expected_out,
+                &json!({"session_id": session_id.as_str(), "actions": actions}),
+            )?;
+            expected_out.write_all(b"\n")?;
+        }
+        block.sort_unstable_by_key(|&(at, index, seq, _)| (at, index, seq));
+        for (_, _, _, line) in &block {
+            log.write_all(line.as_bytes())?;
+            log.write_all(b"\n")?;
+            stats.lines += 1;
+        }
+        start += BLOCK;
+    }
+    log.flush()?;
+    expected_out.flush()?;
+    Ok(stats)
+}
