@@ -1,0 +1,303 @@
+//! The callback handler, the poller and the executor. Each call works from the database alone,
+//! and every change it makes is one transaction.
+
+use std::fmt;
+use std::path::Path;
+
+use hpp_session::wire::{CallbackBody, SessionBody};
+use hpp_session::{
+    MIN_READ_INTERVAL, Outcome, Timestamp, Tracker, TrackerConfig, callback_secret_matches,
+};
+use rusqlite::Connection;
+
+use crate::store::{self, StoredAction, millis};
+
+/// Where the test may kill the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CrashPoint {
+    /// After a read answered, before anything is stored.
+    AfterRead,
+    /// With the transaction written but not committed (so it rolls back).
+    BeforeCommit,
+    /// Right after the commit, before the caller hears of it.
+    AfterCommit,
+    /// After an action was performed, before it is marked done.
+    AfterPerform,
+    /// After an action was marked done.
+    AfterMarkDone,
+}
+
+/// The process died here: all in-memory state is gone; reopen the service from the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crash(pub CrashPoint);
+
+/// Decides where the process dies (in tests); production code passes [`NoFaults`].
+pub trait Faults {
+    /// `Err` kills the process at `point`.
+    ///
+    /// # Errors
+    /// [`Crash`] when the process dies here.
+    fn check(&mut self, point: CrashPoint) -> Result<(), Crash>;
+}
+
+/// Never crashes.
+pub struct NoFaults;
+
+impl Faults for NoFaults {
+    fn check(&mut self, _: CrashPoint) -> Result<(), Crash> {
+        Ok(())
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+pub enum ServiceError {
+    /// The process died (in tests).
+    Crashed(Crash),
+    /// The database failed.
+    Db(rusqlite::Error),
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Crashed(Crash(point)) => write!(f, "the process died at {point:?}"),
+            Self::Db(e) => write!(f, "database: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+impl From<Crash> for ServiceError {
+    fn from(c: Crash) -> Self {
+        Self::Crashed(c)
+    }
+}
+
+impl From<rusqlite::Error> for ServiceError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+/// What the handler did with a callback. Only [`Handled::Observed`] changed anything; the HTTP
+/// answer is 2xx for it and for the refusals that a retry would not fix, 403 for `Forbidden`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// Observed, with this outcome.
+    Observed(Outcome),
+    /// No such session.
+    UnknownSession,
+    /// The secret in the URL is wrong: not from Klarna.
+    Forbidden,
+    /// The body is not a callback for this session, or the tracker refused it.
+    Refused(String),
+}
+
+/// What a read of the session answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadResult {
+    /// 200, with the body.
+    Body(String),
+    /// 404.
+    NotFound,
+    /// 429, 5xx, a timeout: nothing learned.
+    Failed,
+}
+
+/// The service: one database connection and the trackers' configuration.
+pub struct Service {
+    conn: Connection,
+    config: TrackerConfig,
+}
+
+impl Service {
+    /// Opens the service on the database at `path` (creating it).
+    ///
+    /// # Errors
+    /// SQLite's.
+    pub fn open(path: &Path, config: TrackerConfig) -> rusqlite::Result<Self> {
+        Ok(Self {
+            conn: store::open(path)?,
+            config,
+        })
+    }
+
+    /// Records a session just created through Klarna's API, with the secret put in its callback
+    /// URL. Its first read is due at once.
+    ///
+    /// # Errors
+    /// SQLite's (the session already recorded included).
+    pub fn create_session(
+        &mut self,
+        session_id: &str,
+        secret: &str,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        let tx = self.conn.transaction()?;
+        let tracker = Tracker::new(self.config);
+        store::insert(&tx, session_id, secret, &tracker, tracker.next_read(now))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Handles a status callback posted to the session's URL with `secret` at `now`.
+    ///
+    /// # Errors
+    /// [`ServiceError`]: then nothing was stored (unless the crash came after the commit).
+    pub fn handle_callback(
+        &mut self,
+        session_id: &str,
+        secret: &str,
+        body: &[u8],
+        now: Timestamp,
+        faults: &mut impl Faults,
+    ) -> Result<Handled, ServiceError> {
+        let tx = self.conn.transaction()?;
+        let Some(mut row) = store::load(&tx, session_id)? else {
+            return Ok(Handled::UnknownSession);
+        };
+        if !callback_secret_matches(row.secret.as_bytes(), secret.as_bytes()) {
+            return Ok(Handled::Forbidden);
+        }
+        let callback: CallbackBody<'_> = match serde_json::from_slice(body) {
+            Ok(c) => c,
+            Err(e) => return Ok(Handled::Refused(format!("not a callback: {e}"))),
+        };
+        if let Err(why) = for_session(&callback.session, session_id) {
+            return Ok(Handled::Refused(why));
+        }
+        let snapshot = match callback.session.snapshot() {
+            Ok(s) => s,
+            Err(e) => return Ok(Handled::Refused(e.to_string())),
+        };
+        let (outcome, actions) = match row
+            .tracker
+            .observe_callback(callback.event_id, &snapshot, now)
+        {
+            Ok(report) => (report.outcome(), store::owned(report.actions())),
+            Err(e) => return Ok(Handled::Refused(e.to_string())),
+        };
+        let next = row.tracker.next_read(now).map(millis);
+        store::save(&tx, session_id, &row.tracker, next, row.read_failures, &actions)?;
+        faults.check(CrashPoint::BeforeCommit)?;
+        tx.commit()?;
+        faults.check(CrashPoint::AfterCommit)?;
+        Ok(Handled::Observed(outcome))
+    }
+
+    /// Reads every session whose read is due at `now` (at most `limit`), with `read`, and
+    /// stores what each read showed. Returns how many were read.
+    ///
+    /// After a read the next is never due within [`MIN_READ_INTERVAL`]; after a failed read
+    /// (or a 404 that cannot be judged yet) it is due after 1 s, 2 s, 4 s, … up to a minute.
+    ///
+    /// # Errors
+    /// [`ServiceError`]: the sessions read before it are stored.
+    pub fn poll(
+        &mut self,
+        now: Timestamp,
+        limit: u32,
+        mut read: impl FnMut(&str, Timestamp) -> ReadResult,
+        faults: &mut impl Faults,
+    ) -> Result<u32, ServiceError> {
+        let due = store::due(&self.conn, now, limit)?;
+        for session_id in &due {
+            let answer = read(session_id, now);
+            faults.check(CrashPoint::AfterRead)?;
+            let tx = self.conn.transaction()?;
+            let Some(mut row) = store::load(&tx, session_id)? else {
+                continue;
+            };
+            let learned = match &answer {
+                ReadResult::Body(body) => serde_json::from_str::<SessionBody<'_>>(body)
+                    .ok()
+                    .filter(|b| for_session(b, session_id).is_ok())
+                    .and_then(|b| b.snapshot().ok())
+                    .map(|s| store::owned(row.tracker.observe_read(&s, now).actions())),
+                ReadResult::NotFound => row
+                    .tracker
+                    .observe_not_found(now)
+                    .ok()
+                    .map(|r| store::owned(r.actions())),
+                ReadResult::Failed => None,
+            };
+            let (next, failures, actions) = match learned {
+                Some(actions) => {
+                    let after = now.saturating_add(MIN_READ_INTERVAL);
+                    (row.tracker.next_read(after).map(millis), 0, actions)
+                }
+                None => {
+                    let failures = row.read_failures.saturating_add(1);
+                    let backoff_ms = 1_000_i64 << failures.min(6).saturating_sub(1);
+                    (Some(millis(now) + backoff_ms.min(60_000)), failures, Vec::new())
+                }
+            };
+            store::save(&tx, session_id, &row.tracker, next, failures, &actions)?;
+            faults.check(CrashPoint::BeforeCommit)?;
+            tx.commit()?;
+            faults.check(CrashPoint::AfterCommit)?;
+        }
+        Ok(u32::try_from(due.len()).unwrap_or(u32::MAX))
+    }
+
+    /// When the next read is due, if any is.
+    ///
+    /// # Errors
+    /// SQLite's.
+    pub fn next_read(&self) -> Result<Option<Timestamp>, ServiceError> {
+        Ok(store::next_due(&self.conn)?.and_then(|ms| {
+            Timestamp::from_unix(
+                ms.div_euclid(1_000),
+                u32::try_from(ms.rem_euclid(1_000) * 1_000_000).unwrap_or(0),
+            )
+        }))
+    }
+
+    /// Performs pending actions (at most `limit`) with `perform`, marking each done after it
+    /// succeeded. An action whose `perform` fails stays pending. Returns how many were done.
+    ///
+    /// `perform` receives each action with its stable id: an action performed just before a
+    /// crash is performed again after the restart (at least once), so pass the id on as an
+    /// idempotency key, or check it before performing.
+    ///
+    /// # Errors
+    /// [`ServiceError`].
+    pub fn execute<E>(
+        &mut self,
+        limit: u32,
+        mut perform: impl FnMut(&StoredAction) -> Result<(), E>,
+        faults: &mut impl Faults,
+    ) -> Result<u32, ServiceError> {
+        let mut done = 0;
+        for action in store::pending(&self.conn, limit)? {
+            if perform(&action).is_err() {
+                continue;
+            }
+            faults.check(CrashPoint::AfterPerform)?;
+            store::mark_done(&self.conn, &action.action_id)?;
+            faults.check(CrashPoint::AfterMarkDone)?;
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    /// Actions not yet done.
+    ///
+    /// # Errors
+    /// SQLite's.
+    pub fn pending(&self) -> Result<Vec<StoredAction>, ServiceError> {
+        Ok(store::pending(&self.conn, u32::MAX)?)
+    }
+}
+
+/// A body may omit `session_id` (Klarna's own fixtures do); if it gives one, it must be ours.
+fn for_session(body: &SessionBody<'_>, session_id: &str) -> Result<(), String> {
+    match body.session_id {
+        Some(id) if id != session_id => Err(format!(
+            "the body's session_id {id:?} is not this session's"
+        )),
+        _ => Ok(()),
+    }
+}

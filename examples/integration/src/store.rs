@@ -1,0 +1,236 @@
+//! The database: sessions with their trackers, and the actions they asked for.
+
+use hpp_session::{Action, ActionKind, Timestamp, Tracker};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::{Value, json};
+
+/// The schema. `next_read_ms` is the tracker's next read (Unix milliseconds), `NULL` when none is
+/// needed; `read_failures` counts failed reads in a row, for the back-off.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id    TEXT PRIMARY KEY,
+    secret        TEXT NOT NULL,
+    tracker       TEXT NOT NULL,
+    next_read_ms  INTEGER,
+    read_failures INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_due ON sessions (next_read_ms);
+CREATE TABLE IF NOT EXISTS actions (
+    action_id  TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    data       TEXT NOT NULL,
+    done       INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS actions_pending ON actions (done);
+";
+
+/// Opens (or creates) the database at `path`. WAL journaling: a transaction that committed
+/// survives the process dying (the test's crash), and one that did not leaves no trace.
+///
+/// # Errors
+/// SQLite's.
+pub fn open(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // A process crash loses nothing at NORMAL in WAL mode (only a power loss could lose the
+    // last transactions); FULL would add an fsync per transaction.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// The stable id of the action of `kind` for `session_id`: the tracker asks for each kind at
+/// most once per session, so this names one action for good (an idempotency key).
+#[must_use]
+pub fn action_id(session_id: &str, kind: ActionKind) -> String {
+    format!("{session_id}/{}", kind.as_str())
+}
+
+/// Unix milliseconds of `t`.
+#[must_use]
+pub fn millis(t: Timestamp) -> i64 {
+    t.unix_seconds() * 1_000 + i64::from(t.subsec_nanos() / 1_000_000)
+}
+
+/// A session's row.
+pub struct SessionRow {
+    /// The secret issued for its callback URL.
+    pub secret: String,
+    /// Its tracker.
+    pub tracker: Tracker,
+    /// Failed reads in a row.
+    pub read_failures: u32,
+}
+
+/// Loads a session.
+///
+/// # Errors
+/// SQLite's, or a stored tracker that does not parse.
+pub fn load(tx: &Transaction<'_>, session_id: &str) -> rusqlite::Result<Option<SessionRow>> {
+    tx.query_row(
+        "SELECT secret, tracker, read_failures FROM sessions WHERE session_id = ?1",
+        [session_id],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?)),
+    )
+    .optional()?
+    .map(|(secret, tracker, read_failures)| {
+        let tracker = serde_json::from_str(&tracker)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(SessionRow {
+            secret,
+            tracker,
+            read_failures,
+        })
+    })
+    .transpose()
+}
+
+/// Inserts a new session.
+///
+/// # Errors
+/// SQLite's (a session id already stored included).
+pub fn insert(
+    tx: &Transaction<'_>,
+    session_id: &str,
+    secret: &str,
+    tracker: &Tracker,
+    next_read: Option<Timestamp>,
+) -> rusqlite::Result<()> {
+    let json = serde_json::to_string(tracker)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    tx.execute(
+        "INSERT INTO sessions (session_id, secret, tracker, next_read_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![session_id, secret, json, next_read.map(millis)],
+    )?;
+    Ok(())
+}
+
+/// Stores the tracker, when to read next, and the merchant actions just asked for (from
+/// [`owned`]).
+///
+/// # Errors
+/// SQLite's.
+pub fn save(
+    tx: &Transaction<'_>,
+    session_id: &str,
+    tracker: &Tracker,
+    next_read_ms: Option<i64>,
+    read_failures: u32,
+    actions: &[(ActionKind, Value)],
+) -> rusqlite::Result<()> {
+    let json = serde_json::to_string(tracker)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    tx.execute(
+        "UPDATE sessions SET tracker = ?2, next_read_ms = ?3, read_failures = ?4 \
+         WHERE session_id = ?1",
+        params![session_id, json, next_read_ms, read_failures],
+    )?;
+    for (kind, data) in actions {
+        let kind = *kind;
+        // `OR IGNORE`: the id is the session and the kind, so storing it twice is impossible by
+        // construction; the tracker never asks twice anyway.
+        tx.execute(
+            "INSERT OR IGNORE INTO actions (action_id, session_id, kind, data) \
+             VALUES (?1, ?2, ?3, ?4)",
+            params![
+                action_id(session_id, kind),
+                session_id,
+                kind.as_str(),
+                data.to_string()
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// The merchant actions among `actions`, with their data as stored, owned (so the tracker can be
+/// saved while they are). A read is not stored: the poller reads when the tracker says.
+pub fn owned<'a>(actions: impl Iterator<Item = Action<'a>>) -> Vec<(ActionKind, Value)> {
+    actions
+        .filter_map(|a| action_data(&a).map(|data| (a.kind(), data)))
+        .collect()
+}
+
+/// A merchant action's data, or `None` for a read.
+#[must_use]
+pub fn action_data(action: &Action<'_>) -> Option<Value> {
+    Some(match *action {
+        Action::PlaceOrder {
+            authorization_token,
+            place_by,
+        } => json!({"authorization_token": authorization_token.as_str(),
+                    "place_by": place_by.to_string()}),
+        Action::RecordOrder {
+            order_id,
+            klarna_reference,
+        } => json!({"order_id": order_id.as_str(),
+                    "klarna_reference": klarna_reference.map(|r| r.as_str())}),
+        Action::ReviewCompletion { problem } => json!({"problem": problem.to_string()}),
+        Action::Release { reason } => json!({"reason": reason.as_str()}),
+        Action::ReadSession => return None,
+    })
+}
+
+/// A stored action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAction {
+    /// Its stable id ([`action_id`]).
+    pub action_id: String,
+    /// The session.
+    pub session_id: String,
+    /// `place_order`, `record_order`, `review_completion` or `release`.
+    pub kind: String,
+    /// Its data, as JSON.
+    pub data: Value,
+}
+
+/// Actions not yet marked done, oldest first.
+///
+/// # Errors
+/// SQLite's.
+pub fn pending(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<StoredAction>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT action_id, session_id, kind, data FROM actions WHERE done = 0 \
+         ORDER BY rowid LIMIT ?1",
+    )?;
+    stmt.query_map([limit], |r| {
+        Ok(StoredAction {
+            action_id: r.get(0)?,
+            session_id: r.get(1)?,
+            kind: r.get(2)?,
+            data: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(Value::Null),
+        })
+    })?
+    .collect()
+}
+
+/// Marks an action done.
+///
+/// # Errors
+/// SQLite's.
+pub fn mark_done(conn: &Connection, action_id: &str) -> rusqlite::Result<()> {
+    conn.execute("UPDATE actions SET done = 1 WHERE action_id = ?1", [action_id])?;
+    Ok(())
+}
+
+/// Sessions whose read is due at `now`, soonest first.
+///
+/// # Errors
+/// SQLite's.
+pub fn due(conn: &Connection, now: Timestamp, limit: u32) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT session_id FROM sessions WHERE next_read_ms <= ?1 \
+         ORDER BY next_read_ms LIMIT ?2",
+    )?;
+    stmt.query_map(params![millis(now), limit], |r| r.get(0))?
+        .collect()
+}
+
+/// The earliest read due, in Unix milliseconds.
+///
+/// # Errors
+/// SQLite's.
+pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT MIN(next_read_ms) FROM sessions", [], |r| r.get(0))
+}
