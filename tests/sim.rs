@@ -440,3 +440,24 @@ fn trusting_forged_callbacks_breaks_exactly_once() {
         .count();
     assert!(wrong > 50, "{wrong} of 500");
 }
+
+/// The README's copy of the simulator example is the module's doctest, word for word.
+#[test]
+fn the_readme_example_is_the_modules_doctest() {
+    let readme = include_str!("../README.md");
+    let module = include_str!("../src/sim/mod.rs");
+    let in_readme = readme
+        .split("```rust,ignore\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let doc: String = module
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let in_module = doc.split("```\n").nth(1).unwrap();
+    let in_module = in_module.strip_suffix("```").unwrap_or(in_module);
+    assert_eq!(in_readme, in_module);
+}

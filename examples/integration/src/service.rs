@@ -172,15 +172,23 @@ impl Service {
             Ok(s) => s,
             Err(e) => return Ok(Handled::Refused(e.to_string())),
         };
-        let (outcome, actions) = match row
-            .tracker
-            .observe_callback(callback.event_id, &snapshot, now)
-        {
-            Ok(report) => (report.outcome(), store::owned(report.actions())),
-            Err(e) => return Ok(Handled::Refused(e.to_string())),
-        };
+        let (outcome, actions) =
+            match row
+                .tracker
+                .observe_callback(callback.event_id, &snapshot, now)
+            {
+                Ok(report) => (report.outcome(), store::owned(report.actions())),
+                Err(e) => return Ok(Handled::Refused(e.to_string())),
+            };
         let next = row.tracker.next_read(now).map(millis);
-        store::save(&tx, session_id, &row.tracker, next, row.read_failures, &actions)?;
+        store::save(
+            &tx,
+            session_id,
+            &row.tracker,
+            next,
+            row.read_failures,
+            &actions,
+        )?;
         faults.check(CrashPoint::BeforeCommit)?;
         tx.commit()?;
         faults.check(CrashPoint::AfterCommit)?;
@@ -223,16 +231,17 @@ impl Service {
                     .map(|r| store::owned(r.actions())),
                 ReadResult::Failed => None,
             };
-            let (next, failures, actions) = match learned {
-                Some(actions) => {
-                    let after = now.saturating_add(MIN_READ_INTERVAL);
-                    (row.tracker.next_read(after).map(millis), 0, actions)
-                }
-                None => {
-                    let failures = row.read_failures.saturating_add(1);
-                    let backoff_ms = 1_000_i64 << failures.min(6).saturating_sub(1);
-                    (Some(millis(now) + backoff_ms.min(60_000)), failures, Vec::new())
-                }
+            let (next, failures, actions) = if let Some(actions) = learned {
+                let after = now.saturating_add(MIN_READ_INTERVAL);
+                (row.tracker.next_read(after).map(millis), 0, actions)
+            } else {
+                let failures = row.read_failures.saturating_add(1);
+                let backoff_ms = 1_000_i64 << failures.min(6).saturating_sub(1);
+                (
+                    Some(millis(now) + backoff_ms.min(60_000)),
+                    failures,
+                    Vec::new(),
+                )
             };
             store::save(&tx, session_id, &row.tracker, next, failures, &actions)?;
             faults.check(CrashPoint::BeforeCommit)?;

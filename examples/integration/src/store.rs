@@ -165,7 +165,7 @@ pub fn action_data(action: &Action<'_>) -> Option<Value> {
             order_id,
             klarna_reference,
         } => json!({"order_id": order_id.as_str(),
-                    "klarna_reference": klarna_reference.map(|r| r.as_str())}),
+                    "klarna_reference": klarna_reference.map(hpp_session::KlarnaReference::as_str)}),
         Action::ReviewCompletion { problem } => json!({"problem": problem.to_string()}),
         Action::Release { reason } => json!({"reason": reason.as_str()}),
         Action::ReadSession => return None,
@@ -210,7 +210,10 @@ pub fn pending(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<StoredActi
 /// # Errors
 /// SQLite's.
 pub fn mark_done(conn: &Connection, action_id: &str) -> rusqlite::Result<()> {
-    conn.execute("UPDATE actions SET done = 1 WHERE action_id = ?1", [action_id])?;
+    conn.execute(
+        "UPDATE actions SET done = 1 WHERE action_id = ?1",
+        [action_id],
+    )?;
     Ok(())
 }
 

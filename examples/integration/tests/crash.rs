@@ -7,6 +7,7 @@
 //! `HPP_CRASH_PERMILLE` (default 20).
 
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -77,7 +78,7 @@ fn expected_json(e: &Expected) -> (String, Option<Value>) {
             order_id,
             klarna_reference,
         } => Some(json!({"order_id": order_id.as_str(),
-                         "klarna_reference": klarna_reference.as_ref().map(|r| r.as_str())})),
+                         "klarna_reference": klarna_reference.as_deref()})),
         Expected::ReviewCompletion => None,
         Expected::Release(reason) => Some(json!({"reason": reason.as_str()})),
     };
@@ -95,7 +96,9 @@ struct Merchant {
 }
 
 impl Merchant {
-    fn perform(&mut self, a: &StoredAction) -> Result<(), ()> {
+    /// Performs `a` (an executor's `perform` that fails leaves the action pending; this one
+    /// never fails).
+    fn perform(&mut self, a: &StoredAction) {
         let calls = self.calls.entry(a.action_id.clone()).or_default();
         *calls += 1;
         if *calls == 1 {
@@ -104,7 +107,14 @@ impl Merchant {
                 .or_default()
                 .push(a.clone());
         }
-        Ok(())
+    }
+
+    /// `perform` as the executor takes it.
+    fn performer(&mut self) -> impl FnMut(&StoredAction) -> Result<(), Infallible> + '_ {
+        |a| {
+            self.perform(a);
+            Ok(())
+        }
     }
 }
 
@@ -120,7 +130,9 @@ struct Figures {
     forged_refused: u64,
 }
 
-fn run(sessions: u64, crash_permille: u16, trust: CallbackTrust, forged_knows_secret: bool) -> Figures {
+/// A hostile simulator, and trackers whose reads back off to once an hour (an abandoned
+/// session costs 48 reads, not 288).
+fn setup(trust: CallbackTrust) -> (Simulator, TrackerConfig) {
     let sim = Simulator::new(
         SimConfig {
             call_loss: 200,
@@ -131,9 +143,8 @@ fn run(sessions: u64, crash_permille: u16, trust: CallbackTrust, forged_knows_se
             read_failure: 50,
             ..SimConfig::DEFAULT
         },
-        20261123,
+        20_261_123,
     );
-    // Reads back off to once an hour: an abandoned session costs 48 reads, not 288.
     let reads = ReadPolicy::new(
         Duration::from_secs(10),
         Duration::from_secs(10),
@@ -145,27 +156,23 @@ fn run(sessions: u64, crash_permille: u16, trust: CallbackTrust, forged_knows_se
         reads,
         ..TrackerConfig::DEFAULT
     };
+    (sim, config)
+}
+
+fn run(
+    sessions: u64,
+    crash_permille: u16,
+    trust: CallbackTrust,
+    forged_knows_secret: bool,
+) -> Figures {
+    let (sim, config) = setup(trust);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let path = dir.join(format!("crash-{}-{trust:?}.sqlite", std::process::id()));
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let mut scenarios: HashMap<String, Scenario> = HashMap::new();
-    let mut secrets = HashMap::new();
-    let mut arrivals = Vec::new();
     let mut service = Service::open(&path, config).unwrap();
-    let mut rng = Rng::new(7);
-    for i in 0..sessions {
-        let s = sim.scenario(i);
-        let id = s.history.session_id.to_string();
-        let secret = rng.uuid().to_string();
-        service.create_session(&id, &secret, s.history.created_at).unwrap();
-        for (k, d) in s.deliveries().iter().enumerate() {
-            arrivals.push((d.at, id.clone(), k));
-        }
-        secrets.insert(id.clone(), secret);
-        scenarios.insert(id, s);
-    }
+    let (mut scenarios, secrets, mut arrivals) = create_sessions(&sim, sessions, &mut service);
     arrivals.sort();
     let mut faults = RandomCrashes {
         rng: Rng::new(99),
@@ -224,31 +231,20 @@ fn run(sessions: u64, crash_permille: u16, trust: CallbackTrust, forged_knows_se
         }
         // The executor runs after every step, and is killed too.
         loop {
-            match service.execute(64, |a| merchant.perform(a), &mut faults) {
+            match service.execute(64, merchant.performer(), &mut faults) {
                 Ok(_) => break,
                 Err(e) => service = reopen(e),
             }
         }
     }
     // Everything still pending is performed.
-    service.execute(u32::MAX, |a| merchant.perform(a), &mut NoFaults).unwrap();
-    let (mut lost, mut duplicated_effects, mut wrong) = (0, 0, 0);
-    for (id, s) in &scenarios {
-        let (kind, data) = expected_json(&expected(&s.history));
-        let effects = merchant.effects.get(id).map_or(&[][..], Vec::as_slice);
-        assert!(effects.iter().all(|a| a.action_id == action_id(id, hpp_session::ActionKind::ALL
-            .into_iter().find(|k| k.as_str() == a.kind).unwrap())));
-        match effects {
-            [] => lost += 1,
-            [one] => {
-                let data_ok = data.as_ref().is_none_or(|d| *d == one.data);
-                wrong += usize::from(one.kind != kind || !data_ok);
-            }
-            _ => duplicated_effects += 1,
-        }
-    }
+    service
+        .execute(u32::MAX, merchant.performer(), &mut NoFaults)
+        .unwrap();
+    let (lost, duplicated_effects, wrong) = tally(&scenarios, &merchant);
     let repeated_calls = merchant.calls.values().map(|&c| c - 1).sum();
-    let unsettled = service.pending().unwrap().len() + usize::from(service.next_read().unwrap().is_some());
+    let unsettled =
+        service.pending().unwrap().len() + usize::from(service.next_read().unwrap().is_some());
     Figures {
         sessions: scenarios.len(),
         crashes: faults.crashes,
@@ -262,13 +258,72 @@ fn run(sessions: u64, crash_permille: u16, trust: CallbackTrust, forged_knows_se
     }
 }
 
+/// Scenarios by session id, their secrets, and every callback arrival (time, session, index).
+type Arrivals = Vec<(Timestamp, String, usize)>;
+
+fn create_sessions(
+    sim: &Simulator,
+    sessions: u64,
+    service: &mut Service,
+) -> (HashMap<String, Scenario>, HashMap<String, String>, Arrivals) {
+    let mut scenarios: HashMap<String, Scenario> = HashMap::new();
+    let mut secrets = HashMap::new();
+    let mut arrivals = Vec::new();
+    let mut rng = Rng::new(7);
+    for i in 0..sessions {
+        let s = sim.scenario(i);
+        let id = s.history.session_id.to_string();
+        let secret = rng.uuid().to_string();
+        service
+            .create_session(&id, &secret, s.history.created_at)
+            .unwrap();
+        for (k, d) in s.deliveries().iter().enumerate() {
+            arrivals.push((d.at, id.clone(), k));
+        }
+        secrets.insert(id.clone(), secret);
+        scenarios.insert(id, s);
+    }
+    (scenarios, secrets, arrivals)
+}
+
+/// Per session, against the oracle: (no effect, more than one effect, one wrong effect).
+fn tally(scenarios: &HashMap<String, Scenario>, merchant: &Merchant) -> (usize, usize, usize) {
+    let (mut lost, mut duplicated_effects, mut wrong) = (0, 0, 0);
+    for (id, s) in scenarios {
+        let (kind, data) = expected_json(&expected(&s.history));
+        let effects = merchant.effects.get(id).map_or(&[][..], Vec::as_slice);
+        for a in effects {
+            let kind = hpp_session::ActionKind::ALL
+                .into_iter()
+                .find(|k| k.as_str() == a.kind);
+            assert_eq!(Some(a.action_id.clone()), kind.map(|k| action_id(id, k)));
+        }
+        match effects {
+            [] => lost += 1,
+            [one] => {
+                let data_ok = data.as_ref().is_none_or(|d| *d == one.data);
+                wrong += usize::from(one.kind != kind || !data_ok);
+            }
+            _ => duplicated_effects += 1,
+        }
+    }
+    (lost, duplicated_effects, wrong)
+}
+
 fn report(name: &str, f: &Figures) {
     let crashes: u64 = f.crashes.values().sum();
     eprintln!(
         "{name}: {} sessions, {} steps, {crashes} crashes {:?}; lost {}, duplicated effects {}, \
          wrong {}, unsettled {}; repeated calls (at least once) {}; forged refused {}",
-        f.sessions, f.steps, f.crashes, f.lost, f.duplicated_effects, f.wrong, f.unsettled,
-        f.repeated_calls, f.forged_refused
+        f.sessions,
+        f.steps,
+        f.crashes,
+        f.lost,
+        f.duplicated_effects,
+        f.wrong,
+        f.unsettled,
+        f.repeated_calls,
+        f.forged_refused
     );
 }
 
@@ -280,7 +335,10 @@ fn verified_callbacks_exactly_once_effects_under_crashes() {
     let permille = u16::try_from(env("HPP_CRASH_PERMILLE", 20)).unwrap();
     let f = run(sessions, permille, CallbackTrust::Verified, false);
     report("verified", &f);
-    assert_eq!((f.lost, f.duplicated_effects, f.wrong, f.unsettled), (0, 0, 0, 0));
+    assert_eq!(
+        (f.lost, f.duplicated_effects, f.wrong, f.unsettled),
+        (0, 0, 0, 0)
+    );
     assert!(f.forged_refused > 0);
     assert!(f.crashes.get("AfterPerform").copied().unwrap_or(0) > 0);
     // Crashes between performing and marking done make the executor call again: at least
@@ -295,6 +353,9 @@ fn hints_with_a_leaked_secret_still_exactly_once_under_crashes() {
     let permille = u16::try_from(env("HPP_CRASH_PERMILLE", 20)).unwrap();
     let f = run(sessions, permille, CallbackTrust::Hint, true);
     report("hint, leaked secret", &f);
-    assert_eq!((f.lost, f.duplicated_effects, f.wrong, f.unsettled), (0, 0, 0, 0));
+    assert_eq!(
+        (f.lost, f.duplicated_effects, f.wrong, f.unsettled),
+        (0, 0, 0, 0)
+    );
     assert_eq!(f.forged_refused, 0);
 }
