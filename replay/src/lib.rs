@@ -37,6 +37,15 @@ pub enum Format {
     SummaryHuman,
 }
 
+impl Format {
+    /// Whether to flush after every line: only for the timeline, and only when a person is
+    /// watching (`watched`: the output is a terminal). Anything else is written in large blocks.
+    #[must_use]
+    pub fn flush_each_line(self, watched: bool) -> bool {
+        watched && self == Self::Human
+    }
+}
+
 /// How to replay.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
@@ -118,4 +127,19 @@ pub fn for_each_record(
         on_record(&record).map_err(Error::Output)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_watched_timeline_is_flushed_line_by_line() {
+        assert!(Format::Human.flush_each_line(true));
+        assert!(!Format::Human.flush_each_line(false));
+        for format in [Format::Json, Format::SummaryJson, Format::SummaryHuman] {
+            assert!(!format.flush_each_line(true));
+            assert!(!format.flush_each_line(false));
+        }
+    }
 }

@@ -129,4 +129,42 @@ mod tests {
             assert_eq!(got, expected, "capacity {capacity}");
         }
     }
+
+    /// A reader that fails once with `kind` before each real read.
+    struct Flaky<'a> {
+        data: &'a [u8],
+        kind: io::ErrorKind,
+        fail_next: bool,
+    }
+
+    impl io::Read for Flaky<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.fail_next = !self.fail_next;
+            if !self.fail_next {
+                return Err(io::Error::new(self.kind, "flaky"));
+            }
+            self.data.read(buf)
+        }
+    }
+
+    #[test]
+    fn an_interrupted_read_is_retried_and_other_errors_are_returned() {
+        let flaky = |kind| {
+            let reader = Flaky {
+                data: b"one\ntwo\n",
+                kind,
+                fail_next: true,
+            };
+            Lines::new(io::BufReader::with_capacity(2, reader), 100)
+        };
+        let mut lines = flaky(io::ErrorKind::Interrupted);
+        let mut got = Vec::new();
+        while let Some((n, Line::Text(t))) = lines.next_line().unwrap() {
+            got.push((n, t.to_vec()));
+        }
+        assert_eq!(got, [(1, b"one".to_vec()), (2, b"two".to_vec())]);
+        let mut lines = flaky(io::ErrorKind::BrokenPipe);
+        let e = lines.next_line().err().map(|e| e.kind());
+        assert_eq!(e, Some(io::ErrorKind::BrokenPipe));
+    }
 }

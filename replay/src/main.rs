@@ -222,8 +222,9 @@ fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<ExitCode, Error
         hpp_replay::simulate::simulate(&simulator, args.sessions, tracker, out, &mut expected)
             .map_err(Error::Output)?;
     eprintln!(
-        "hpp-replay: {} sessions, {} lines: {} callbacks ({} forged), {} reads",
-        stats.sessions, stats.lines, stats.callbacks, stats.forged, stats.reads
+        "hpp-replay: {} sessions, {} lines: {} callbacks ({} forged), {} reads; \
+         {} sessions where the closed loop missed the oracle",
+        stats.sessions, stats.lines, stats.callbacks, stats.forged, stats.reads, stats.mismatched
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -263,7 +264,7 @@ fn run(args: &ReplayArgs, out: &mut impl Write, watched: bool) -> Result<(), Err
         config: tracker_config(args.trust),
         format,
         max_line_bytes: args.max_line_bytes,
-        flush_each_line: watched && format == Format::Human,
+        flush_each_line: Format::flush_each_line(format, watched),
     };
     let source = args.file.as_deref();
     if format == Format::Human {

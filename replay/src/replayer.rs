@@ -52,7 +52,7 @@ pub const REJECTED_LISTED: usize = 5;
 /// One tracker per session, and the counts a summary needs.
 pub struct Replayer {
     config: TrackerConfig,
-    trackers: HashMap<Box<str>, Box<Tracker>>,
+    trackers: Trackers,
     /// Lines seen.
     pub lines: u64,
     /// Lines rejected.
@@ -71,7 +71,7 @@ impl Replayer {
     pub fn new(config: TrackerConfig) -> Self {
         Self {
             config,
-            trackers: HashMap::new(),
+            trackers: Trackers::default(),
             lines: 0,
             rejected: 0,
             first_rejected: Vec::new(),
@@ -82,7 +82,9 @@ impl Replayer {
 
     /// The trackers, by session id.
     pub fn trackers(&self) -> impl Iterator<Item = (&str, &Tracker)> {
-        self.trackers.iter().map(|(id, t)| (&**id, &**t))
+        let all = &self.trackers.all;
+        let index = self.trackers.index.iter();
+        index.filter_map(|(id, &i)| Some((&**id, &**all.get(i)?)))
     }
 
     /// Replays line number `line` (`Err` when it could not be read as text: too long, not
@@ -135,10 +137,42 @@ impl Replayer {
     }
 }
 
+/// One tracker per session. The trackers (808 bytes each) are boxed in a vector and the map
+/// holds indexes: one hash of the id per line, the id copied only for a new session, and
+/// growing the map moves small entries, never trackers.
+#[derive(Default)]
+struct Trackers {
+    index: HashMap<Box<str>, usize>,
+    #[allow(
+        clippy::vec_box,
+        reason = "a vector of trackers would hold up to twice their memory after it grows"
+    )]
+    all: Vec<Box<Tracker>>,
+}
+
+impl Trackers {
+    fn get(&self, id: &str) -> Option<&Tracker> {
+        self.all.get(*self.index.get(id)?).map(|t| &**t)
+    }
+
+    fn get_or_insert(&mut self, id: &str, config: TrackerConfig) -> &mut Tracker {
+        let i = if let Some(&i) = self.index.get(id) {
+            i
+        } else {
+            self.all.push(Box::new(Tracker::new(config)));
+            let i = self.all.len() - 1;
+            self.index.insert(id.into(), i);
+            i
+        };
+        // Every index in the map points into `all`.
+        &mut self.all[i]
+    }
+}
+
 /// Observes one line of text; fills in the record's session and what it shows, and returns
 /// the report, or why the line is rejected (then nothing changed).
 fn observe<'a>(
-    trackers: &'a mut HashMap<Box<str>, Box<Tracker>>,
+    trackers: &'a mut Trackers,
     config: TrackerConfig,
     text: &'a str,
     record: &mut Record<'a>,
@@ -168,13 +202,7 @@ fn observe<'a>(
         }
     };
     record.session_id = Some(line.session_id);
-    // Looked up by `&str`: the id is copied only for a new session.
-    if !trackers.contains_key(line.session_id) {
-        trackers.insert(line.session_id.into(), Box::new(Tracker::new(config)));
-    }
-    let Some(tracker) = trackers.get_mut(line.session_id) else {
-        return Err("the session's tracker is missing".to_owned());
-    };
+    let tracker = trackers.get_or_insert(line.session_id, config);
     record.status = shown_status(tracker);
     record.claim = tracker.claim().map(|c| c.status().as_str());
     let now = line.at;

@@ -109,8 +109,7 @@ pub fn simulate(
 ) -> io::Result<Stats> {
     let mut stats = Stats::default();
     let mut block: Vec<(Timestamp, u64, u32, String)> = Vec::new();
-    let mut start = 0;
-    while start < sessions {
+    for start in (0..sessions).step_by(usize::try_from(BLOCK).unwrap_or(usize::MAX)) {
         block.clear();
         for index in start..sessions.min(start + BLOCK) {
             let mut scenario = simulator.scenario(index);
@@ -166,9 +165,76 @@ pub fn simulate(
             log.write_all(b"\n")?;
             stats.lines += 1;
         }
-        start += BLOCK;
     }
     log.flush()?;
     expected_out.flush()?;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use hpp_session::sim::SimConfig;
+
+    use super::*;
+
+    #[test]
+    fn the_counts_are_what_the_log_and_the_scenarios_hold() {
+        let config = SimConfig {
+            forged: 400,
+            ..SimConfig::DEFAULT
+        };
+        let simulator = Simulator::new(config, 5);
+        let (mut log, mut want) = (Vec::new(), Vec::new());
+        let sessions = BLOCK + 7;
+        let tracker = TrackerConfig::DEFAULT;
+        let stats = simulate(&simulator, sessions, tracker, &mut log, &mut want).unwrap();
+        let log = String::from_utf8(log).unwrap();
+        let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count() as u64;
+        // Counted independently: forged deliveries from the scenarios, lines from the log.
+        let forged: usize = (0..sessions)
+            .map(|i| {
+                simulator
+                    .scenario(i)
+                    .deliveries()
+                    .iter()
+                    .filter(|d| d.forged)
+                    .count()
+            })
+            .sum();
+        assert_eq!(stats.sessions, sessions);
+        assert_eq!(stats.lines, log.lines().count() as u64);
+        assert_eq!(stats.callbacks, count(r#""callback":"#));
+        assert_eq!(stats.forged, forged as u64);
+        assert!(stats.forged > 0);
+        // No read fails in this configuration: every read is a line.
+        assert_eq!(
+            stats.reads,
+            count(r#""read":"#) + count(r#""not_found":true"#)
+        );
+        assert_eq!(stats.mismatched, 0);
+        assert_eq!(
+            String::from_utf8(want).unwrap().lines().count() as u64,
+            sessions
+        );
+        // Every session of both blocks is in the log, and each block is sorted by arrival.
+        assert!(log.contains(simulator.scenario(sessions - 1).history.session_id.as_str()));
+    }
+
+    #[test]
+    fn a_wrong_tracker_shows_as_mismatched() {
+        // Trusting forged callbacks breaks exactly-once; the count says so.
+        let simulator = Simulator::new(
+            SimConfig {
+                forged: 1000,
+                ..SimConfig::DEFAULT
+            },
+            9,
+        );
+        let naive = TrackerConfig {
+            trust: hpp_session::CallbackTrust::Verified,
+            ..TrackerConfig::DEFAULT
+        };
+        let stats = simulate(&simulator, 300, naive, &mut io::sink(), &mut io::sink()).unwrap();
+        assert!(stats.mismatched > 10 && stats.mismatched < 300, "{stats:?}");
+    }
 }

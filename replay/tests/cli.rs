@@ -309,3 +309,137 @@ fn a_simulated_log_is_deterministic_and_checks_against_its_expected_actions() {
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_file(&expected);
 }
+
+/// The simulator's counts, from `simulate`'s report on standard error.
+fn sim_counts(o: &Output) -> (u64, u64, u64) {
+    let err = String::from_utf8(o.stderr.clone()).unwrap();
+    let number = |after: &str| -> u64 {
+        let tail = err.split(after).next().unwrap();
+        tail.rsplit([' ', '(']).next().unwrap().parse().unwrap()
+    };
+    (number(" lines"), number(" callbacks"), number(" reads"))
+}
+
+#[test]
+fn simulate_takes_each_delivery_option() {
+    let sim = |extra: &[&str]| {
+        let args = [&["simulate", "--sessions", "150", "--seed", "4"][..], extra].concat();
+        let o = run(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o
+    };
+    let perfect = [
+        "--loss",
+        "0",
+        "--slow-ack",
+        "0",
+        "--event-loss",
+        "0",
+        "--max-delay",
+        "0",
+    ];
+    // No loss, no late acknowledgement, no delay: one call per event, in order, within a second
+    // of the change.
+    let o = sim(&perfect);
+    let callbacks: Vec<serde_json::Value> = json_lines(&o)
+        .into_iter()
+        .filter(|l| l.get("callback").is_some())
+        .collect();
+    let ids: std::collections::HashSet<_> = callbacks
+        .iter()
+        .map(|c| c["callback"]["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), callbacks.len());
+    for c in &callbacks {
+        let at = hpp_session::Timestamp::parse(c["at"].as_str().unwrap()).unwrap();
+        let changed = c["callback"]["session"]["updated_at"].as_str().unwrap();
+        let changed = hpp_session::Timestamp::parse(changed).unwrap();
+        assert!(at.duration_since(changed).unwrap() < std::time::Duration::from_secs(1));
+    }
+    let (_, perfect_callbacks, perfect_reads) = sim_counts(&o);
+    assert_eq!(perfect_callbacks, callbacks.len() as u64);
+    // Every call lost, or every event: no callback at all.
+    for lost in [["--loss", "1"], ["--event-loss", "1"]] {
+        assert_eq!(sim_counts(&sim(&lost)).1, 0, "{lost:?}");
+    }
+    // Every call acknowledged too late: four calls per event.
+    let late = [&perfect[..2], &["--slow-ack", "1"], &perfect[4..]].concat();
+    assert_eq!(sim_counts(&sim(&late)).1, 4 * perfect_callbacks);
+    // A delay reorders: some callback arrives after one of a later change.
+    let o = sim(&[&perfect[..6], &["--max-delay", "600"]].concat());
+    let stamps: Vec<String> = json_lines(&o)
+        .iter()
+        .filter_map(|l| {
+            l["callback"]["session"]["updated_at"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(
+        stamps.windows(2).any(|w| w[0] > w[1]),
+        "no callback overtook another"
+    );
+    // Failing reads are retried (more reads than read lines); a longer read interval reads less.
+    let o = sim(&[&perfect[..], &["--read-failure", "0.5"]].concat());
+    let read_lines = json_lines(&o)
+        .iter()
+        .filter(|l| l.get("read").is_some() || l.get("not_found").is_some())
+        .count() as u64;
+    assert!(sim_counts(&o).2 > read_lines + 100);
+    let o = sim(&[&perfect[..], &["--max-read-interval", "3600"]].concat());
+    assert!(sim_counts(&o).2 < perfect_reads / 2);
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let mut child = bin()
+        .args(["simulate", "--sessions", "20000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 100];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("cannot write"));
+}
+
+const PAID_READ: &str = r#"{"at":"2019-05-13T14:54:06Z","read":{"session_id":"39a1c773-bafd-754d-af1f-b30c592f1267","status":"COMPLETED","updated_at":"2019-05-13T14:54:04.675Z","expires_at":"2019-05-15T13:51:43.507Z","authorization_token":"a1a8f727-2756-6058-bd3c-40069be0994b"}}"#;
+
+#[test]
+fn the_timeline_names_standard_input_and_routing_and_expiry_show() {
+    let o = run_stdin(&["-"], format!("{PAID_READ}\n").as_bytes());
+    assert!(
+        stdout(&o).starts_with("Replaying standard input\n"),
+        "{}",
+        stdout(&o)
+    );
+    // A line's session_id equal to the body's routes as the body's.
+    let same = PAID_READ.replace(
+        r#"{"at":"2019-05-13T14:54:06Z","#,
+        r#"{"at":"2019-05-13T14:54:06Z","session_id":"39a1c773-bafd-754d-af1f-b30c592f1267","#,
+    );
+    // A paid session that expired still shows COMPLETED (an unpaid one shows EXPIRED).
+    let expired = r#"{"at":"2019-05-16T00:00:00Z","not_found":true,"session_id":"39a1c773-bafd-754d-af1f-b30c592f1267"}"#;
+    let o = run_stdin(&["--json", "-"], format!("{same}\n{expired}\n").as_bytes());
+    let lines = json_lines(&o);
+    assert_eq!(lines[0]["outcome"], "advanced", "{lines:?}");
+    assert_eq!(lines[1]["status"], "COMPLETED", "{lines:?}");
+}
+
+#[test]
+fn the_summary_lists_the_first_five_rejected_lines() {
+    let input = "x\n".repeat(7);
+    let o = run_stdin(&["--summary", "--json", "-"], input.as_bytes());
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(s["rejected"]["count"], 7);
+    let lines: Vec<u64> = s["rejected"]["first"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [1, 2, 3, 4, 5]);
+}
