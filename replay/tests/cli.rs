@@ -443,3 +443,32 @@ fn the_summary_lists_the_first_five_rejected_lines() {
         .collect();
     assert_eq!(lines, [1, 2, 3, 4, 5]);
 }
+
+/// `n` sessions, each read once `IN_PROGRESS`: all open at the end.
+fn open_sessions(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"at":"2019-05-13T14:53:00Z","read":{{"session_id":"s-{i:02}","status":"IN_PROGRESS","updated_at":"2019-05-13T14:52:57.540Z","expires_at":"2019-05-15T13:51:43.507Z"}}}}"#
+            ) + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn the_human_summary_lists_twenty_open_sessions_then_counts_the_rest() {
+    let summary = |input: &str| stdout(&run_stdin(&["--summary", "-"], input.as_bytes()));
+    let none = summary(&format!("{PAID_READ}\n"));
+    assert!(none.ends_with("\nOpen sessions: none\n"), "{none}");
+    let twenty = summary(&open_sessions(20));
+    assert!(twenty.contains("(20), soonest read first:"), "{twenty}");
+    assert!(twenty.contains("  s-19  IN_PROGRESS"), "{twenty}");
+    assert!(!twenty.contains("more (--json lists them all)"), "{twenty}");
+    let many = summary(&open_sessions(23));
+    assert!(many.contains("(23), soonest read first:"), "{many}");
+    assert!(!many.contains("  s-20  IN_PROGRESS"), "{many}");
+    assert!(
+        many.ends_with("  … and 3 more (--json lists them all)\n"),
+        "{many}"
+    );
+}
