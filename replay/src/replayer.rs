@@ -40,10 +40,15 @@ pub struct Record<'a> {
 /// that was not paid expired.
 #[must_use]
 pub fn shown_status(t: &Tracker) -> Option<&'static str> {
-    if t.is_expired() && t.status() != Some(Status::Completed) {
+    shown(t.status(), t.is_expired())
+}
+
+/// The shown status of a confirmed `status` in a session that `expired` or not.
+fn shown(status: Option<Status>, expired: bool) -> Option<&'static str> {
+    if expired && status != Some(Status::Completed) {
         return Some("EXPIRED");
     }
-    t.status().map(Status::as_str)
+    status.map(Status::as_str)
 }
 
 /// The rejected lines a summary lists by number and error.
@@ -118,11 +123,7 @@ impl Replayer {
                 }
                 *latest = Some(latest.map_or(*now, |l| l.max(*now)));
                 let state = report.state();
-                record.status = if state.expired && state.status != Some(Status::Completed) {
-                    Some("EXPIRED")
-                } else {
-                    state.status.map(Status::as_str)
-                };
+                record.status = shown(state.status, state.expired);
                 record.claim = state.claim.map(|c| c.status().as_str());
             }
             Err(e) => {

@@ -108,14 +108,13 @@ pub fn simulate(
     expected_out: &mut impl Write,
 ) -> io::Result<Stats> {
     let mut stats = Stats::default();
-    let mut block: Vec<(Timestamp, u64, u32, String)> = Vec::new();
+    let mut block: Vec<(Timestamp, u64, String)> = Vec::new();
     for start in (0..sessions).step_by(usize::try_from(BLOCK).unwrap_or(usize::MAX)) {
         block.clear();
         for index in start..sessions.min(start + BLOCK) {
             let mut scenario = simulator.scenario(index);
             let want = expected(&scenario.history);
             let session_id = scenario.history.session_id.clone();
-            let mut seq = 0;
             let (_, run) = drive(&mut scenario, config, |step| {
                 let (at, line) = match step {
                     Step::Callback(d) => {
@@ -144,8 +143,7 @@ pub fn simulate(
                         ..
                     } => return,
                 };
-                block.push((at, index, seq, line.to_string()));
-                seq += 1;
+                block.push((at, index, line.to_string()));
             });
             stats.sessions += 1;
             stats.callbacks += u64::from(run.callbacks);
@@ -159,8 +157,9 @@ pub fn simulate(
             )?;
             expected_out.write_all(b"\n")?;
         }
-        block.sort_unstable_by_key(|&(at, index, seq, _)| (at, index, seq));
-        for (_, _, _, line) in &block {
+        // Stable: a session's lines that arrive at the same instant keep the order it saw them.
+        block.sort_by_key(|&(at, index, _)| (at, index));
+        for (_, _, line) in &block {
             log.write_all(line.as_bytes())?;
             log.write_all(b"\n")?;
             stats.lines += 1;

@@ -427,6 +427,17 @@ fn the_timeline_names_standard_input_and_routing_and_expiry_show() {
     let lines = json_lines(&o);
     assert_eq!(lines[0]["outcome"], "advanced", "{lines:?}");
     assert_eq!(lines[1]["status"], "COMPLETED", "{lines:?}");
+    // The summary counts it as paid, and an unpaid session that expired as EXPIRED.
+    let open = open_sessions(1);
+    let open_expired = r#"{"at":"2019-05-16T00:00:00Z","not_found":true,"session_id":"s-00"}"#;
+    let input = format!("{same}\n{expired}\n{open}{open_expired}\n");
+    let o = run_stdin(&["--summary", "--json", "-"], input.as_bytes());
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        s["by_status"],
+        serde_json::json!({"COMPLETED": 1, "EXPIRED": 1}),
+        "{s}"
+    );
 }
 
 #[test]
@@ -471,4 +482,36 @@ fn the_human_summary_lists_twenty_open_sessions_then_counts_the_rest() {
         many.ends_with("  … and 3 more (--json lists them all)\n"),
         "{many}"
     );
+}
+
+#[test]
+fn a_full_disk_is_an_error_that_says_so() {
+    let Ok(full) = std::fs::File::options().write(true).open("/dev/full") else {
+        return; // not Linux
+    };
+    let o = bin()
+        .args(["--json"])
+        .stdout(Stdio::from(full))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("hpp-replay: cannot write the output: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_timeline_names_the_file_it_replays() {
+    let path = temp("named.jsonl");
+    std::fs::write(&path, format!("{PAID_READ}\n")).unwrap();
+    let o = run(&[path.to_str().unwrap()]);
+    let text = stdout(&o);
+    assert!(
+        text.starts_with(&format!("Replaying {}\n", path.display())),
+        "{text}"
+    );
+    let _ = std::fs::remove_file(&path);
 }
