@@ -322,13 +322,28 @@ fn run_all(simulator: &Simulator, sessions: u64, config: TrackerConfig) -> (u64,
         let mut scenario = simulator.scenario(i);
         let want = expected(&scenario.history);
         let mut attacked = false;
+        let (mut callbacks, mut read_steps, mut last) = (0, 0, scenario.history.created_at);
+        let deliveries = scenario.deliveries().len();
         let (tracker, run) = drive(&mut scenario, config, |step| {
-            if let Step::Callback(d) = step {
-                forged += u64::from(d.forged);
-                attacked |= d.forged;
-            }
+            // Steps come in time order: each callback at its arrival, each read at its time.
+            let at = match step {
+                Step::Callback(d) => {
+                    forged += u64::from(d.forged);
+                    attacked |= d.forged;
+                    callbacks += 1;
+                    d.at
+                }
+                Step::Read { at, .. } => {
+                    read_steps += 1;
+                    at
+                }
+            };
+            assert!(at >= last, "a step at {at} after one at {last}");
+            last = at;
         });
         assert!(run.settled, "session {i} not settled: {run:?}");
+        assert_eq!((run.callbacks, callbacks), (callbacks, deliveries as u32));
+        assert_eq!(run.reads, read_steps);
         assert_eq!(
             run.actions.as_slice(),
             std::slice::from_ref(&want),
@@ -460,4 +475,57 @@ fn the_readme_example_is_the_modules_doctest() {
     let in_module = doc.split("```\n").nth(1).unwrap();
     let in_module = in_module.strip_suffix("```").unwrap_or(in_module);
     assert_eq!(in_readme, in_module);
+}
+
+/// The loop ends a day after expiry, that instant included; a session whose reads all fail
+/// never settles.
+#[test]
+fn the_loop_runs_until_a_day_after_expiry_and_no_longer() {
+    use hpp_session::sim::drive::SETTLE_WITHIN;
+    let failing = Simulator::new(
+        SimConfig {
+            read_failure: 1000,
+            ..SimConfig::DEFAULT
+        },
+        4,
+    );
+    let mut scenario = failing.scenario(0);
+    let deadline = scenario
+        .history
+        .expires_at
+        .checked_add(SETTLE_WITHIN)
+        .unwrap();
+    let mut last_read = None;
+    let (_, run) = drive(&mut scenario, TrackerConfig::DEFAULT, |step| {
+        if let Step::Read { at, .. } = step {
+            last_read = Some(at);
+        }
+    });
+    assert!(!run.settled);
+    assert!(run.actions.is_empty());
+    // Backing off to a read a minute: the last one within a minute of the deadline.
+    let last_read = last_read.unwrap();
+    assert!(last_read <= deadline);
+    assert!(deadline.duration_since(last_read).unwrap() <= Duration::from_secs(60));
+    assert_eq!(SETTLE_WITHIN, Duration::from_secs(24 * 3600));
+
+    // A callback arriving exactly at the deadline is observed; one a millisecond later is not.
+    let settled = Simulator::new(SimConfig::DEFAULT, 4);
+    let paid = (0..100)
+        .map(|i| settled.scenario(i))
+        .find(|s| matches!(expected(&s.history), Expected::PlaceOrder { .. }))
+        .unwrap();
+    let deadline = paid.history.expires_at.checked_add(SETTLE_WITHIN).unwrap();
+    for (at, observed) in [
+        (deadline, 1),
+        (deadline.checked_add(Duration::from_millis(1)).unwrap(), 0),
+    ] {
+        let mut s = paid.clone();
+        let mut late = s.deliveries[0].clone();
+        late.at = at;
+        s.deliveries.push(late).unwrap();
+        let before = paid.deliveries().len() as u32;
+        let (_, run) = drive(&mut s, TrackerConfig::DEFAULT, |_| {});
+        assert_eq!(run.callbacks, before + observed, "at {at}");
+    }
 }
