@@ -529,3 +529,49 @@ fn the_loop_runs_until_a_day_after_expiry_and_no_longer() {
         assert_eq!(run.callbacks, before + observed, "at {at}");
     }
 }
+
+/// A walk that reaches its bound stops there, leaving the session open (pinned: scenario 38,145
+/// of seed 1 retries six times); no history exceeds the bound, and the disable always fits.
+#[test]
+fn the_walk_stops_at_its_bound() {
+    use hpp_session::sim::history::MAX_WALK;
+    let s = Simulator::new(SimConfig::DEFAULT, 1).scenario(38_145);
+    assert_eq!(s.history.changes.len(), MAX_WALK);
+    assert_eq!(s.history.last().unwrap().status, Status::Back);
+    assert_eq!(
+        expected(&s.history),
+        Expected::Release(ReleaseReason::Expired)
+    );
+    assert!(MAX_WALK < hpp_session::sim::MAX_CHANGES);
+}
+
+/// The run counts as refused exactly the callbacks the tracker cannot take: forged bodies that
+/// fail validation, and hints from more than a minute in the future (counted here from the
+/// deliveries, not from the tracker). Reads never fail in this configuration.
+#[test]
+fn refused_counts_the_callbacks_the_tracker_cannot_take() {
+    let simulator = Simulator::new(
+        SimConfig {
+            forged: 1000,
+            ..SimConfig::DEFAULT
+        },
+        12,
+    );
+    let (mut refused, mut counted) = (0, 0);
+    for i in 0..300 {
+        let mut scenario = simulator.scenario(i);
+        counted += scenario
+            .deliveries()
+            .iter()
+            .filter(|d| match d.body.session_body().snapshot() {
+                Err(_) => true,
+                Ok(s) => s.updated_at() > d.at.checked_add(Duration::from_secs(60)).unwrap(),
+            })
+            .count() as u32;
+        refused += drive(&mut scenario, TrackerConfig::DEFAULT, |_| {})
+            .1
+            .refused;
+    }
+    assert!(counted > 50, "{counted}");
+    assert_eq!(refused, counted);
+}

@@ -13,6 +13,10 @@ use crate::timestamp::Timestamp;
 /// The most status changes one history holds. The walk stops retrying before it gets there.
 pub const MAX_CHANGES: usize = 16;
 
+/// The most changes the consumer's walk makes: two under [`MAX_CHANGES`], so the merchant's
+/// disable always fits.
+pub const MAX_WALK: usize = MAX_CHANGES - 2;
+
 /// How long an HPP session lives: Klarna expires it about 48 hours after creation.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(48 * 3600);
 
@@ -109,8 +113,9 @@ impl History {
             t = after(t, rng.range(5_000, 600_000));
             history.step(&mut status, Event::Open, t);
         }
-        // Leave room for the disable: the walk stops two changes before the bound.
-        while !status.is_final() && history.changes.len() + 2 < MAX_CHANGES {
+        // The walk stops at `MAX_WALK` changes, leaving room for the disable; it ends earlier at
+        // a final status or when the consumer leaves (`next_event` is `None` for both).
+        while history.changes.len() < MAX_WALK {
             let Some(event) = next_event(rng, status) else {
                 break;
             };
