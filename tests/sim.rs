@@ -542,7 +542,7 @@ fn the_walk_stops_at_its_bound() {
         expected(&s.history),
         Expected::Release(ReleaseReason::Expired)
     );
-    assert!(MAX_WALK < hpp_session::sim::MAX_CHANGES);
+    const { assert!(MAX_WALK < hpp_session::sim::MAX_CHANGES) };
 }
 
 /// The run counts as refused exactly the callbacks the tracker cannot take: forged bodies that
