@@ -495,14 +495,19 @@ fn the_loop_runs_until_a_day_after_expiry_and_no_longer() {
         .expires_at
         .checked_add(SETTLE_WITHIN)
         .unwrap();
-    let mut last_read = None;
+    let expires_at = scenario.history.expires_at;
+    let (mut last_read, mut late_404s) = (None, 0);
     let (_, run) = drive(&mut scenario, TrackerConfig::DEFAULT, |step| {
-        if let Step::Read { at, .. } = step {
+        if let Step::Read { at, answer } = step {
             last_read = Some(at);
+            late_404s += u32::from(at >= expires_at && *answer == ReadAnswer::NotFound);
         }
     });
     assert!(!run.settled);
     assert!(run.actions.is_empty());
+    // Without a confirmed `expires_at`, a 404 cannot be judged: each is refused, and retried.
+    assert!(late_404s > 100);
+    assert_eq!(run.refused, late_404s);
     // Backing off to a read a minute: the last one within a minute of the deadline.
     let last_read = last_read.unwrap();
     assert!(last_read <= deadline);

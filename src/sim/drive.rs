@@ -132,6 +132,8 @@ pub fn drive(
                 match &answer {
                     ReadAnswer::Session(body) => {
                         backoff = Duration::ZERO;
+                        // The simulator's read bodies are valid by construction; a history
+                        // built by hand could break that, and is then refused, not a panic.
                         match body.session_body().snapshot() {
                             Ok(s) => run.record(&tracker.observe_read(&s, now)),
                             Err(_) => run.refused += 1,
