@@ -89,7 +89,7 @@ fn the_handler_refuses_what_it_cannot_take_and_stores_nothing() {
 #[test]
 fn the_poller_stores_the_action_once_and_the_executor_marks_it_done() {
     let mut s = service("poller");
-    let now = at("2019-05-13T14:55:00Z");
+    let now = at("2019-05-13T14:55:00.250Z");
     let paid = body(ID, "COMPLETED", "2019-05-13T14:54:04.675Z", TOKEN);
     // A failed read, then a body for another session: nothing learned, read again after 1 s,
     // then 2 s.
@@ -97,25 +97,25 @@ fn the_poller_stores_the_action_once_and_the_executor_marks_it_done() {
         s.poll(t, 10, |_, _| answer.clone(), &mut NoFaults).unwrap()
     };
     assert_eq!(read(&mut s, now, ReadResult::Failed), 1);
-    assert_eq!(s.next_read().unwrap(), Some(at("2019-05-13T14:55:01Z")));
+    assert_eq!(s.next_read().unwrap(), Some(at("2019-05-13T14:55:01.250Z")));
     let other = ReadResult::Body(body(
         "another",
         "COMPLETED",
         "2019-05-13T14:54:04.675Z",
         TOKEN,
     ));
-    assert_eq!(read(&mut s, at("2019-05-13T14:55:01Z"), other), 1);
-    assert_eq!(s.next_read().unwrap(), Some(at("2019-05-13T14:55:03Z")));
+    assert_eq!(read(&mut s, at("2019-05-13T14:55:01.250Z"), other), 1);
+    assert_eq!(s.next_read().unwrap(), Some(at("2019-05-13T14:55:03.250Z")));
     // Not due yet: nothing read.
     assert_eq!(
-        read(&mut s, at("2019-05-13T14:55:02Z"), ReadResult::Failed),
+        read(&mut s, at("2019-05-13T14:55:03.249Z"), ReadResult::Failed),
         0
     );
     // The paid read: the order to place, once; no read needed any more.
     assert_eq!(
         read(
             &mut s,
-            at("2019-05-13T14:55:03Z"),
+            at("2019-05-13T14:55:03.250Z"),
             ReadResult::Body(paid.clone())
         ),
         1
