@@ -10,9 +10,10 @@ use crate::status::Status;
 use crate::timestamp::Timestamp;
 use crate::wire::SessionBody;
 
-/// The most deliveries one scenario holds: four calls for each of [`super::MAX_CHANGES`]
-/// changes, and the forged ones.
-pub const MAX_DELIVERIES: usize = 4 * super::MAX_CHANGES + MAX_FORGED;
+/// The most deliveries one scenario holds, exactly the worst case: every call of every consumer
+/// change ([`CALLS_PER_EVENT`] × [`super::history::MAX_WALK`]; the merchant's disable sends
+/// none), and the forged ones.
+pub const MAX_DELIVERIES: usize = CALLS_PER_EVENT * super::history::MAX_WALK + MAX_FORGED;
 
 /// The most forged callbacks posted to one session.
 pub const MAX_FORGED: usize = 3;
