@@ -548,6 +548,22 @@ fn the_walk_stops_at_its_bound() {
         Expected::Release(ReleaseReason::Expired)
     );
     const { assert!(MAX_WALK < hpp_session::sim::MAX_CHANGES) };
+    // The same history (histories do not depend on the delivery conditions) with every call
+    // acknowledged too late: four calls for each of its changes, the most a scenario can hold
+    // but for the forged ones; none dropped.
+    let worst = SimConfig {
+        call_loss: 0,
+        slow_ack: 1000,
+        event_loss: 0,
+        ..SimConfig::DEFAULT
+    };
+    let w = Simulator::new(worst, 1).scenario(38_145);
+    assert_eq!(w.history, s.history);
+    assert_eq!(w.deliveries().len(), CALLS_PER_EVENT * MAX_WALK);
+    assert_eq!(
+        hpp_session::sim::MAX_DELIVERIES,
+        CALLS_PER_EVENT * MAX_WALK + hpp_session::sim::klarna::MAX_FORGED
+    );
 }
 
 /// The run counts as refused exactly the callbacks the tracker cannot take: forged bodies that
