@@ -251,11 +251,7 @@ fn generated_histories_follow_the_lifecycle() {
             last = c.at;
         }
         let paid = h.ending().is_some_and(|c| c.status == Status::Completed);
-        assert_eq!(
-            paid,
-            h.completion != CompletionFields::default() || paid,
-            "{h:?}"
-        );
+        // Completion data only on a paid session (a paid one may have none: the review case).
         if !paid {
             assert_eq!(h.completion, CompletionFields::default(), "{h:?}");
         }
