@@ -130,27 +130,63 @@ fn rfc3339_like() -> impl Strategy<Value = String> {
         })
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` from fields in (and past) their ranges, sometimes with one
+/// character replaced by another that could stand in a timestamp.
+fn klarna_like() -> impl Strategy<Value = String> {
+    let text = (
+        (0u32..=9999, 0u32..=13, 0u32..=32),
+        (0u32..=24, 0u32..=60, 0u32..=60, 0u32..=999),
+    )
+        .prop_map(|((y, mo, d), (h, mi, s, ms))| {
+            format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+        });
+    let change = prop::option::of((0usize..24, prop::sample::select(b"0189-:.TtZz+ ".to_vec())));
+    (text, change).prop_map(|(text, change)| {
+        let mut bytes = text.into_bytes();
+        if let Some((at, b)) = change {
+            bytes[at] = b;
+        }
+        String::from_utf8(bytes).unwrap()
+    })
+}
+
+/// Same verdict and instant as `time`, except where this crate is documented to be stricter:
+/// UTC years outside 0000–9999, and a separator other than `T` or `t` (which `time` accepts).
+fn agrees_with_time(text: &str) -> Result<(), TestCaseError> {
+    let ours = parse(text);
+    let separator = text.as_bytes().get(10).copied();
+    match OffsetDateTime::parse(text, &Rfc3339) {
+        Ok(_) if !matches!(separator, Some(b'T' | b't')) => {
+            prop_assert_eq!(ours, Err(Kind::Syntax));
+        }
+        Ok(theirs) => {
+            let utc = theirs.to_offset(time::UtcOffset::UTC);
+            if (0..=9999).contains(&utc.year()) {
+                let t = ours.map_err(|k| TestCaseError::fail(format!("{text}: {k:?}")))?;
+                prop_assert_eq!(t.unix_seconds(), theirs.unix_timestamp());
+                prop_assert_eq!(t.subsec_nanos(), theirs.nanosecond());
+            } else {
+                prop_assert_eq!(ours, Err(Kind::OutOfRange));
+            }
+        }
+        Err(_) => prop_assert!(ours.is_err(), "{} accepted, time rejects it", text),
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(20_000))]
 
-    /// Same verdict and same instant as `time`'s RFC 3339 parser, except where this crate is
-    /// documented to be stricter (UTC years outside 0000–9999).
+    /// Same verdict and same instant as `time`'s RFC 3339 parser ([`agrees_with_time`]).
     #[test]
     fn parse_agrees_with_the_time_crate(text in rfc3339_like()) {
-        let ours = parse(&text);
-        match OffsetDateTime::parse(&text, &Rfc3339) {
-            Ok(theirs) => {
-                let utc = theirs.to_offset(time::UtcOffset::UTC);
-                if (0..=9999).contains(&utc.year()) {
-                    let t = ours.map_err(|k| TestCaseError::fail(format!("{text}: {k:?}")))?;
-                    prop_assert_eq!(t.unix_seconds(), theirs.unix_timestamp());
-                    prop_assert_eq!(t.subsec_nanos(), theirs.nanosecond());
-                } else {
-                    prop_assert_eq!(ours, Err(Kind::OutOfRange));
-                }
-            }
-            Err(_) => prop_assert!(ours.is_err(), "{} accepted, time rejects it", text),
-        }
+        agrees_with_time(&text)?;
+    }
+
+    /// The same in and next to the form Klarna writes, where nearly all real input is.
+    #[test]
+    fn klarnas_form_agrees_with_the_time_crate(text in klarna_like()) {
+        agrees_with_time(&text)?;
     }
 
     /// What `Display` writes parses back to the same instant, and `time` reads it the same way.

@@ -1,13 +1,15 @@
 //! The replay tool's throughput on a generated log of at least a million lines, against a
 //! baseline in the same run: `serde_json` parsing each line of the same log into
-//! `serde::de::IgnoredAny` (the least any JSON-lines tool must do). The replay is the binary's
-//! own code path with `--json` output to a sink. Run: `cargo bench -p hpp-replay`.
+//! `serde::de::IgnoredAny` (the least any JSON-lines tool must do, on one thread). The replay is
+//! the binary's own code path with `--json` output to a sink: as the binary runs it on two or
+//! more cores (`--threads 2`, the second thread reading and checking lines), and on one thread
+//! (`--threads 1`), which is also its cost in CPU time. Run: `cargo bench -p hpp-replay`.
 
 use std::hint::black_box;
 use std::io;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hpp_replay::{Format, Options, replay, simulate::simulate};
+use hpp_replay::{Format, Options, Threads, replay, simulate::simulate};
 use hpp_session::TrackerConfig;
 use hpp_session::sim::{SimConfig, Simulator};
 use serde::de::IgnoredAny;
@@ -38,18 +40,24 @@ fn throughput(c: &mut Criterion) {
             }
         });
     });
-    let options = Options {
-        config: TrackerConfig::DEFAULT,
-        format: Format::Json,
-        max_line_bytes: 1 << 20,
-        flush_each_line: false,
-    };
-    g.bench_function("replay_json_to_sink", |b| {
-        b.iter(|| {
-            let r = replay(&log[..], &mut io::sink(), &options).ok().unwrap();
-            black_box(r.lines)
+    for (name, threads) in [
+        ("replay_json_to_sink", Threads::Two),
+        ("replay_json_to_sink_one_thread", Threads::One),
+    ] {
+        let options = Options {
+            config: TrackerConfig::DEFAULT,
+            format: Format::Json,
+            max_line_bytes: 1 << 20,
+            flush_each_line: false,
+            threads,
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let r = replay(&log[..], &mut io::sink(), &options).ok().unwrap();
+                black_box(r.lines)
+            });
         });
-    });
+    }
     g.finish();
 }
 

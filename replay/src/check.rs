@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::simulate::action_json;
-use crate::{Error, Replayer, for_each_record};
+use crate::{Error, Replayer, Threads, for_each_record};
 
 /// How many differing sessions the report lists.
 pub const LISTED: usize = 20;
@@ -69,16 +69,18 @@ impl CheckReport {
     }
 }
 
-/// Replays `log` with `config` and compares each session's merchant actions with `expected`.
+/// Replays `log` with `config` on `threads` and compares each session's merchant actions with
+/// `expected`.
 ///
 /// # Errors
 /// [`Error::Input`] when either input cannot be read, or an expected line is not of the form
 /// `{"session_id": ..., "actions": [...]}`.
 pub fn check(
-    log: impl BufRead,
+    log: impl BufRead + Send,
     expected: impl BufRead,
     config: TrackerConfig,
     max_line_bytes: usize,
+    threads: Threads,
 ) -> Result<CheckReport, Error> {
     let mut want: HashMap<String, Vec<Value>> = HashMap::new();
     for (n, line) in expected.lines().enumerate() {
@@ -97,7 +99,7 @@ pub fn check(
     };
     let mut got: HashMap<String, Vec<Value>> = HashMap::new();
     let mut replayer = Replayer::new(config);
-    for_each_record(log, &mut replayer, max_line_bytes, |record| {
+    for_each_record(log, &mut replayer, max_line_bytes, threads, |record| {
         let (Ok((r, _)), Some(id)) = (&record.result, record.session_id) else {
             return Ok(());
         };

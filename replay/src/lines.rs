@@ -4,7 +4,7 @@
 use std::io::{self, BufRead};
 
 /// One line of the log, without its `\n` (or `\r\n`).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Line<'a> {
     /// The line's bytes (not yet checked to be UTF-8).
     Text(&'a [u8]),
@@ -22,6 +22,10 @@ pub struct Lines<R> {
     buf: Vec<u8>,
     max: usize,
     number: u64,
+    drained: bool,
+    /// Bytes of the reader's buffer that the last line was read from in place, to consume
+    /// before reading on.
+    unconsumed: usize,
 }
 
 impl<R: BufRead> Lines<R> {
@@ -32,7 +36,16 @@ impl<R: BufRead> Lines<R> {
             buf: Vec::new(),
             max,
             number: 0,
+            drained: true,
+            unconsumed: 0,
         }
+    }
+
+    /// Whether the reader had nothing more buffered after the last line: reading the next one
+    /// may wait for input.
+    #[must_use]
+    pub fn drained(&self) -> bool {
+        self.drained
     }
 
     /// The next line and its number, or `None` at the end.
@@ -40,6 +53,29 @@ impl<R: BufRead> Lines<R> {
     /// # Errors
     /// What the reader answers, other than `Interrupted` (retried).
     pub fn next_line(&mut self) -> io::Result<Option<(u64, Line<'_>)>> {
+        self.reader.consume(std::mem::take(&mut self.unconsumed));
+        // Most lines lie whole in the reader's buffer: read them there, without a copy.
+        let whole_line = loop {
+            match self.reader.fill_buf() {
+                Ok(chunk) => {
+                    let newline = memchr::memchr(b'\n', chunk).filter(|&i| i <= self.max);
+                    break newline.map(|i| (i, chunk.len()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        if let Some((newline, buffered)) = whole_line {
+            // The same buffered bytes again: `fill_buf` reads nothing while some are left.
+            let text = self.reader.fill_buf()?.get(..newline).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "the input's buffer shrank")
+            })?;
+            self.unconsumed = newline + 1;
+            self.drained = newline + 1 == buffered;
+            self.number += 1;
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            return Ok(Some((self.number, Line::Text(text))));
+        }
         self.buf.clear();
         let mut len = 0u64;
         let mut too_long = false;
@@ -51,6 +87,7 @@ impl<R: BufRead> Lines<R> {
                 Err(e) => return Err(e),
             };
             if chunk.is_empty() {
+                self.drained = true;
                 break;
             }
             any = true;
@@ -66,6 +103,7 @@ impl<R: BufRead> Lines<R> {
                 }
             }
             let consumed = newline.map_or(chunk.len(), |i| i + 1);
+            self.drained = consumed == chunk.len();
             self.reader.consume(consumed);
             if newline.is_some() {
                 break;

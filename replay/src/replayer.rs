@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 
 use hpp_session::wire::{CallbackBody, SessionBody};
-use hpp_session::{ActionKind, Report, SessionId, Status, Timestamp, Tracker, TrackerConfig};
+use hpp_session::{
+    ActionKind, Report, SessionId, Snapshot, SnapshotError, Status, Timestamp, Tracker,
+    TrackerConfig,
+};
 use serde::Deserialize;
 
 /// One line of the log: when the integrator received it, and what.
@@ -95,6 +98,12 @@ impl Replayer {
     /// Replays line number `line` (`Err` when it could not be read as text: too long, not
     /// UTF-8). A rejected line changes nothing.
     pub fn replay<'a>(&'a mut self, line: u64, text: Result<&'a str, String>) -> Record<'a> {
+        self.apply(line, Prepared::of(text))
+    }
+
+    /// Applies line number `line`, prepared by [`Prepared::of`], to its session's tracker.
+    /// A rejected line changes nothing.
+    pub fn apply<'a>(&'a mut self, line: u64, prepared: Prepared<&'a str>) -> Record<'a> {
         self.lines += 1;
         let Self {
             config,
@@ -112,10 +121,7 @@ impl Replayer {
             status: None,
             claim: None,
         };
-        let result = match text {
-            Ok(text) => observe(trackers, *config, text, &mut record),
-            Err(e) => Err(e),
-        };
+        let result = observe(trackers, *config, prepared, &mut record);
         match &result {
             Ok((report, now)) => {
                 for (count, kind) in actions.iter_mut().zip(ActionKind::ALL) {
@@ -170,64 +176,227 @@ impl Trackers {
     }
 }
 
-/// Observes one line of text; fills in the record's session and what it shows, and returns
-/// the report, or why the line is rejected (then nothing changed).
+/// Applies one prepared line to its session's tracker; fills in the record's session and what
+/// it shows, and returns the report, or why the line is rejected (then nothing changed).
 fn observe<'a>(
     trackers: &'a mut Trackers,
     config: TrackerConfig,
-    text: &'a str,
+    prepared: Prepared<&'a str>,
     record: &mut Record<'a>,
 ) -> Result<(Report<'a>, Timestamp), String> {
-    // The snapshot (568 bytes) is built here, in place, and only borrowed from then on: moving
-    // it through the parse result cost a fifth of a replay in copies.
-    let checked = parse(text).and_then(|line| {
-        let snapshot = match line.what {
-            What::Callback { body, .. } | What::Read(body) => Some(
-                body.snapshot()
-                    .map_err(|e| (Some(line.session_id), e.to_string()))?,
-            ),
-            What::NotFound => None,
+    // Unpacked before any tracker is touched, so that a line rejected here changes nothing.
+    let checked = prepared.0.and_then(|line| {
+        let unpack = |packed: Packed| {
+            packed.unpack().map_err(|e| Rejection {
+                session_id: Some(line.session_id),
+                error: e.to_string(),
+            })
         };
-        Ok((line, snapshot))
+        let observed = match line.what {
+            What::Callback { event_id, snapshot } => {
+                Observed::Callback(event_id, unpack(snapshot)?)
+            }
+            What::Read(snapshot) => Observed::Read(unpack(snapshot)?),
+            What::NotFound => Observed::NotFound,
+        };
+        Ok((line.at, line.session_id, observed))
     });
-    let (line, snapshot) = match checked {
+    let (now, session_id, observed) = match checked {
         Ok(checked) => checked,
-        Err((session_id, e)) => {
+        Err(Rejection { session_id, error }) => {
             record.session_id = session_id;
             // A rejected line changes nothing: show the session as it was.
             if let Some(t) = session_id.and_then(|id| trackers.get(id)) {
                 record.status = shown_status(t);
                 record.claim = t.claim().map(|c| c.status().as_str());
             }
-            return Err(e);
+            return Err(error);
         }
     };
-    record.session_id = Some(line.session_id);
-    let tracker = trackers.get_or_insert(line.session_id, config);
+    record.session_id = Some(session_id);
+    let tracker = trackers.get_or_insert(session_id, config);
     record.status = shown_status(tracker);
     record.claim = tracker.claim().map(|c| c.status().as_str());
-    let now = line.at;
-    let report = match (line.what, &snapshot) {
-        (What::Callback { event_id, .. }, Some(snapshot)) => tracker
-            .observe_callback(event_id, snapshot, now)
+    let report = match &observed {
+        Observed::Callback(event_id, snapshot) => tracker
+            .observe_callback(*event_id, snapshot, now)
             .map_err(|e| e.to_string())?,
-        (What::Read(_), Some(snapshot)) => tracker.observe_read(snapshot, now),
-        (What::NotFound, _) => tracker.observe_not_found(now).map_err(|e| e.to_string())?,
-        (What::Callback { .. } | What::Read(_), None) => {
-            return Err("the line's snapshot is missing".to_owned());
-        }
+        Observed::Read(snapshot) => tracker.observe_read(snapshot, now),
+        Observed::NotFound => tracker.observe_not_found(now).map_err(|e| e.to_string())?,
     };
     Ok((report, now))
 }
 
-/// A log line, parsed; its session body is checked by the caller ([`SessionBody::snapshot`]).
-struct Parsed<'a> {
-    at: Timestamp,
-    session_id: &'a str,
-    what: What<'a>,
+/// What a line observes, its snapshot unpacked.
+enum Observed<'a> {
+    Callback(Option<&'a str>, Snapshot),
+    Read(Snapshot),
+    NotFound,
 }
 
-enum What<'a> {
+/// One line of the log, read and checked before any tracker sees it: everything about a line
+/// that does not depend on the sessions, so that it can be done on another thread
+/// ([`crate::pipeline`]). `S` is how it refers to strings in the line's text: `&str`, or a
+/// byte range of the line while it crosses threads.
+pub struct Prepared<S>(Result<Observation<S>, Rejection<S>>);
+
+/// A line that can be observed.
+struct Observation<S> {
+    at: Timestamp,
+    session_id: S,
+    what: What<S>,
+}
+
+enum What<S> {
+    Callback {
+        event_id: Option<S>,
+        snapshot: Packed,
+    },
+    Read(Packed),
+    NotFound,
+}
+
+/// A checked snapshot in few bytes while it waits to be applied. A [`Snapshot`] is 568 bytes,
+/// nearly all of it room for completion ids stored inline, and most snapshots have none: moving
+/// whole snapshots between threads cost more than checking them.
+enum Packed {
+    /// A snapshot without completion data.
+    Plain {
+        status: Status,
+        updated_at: Timestamp,
+        expires_at: Option<Timestamp>,
+    },
+    /// A snapshot with completion data (a `COMPLETED` session).
+    Paid(Box<Snapshot>),
+}
+
+impl Packed {
+    fn new(snapshot: Snapshot) -> Self {
+        if snapshot.completion().is_some() {
+            return Self::Paid(Box::new(snapshot));
+        }
+        Self::Plain {
+            status: snapshot.status(),
+            updated_at: snapshot.updated_at(),
+            expires_at: snapshot.expires_at(),
+        }
+    }
+
+    /// The snapshot again. A plain one is checked again by [`Snapshot::new`], which accepts
+    /// whatever [`Packed::new`] took apart.
+    fn unpack(self) -> Result<Snapshot, SnapshotError> {
+        match self {
+            Self::Plain {
+                status,
+                updated_at,
+                expires_at,
+            } => Snapshot::new(status, updated_at, expires_at, None),
+            Self::Paid(snapshot) => Ok(*snapshot),
+        }
+    }
+}
+
+/// Why a line is rejected, and the session it names when it could be routed.
+struct Rejection<S> {
+    session_id: Option<S>,
+    error: String,
+}
+
+impl<'a> Prepared<&'a str> {
+    /// Reads and checks one line of text (`Err` when it could not be read as text).
+    #[must_use]
+    pub fn of(text: Result<&'a str, String>) -> Self {
+        Self(
+            text.map_err(|error| Rejection {
+                session_id: None,
+                error,
+            })
+            .and_then(|text| {
+                let line =
+                    parse(text).map_err(|(session_id, error)| Rejection { session_id, error })?;
+                let snapshot = |body: SessionBody<'_>| {
+                    body.snapshot().map(Packed::new).map_err(|e| Rejection {
+                        session_id: Some(line.session_id),
+                        error: e.to_string(),
+                    })
+                };
+                let what = match line.what {
+                    Parsed::Callback { event_id, body } => What::Callback {
+                        event_id,
+                        snapshot: snapshot(body)?,
+                    },
+                    Parsed::Read(body) => What::Read(snapshot(body)?),
+                    Parsed::NotFound => What::NotFound,
+                };
+                Ok(Observation {
+                    at: line.at,
+                    session_id: line.session_id,
+                    what,
+                })
+            }),
+        )
+    }
+}
+
+impl<S> Prepared<S> {
+    /// The same line with its strings referred to through `f`; `None` when `f` gives `None`
+    /// for one of them.
+    pub fn try_map<T>(self, mut f: impl FnMut(S) -> Option<T>) -> Option<Prepared<T>> {
+        Some(Prepared(match self.0 {
+            Ok(Observation {
+                at,
+                session_id,
+                what,
+            }) => Ok(Observation {
+                at,
+                session_id: f(session_id)?,
+                what: match what {
+                    What::Callback { event_id, snapshot } => What::Callback {
+                        event_id: match event_id {
+                            Some(id) => Some(f(id)?),
+                            None => None,
+                        },
+                        snapshot,
+                    },
+                    What::Read(snapshot) => What::Read(snapshot),
+                    What::NotFound => What::NotFound,
+                },
+            }),
+            Err(Rejection { session_id, error }) => Err(Rejection {
+                session_id: match session_id {
+                    Some(id) => Some(f(id)?),
+                    None => None,
+                },
+                error,
+            }),
+        }))
+    }
+
+    /// Why the line is rejected, if it is.
+    #[must_use]
+    pub fn error(&self) -> Option<&str> {
+        self.0.as_ref().err().map(|r| r.error.as_str())
+    }
+
+    /// A line rejected for `error`, routed to no session.
+    #[must_use]
+    pub fn rejected(error: String) -> Self {
+        Self(Err(Rejection {
+            session_id: None,
+            error,
+        }))
+    }
+}
+
+/// A log line, parsed: its `at` read and its routing checked; its session body is checked by
+/// [`Prepared::of`] ([`SessionBody::snapshot`]).
+struct ParsedLine<'a> {
+    at: Timestamp,
+    session_id: &'a str,
+    what: Parsed<'a>,
+}
+
+enum Parsed<'a> {
     Callback {
         event_id: Option<&'a str>,
         body: SessionBody<'a>,
@@ -238,7 +407,7 @@ enum What<'a> {
 
 /// Parses one line of the log and checks its routing and `at`; an error names the session when
 /// the line could be routed to one.
-fn parse(text: &str) -> Result<Parsed<'_>, (Option<&str>, String)> {
+fn parse(text: &str) -> Result<ParsedLine<'_>, (Option<&str>, String)> {
     let line: LogLine<'_> =
         serde_json::from_str(text).map_err(|e| (None, format!("not a log line: {e}")))?;
     let (event_id, body) = match (line.callback, line.read, line.not_found) {
@@ -267,13 +436,54 @@ fn parse(text: &str) -> Result<Parsed<'_>, (Option<&str>, String)> {
     let routed = |e: String| (Some(session_id), e);
     let at = Timestamp::parse(line.at).map_err(|e| routed(format!("at: {e}")))?;
     let what = match (body, event_id) {
-        (Some(body), Some(event_id)) => What::Callback { event_id, body },
-        (Some(body), None) => What::Read(body),
-        (None, _) => What::NotFound,
+        (Some(body), Some(event_id)) => Parsed::Callback { event_id, body },
+        (Some(body), None) => Parsed::Read(body),
+        (None, _) => Parsed::NotFound,
     };
-    Ok(Parsed {
+    Ok(ParsedLine {
         at,
         session_id,
         what,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hpp_session::{AuthorizationToken, Completion, CompletionProblem, OrderId};
+
+    #[test]
+    fn a_packed_snapshot_unpacks_to_itself_and_a_paid_one_stays_paid() {
+        let at = Timestamp::parse("2019-05-13T14:54:04.675Z").unwrap();
+        let expires = Timestamp::parse("2019-05-15T13:51:43.507Z").ok();
+        let paid = [
+            Completion::Authorized {
+                authorization_token: AuthorizationToken::new("tok").unwrap(),
+            },
+            Completion::OrderPlaced {
+                order_id: OrderId::new("order").unwrap(),
+                klarna_reference: None,
+            },
+            Completion::Unusable(CompletionProblem::Missing),
+        ];
+        let mut snapshots = Vec::new();
+        for status in Status::ALL {
+            for expires_at in [None, expires] {
+                if status == Status::Completed {
+                    for completion in &paid {
+                        let s = Snapshot::new(status, at, expires_at, Some(completion.clone()));
+                        snapshots.push(s.unwrap());
+                    }
+                } else {
+                    snapshots.push(Snapshot::new(status, at, expires_at, None).unwrap());
+                }
+            }
+        }
+        for snapshot in snapshots {
+            let packed = Packed::new(snapshot.clone());
+            let paid = matches!(packed, Packed::Paid(_));
+            assert_eq!(paid, snapshot.status() == Status::Completed, "{snapshot:?}");
+            assert_eq!(packed.unpack().as_ref(), Ok(&snapshot));
+        }
+    }
 }

@@ -515,3 +515,45 @@ fn the_timeline_names_the_file_it_replays() {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn one_and_two_threads_give_the_same_output() {
+    let log = temp("threads.jsonl");
+    let expected = temp("threads.expected.jsonl");
+    let sim = run(&[
+        "simulate",
+        "--sessions",
+        "200",
+        "--forged",
+        "0.3",
+        "--read-failure",
+        "0.1",
+        "--expected",
+        expected.to_str().unwrap(),
+    ]);
+    assert!(sim.status.success());
+    std::fs::write(&log, &sim.stdout).unwrap();
+    let log = log.to_str().unwrap();
+    for args in [&["--json"][..], &["--summary", "--json"], &[]] {
+        let one = run(&[args, &["--threads", "1", log]].concat());
+        let two = run(&[args, &["--threads", "2", log]].concat());
+        assert!(one.status.success() && two.status.success());
+        assert!(one.stdout.len() > 1000);
+        assert_eq!(one.stdout, two.stdout, "{args:?}");
+    }
+    let check = |threads| {
+        let o = run(&[
+            "check",
+            "--threads",
+            threads,
+            log,
+            expected.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+        o.stdout
+    };
+    assert_eq!(check("1"), check("2"));
+    for bad in ["0", "3", "two"] {
+        assert_eq!(run(&["--threads", bad]).status.code(), Some(2), "{bad}");
+    }
+}

@@ -1,0 +1,202 @@
+//! Reading and checking lines on a second thread while the calling thread applies them.
+//!
+//! Reading a line and checking it ([`Prepared::of`]: the JSON, the timestamps, the snapshot)
+//! does not depend on the sessions, and is about half of a replay's work; applying it to its
+//! tracker and writing the record must happen in log order. So a reader thread prepares lines
+//! in batches, and the calling thread applies them in order: on two cores a replay takes about
+//! as long as the slower half. The output is the same, byte for byte, as on one thread
+//! (`tests/cli.rs`).
+//!
+//! A batch ends after [`BATCH_LINES`] lines, or as soon as the input has nothing more buffered,
+//! so that lines arriving slowly (a pipe from a live log) are applied as they come. Applied
+//! batches go back to the reader to be filled again: memory stays at a few batches, whatever
+//! the log's size.
+
+use std::io::{self, BufRead};
+use std::ops::Range;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::thread;
+
+use crate::lines::{Line, Lines};
+use crate::replayer::Prepared;
+use crate::{Error, line_text};
+
+/// The most lines in a batch.
+const BATCH_LINES: usize = 512;
+/// Prepared batches waiting to be applied; the reader waits when they are all full.
+const WAITING_BATCHES: usize = 2;
+/// Why a line could not cross threads (never seen: the ranges are taken from the line itself).
+const LOST_RANGE: &str = "internal error: a string of the line was not found in it";
+
+/// Lines read and prepared, with their text.
+#[derive(Default)]
+struct Batch {
+    /// The lines' text, one after another.
+    text: String,
+    lines: Vec<PreparedLine>,
+}
+
+/// One line of a batch.
+struct PreparedLine {
+    number: u64,
+    /// Where the line's text is in the batch's.
+    text: Range<usize>,
+    /// The line, its strings as byte ranges of its text.
+    prepared: Prepared<Range<usize>>,
+}
+
+/// Reads every line of `input` on a second thread, prepares it there, and hands it to `apply`
+/// on this thread, in order.
+///
+/// # Errors
+/// [`Error::Output`] with what `apply` returns (the reader then stops), else [`Error::Input`]
+/// when reading fails (after every line before the failure was applied).
+pub(crate) fn for_each_prepared(
+    input: impl BufRead + Send,
+    max_line_bytes: usize,
+    mut apply: impl FnMut(u64, Prepared<&str>) -> io::Result<()>,
+) -> Result<(), Error> {
+    let (full_tx, full_rx) = mpsc::sync_channel(WAITING_BATCHES);
+    let (empty_tx, empty_rx) = mpsc::channel();
+    thread::scope(|scope| {
+        let reader = scope.spawn(move || read(input, max_line_bytes, &full_tx, &empty_rx));
+        let applied = apply_all(&full_rx, &empty_tx, &mut apply);
+        // After an output error the reader's next hand-over fails, and it stops.
+        drop(full_rx);
+        let read = reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        applied.map_err(Error::Output)?;
+        read.map_err(Error::Input)
+    })
+}
+
+/// The reader thread: reads and prepares lines, a batch at a time. Stops at the end of the
+/// input, on a read error (after handing over the lines before it), or when the applier stops.
+fn read(
+    input: impl BufRead,
+    max_line_bytes: usize,
+    full: &SyncSender<Batch>,
+    empty: &Receiver<Batch>,
+) -> io::Result<()> {
+    let mut lines = Lines::new(input, max_line_bytes);
+    let mut batch = Batch::default();
+    loop {
+        let (number, line) = match lines.next_line() {
+            Ok(Some(line)) => line,
+            end => {
+                // The applier may have stopped; then it reports why.
+                let _ = full.send(batch);
+                return end.map(drop);
+            }
+        };
+        push(&mut batch, number, line, max_line_bytes);
+        if batch.lines.len() >= BATCH_LINES || lines.drained() {
+            if full.send(batch).is_err() {
+                return Ok(());
+            }
+            batch = empty.try_recv().unwrap_or_default();
+        }
+    }
+}
+
+/// Prepares one line into `batch`.
+fn push(batch: &mut Batch, number: u64, line: Line<'_>, max_line_bytes: usize) {
+    let start = batch.text.len();
+    let prepared = match line_text(line, max_line_bytes) {
+        Ok(text) => {
+            let prepared = Prepared::of(Ok(text)).try_map(|part| range_in(text, part));
+            batch.text.push_str(text);
+            prepared.unwrap_or_else(|| Prepared::rejected(LOST_RANGE.to_owned()))
+        }
+        Err(e) => Prepared::rejected(e),
+    };
+    batch.lines.push(PreparedLine {
+        number,
+        text: start..batch.text.len(),
+        prepared,
+    });
+}
+
+/// Where `part` lies in `whole`, or `None` when it is not a slice of it.
+fn range_in(whole: &str, part: &str) -> Option<Range<usize>> {
+    let start = part.as_ptr().addr().checked_sub(whole.as_ptr().addr())?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len()).then_some(start..end)
+}
+
+/// The applying side: every line of every batch, in order; emptied batches go back.
+fn apply_all(
+    full: &Receiver<Batch>,
+    empty: &Sender<Batch>,
+    apply: &mut impl FnMut(u64, Prepared<&str>) -> io::Result<()>,
+) -> io::Result<()> {
+    for mut batch in full {
+        for line in batch.lines.drain(..) {
+            let prepared = batch
+                .text
+                .get(line.text)
+                .and_then(|text| line.prepared.try_map(|range| text.get(range)))
+                .unwrap_or_else(|| Prepared::rejected(LOST_RANGE.to_owned()));
+            apply(line.number, prepared)?;
+        }
+        batch.text.clear();
+        // The reader may be done.
+        let _ = empty.send(batch);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slice_is_found_where_it_lies_and_nothing_else_is() {
+        let whole = "{\"session_id\":\"abc\"}";
+        let part = &whole[15..18];
+        assert_eq!(range_in(whole, part), Some(15..18));
+        assert_eq!(range_in(whole, whole), Some(0..whole.len()));
+        assert_eq!(
+            range_in(whole, &whole[whole.len()..]),
+            Some(whole.len()..whole.len())
+        );
+        let elsewhere = String::from("abc");
+        assert_eq!(range_in(whole, &elsewhere), None);
+        assert_eq!(range_in(&whole[..16], part), None, "runs past the end");
+    }
+
+    #[test]
+    fn a_range_that_is_not_in_the_line_rejects_the_line_instead_of_misrouting_it() {
+        let mut batch = Batch::default();
+        batch.text.push_str("{}");
+        batch.lines.push(PreparedLine {
+            number: 7,
+            text: 0..2,
+            prepared: Prepared::rejected("x".into()).try_map(Some).unwrap(),
+        });
+        // A rejection naming a session at a range past the line's end.
+        let prepared = Prepared::of(Ok(r#"{"at":"bad","read":{"session_id":"s"}}"#))
+            .try_map(|_| Some(40..41))
+            .unwrap();
+        batch.lines.push(PreparedLine {
+            number: 8,
+            text: 0..2,
+            prepared,
+        });
+        let (full_tx, full_rx) = mpsc::sync_channel(2);
+        let (empty_tx, _empty_rx) = mpsc::channel();
+        full_tx.send(batch).unwrap();
+        drop(full_tx);
+        let mut seen = Vec::new();
+        apply_all(&full_rx, &empty_tx, &mut |n, p: Prepared<&str>| {
+            seen.push((n, p.error().map(str::to_owned)));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            [(7, Some("x".to_owned())), (8, Some(LOST_RANGE.to_owned()))]
+        );
+    }
+}
