@@ -1,6 +1,7 @@
 //! Replaying log lines into one tracker per session.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 
 use hpp_session::wire::{CallbackBody, SessionBody};
 use hpp_session::{
@@ -184,24 +185,21 @@ fn observe<'a>(
     prepared: Prepared<&'a str>,
     record: &mut Record<'a>,
 ) -> Result<(Report<'a>, Timestamp), String> {
-    // Unpacked before any tracker is touched, so that a line rejected here changes nothing.
+    // The snapshot is checked before any tracker is touched, so that a line rejected here
+    // changes nothing; and built here, in place, then only borrowed (it is 568 bytes).
     let checked = prepared.0.and_then(|line| {
-        let unpack = |packed: Packed| {
-            packed.unpack().map_err(|e| Rejection {
-                session_id: Some(line.session_id),
-                error: e.to_string(),
-            })
-        };
-        let observed = match line.what {
-            What::Callback { event_id, snapshot } => {
-                Observed::Callback(event_id, unpack(snapshot)?)
+        let snapshot = match &line.what {
+            What::Callback { body, .. } | What::Read(body) => {
+                Some(body.snapshot().map_err(|e| Rejection {
+                    session_id: Some(line.session_id),
+                    error: e.to_string(),
+                })?)
             }
-            What::Read(snapshot) => Observed::Read(unpack(snapshot)?),
-            What::NotFound => Observed::NotFound,
+            What::NotFound => None,
         };
-        Ok((line.at, line.session_id, observed))
+        Ok((line, snapshot))
     });
-    let (now, session_id, observed) = match checked {
+    let (line, snapshot) = match checked {
         Ok(checked) => checked,
         Err(Rejection { session_id, error }) => {
             record.session_id = session_id;
@@ -213,34 +211,32 @@ fn observe<'a>(
             return Err(error);
         }
     };
-    record.session_id = Some(session_id);
-    let tracker = trackers.get_or_insert(session_id, config);
+    record.session_id = Some(line.session_id);
+    let tracker = trackers.get_or_insert(line.session_id, config);
     record.status = shown_status(tracker);
     record.claim = tracker.claim().map(|c| c.status().as_str());
-    let report = match &observed {
-        Observed::Callback(event_id, snapshot) => tracker
-            .observe_callback(*event_id, snapshot, now)
+    let now = line.at;
+    let report = match (line.what, &snapshot) {
+        (What::Callback { event_id, .. }, Some(snapshot)) => tracker
+            .observe_callback(event_id, snapshot, now)
             .map_err(|e| e.to_string())?,
-        Observed::Read(snapshot) => tracker.observe_read(snapshot, now),
-        Observed::NotFound => tracker.observe_not_found(now).map_err(|e| e.to_string())?,
+        (What::Read(_), Some(snapshot)) => tracker.observe_read(snapshot, now),
+        (What::NotFound, _) => tracker.observe_not_found(now).map_err(|e| e.to_string())?,
+        (What::Callback { .. } | What::Read(_), None) => {
+            return Err("the line's snapshot is missing".to_owned());
+        }
     };
     Ok((report, now))
 }
 
-/// What a line observes, its snapshot unpacked.
-enum Observed<'a> {
-    Callback(Option<&'a str>, Snapshot),
-    Read(Snapshot),
-    NotFound,
-}
-
-/// One line of the log, read and checked before any tracker sees it: everything about a line
-/// that does not depend on the sessions, so that it can be done on another thread
-/// ([`crate::pipeline`]). `S` is how it refers to strings in the line's text: `&str`, or a
-/// byte range of the line while it crosses threads.
+/// One line of the log, read before any tracker sees it: the JSON parsed, `at` read, and the
+/// session it belongs to found; its session body is checked when it is applied. This is the
+/// part of a line that does not depend on the sessions, so that it can be done on another
+/// thread ([`crate::pipeline`]). `S` is how it refers to strings of the line: `&str`, or byte
+/// ranges of a buffer while it crosses threads.
 pub struct Prepared<S>(Result<Observation<S>, Rejection<S>>);
 
-/// A line that can be observed.
+/// A line that can be applied.
 struct Observation<S> {
     at: Timestamp,
     session_id: S,
@@ -248,51 +244,60 @@ struct Observation<S> {
 }
 
 enum What<S> {
-    Callback {
-        event_id: Option<S>,
-        snapshot: Packed,
-    },
-    Read(Packed),
+    Callback { event_id: Option<S>, body: Body<S> },
+    Read(Body<S>),
     NotFound,
 }
 
-/// A checked snapshot in few bytes while it waits to be applied. A [`Snapshot`] is 568 bytes,
-/// nearly all of it room for completion ids stored inline, and most snapshots have none: moving
-/// whole snapshots between threads cost more than checking them.
-enum Packed {
-    /// A snapshot without completion data.
-    Plain {
-        status: Status,
-        updated_at: Timestamp,
-        expires_at: Option<Timestamp>,
-    },
-    /// A snapshot with completion data (a `COMPLETED` session).
-    Paid(Box<Snapshot>),
+/// The fields of a session body that make its snapshot ([`SessionBody::snapshot`]).
+struct Body<S> {
+    status: Option<S>,
+    updated_at: Option<S>,
+    expires_at: Option<S>,
+    authorization_token: Option<S>,
+    order_id: Option<S>,
+    klarna_reference: Option<S>,
 }
 
-impl Packed {
-    fn new(snapshot: Snapshot) -> Self {
-        if snapshot.completion().is_some() {
-            return Self::Paid(Box::new(snapshot));
-        }
-        Self::Plain {
-            status: snapshot.status(),
-            updated_at: snapshot.updated_at(),
-            expires_at: snapshot.expires_at(),
+impl<'a> Body<&'a str> {
+    fn of(body: SessionBody<'a>) -> Self {
+        Self {
+            status: body.status,
+            updated_at: body.updated_at,
+            expires_at: body.expires_at,
+            authorization_token: body.authorization_token,
+            order_id: body.order_id,
+            klarna_reference: body.klarna_reference,
         }
     }
 
-    /// The snapshot again. A plain one is checked again by [`Snapshot::new`], which accepts
-    /// whatever [`Packed::new`] took apart.
-    fn unpack(self) -> Result<Snapshot, SnapshotError> {
-        match self {
-            Self::Plain {
-                status,
-                updated_at,
-                expires_at,
-            } => Snapshot::new(status, updated_at, expires_at, None),
-            Self::Paid(snapshot) => Ok(*snapshot),
+    /// The snapshot, checked as [`SessionBody::snapshot`] checks it (which does not read the
+    /// session id).
+    fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
+        SessionBody {
+            session_id: None,
+            status: self.status,
+            updated_at: self.updated_at,
+            expires_at: self.expires_at,
+            authorization_token: self.authorization_token,
+            order_id: self.order_id,
+            klarna_reference: self.klarna_reference,
         }
+        .snapshot()
+    }
+}
+
+impl<S> Body<S> {
+    fn try_map<T, E>(self, f: &mut impl FnMut(S) -> Result<T, E>) -> Result<Body<T>, E> {
+        let mut field = |s: Option<S>| s.map(&mut *f).transpose();
+        Ok(Body {
+            status: field(self.status)?,
+            updated_at: field(self.updated_at)?,
+            expires_at: field(self.expires_at)?,
+            authorization_token: field(self.authorization_token)?,
+            order_id: field(self.order_id)?,
+            klarna_reference: field(self.klarna_reference)?,
+        })
     }
 }
 
@@ -303,7 +308,7 @@ struct Rejection<S> {
 }
 
 impl<'a> Prepared<&'a str> {
-    /// Reads and checks one line of text (`Err` when it could not be read as text).
+    /// Reads one line of text (`Err` when it could not be read as text).
     #[must_use]
     pub fn of(text: Result<&'a str, String>) -> Self {
         Self(
@@ -311,38 +316,24 @@ impl<'a> Prepared<&'a str> {
                 session_id: None,
                 error,
             })
-            .and_then(|text| {
-                let line =
-                    parse(text).map_err(|(session_id, error)| Rejection { session_id, error })?;
-                let snapshot = |body: SessionBody<'_>| {
-                    body.snapshot().map(Packed::new).map_err(|e| Rejection {
-                        session_id: Some(line.session_id),
-                        error: e.to_string(),
-                    })
-                };
-                let what = match line.what {
-                    Parsed::Callback { event_id, body } => What::Callback {
-                        event_id,
-                        snapshot: snapshot(body)?,
-                    },
-                    Parsed::Read(body) => What::Read(snapshot(body)?),
-                    Parsed::NotFound => What::NotFound,
-                };
-                Ok(Observation {
-                    at: line.at,
-                    session_id: line.session_id,
-                    what,
-                })
-            }),
+            .and_then(parse),
         )
     }
 }
 
 impl<S> Prepared<S> {
-    /// The same line with its strings referred to through `f`; `None` when `f` gives `None`
-    /// for one of them.
-    pub fn try_map<T>(self, mut f: impl FnMut(S) -> Option<T>) -> Option<Prepared<T>> {
-        Some(Prepared(match self.0 {
+    /// The same line with its strings referred to through `f`.
+    pub fn map<T>(self, mut f: impl FnMut(S) -> T) -> Prepared<T> {
+        let Ok(mapped) = self.try_map(|s| Ok::<T, Infallible>(f(s)));
+        mapped
+    }
+
+    /// The same line with its strings referred to through `f`, or the first error `f` gives.
+    ///
+    /// # Errors
+    /// `f`'s.
+    pub fn try_map<T, E>(self, mut f: impl FnMut(S) -> Result<T, E>) -> Result<Prepared<T>, E> {
+        Ok(Prepared(match self.0 {
             Ok(Observation {
                 at,
                 session_id,
@@ -351,22 +342,16 @@ impl<S> Prepared<S> {
                 at,
                 session_id: f(session_id)?,
                 what: match what {
-                    What::Callback { event_id, snapshot } => What::Callback {
-                        event_id: match event_id {
-                            Some(id) => Some(f(id)?),
-                            None => None,
-                        },
-                        snapshot,
+                    What::Callback { event_id, body } => What::Callback {
+                        event_id: event_id.map(&mut f).transpose()?,
+                        body: body.try_map(&mut f)?,
                     },
-                    What::Read(snapshot) => What::Read(snapshot),
+                    What::Read(body) => What::Read(body.try_map(&mut f)?),
                     What::NotFound => What::NotFound,
                 },
             }),
             Err(Rejection { session_id, error }) => Err(Rejection {
-                session_id: match session_id {
-                    Some(id) => Some(f(id)?),
-                    None => None,
-                },
+                session_id: session_id.map(f).transpose()?,
                 error,
             }),
         }))
@@ -388,59 +373,50 @@ impl<S> Prepared<S> {
     }
 }
 
-/// A log line, parsed: its `at` read and its routing checked; its session body is checked by
-/// [`Prepared::of`] ([`SessionBody::snapshot`]).
-struct ParsedLine<'a> {
-    at: Timestamp,
-    session_id: &'a str,
-    what: Parsed<'a>,
-}
-
-enum Parsed<'a> {
-    Callback {
-        event_id: Option<&'a str>,
-        body: SessionBody<'a>,
-    },
-    Read(SessionBody<'a>),
-    NotFound,
-}
-
-/// Parses one line of the log and checks its routing and `at`; an error names the session when
-/// the line could be routed to one.
-fn parse(text: &str) -> Result<ParsedLine<'_>, (Option<&str>, String)> {
+/// Parses one line of the log and checks its routing and `at`; a rejection names the session
+/// when the line could be routed to one.
+fn parse(text: &str) -> Result<Observation<&str>, Rejection<&str>> {
+    let unrouted = |error: String| Rejection {
+        session_id: None,
+        error,
+    };
     let line: LogLine<'_> =
-        serde_json::from_str(text).map_err(|e| (None, format!("not a log line: {e}")))?;
+        serde_json::from_str(text).map_err(|e| unrouted(format!("not a log line: {e}")))?;
     let (event_id, body) = match (line.callback, line.read, line.not_found) {
         (Some(cb), None, None) => (Some(cb.event_id), Some(cb.session)),
         (None, Some(read), None) => (None, Some(read)),
         (None, None, Some(true)) => (None, None),
         _ => {
             let e = "a line has exactly one of callback, read, or not_found: true";
-            return Err((None, e.into()));
+            return Err(unrouted(e.into()));
         }
     };
     let session_id = match (body.and_then(|b| b.session_id), line.session_id) {
         (Some(body_id), Some(line_id)) if body_id != line_id => {
-            return Err((
-                None,
-                format!("the line's session_id {line_id:?} differs from the body's {body_id:?}"),
-            ));
+            return Err(unrouted(format!(
+                "the line's session_id {line_id:?} differs from the body's {body_id:?}"
+            )));
         }
         (Some(id), _) | (None, Some(id)) => id,
         (None, None) => {
             let e = "no session_id: the line cannot be routed to a session";
-            return Err((None, e.into()));
+            return Err(unrouted(e.into()));
         }
     };
-    SessionId::new(session_id).map_err(|e| (None, e.to_string()))?;
-    let routed = |e: String| (Some(session_id), e);
-    let at = Timestamp::parse(line.at).map_err(|e| routed(format!("at: {e}")))?;
+    SessionId::new(session_id).map_err(|e| unrouted(e.to_string()))?;
+    let at = Timestamp::parse(line.at).map_err(|e| Rejection {
+        session_id: Some(session_id),
+        error: format!("at: {e}"),
+    })?;
     let what = match (body, event_id) {
-        (Some(body), Some(event_id)) => Parsed::Callback { event_id, body },
-        (Some(body), None) => Parsed::Read(body),
-        (None, _) => Parsed::NotFound,
+        (Some(body), Some(event_id)) => What::Callback {
+            event_id,
+            body: Body::of(body),
+        },
+        (Some(body), None) => What::Read(Body::of(body)),
+        (None, _) => What::NotFound,
     };
-    Ok(ParsedLine {
+    Ok(Observation {
         at,
         session_id,
         what,
@@ -450,40 +426,84 @@ fn parse(text: &str) -> Result<ParsedLine<'_>, (Option<&str>, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hpp_session::{AuthorizationToken, Completion, CompletionProblem, OrderId};
+
+    /// Bodies of every shape: each status, each completion shape, and the malformed.
+    fn bodies() -> Vec<SessionBody<'static>> {
+        let plain = SessionBody {
+            session_id: Some("s"),
+            status: Some("WAITING"),
+            updated_at: Some("2019-05-13T14:54:04.675Z"),
+            expires_at: Some("2019-05-15T13:51:43.507Z"),
+            ..SessionBody::default()
+        };
+        let mut bodies: Vec<SessionBody<'static>> = Status::ALL
+            .iter()
+            .map(|s| SessionBody {
+                status: Some(s.as_str()),
+                ..plain
+            })
+            .collect();
+        let paid = SessionBody {
+            status: Some("COMPLETED"),
+            ..plain
+        };
+        for (token, order, reference) in [
+            (Some("tok"), None, None),
+            (None, Some("order"), Some("ref")),
+            (Some("tok"), Some("order"), None),
+            (None, None, Some("ref")),
+            (Some(""), None, None),
+        ] {
+            bodies.push(SessionBody {
+                authorization_token: token,
+                order_id: order,
+                klarna_reference: reference,
+                ..paid
+            });
+        }
+        bodies.extend([
+            SessionBody {
+                expires_at: None,
+                ..plain
+            },
+            SessionBody {
+                status: None,
+                ..plain
+            },
+            SessionBody {
+                status: Some("COMPLETE"),
+                ..plain
+            },
+            SessionBody {
+                updated_at: Some("yesterday"),
+                ..plain
+            },
+            SessionBody {
+                expires_at: Some("2019-02-30T00:00:00Z"),
+                ..plain
+            },
+            SessionBody {
+                authorization_token: Some("tok"),
+                ..plain
+            },
+        ]);
+        bodies
+    }
 
     #[test]
-    fn a_packed_snapshot_unpacks_to_itself_and_a_paid_one_stays_paid() {
-        let at = Timestamp::parse("2019-05-13T14:54:04.675Z").unwrap();
-        let expires = Timestamp::parse("2019-05-15T13:51:43.507Z").ok();
-        let paid = [
-            Completion::Authorized {
-                authorization_token: AuthorizationToken::new("tok").unwrap(),
-            },
-            Completion::OrderPlaced {
-                order_id: OrderId::new("order").unwrap(),
-                klarna_reference: None,
-            },
-            Completion::Unusable(CompletionProblem::Missing),
-        ];
-        let mut snapshots = Vec::new();
-        for status in Status::ALL {
-            for expires_at in [None, expires] {
-                if status == Status::Completed {
-                    for completion in &paid {
-                        let s = Snapshot::new(status, at, expires_at, Some(completion.clone()));
-                        snapshots.push(s.unwrap());
-                    }
-                } else {
-                    snapshots.push(Snapshot::new(status, at, expires_at, None).unwrap());
-                }
-            }
-        }
-        for snapshot in snapshots {
-            let packed = Packed::new(snapshot.clone());
-            let paid = matches!(packed, Packed::Paid(_));
-            assert_eq!(paid, snapshot.status() == Status::Completed, "{snapshot:?}");
-            assert_eq!(packed.unpack().as_ref(), Ok(&snapshot));
+    fn a_body_makes_the_snapshot_the_library_makes_also_after_crossing_threads() {
+        for body in bodies() {
+            let expected = body.snapshot();
+            assert_eq!(Body::of(body).snapshot(), expected, "{body:?}");
+            // Across threads: strings copied into a buffer as ranges, then read back.
+            let mut buffer = String::new();
+            let Ok(ranges) = Body::of(body).try_map(&mut |s: &str| {
+                let start = buffer.len();
+                buffer.push_str(s);
+                Ok::<_, Infallible>(start..buffer.len())
+            });
+            let back = ranges.try_map(&mut |r| buffer.get(r).ok_or(()));
+            assert_eq!(back.map(|b| b.snapshot()), Ok(expected), "{body:?}");
         }
     }
 }
