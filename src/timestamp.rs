@@ -337,21 +337,18 @@ fn klarna_form(input: &[u8]) -> Option<Fields> {
     else {
         return None;
     };
-    let mut all_digits = true;
-    let mut decimal = |digits: &[u8]| {
-        digits.iter().fold(0u32, |value, &byte| {
-            let digit = byte.wrapping_sub(b'0');
-            all_digits &= digit < 10;
-            value.wrapping_mul(10).wrapping_add(u32::from(digit))
-        })
-    };
-    let (year, month, day) = (
-        decimal(&[y0, y1, y2, y3]),
-        decimal(&[mo0, mo1]),
-        decimal(&[d0, d1]),
-    );
-    let (hour, minute, second) = (decimal(&[h0, h1]), decimal(&[mi0, mi1]), decimal(&[s0, s1]));
-    let millis = decimal(&[f0, f1, f2]);
+    // A byte's digit value, or 10 and more when it is not a digit. Plus 6, a digit's value
+    // fits in four bits and any other's does not: so the bitwise or of them all is below 16
+    // exactly when every byte is a digit.
+    let d = |byte: u8| u32::from(byte.wrapping_sub(b'0'));
+    let all = [
+        y0, y1, y2, y3, mo0, mo1, d0, d1, h0, h1, mi0, mi1, s0, s1, f0, f1, f2,
+    ];
+    let all_digits = all.into_iter().fold(0, |or, byte| or | (d(byte) + 6)) < 16;
+    let two = |tens: u8, ones: u8| d(tens) * 10 + d(ones);
+    let (year, month, day) = (two(y0, y1) * 100 + two(y2, y3), two(mo0, mo1), two(d0, d1));
+    let (hour, minute, second) = (two(h0, h1), two(mi0, mi1), two(s0, s1));
+    let millis = d(f0) * 100 + two(f1, f2);
     all_digits.then(|| Fields {
         year,
         month,
@@ -436,16 +433,10 @@ impl Fields {
     fn instant(&self) -> Result<Timestamp, TimestampErrorKind> {
         use TimestampErrorKind as K;
 
-        let Self {
-            year,
-            month,
-            day,
-            hour,
-            minute,
-            second,
-            nanos,
-            offset,
-        } = *self;
+        let &Self {
+            year, month, day, ..
+        } = self;
+        let (hour, minute, second) = (self.hour, self.minute, self.second);
         if !(1..=12).contains(&month) {
             return Err(K::Month);
         }
@@ -465,7 +456,7 @@ impl Fields {
         // All fields are small and checked: this arithmetic cannot overflow an i64.
         let local = days_from_civil(i64::from(year), month, day) * SECS_PER_DAY
             + i64::from(hour * 3600 + minute * 60 + second);
-        Timestamp::from_unix(local - offset, nanos).ok_or(K::OutOfRange)
+        Timestamp::from_unix(local - self.offset, self.nanos).ok_or(K::OutOfRange)
     }
 }
 
