@@ -536,28 +536,35 @@ mod tests {
             assert_eq!(klarna_form(other.as_bytes()), None, "{other}");
             assert!(parse(other.as_bytes()).is_ok(), "{other}");
         }
-        // A byte just outside the digits, anywhere.
-        for at in (0..24).filter(|&i| FORM[i] == b'0') {
+        // A byte just outside the digits, anywhere; two of them; all of them.
+        let digits = (0..24).filter(|&i| FORM[i] == b'0');
+        for at in digits.clone() {
             for bad in [b'/', b':'] {
                 let mut text = *b"2019-05-13T14:54:04.675Z";
                 text[at] = bad;
                 assert_eq!(klarna_form(&text), None, "{at}");
+                text[(at + 1) % 24] = bad;
+                assert_eq!(klarna_form(&text), None, "{at} and the next");
             }
         }
+        let mut colons = *FORM;
+        digits.for_each(|at| colons[at] = b':');
+        assert_eq!(klarna_form(&colons), None);
     }
 
-    /// Klarna's form with fields in any range, sometimes with one byte replaced.
+    /// Klarna's form with fields in any range, with up to three bytes replaced.
     fn klarna_form_or_nearly() -> impl Strategy<Value = [u8; 24]> {
         let digits = prop::array::uniform24(b'0'..=b'9');
         let byte = prop_oneof![b'('..=b'@', Just(b'T'), Just(b't'), Just(b'Z'), any::<u8>()];
-        (digits, prop::option::of((0usize..24, byte))).prop_map(|(digits, change)| {
+        let changes = prop::collection::vec((0usize..24, byte), 0..=3);
+        (digits, changes).prop_map(|(digits, changes)| {
             let mut text = *FORM;
             for (t, d) in text.iter_mut().zip(digits) {
                 if *t == b'0' {
                     *t = d;
                 }
             }
-            if let Some((at, b)) = change {
+            for (at, b) in changes {
                 text[at] = b;
             }
             text

@@ -67,8 +67,9 @@ pub struct Options {
 pub enum Threads {
     /// Every line is read, checked, applied and written on the calling thread.
     One,
-    /// A second thread reads and checks lines while the calling thread applies and writes them
-    /// in order: the same output, in about half the time (the `pipeline` module).
+    /// A second thread reads lines (JSON, `at`, routing) while the calling thread applies and
+    /// writes them in order: the same output, sooner on two or more cores (the `pipeline`
+    /// module).
     Two,
 }
 

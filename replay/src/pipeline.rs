@@ -1,16 +1,20 @@
 //! Reading and checking lines on a second thread while the calling thread applies them.
 //!
-//! Reading a line and checking it ([`Prepared::of`]: the JSON, the timestamps, the snapshot)
-//! does not depend on the sessions, and is about half of a replay's work; applying it to its
-//! tracker and writing the record must happen in log order. So a reader thread prepares lines
-//! in batches, and the calling thread applies them in order: on two cores a replay takes about
-//! as long as the slower half. The output is the same, byte for byte, as on one thread
-//! (`tests/cli.rs`).
+//! Reading a line ([`Prepared::of`]: the JSON, its `at`, the session it belongs to) does not
+//! depend on the sessions and is about half of a replay's work; applying it (checking its
+//! snapshot, observing it, writing the record) must happen in log order. So a reader thread
+//! prepares lines in batches, and the calling thread applies them in order. The output is the
+//! same, byte for byte, as on one thread (`two_threads_write_what_one_writes_whatever_the_batches`
+//! and the CLI tests).
 //!
 //! A batch ends after [`BATCH_LINES`] lines, or as soon as the input has nothing more buffered,
-//! so that lines arriving slowly (a pipe from a live log) are applied as they come. Applied
-//! batches go back to the reader to be filled again: memory stays at a few batches, whatever
-//! the log's size.
+//! so that lines arriving slowly (a pipe from a live log) are applied as they come. Only the
+//! strings a line refers to cross threads, copied into the batch, not the line. Applied batches
+//! go back to the reader to be filled again: memory stays at a few batches, whatever the log's
+//! size.
+//!
+//! When the output fails, the reader stops at its next hand-over; if it is waiting for input
+//! then (a live pipe), it stops when the input gives a line or ends.
 
 use std::io::{self, BufRead};
 use std::ops::Range;

@@ -232,7 +232,7 @@ fn observe<'a>(
 /// One line of the log, read before any tracker sees it: the JSON parsed, `at` read, and the
 /// session it belongs to found; its session body is checked when it is applied. This is the
 /// part of a line that does not depend on the sessions, so that it can be done on another
-/// thread ([`crate::pipeline`]). `S` is how it refers to strings of the line: `&str`, or byte
+/// thread ([`Threads::Two`](crate::Threads::Two)). `S` is how it refers to strings of the line: `&str`, or byte
 /// ranges of a buffer while it crosses threads.
 pub struct Prepared<S>(Result<Observation<S>, Rejection<S>>);
 
