@@ -74,11 +74,17 @@ pub enum Threads {
 }
 
 impl Threads {
-    /// What to use by default: [`Threads::Two`] when the machine has two or more cores, unless
-    /// every line is flushed as it comes (a person watching a timeline).
+    /// What to use by default: [`Threads::for_machine`] with this machine's cores.
     #[must_use]
     pub fn by_default(flush_each_line: bool) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self::for_machine(cores, flush_each_line)
+    }
+
+    /// [`Threads::Two`] on two or more `cores`, unless every line is flushed as it comes (a
+    /// person watching a timeline, who gains nothing from a second thread).
+    #[must_use]
+    pub fn for_machine(cores: usize, flush_each_line: bool) -> Self {
         if cores >= 2 && !flush_each_line {
             Self::Two
         } else {
@@ -300,6 +306,63 @@ mod tests {
                 matches!(&e, Some(Error::Output(e)) if e.kind() == io::ErrorKind::StorageFull),
                 "{threads:?}: {e:?}"
             );
+        }
+    }
+
+    #[test]
+    fn two_threads_on_two_cores_unless_each_line_is_flushed() {
+        assert_eq!(Threads::for_machine(2, false), Threads::Two);
+        assert_eq!(Threads::for_machine(16, false), Threads::Two);
+        assert_eq!(Threads::for_machine(1, false), Threads::One);
+        assert_eq!(Threads::for_machine(2, true), Threads::One);
+        assert_eq!(Threads::for_machine(1, true), Threads::One);
+    }
+
+    /// Records the threads it is read from.
+    struct Watched<'a> {
+        data: &'a [u8],
+        threads: std::sync::Arc<std::sync::Mutex<Vec<std::thread::ThreadId>>>,
+    }
+
+    impl io::Read for Watched<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.threads
+                .lock()
+                .unwrap()
+                .push(std::thread::current().id());
+            self.data.read(buf)
+        }
+    }
+
+    #[test]
+    fn two_threads_read_on_the_second_and_apply_on_the_calling_one() {
+        let log = hostile_log();
+        for threads in [Threads::One, Threads::Two] {
+            let read_on = std::sync::Arc::default();
+            let input = Watched {
+                data: &log,
+                threads: std::sync::Arc::clone(&read_on),
+            };
+            let mut applied_on = Vec::new();
+            let mut replayer = Replayer::new(TrackerConfig::DEFAULT);
+            for_each_record(
+                io::BufReader::new(input),
+                &mut replayer,
+                256,
+                threads,
+                |_| {
+                    applied_on.push(std::thread::current().id());
+                    Ok(())
+                },
+            )
+            .ok()
+            .unwrap();
+            let here = std::thread::current().id();
+            assert!(applied_on.len() > 1000 && applied_on.iter().all(|&t| t == here));
+            let read_on = read_on.lock().unwrap();
+            assert!(!read_on.is_empty());
+            let read_here = read_on.iter().all(|&t| t == here);
+            assert_eq!(read_here, threads == Threads::One, "{threads:?}");
         }
     }
 

@@ -41,8 +41,8 @@ impl<R: BufRead> Lines<R> {
         }
     }
 
-    /// Whether the reader had nothing more buffered after the last line: reading the next one
-    /// may wait for input.
+    /// Whether the reader holds no whole line after the last one: reading the next one may wait
+    /// for input.
     #[must_use]
     pub fn drained(&self) -> bool {
         self.drained
@@ -59,19 +59,19 @@ impl<R: BufRead> Lines<R> {
             match self.reader.fill_buf() {
                 Ok(chunk) => {
                     let newline = memchr::memchr(b'\n', chunk).filter(|&i| i <= self.max);
-                    break newline.map(|i| (i, chunk.len()));
+                    break newline.map(|i| (i, no_whole_line(chunk.get(i + 1..))));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         };
-        if let Some((newline, buffered)) = whole_line {
+        if let Some((newline, drained)) = whole_line {
             // The same buffered bytes again: `fill_buf` reads nothing while some are left.
             let text = self.reader.fill_buf()?.get(..newline).ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidData, "the input's buffer shrank")
             })?;
             self.unconsumed = newline + 1;
-            self.drained = newline + 1 == buffered;
+            self.drained = drained;
             self.number += 1;
             let text = text.strip_suffix(b"\r").unwrap_or(text);
             return Ok(Some((self.number, Line::Text(text))));
@@ -103,7 +103,7 @@ impl<R: BufRead> Lines<R> {
                 }
             }
             let consumed = newline.map_or(chunk.len(), |i| i + 1);
-            self.drained = consumed == chunk.len();
+            self.drained = no_whole_line(chunk.get(consumed..));
             self.reader.consume(consumed);
             if newline.is_some() {
                 break;
@@ -119,6 +119,11 @@ impl<R: BufRead> Lines<R> {
         let text = self.buf.strip_suffix(b"\r").unwrap_or(&self.buf);
         Ok(Some((self.number, Line::Text(text))))
     }
+}
+
+/// Whether `rest` of a buffer holds no whole line (no newline).
+fn no_whole_line(rest: Option<&[u8]>) -> bool {
+    rest.is_none_or(|rest| memchr::memchr(b'\n', rest).is_none())
 }
 
 #[cfg(test)]
@@ -187,22 +192,53 @@ mod tests {
 
     #[test]
     fn an_interrupted_read_is_retried_and_other_errors_are_returned() {
-        let flaky = |kind| {
+        let flaky = |kind, capacity| {
             let reader = Flaky {
                 data: b"one\ntwo\n",
                 kind,
                 fail_next: true,
             };
-            Lines::new(io::BufReader::with_capacity(2, reader), 100)
+            Lines::new(io::BufReader::with_capacity(capacity, reader), 100)
         };
-        let mut lines = flaky(io::ErrorKind::Interrupted);
-        let mut got = Vec::new();
-        while let Some((n, Line::Text(t))) = lines.next_line().unwrap() {
-            got.push((n, t.to_vec()));
+        // Small buffers split lines (the copying path); a large one holds them whole.
+        for capacity in [2, 64] {
+            let mut lines = flaky(io::ErrorKind::Interrupted, capacity);
+            let mut got = Vec::new();
+            while let Some((n, Line::Text(t))) = lines.next_line().unwrap() {
+                got.push((n, t.to_vec()));
+            }
+            assert_eq!(got, [(1, b"one".to_vec()), (2, b"two".to_vec())]);
+            let mut lines = flaky(io::ErrorKind::BrokenPipe, capacity);
+            let e = lines.next_line().err().map(|e| e.kind());
+            assert_eq!(e, Some(io::ErrorKind::BrokenPipe), "capacity {capacity}");
         }
-        assert_eq!(got, [(1, b"one".to_vec()), (2, b"two".to_vec())]);
-        let mut lines = flaky(io::ErrorKind::BrokenPipe);
-        let e = lines.next_line().err().map(|e| e.kind());
-        assert_eq!(e, Some(io::ErrorKind::BrokenPipe));
+    }
+
+    #[test]
+    fn drained_says_whether_the_reader_holds_more() {
+        // Whole lines in the buffer: drained after the last one only.
+        let mut lines = Lines::new(io::BufReader::with_capacity(64, &b"a\nbb\n"[..]), 100);
+        assert!(lines.drained(), "nothing read yet");
+        lines.next_line().unwrap();
+        assert!(!lines.drained());
+        lines.next_line().unwrap();
+        assert!(lines.drained());
+        // A line split across reads: drained as of the last piece.
+        let input = &b"abcdef\ng\n"[..];
+        let mut lines = Lines::new(io::BufReader::with_capacity(5, input), 100);
+        let first = lines
+            .next_line()
+            .unwrap()
+            .map(|(n, l)| (n, l == Line::Text(b"abcdef")));
+        assert_eq!(first, Some((1, true)));
+        assert!(!lines.drained(), "\"g\\n\" is buffered");
+        lines.next_line().unwrap();
+        assert!(lines.drained());
+        assert_eq!(lines.next_line().unwrap(), None);
+        assert!(lines.drained());
+        // Part of a line buffered is not a line: reading it may wait.
+        let mut lines = Lines::new(io::BufReader::with_capacity(64, &b"a\nbb"[..]), 100);
+        lines.next_line().unwrap();
+        assert!(lines.drained());
     }
 }

@@ -89,8 +89,10 @@ fn read(
         let (number, line) = match lines.next_line() {
             Ok(Some(line)) => line,
             end => {
-                // The applier may have stopped; then it reports why.
-                let _ = full.send(batch);
+                if !batch.lines.is_empty() {
+                    // The applier may have stopped; then it reports why.
+                    let _ = full.send(batch);
+                }
                 return end.map(drop);
             }
         };
@@ -166,5 +168,74 @@ mod tests {
             seen,
             [(7, Some(not_json)), (8, Some(LOST_RANGE.to_owned()))]
         );
+    }
+
+    #[test]
+    fn batches_fill_up_while_input_is_buffered_and_end_with_it() {
+        let line = br#"{"at":"2019-05-13T14:51:50.000Z","not_found":true,"session_id":"s"}"#;
+        let mut input = Vec::new();
+        for _ in 0..1200 {
+            input.extend_from_slice(line);
+            input.push(b'\n');
+        }
+        let sizes = |reader: &mut dyn BufRead| {
+            let (full_tx, full_rx) = mpsc::sync_channel(2000);
+            let (_empty_tx, empty_rx) = mpsc::channel();
+            read(reader, 1 << 20, &full_tx, &empty_rx).unwrap();
+            drop(full_tx);
+            full_rx.iter().map(|b| b.lines.len()).collect::<Vec<_>>()
+        };
+        // A slice is all buffered: full batches, then the rest.
+        assert_eq!(sizes(&mut &input[..]), [512, 512, 176]);
+        assert!(sizes(&mut &[][..]).is_empty());
+        // A buffer of three lines and a bit: a batch ends whenever no whole line is left.
+        let capacity = 3 * (line.len() + 1) + 10;
+        let small = sizes(&mut io::BufReader::with_capacity(capacity, &input[..]));
+        assert!(small.iter().all(|&n| (1..=4).contains(&n)), "{small:?}");
+        assert_eq!(small.iter().sum::<usize>(), 1200);
+    }
+
+    /// Hands over what it is sent, one message per read; waits when there is none.
+    struct Pipe(Receiver<Vec<u8>>);
+
+    impl io::Read for Pipe {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Ok(data) = self.0.recv() else {
+                return Ok(0);
+            };
+            buf[..data.len()].copy_from_slice(&data);
+            Ok(data.len())
+        }
+    }
+
+    #[test]
+    fn a_live_pipe_is_applied_line_by_line() {
+        let (lines_tx, lines_rx) = mpsc::channel();
+        let (applied_tx, applied_rx) = mpsc::channel();
+        // Sends a line only once the one before was applied: if a batch waited for more
+        // input, the wait would time out.
+        let feeder = thread::spawn(move || {
+            for n in 1..=20u64 {
+                let line = format!(
+                    "{{\"at\":\"2019-05-13T14:51:50.000Z\",\"not_found\":true,\"session_id\":\"s{n}\"}}\n"
+                );
+                lines_tx.send(line.into_bytes()).unwrap();
+                let applied = applied_rx.recv_timeout(std::time::Duration::from_secs(10));
+                assert_eq!(
+                    applied,
+                    Ok(n),
+                    "line {n} was not applied before the next came"
+                );
+            }
+        });
+        let input = io::BufReader::with_capacity(4096, Pipe(lines_rx));
+        for_each_prepared(input, 1 << 20, |n, prepared| {
+            assert_eq!(prepared.error(), None);
+            let _ = applied_tx.send(n);
+            Ok(())
+        })
+        .ok()
+        .unwrap();
+        feeder.join().unwrap();
     }
 }
