@@ -7,11 +7,11 @@
 //! same, byte for byte, as on one thread (`two_threads_write_what_one_writes_whatever_the_batches`
 //! and the CLI tests).
 //!
-//! A batch ends after [`BATCH_LINES`] lines, or as soon as the input has nothing more buffered,
-//! so that lines arriving slowly (a pipe from a live log) are applied as they come. Only the
-//! strings a line refers to cross threads, copied into the batch, not the line. Applied batches
-//! go back to the reader to be filled again: memory stays at a few batches, whatever the log's
-//! size.
+//! A batch ends after [`BATCH_LINES`] lines or [`BATCH_TEXT_BYTES`] of strings, or as soon as
+//! the input holds no whole line, so that lines arriving slowly (a pipe from a live log) are
+//! applied as they come. Only the strings a line refers to cross threads, copied into the batch,
+//! not the line. Applied batches go back to the reader to be filled again: memory stays at a few
+//! batches of at most about a MiB each, whatever the log's size or its lines.
 //!
 //! When the output fails, the reader stops at its next hand-over; if it is waiting for input
 //! then (a live pipe), it stops when the input gives a line or ends.
@@ -27,6 +27,9 @@ use crate::{Error, line_text};
 
 /// The most lines in a batch.
 const BATCH_LINES: usize = 512;
+/// A batch also ends once the strings it holds reach this many bytes: a hostile log of
+/// 1 MiB ids would otherwise keep hundreds of MiB in flight, where one thread holds one line.
+const BATCH_TEXT_BYTES: usize = 1 << 20;
 /// Prepared batches waiting to be applied; the reader waits when they are all full.
 const WAITING_BATCHES: usize = 2;
 /// Why a line could not cross threads (never seen: every range was made by appending to the
@@ -97,7 +100,8 @@ fn read(
             }
         };
         push(&mut batch, number, line, max_line_bytes);
-        if batch.lines.len() >= BATCH_LINES || lines.drained() {
+        let full_batch = batch.lines.len() >= BATCH_LINES || batch.text.len() >= BATCH_TEXT_BYTES;
+        if full_batch || lines.drained() {
             if full.send(batch).is_err() {
                 return Ok(());
             }
@@ -193,6 +197,17 @@ mod tests {
         let small = sizes(&mut io::BufReader::with_capacity(capacity, &input[..]));
         assert!(small.iter().all(|&n| (1..=4).contains(&n)), "{small:?}");
         assert_eq!(small.iter().sum::<usize>(), 1200);
+        // Long ids end a batch by its bytes: 300 KiB event ids, four to a MiB.
+        let long_id = "e".repeat(300 << 10);
+        let mut input = Vec::new();
+        for _ in 0..10 {
+            let callback = format!(
+                r#"{{"at":"2019-05-13T14:51:50.000Z","callback":{{"event_id":"{long_id}","session":{{"session_id":"s"}}}}}}"#
+            );
+            input.extend_from_slice(callback.as_bytes());
+            input.push(b'\n');
+        }
+        assert_eq!(sizes(&mut &input[..]), [4, 4, 2]);
     }
 
     /// Hands over what it is sent, one message per read; waits when there is none.
