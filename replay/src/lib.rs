@@ -178,25 +178,10 @@ fn line_text(line: lines::Line<'_>, max_line_bytes: usize) -> Result<&str, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hpp_session::sim::{SimConfig, Simulator};
 
     /// A simulated hostile log, with lines no replay accepts in between.
     fn hostile_log() -> Vec<u8> {
-        let config = SimConfig {
-            forged: 300,
-            read_failure: 100,
-            ..SimConfig::DEFAULT
-        };
-        let mut log = Vec::new();
-        let simulator = Simulator::new(config, 5);
-        simulate::simulate(
-            &simulator,
-            60,
-            TrackerConfig::DEFAULT,
-            &mut log,
-            &mut io::sink(),
-        )
-        .unwrap();
+        let log = simulate::hostile_log(60, 5);
         let mut mixed = Vec::new();
         for (i, line) in log.split_inclusive(|&b| b == b'\n').enumerate() {
             mixed.extend_from_slice(line);

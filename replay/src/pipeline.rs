@@ -7,11 +7,12 @@
 //! same, byte for byte, as on one thread (`two_threads_write_what_one_writes_whatever_the_batches`
 //! and the CLI tests).
 //!
-//! A batch ends after [`BATCH_LINES`] lines or [`BATCH_TEXT_BYTES`] of strings, or as soon as
+//! A batch ends after [`BATCH_LINES`] lines or [`BATCH_TEXT_BYTES`] of text, or as soon as
 //! the input holds no whole line, so that lines arriving slowly (a pipe from a live log) are
-//! applied as they come. Only the strings a line refers to cross threads, copied into the batch,
-//! not the line. Applied batches go back to the reader to be filled again: memory stays at a few
-//! batches of at most about a MiB each, whatever the log's size or its lines.
+//! applied as they come. A line crosses threads copied into the batch once, its strings as
+//! ranges of that copy. Applied batches go back to the reader to be filled again: memory stays
+//! at a few batches of at most about two MiB each (a MiB, and the longest line accepted),
+//! whatever the log's size or its lines.
 //!
 //! When the output fails, the reader stops at its next hand-over; if it is waiting for input
 //! then (a live pipe), it stops when the input gives a line or ends.
@@ -27,11 +28,12 @@ use crate::{Error, line_text};
 
 /// The most lines in a batch.
 const BATCH_LINES: usize = 512;
-/// A batch also ends once the strings it holds reach this many bytes: a hostile log of
-/// 1 MiB ids would otherwise keep hundreds of MiB in flight, where one thread holds one line.
+/// A batch also ends once the text it holds reaches this many bytes: a hostile log of 1 MiB
+/// lines would otherwise keep hundreds of MiB in flight, where one thread holds one line.
 const BATCH_TEXT_BYTES: usize = 1 << 20;
-/// Prepared batches waiting to be applied; the reader waits when they are all full.
-const WAITING_BATCHES: usize = 2;
+/// Prepared batches waiting to be applied; the reader waits when they are all full. A few, so
+/// that a pause of either thread (this machine's cores are shared) does not stop the other.
+const WAITING_BATCHES: usize = 4;
 /// Why a line could not cross threads (never seen: every range was made by appending to the
 /// text it points into).
 const LOST_RANGE: &str = "internal error: a string of the line was not found in it";
@@ -39,8 +41,7 @@ const LOST_RANGE: &str = "internal error: a string of the line was not found in 
 /// Lines read and prepared, with the strings they refer to.
 #[derive(Default)]
 struct Batch {
-    /// The lines' session and event ids, one after another: only what applying a line reads
-    /// of its text crosses threads, not the whole line.
+    /// The lines' text, one after another (a line that is not text adds nothing).
     text: String,
     lines: Vec<PreparedLine>,
 }
@@ -111,13 +112,30 @@ fn read(
 }
 
 /// Prepares one line into `batch`.
+///
+/// The line is copied into the batch once, whole, and each string the prepared line refers to
+/// crosses as its place in that copy: `serde_json` borrows every string from the line, so each
+/// is a slice of it. A string found elsewhere (never seen) is copied after the line.
 fn push(batch: &mut Batch, number: u64, line: Line<'_>, max_line_bytes: usize) {
-    let prepared = Prepared::of(line_text(line, max_line_bytes)).map(|part| {
-        let start = batch.text.len();
-        batch.text.push_str(part);
-        start..batch.text.len()
+    let text = line_text(line, max_line_bytes);
+    let (start, whole) = (batch.text.len(), *text.as_ref().unwrap_or(&""));
+    batch.text.push_str(whole);
+    let prepared = Prepared::of(text).map(|part| {
+        if let Some(offset) = offset_in(whole, part) {
+            start + offset..start + offset + part.len()
+        } else {
+            let start = batch.text.len();
+            batch.text.push_str(part);
+            start..batch.text.len()
+        }
     });
     batch.lines.push(PreparedLine { number, prepared });
+}
+
+/// Where `part` starts in `whole`, when it is a slice of it.
+fn offset_in(whole: &str, part: &str) -> Option<usize> {
+    let offset = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (offset.checked_add(part.len())? <= whole.len()).then_some(offset)
 }
 
 /// The applying side: every line of every batch, in order; emptied batches go back.
@@ -145,6 +163,25 @@ fn apply_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_string_crosses_as_its_place_in_the_line_or_else_as_a_copy() {
+        let line = r#"{"at":"2019-05-13T14:51:50.000Z","not_found":true,"session_id":"s1"}"#;
+        assert_eq!(offset_in(line, &line[6..30]), Some(6));
+        assert_eq!(offset_in(line, &line[line.len()..]), Some(line.len()));
+        assert_eq!(offset_in(line, line), Some(0));
+        // Equal text elsewhere is not the line's: a place in the line is never guessed.
+        let copy = line.to_owned();
+        assert_eq!(offset_in(line, &copy[6..30]), None);
+        assert_eq!(offset_in(&line[..10], &line[6..30]), None);
+        assert_eq!(offset_in(&line[6..], &line[..10]), None);
+        // A line crosses once, whole; one that is not text adds nothing.
+        let mut batch = Batch::default();
+        push(&mut batch, 1, Line::Text(line.as_bytes()), 100);
+        push(&mut batch, 2, Line::Text(b"\xff"), 100);
+        push(&mut batch, 3, Line::Text(b"x"), 100);
+        assert_eq!(batch.text, format!("{line}x"));
+    }
 
     #[test]
     fn a_range_that_is_not_in_the_line_rejects_the_line_instead_of_misrouting_it() {

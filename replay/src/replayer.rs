@@ -186,37 +186,43 @@ fn observe<'a>(
     record: &mut Record<'a>,
 ) -> Result<(Report<'a>, Timestamp), String> {
     // The snapshot is checked before any tracker is touched, so that a line rejected here
-    // changes nothing; and built here, in place, then only borrowed (it is 568 bytes).
-    let checked = prepared.0.and_then(|line| {
-        let snapshot = match &line.what {
-            What::Callback { body, .. } | What::Read(body) => {
-                Some(body.snapshot().map_err(|e| Rejection {
+    // changes nothing; and built here, in place, then only borrowed (it is 568 bytes: moving
+    // it out of its `Result` costs as much as reading a timestamp).
+    let (line, now, checked) = match prepared.0 {
+        Ok(line) => match Timestamp::parse(line.at) {
+            Ok(now) => {
+                let checked = match &line.what {
+                    What::Callback { body, .. } | What::Read(body) => Some(body.snapshot()),
+                    What::NotFound => None,
+                };
+                (line, now, checked)
+            }
+            Err(e) => {
+                let rejection = Rejection {
                     session_id: Some(line.session_id),
-                    error: e.to_string(),
-                })?)
+                    error: format!("at: {e}"),
+                };
+                return Err(rejected(trackers, rejection, record));
             }
-            What::NotFound => None,
-        };
-        Ok((line, snapshot))
-    });
-    let (line, snapshot) = match checked {
-        Ok(checked) => checked,
-        Err(Rejection { session_id, error }) => {
-            record.session_id = session_id;
-            // A rejected line changes nothing: show the session as it was.
-            if let Some(t) = session_id.and_then(|id| trackers.get(id)) {
-                record.status = shown_status(t);
-                record.claim = t.claim().map(|c| c.status().as_str());
-            }
-            return Err(error);
+        },
+        Err(rejection) => return Err(rejected(trackers, rejection, record)),
+    };
+    let snapshot = match &checked {
+        Some(Ok(snapshot)) => Some(snapshot),
+        Some(Err(e)) => {
+            let rejection = Rejection {
+                session_id: Some(line.session_id),
+                error: e.to_string(),
+            };
+            return Err(rejected(trackers, rejection, record));
         }
+        None => None,
     };
     record.session_id = Some(line.session_id);
     let tracker = trackers.get_or_insert(line.session_id, config);
     record.status = shown_status(tracker);
     record.claim = tracker.claim().map(|c| c.status().as_str());
-    let now = line.at;
-    let report = match (line.what, &snapshot) {
+    let report = match (line.what, snapshot) {
         (What::Callback { event_id, .. }, Some(snapshot)) => tracker
             .observe_callback(event_id, snapshot, now)
             .map_err(|e| e.to_string())?,
@@ -229,16 +235,33 @@ fn observe<'a>(
     Ok((report, now))
 }
 
-/// One line of the log, read before any tracker sees it: the JSON parsed, `at` read, and the
-/// session it belongs to found; its session body is checked when it is applied. This is the
-/// part of a line that does not depend on the sessions, so that it can be done on another
-/// thread ([`Threads::Two`](crate::Threads::Two)). `S` is how it refers to strings of the line: `&str`, or byte
-/// ranges of a buffer while it crosses threads.
+/// Fills in the record of a rejected line, which changes nothing: its session as it was, when
+/// the line names one that exists. Returns the error.
+fn rejected<'a>(
+    trackers: &'a Trackers,
+    Rejection { session_id, error }: Rejection<&'a str>,
+    record: &mut Record<'a>,
+) -> String {
+    record.session_id = session_id;
+    if let Some(t) = session_id.and_then(|id| trackers.get(id)) {
+        record.status = shown_status(t);
+        record.claim = t.claim().map(|c| c.status().as_str());
+    }
+    error
+}
+
+/// One line of the log, read before any tracker sees it: the JSON parsed and the session it
+/// belongs to found; its `at` and session body are read and checked when it is applied. This
+/// is the part of a line that does not depend on the sessions, so that it can be done on
+/// another thread ([`Threads::Two`](crate::Threads::Two)), and about as much work as applying
+/// it. `S` is how it refers to strings of the line: `&str`, or byte ranges of a buffer while it
+/// crosses threads.
 pub struct Prepared<S>(Result<Observation<S>, Rejection<S>>);
 
 /// A line that can be applied.
 struct Observation<S> {
-    at: Timestamp,
+    /// When the integrator received it, read when the line is applied.
+    at: S,
     session_id: S,
     what: What<S>,
 }
@@ -339,7 +362,7 @@ impl<S> Prepared<S> {
                 session_id,
                 what,
             }) => Ok(Observation {
-                at,
+                at: f(at)?,
                 session_id: f(session_id)?,
                 what: match what {
                     What::Callback { event_id, body } => What::Callback {
@@ -373,8 +396,8 @@ impl<S> Prepared<S> {
     }
 }
 
-/// Parses one line of the log and checks its routing and `at`; a rejection names the session
-/// when the line could be routed to one.
+/// Parses one line of the log and checks its routing; a rejection names the session when the
+/// line could be routed to one.
 fn parse(text: &str) -> Result<Observation<&str>, Rejection<&str>> {
     let unrouted = |error: String| Rejection {
         session_id: None,
@@ -404,10 +427,6 @@ fn parse(text: &str) -> Result<Observation<&str>, Rejection<&str>> {
         }
     };
     SessionId::new(session_id).map_err(|e| unrouted(e.to_string()))?;
-    let at = Timestamp::parse(line.at).map_err(|e| Rejection {
-        session_id: Some(session_id),
-        error: format!("at: {e}"),
-    })?;
     let what = match (body, event_id) {
         (Some(body), Some(event_id)) => What::Callback {
             event_id,
@@ -417,7 +436,7 @@ fn parse(text: &str) -> Result<Observation<&str>, Rejection<&str>> {
         (None, _) => What::NotFound,
     };
     Ok(Observation {
-        at,
+        at: line.at,
         session_id,
         what,
     })

@@ -170,6 +170,27 @@ pub fn simulate(
     Ok(stats)
 }
 
+/// A simulated log of `sessions` sessions with forged callbacks and failing reads, for tests.
+#[cfg(test)]
+pub(crate) fn hostile_log(sessions: u64, seed: u64) -> Vec<u8> {
+    let config = hpp_session::sim::SimConfig {
+        forged: 300,
+        read_failure: 100,
+        ..hpp_session::sim::SimConfig::DEFAULT
+    };
+    let mut log = Vec::new();
+    let simulator = Simulator::new(config, seed);
+    simulate(
+        &simulator,
+        sessions,
+        TrackerConfig::DEFAULT,
+        &mut log,
+        &mut io::sink(),
+    )
+    .unwrap();
+    log
+}
+
 #[cfg(test)]
 mod tests {
     use hpp_session::sim::SimConfig;
