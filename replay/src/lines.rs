@@ -26,6 +26,9 @@ pub struct Lines<R> {
     /// Bytes of the reader's buffer that the last line was read from in place, to consume
     /// before reading on.
     unconsumed: usize,
+    /// Where the next line's newline is in the reader's buffer after `unconsumed`, when it was
+    /// found there: `drained` looks for it, and the next line need not look again.
+    next_newline: Option<usize>,
 }
 
 impl<R: BufRead> Lines<R> {
@@ -38,6 +41,7 @@ impl<R: BufRead> Lines<R> {
             number: 0,
             drained: true,
             unconsumed: 0,
+            next_newline: None,
         }
     }
 
@@ -58,20 +62,26 @@ impl<R: BufRead> Lines<R> {
         let whole_line = loop {
             match self.reader.fill_buf() {
                 Ok(chunk) => {
-                    let newline = memchr::memchr(b'\n', chunk).filter(|&i| i <= self.max);
-                    break newline.map(|i| (i, no_whole_line(chunk.get(i + 1..))));
+                    // The buffer holds what it held when `next_newline` was found: `fill_buf`
+                    // reads nothing while bytes are left.
+                    let known = self.next_newline.take();
+                    let known = known.filter(|&i| chunk.get(i) == Some(&b'\n'));
+                    let newline = known.or_else(|| memchr::memchr(b'\n', chunk));
+                    let newline = newline.filter(|&i| i <= self.max);
+                    break newline.map(|i| (i, newline_in(chunk.get(i + 1..))));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         };
-        if let Some((newline, drained)) = whole_line {
+        if let Some((newline, next_newline)) = whole_line {
             // The same buffered bytes again: `fill_buf` reads nothing while some are left.
             let text = self.reader.fill_buf()?.get(..newline).ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidData, "the input's buffer shrank")
             })?;
             self.unconsumed = newline + 1;
-            self.drained = drained;
+            self.next_newline = next_newline;
+            self.drained = next_newline.is_none();
             self.number += 1;
             let text = text.strip_suffix(b"\r").unwrap_or(text);
             return Ok(Some((self.number, Line::Text(text))));
@@ -103,7 +113,7 @@ impl<R: BufRead> Lines<R> {
                 }
             }
             let consumed = newline.map_or(chunk.len(), |i| i + 1);
-            self.drained = no_whole_line(chunk.get(consumed..));
+            self.drained = newline_in(chunk.get(consumed..)).is_none();
             self.reader.consume(consumed);
             if newline.is_some() {
                 break;
@@ -121,9 +131,9 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
-/// Whether `rest` of a buffer holds no whole line (no newline).
-fn no_whole_line(rest: Option<&[u8]>) -> bool {
-    rest.is_none_or(|rest| memchr::memchr(b'\n', rest).is_none())
+/// Where the first newline of `rest` of a buffer is, if it holds a whole line.
+fn newline_in(rest: Option<&[u8]>) -> Option<usize> {
+    rest.and_then(|rest| memchr::memchr(b'\n', rest))
 }
 
 #[cfg(test)]

@@ -14,12 +14,19 @@
 //! at a few batches of at most about two MiB each (a MiB, and the longest line accepted),
 //! whatever the log's size or its lines.
 //!
+//! Preparing a line costs the reader a little more than applying it costs the calling thread.
+//! So when the calling thread finds no batch waiting, the reader leaves its next batch raw (the
+//! lines copied, not prepared) for the calling thread to prepare: the two share the work
+//! wherever it falls (about one batch in ten here). Which batches are raw changes nothing in
+//! the output (`raw_or_prepared_batches_apply_alike`).
+//!
 //! When the output fails, the reader stops at its next hand-over; if it is waiting for input
 //! then (a live pipe), it stops when the input gives a line or ends.
 
 use std::io::{self, BufRead};
 use std::ops::Range;
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::thread;
 
 use crate::lines::{Line, Lines};
@@ -38,7 +45,7 @@ const WAITING_BATCHES: usize = 4;
 /// text it points into).
 const LOST_RANGE: &str = "internal error: a string of the line was not found in it";
 
-/// Lines read and prepared, with the strings they refer to.
+/// Lines read, and prepared unless the batch is raw, with the strings they refer to.
 #[derive(Default)]
 struct Batch {
     /// The lines' text, one after another (a line that is not text adds nothing).
@@ -49,8 +56,16 @@ struct Batch {
 /// One line of a batch.
 struct PreparedLine {
     number: u64,
-    /// The line, its strings as byte ranges of the batch's text.
-    prepared: Prepared<Range<usize>>,
+    line: Crossing,
+}
+
+/// A line as it crosses threads.
+enum Crossing {
+    /// Prepared by the reader, its strings as byte ranges of the batch's text.
+    Prepared(Prepared<Range<usize>>),
+    /// Left for the applier to prepare: its text as a range of the batch's text, or why it is
+    /// not text.
+    Raw(Result<Range<usize>, String>),
 }
 
 /// Reads every line of `input` on a second thread, prepares it there, and hands it to `apply`
@@ -66,9 +81,14 @@ pub(crate) fn for_each_prepared(
 ) -> Result<(), Error> {
     let (full_tx, full_rx) = mpsc::sync_channel(WAITING_BATCHES);
     let (empty_tx, empty_rx) = mpsc::channel();
+    // Set when the calling thread waits for a batch: the reader then leaves the next one raw.
+    let idle = AtomicBool::new(false);
     thread::scope(|scope| {
-        let reader = scope.spawn(move || read(input, max_line_bytes, &full_tx, &empty_rx));
-        let applied = apply_all(&full_rx, &empty_tx, &mut apply);
+        let idle = &idle;
+        let leave_raw = || idle.swap(false, Ordering::Relaxed);
+        let reader =
+            scope.spawn(move || read(input, max_line_bytes, &full_tx, &empty_rx, leave_raw));
+        let applied = apply_all(&full_rx, &empty_tx, &mut apply, idle);
         // After an output error the reader's next hand-over fails, and it stops.
         drop(full_rx);
         let read = reader
@@ -79,16 +99,19 @@ pub(crate) fn for_each_prepared(
     })
 }
 
-/// The reader thread: reads and prepares lines, a batch at a time. Stops at the end of the
-/// input, on a read error (after handing over the lines before it), or when the applier stops.
+/// The reader thread: reads and prepares lines, a batch at a time, except in the batches it
+/// starts when `leave_raw` says so. Stops at the end of the input, on a read error (after
+/// handing over the lines before it), or when the applier stops.
 fn read(
     input: impl BufRead,
     max_line_bytes: usize,
     full: &SyncSender<Batch>,
     empty: &Receiver<Batch>,
+    mut leave_raw: impl FnMut() -> bool,
 ) -> io::Result<()> {
     let mut lines = Lines::new(input, max_line_bytes);
     let mut batch = Batch::default();
+    let mut raw = leave_raw();
     loop {
         let (number, line) = match lines.next_line() {
             Ok(Some(line)) => line,
@@ -100,13 +123,18 @@ fn read(
                 return end.map(drop);
             }
         };
-        push(&mut batch, number, line, max_line_bytes);
+        if raw {
+            push_raw(&mut batch, number, line, max_line_bytes);
+        } else {
+            push(&mut batch, number, line, max_line_bytes);
+        }
         let full_batch = batch.lines.len() >= BATCH_LINES || batch.text.len() >= BATCH_TEXT_BYTES;
         if full_batch || lines.drained() {
             if full.send(batch).is_err() {
                 return Ok(());
             }
             batch = empty.try_recv().unwrap_or_default();
+            raw = leave_raw();
         }
     }
 }
@@ -118,18 +146,29 @@ fn read(
 /// is a slice of it. A string found elsewhere (never seen) is copied after the line.
 fn push(batch: &mut Batch, number: u64, line: Line<'_>, max_line_bytes: usize) {
     let text = line_text(line, max_line_bytes);
-    let (start, whole) = (batch.text.len(), *text.as_ref().unwrap_or(&""));
-    batch.text.push_str(whole);
-    let prepared = Prepared::of(text).map(|part| {
-        if let Some(offset) = offset_in(whole, part) {
-            start + offset..start + offset + part.len()
-        } else {
-            let start = batch.text.len();
-            batch.text.push_str(part);
-            start..batch.text.len()
-        }
+    let whole = *text.as_ref().unwrap_or(&"");
+    let start = batch.copy(whole).start;
+    let prepared = Prepared::of(text).map(|part| match offset_in(whole, part) {
+        Some(offset) => start + offset..start + offset + part.len(),
+        None => batch.copy(part),
     });
-    batch.lines.push(PreparedLine { number, prepared });
+    let line = Crossing::Prepared(prepared);
+    batch.lines.push(PreparedLine { number, line });
+}
+
+/// Copies one line into `batch` for the applier to prepare.
+fn push_raw(batch: &mut Batch, number: u64, line: Line<'_>, max_line_bytes: usize) {
+    let line = Crossing::Raw(line_text(line, max_line_bytes).map(|text| batch.copy(text)));
+    batch.lines.push(PreparedLine { number, line });
+}
+
+impl Batch {
+    /// Appends `s` to the batch's text; returns where it is.
+    fn copy(&mut self, s: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(s);
+        start..self.text.len()
+    }
 }
 
 /// Where `part` starts in `whole`, when it is a slice of it.
@@ -138,31 +177,51 @@ fn offset_in(whole: &str, part: &str) -> Option<usize> {
     (offset.checked_add(part.len())? <= whole.len()).then_some(offset)
 }
 
-/// The applying side: every line of every batch, in order; emptied batches go back.
+/// The applying side: every line of every batch, in order, preparing those of raw batches;
+/// emptied batches go back. Sets `idle` before waiting for a batch.
 fn apply_all(
     full: &Receiver<Batch>,
     empty: &Sender<Batch>,
     apply: &mut impl FnMut(u64, Prepared<&str>) -> io::Result<()>,
+    idle: &AtomicBool,
 ) -> io::Result<()> {
-    for mut batch in full {
+    loop {
+        let mut batch = match full.try_recv() {
+            Ok(batch) => batch,
+            Err(TryRecvError::Empty) => {
+                idle.store(true, Ordering::Relaxed);
+                match full.recv() {
+                    Ok(batch) => batch,
+                    Err(_) => return Ok(()),
+                }
+            }
+            Err(TryRecvError::Disconnected) => return Ok(()),
+        };
         for line in batch.lines.drain(..) {
             let text = &batch.text;
-            let prepared = line
-                .prepared
-                .try_map(|range| text.get(range).ok_or(()))
-                .unwrap_or_else(|()| Prepared::rejected(LOST_RANGE.to_owned()));
+            let prepared = match line.line {
+                Crossing::Prepared(prepared) => prepared
+                    .try_map(|range| text.get(range).ok_or(()))
+                    .unwrap_or_else(|()| Prepared::rejected(LOST_RANGE.to_owned())),
+                Crossing::Raw(range) => Prepared::of(
+                    range.and_then(|range| text.get(range).ok_or_else(|| LOST_RANGE.to_owned())),
+                ),
+            };
             apply(line.number, prepared)?;
         }
         batch.text.clear();
         // The reader may be done.
         let _ = empty.send(batch);
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::write_json;
+    use crate::replayer::Replayer;
+    use crate::{Format, Options, Threads};
+    use hpp_session::TrackerConfig;
 
     #[test]
     fn a_string_crosses_as_its_place_in_the_line_or_else_as_a_copy() {
@@ -187,27 +246,93 @@ mod tests {
     fn a_range_that_is_not_in_the_line_rejects_the_line_instead_of_misrouting_it() {
         let mut batch = Batch::default();
         push(&mut batch, 7, Line::Text(b"x"), 100);
-        // A rejection naming a session at a range past the text's end.
-        let prepared =
-            Prepared::of(Ok(r#"{"at":"bad","read":{"session_id":"s"}}"#)).map(|_| 40..41);
+        // A line whose strings lie past the text's end, prepared and raw.
+        let prepared = Prepared::of(Ok(r#"{"at":"a","read":{"session_id":"s"}}"#)).map(|_| 40..41);
         batch.lines.push(PreparedLine {
             number: 8,
-            prepared,
+            line: Crossing::Prepared(prepared),
+        });
+        batch.lines.push(PreparedLine {
+            number: 9,
+            line: Crossing::Raw(Ok(0..2)),
         });
         let (full_tx, full_rx) = mpsc::sync_channel(2);
         let (empty_tx, _empty_rx) = mpsc::channel();
         full_tx.send(batch).unwrap();
         drop(full_tx);
         let mut seen = Vec::new();
-        apply_all(&full_rx, &empty_tx, &mut |n, p: Prepared<&str>| {
+        let idle = AtomicBool::new(false);
+        let mut apply = |n, p: Prepared<&str>| {
             seen.push((n, p.error().map(str::to_owned)));
             Ok(())
-        })
-        .unwrap();
+        };
+        apply_all(&full_rx, &empty_tx, &mut apply, &idle).unwrap();
         let not_json = "not a log line: expected value at line 1 column 1".to_owned();
-        assert_eq!(
-            seen,
-            [(7, Some(not_json)), (8, Some(LOST_RANGE.to_owned()))]
+        let lost = Some(LOST_RANGE.to_owned());
+        assert_eq!(seen, [(7, Some(not_json)), (8, lost.clone()), (9, lost)]);
+    }
+
+    /// The `--json` output of `log` replayed on two threads, each batch raw as `leave_raw`
+    /// says, and the number of raw lines.
+    fn replayed(log: &[u8], leave_raw: impl FnMut() -> bool + Send) -> (Vec<u8>, usize) {
+        let mut replayer = Replayer::new(TrackerConfig::DEFAULT);
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        let (full_tx, full_rx) = mpsc::sync_channel(WAITING_BATCHES);
+        let (empty_tx, empty_rx) = mpsc::channel();
+        let (counted_tx, counted_rx) = mpsc::channel();
+        let idle = AtomicBool::new(false);
+        thread::scope(|scope| {
+            scope.spawn(move || {
+                // Counts the raw lines of each batch on its way.
+                let (tx, rx) = mpsc::sync_channel::<Batch>(WAITING_BATCHES);
+                thread::scope(|inner| {
+                    inner.spawn(move || {
+                        for batch in rx {
+                            let raw = batch.lines.iter();
+                            let raw = raw.filter(|l| matches!(l.line, Crossing::Raw(_))).count();
+                            counted_tx.send(raw).unwrap();
+                            full_tx.send(batch).unwrap();
+                        }
+                    });
+                    read(log, 256, &tx, &empty_rx, leave_raw).unwrap();
+                    drop(tx);
+                });
+            });
+            let mut apply =
+                |n, p: Prepared<&str>| write_json(&mut out, &replayer.apply(n, p), &mut scratch);
+            apply_all(&full_rx, &empty_tx, &mut apply, &idle).unwrap();
+        });
+        (out, counted_rx.iter().sum())
+    }
+
+    #[test]
+    fn raw_or_prepared_batches_apply_alike() {
+        let log = crate::simulate::hostile_log(40, 3);
+        let mut log = log.repeat(2);
+        log.extend_from_slice(b"{\"at\":\"\xff\"}\n{\"at\":1}\n");
+        log.extend_from_slice(&[b'x'; 300]);
+        let mut one = Vec::new();
+        let options = Options {
+            config: TrackerConfig::DEFAULT,
+            format: Format::Json,
+            max_line_bytes: 256,
+            flush_each_line: false,
+            threads: Threads::One,
+        };
+        crate::replay(&log[..], &mut one, &options).ok().unwrap();
+        let lines = memchr::memchr_iter(b'\n', &log).count() + 1;
+        let (prepared, raw) = replayed(&log, || false);
+        assert!(prepared == one && raw == 0, "{raw} raw lines");
+        let (all_raw, raw) = replayed(&log, || true);
+        assert!(all_raw == one && raw == lines, "{raw} raw lines of {lines}");
+        let mut n = 0;
+        let (alternate, raw) = replayed(&log, || {
+            n += 1;
+            n % 2 == 0
+        });
+        assert!(
+            alternate == one && raw > 0 && raw < lines,
+            "{raw} raw lines"
         );
     }
 
@@ -222,7 +347,7 @@ mod tests {
         let sizes = |reader: &mut dyn BufRead| {
             let (full_tx, full_rx) = mpsc::sync_channel(2000);
             let (_empty_tx, empty_rx) = mpsc::channel();
-            read(reader, 1 << 20, &full_tx, &empty_rx).unwrap();
+            read(reader, 1 << 20, &full_tx, &empty_rx, || false).unwrap();
             drop(full_tx);
             full_rx.iter().map(|b| b.lines.len()).collect::<Vec<_>>()
         };
