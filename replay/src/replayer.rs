@@ -185,38 +185,32 @@ fn observe<'a>(
     prepared: Prepared<&'a str>,
     record: &mut Record<'a>,
 ) -> Result<(Report<'a>, Timestamp), String> {
-    // The snapshot is checked before any tracker is touched, so that a line rejected here
-    // changes nothing; and built here, in place, then only borrowed (it is 568 bytes: moving
-    // it out of its `Result` costs as much as reading a timestamp).
-    let (line, now, checked) = match prepared.0 {
-        Ok(line) => match Timestamp::parse(line.at) {
-            Ok(now) => {
-                let checked = match &line.what {
-                    What::Callback { body, .. } | What::Read(body) => Some(body.snapshot()),
-                    What::NotFound => None,
-                };
-                (line, now, checked)
-            }
-            Err(e) => {
-                let rejection = Rejection {
-                    session_id: Some(line.session_id),
-                    error: format!("at: {e}"),
-                };
-                return Err(rejected(trackers, rejection, record));
-            }
-        },
+    // Everything is checked before any tracker is touched, so that a line rejected here
+    // changes nothing.
+    let line = match prepared.0 {
+        Ok(line) => line,
         Err(rejection) => return Err(rejected(trackers, rejection, record)),
     };
-    let snapshot = match &checked {
-        Some(Ok(snapshot)) => Some(snapshot),
-        Some(Err(e)) => {
-            let rejection = Rejection {
-                session_id: Some(line.session_id),
-                error: e.to_string(),
-            };
-            return Err(rejected(trackers, rejection, record));
+    let routed = |error| Rejection {
+        session_id: Some(line.session_id),
+        error,
+    };
+    let now = match Timestamp::parse(line.at) {
+        Ok(now) => now,
+        Err(e) => return Err(rejected(trackers, routed(format!("at: {e}")), record)),
+    };
+    // The snapshot is built in place and then only borrowed: it is 568 bytes, and each move of
+    // it is a copy.
+    let checked;
+    let snapshot = match &line.what {
+        What::Callback { body, .. } | What::Read(body) => {
+            checked = body.snapshot();
+            match &checked {
+                Ok(snapshot) => Some(snapshot),
+                Err(e) => return Err(rejected(trackers, routed(e.to_string()), record)),
+            }
         }
-        None => None,
+        What::NotFound => None,
     };
     record.session_id = Some(line.session_id);
     let tracker = trackers.get_or_insert(line.session_id, config);
