@@ -224,6 +224,48 @@ mod tests {
         }
     }
 
+    /// Skips a byte more than it is told to consume, the first time it consumes any: its buffer
+    /// is then not what it was when the next newline was found there.
+    struct Skipping {
+        data: &'static [u8],
+        skipped: bool,
+    }
+
+    impl io::Read for Skipping {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.data.read(buf)
+        }
+    }
+
+    impl BufRead for Skipping {
+        fn fill_buf(&mut self) -> io::Result<&[u8]> {
+            Ok(self.data)
+        }
+
+        fn consume(&mut self, amount: usize) {
+            let extra = usize::from(amount > 0 && !std::mem::replace(&mut self.skipped, true));
+            self.data = self.data.get(amount + extra..).unwrap_or_default();
+        }
+    }
+
+    #[test]
+    fn a_remembered_newline_is_used_only_where_the_buffer_still_has_it() {
+        let reader = Skipping {
+            data: b"ab\ncd\nef\n",
+            skipped: false,
+        };
+        let mut lines = Lines::new(reader, 100);
+        let mut got = Vec::new();
+        while let Some((_, line)) = lines.next_line().unwrap() {
+            let Line::Text(text) = line else {
+                panic!("{line:?}")
+            };
+            got.push(String::from_utf8_lossy(text).into_owned());
+        }
+        // The reader dropped the `c`; every line still ends at a newline.
+        assert_eq!(got, ["ab", "d", "ef"]);
+    }
+
     #[test]
     fn drained_says_whether_the_reader_holds_more() {
         // Whole lines in the buffer: drained after the last one only.

@@ -94,12 +94,7 @@ pub fn write_json(
         string(scratch, claim)?;
     }
     scratch.extend_from_slice(b",\"actions\":");
-    match &record.result {
-        Ok((report, _)) if !report.action_kinds().is_empty() => {
-            serde_json::to_writer(&mut *scratch, &JsonActions(record))?;
-        }
-        _ => scratch.extend_from_slice(b"[]"),
-    }
+    serde_json::to_writer(&mut *scratch, &JsonActions(record))?;
     if let Some(error) = error {
         scratch.extend_from_slice(b",\"error\":");
         string(scratch, error)?;
@@ -109,22 +104,24 @@ pub fn write_json(
 }
 
 /// Writes `s` as a JSON string, as `serde_json` writes it: between quotes as it is when no byte
-/// needs escaping (ids and wire names, nearly always), else through `serde_json`. The bytes
-/// `serde_json` escapes are the control characters, `"` and `\\`
-/// (`a_string_is_written_as_serde_json_writes_it`).
+/// needs escaping (ids and wire names, nearly always), else through `serde_json`.
 fn string(scratch: &mut Vec<u8>, s: &str) -> io::Result<()> {
-    // Without an early exit, so that the compiler checks many bytes at a time.
-    let escaped = s.bytes().fold(0u8, |escaped, b| {
-        escaped | u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\')
-    });
-    if escaped == 0 {
+    if needs_escaping(s) {
+        Ok(serde_json::to_writer(scratch, s)?)
+    } else {
         scratch.push(b'"');
         scratch.extend_from_slice(s.as_bytes());
         scratch.push(b'"');
         Ok(())
-    } else {
-        Ok(serde_json::to_writer(scratch, s)?)
     }
+}
+
+/// Whether `serde_json` writes `s` otherwise than as it is between quotes: when it holds a
+/// control character, `"` or `\\` (`needs_escaping_agrees_with_serde_json`).
+fn needs_escaping(s: &str) -> bool {
+    // Without an early exit, so that the compiler checks many bytes at a time.
+    let escaped = |b| b < 0x20 || b == b'"' || b == b'\\';
+    s.bytes().fold(0u8, |any, b| any | u8::from(escaped(b))) != 0
 }
 
 /// Writes `s` as a JSON string, or `null`.
@@ -294,18 +291,37 @@ not json "at all" \ here
         );
     }
 
+    /// Any strings, printable ASCII, and mostly ASCII with control characters, quotes and
+    /// backslashes, Latin-1 and U+2028.
+    fn strings() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[ -~]{0,40}",
+            "[\\x00-\\x7f\u{80}-\u{ff}\u{2028}]{0,40}"
+        ]
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(5_000))]
 
         #[test]
         fn a_string_is_written_as_serde_json_writes_it(
-            s in prop_oneof![any::<String>(), "[ -~]{0,40}", "[\\x00-\\x7f\u{80}-\u{ff}\u{2028}]{0,40}"]
+            s in strings()
         ) {
             let mut scratch = b"x".to_vec();
             string(&mut scratch, &s).unwrap();
             let mut expected = b"x".to_vec();
             serde_json::to_writer(&mut expected, &s).unwrap();
             prop_assert_eq!(scratch, expected);
+        }
+
+        #[test]
+        fn needs_escaping_agrees_with_serde_json(
+            s in strings()
+        ) {
+            let as_it_is = format!("\"{s}\"");
+            let written = serde_json::to_string(&s).unwrap();
+            prop_assert_eq!(needs_escaping(&s), written != as_it_is, "{}", written);
         }
 
         #[test]

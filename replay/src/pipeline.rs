@@ -68,8 +68,8 @@ enum Crossing {
     Raw(Result<Range<usize>, String>),
 }
 
-/// Reads every line of `input` on a second thread, prepares it there, and hands it to `apply`
-/// on this thread, in order.
+/// Reads every line of `input` on a second thread, prepares it there (or here, in the batches
+/// the reader leaves raw), and hands it to `apply` on this thread, in order.
 ///
 /// # Errors
 /// [`Error::Output`] with what `apply` returns (the reader then stops), else [`Error::Input`]
