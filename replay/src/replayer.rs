@@ -504,6 +504,45 @@ mod tests {
     }
 
     #[test]
+    fn a_line_with_a_bad_at_is_rejected_naming_its_session_and_changes_nothing() {
+        let waiting = r#"{"at":"2019-05-13T14:51:43.507Z","read":{"session_id":"s","status":"WAITING","updated_at":"2019-05-13T14:51:43.507Z"}}"#;
+        let mut seen = Replayer::new(TrackerConfig::DEFAULT);
+        seen.replay(1, Ok(waiting));
+        let before: Vec<(String, Tracker)> = seen
+            .trackers()
+            .map(|(id, t)| (id.to_owned(), t.clone()))
+            .collect();
+        // A paid read, a callback and a 404, each at a time that is not one: no money, no
+        // release, no new session.
+        for (bad, n) in [
+            r#"{"at":"2019-02-30T00:00:00Z","read":{"session_id":"s","status":"COMPLETED","updated_at":"2019-05-13T14:52:00.000Z","authorization_token":"tok"}}"#,
+            r#"{"at":"soon","callback":{"event_id":"e","session":{"session_id":"s","status":"CANCELLED","updated_at":"2019-05-13T14:52:00.000Z"}}}"#,
+            r#"{"at":"2099-13-01T00:00:00Z","not_found":true,"session_id":"s"}"#,
+            r#"{"at":"","not_found":true,"session_id":"new"}"#,
+        ]
+        .into_iter()
+        .zip(2..)
+        {
+            let record = seen.replay(n, Ok(bad));
+            let Err(error) = &record.result else {
+                panic!("line {n} was accepted")
+            };
+            assert!(error.starts_with("at: "), "line {n}: {error}");
+            assert_eq!(record.session_id, Some(if n == 5 { "new" } else { "s" }));
+            assert_eq!(record.status, if n == 5 { None } else { Some("WAITING") });
+        }
+        let after: Vec<(String, Tracker)> = seen
+            .trackers()
+            .map(|(id, t)| (id.to_owned(), t.clone()))
+            .collect();
+        assert_eq!(after, before);
+        assert_eq!(
+            (seen.rejected, seen.actions),
+            (4, [0; ActionKind::ALL.len()])
+        );
+    }
+
+    #[test]
     fn a_body_makes_the_snapshot_the_library_makes_also_after_crossing_threads() {
         for body in bodies() {
             let expected = body.snapshot();
