@@ -70,7 +70,7 @@ fn parse_and_observe(c: &mut Criterion) {
                 let body = serde_json::from_str::<CallbackBody<'_>>(black_box(CALLBACK)).unwrap();
                 let s = body.session.snapshot().unwrap();
                 black_box(
-                    t.observe_callback(body.event_id, &s, now)
+                    t.observe_callback(body.event_id(), &s, now)
                         .unwrap()
                         .outcome(),
                 )
@@ -91,7 +91,7 @@ fn parse_and_observe(c: &mut Criterion) {
                     serde_json_core::from_str::<CallbackBody<'_>>(black_box(CALLBACK)).unwrap();
                 let s = body.session.snapshot().unwrap();
                 black_box(
-                    t.observe_callback(body.event_id, &s, now)
+                    t.observe_callback(body.event_id(), &s, now)
                         .unwrap()
                         .outcome(),
                 )

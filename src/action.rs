@@ -3,7 +3,8 @@
 use core::fmt;
 use core::time::Duration;
 
-use crate::id::{AuthorizationToken, CompletionProblem, KlarnaReference, OrderId};
+use crate::completion::CompletionProblem;
+use crate::id::{AuthorizationToken, KlarnaReference, OrderId};
 use crate::timestamp::Timestamp;
 
 /// How long a Klarna Payments authorization token stays valid: the order must be placed with it
@@ -48,8 +49,9 @@ pub enum Action<'t> {
     PlaceOrder {
         /// The token from the confirmed `COMPLETED` session.
         authorization_token: &'t AuthorizationToken,
-        /// The authorization time (`updated_at`) plus [`AUTHORIZATION_VALIDITY`].
-        place_by: Timestamp,
+        /// The authorization time (`updated_at`) plus [`AUTHORIZATION_VALIDITY`]; `None` when
+        /// the body did not say when the consumer was authorized: place the order at once.
+        place_by: Option<Timestamp>,
     },
     /// Record the order Klarna placed. Never place another: Klarna already did.
     RecordOrder {
@@ -94,10 +96,13 @@ impl fmt::Display for Action<'_> {
             Self::PlaceOrder {
                 authorization_token,
                 place_by,
-            } => write!(
-                f,
-                "place the order with {authorization_token} by {place_by}"
-            ),
+            } => {
+                write!(f, "place the order with {authorization_token}")?;
+                match place_by {
+                    Some(at) => write!(f, " by {at}"),
+                    None => f.write_str(" at once (authorization time unknown)"),
+                }
+            }
             Self::RecordOrder {
                 order_id,
                 klarna_reference,

@@ -4,7 +4,6 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::precedence::{ChangeKey, change_key};
-use crate::snapshot::Snapshot;
 use crate::status::Status;
 use crate::timestamp::Timestamp;
 
@@ -29,12 +28,6 @@ impl Claim {
     #[must_use]
     pub const fn new(status: Status, updated_at: Timestamp) -> Self {
         Self { status, updated_at }
-    }
-
-    /// The claim a hint's snapshot makes.
-    #[must_use]
-    pub const fn of(snapshot: &Snapshot) -> Self {
-        Self::new(snapshot.status(), snapshot.updated_at())
     }
 
     /// The claimed status.

@@ -27,6 +27,7 @@
 
 mod action;
 mod claim;
+mod completion;
 pub mod diagram;
 mod event;
 mod excerpt;
@@ -52,11 +53,11 @@ pub mod wire;
 
 pub use action::{AUTHORIZATION_VALIDITY, Action, ActionKind, ActionSet, ReleaseReason};
 pub use claim::{Claim, DEFAULT_MAX_CLOCK_SKEW, FutureHint};
+pub use completion::{Completion, CompletionProblem};
 pub use event::Event;
 pub use excerpt::{EXCERPT_CAPACITY, Excerpt};
 pub use id::{
-    AuthorizationToken, Completion, CompletionProblem, EventId, IdError, IdKind, KlarnaReference,
-    MAX_ID_LEN, OrderId, SessionId,
+    AuthorizationToken, EventId, IdError, IdKind, KlarnaReference, MAX_ID_LEN, OrderId, SessionId,
 };
 pub use outcome::{ConflictKind, Outcome};
 pub use schedule::{MIN_READ_INTERVAL, PolicyError, ReadPolicy};

@@ -1,6 +1,7 @@
 //! The order on snapshots, and when two status changes cannot belong to one history.
 
-use crate::id::Completion;
+use crate::completion::Completion;
+use crate::outcome::ConflictKind;
 use crate::snapshot::Snapshot;
 use crate::status::Status;
 use crate::table;
@@ -24,11 +25,17 @@ pub(crate) const fn change_key(status: Status, updated_at: Timestamp) -> ChangeK
     (rank(status), updated_at, status)
 }
 
+/// Where a snapshot stands in time for ordering: its `updated_at`, or the earliest instant for an
+/// undated `COMPLETED` one (which its rank already puts above every other status).
+pub(crate) fn sort_time(s: &Snapshot) -> Timestamp {
+    s.updated_at().unwrap_or(Timestamp::MIN)
+}
+
 /// The precedence of a snapshot: its change key, then the completion data and `expires_at` as
 /// deterministic tie-breaks. A total order on snapshots.
 pub(crate) fn precedence(s: &Snapshot) -> (ChangeKey, Option<&Completion>, Option<Timestamp>) {
     (
-        change_key(s.status(), s.updated_at()),
+        change_key(s.status(), sort_time(s)),
         s.completion(),
         s.expires_at(),
     )
@@ -38,15 +45,14 @@ pub(crate) fn precedence(s: &Snapshot) -> (ChangeKey, Option<&Completion>, Optio
 #[derive(Clone, Copy)]
 pub(crate) struct Pair {
     /// The status and `updated_at` of the change of lower precedence.
-    pub earlier: (Status, Timestamp),
+    pub earlier: (Status, Option<Timestamp>),
     /// The status and `updated_at` of the change of higher precedence.
-    pub later: (Status, Timestamp),
+    pub later: (Status, Option<Timestamp>),
 }
 
 /// Why `pair.later` cannot follow `pair.earlier` in one session's history, if it cannot. The two
 /// must be different changes.
-pub(crate) fn contradiction(pair: Pair) -> Option<crate::ConflictKind> {
-    use crate::ConflictKind;
+pub(crate) fn contradiction(pair: Pair) -> Option<ConflictKind> {
     let ((a, a_at), (b, b_at)) = (pair.earlier, pair.later);
     if a == Status::Completed && b == Status::Completed {
         return Some(ConflictKind::TwoCompletions);
@@ -54,7 +60,10 @@ pub(crate) fn contradiction(pair: Pair) -> Option<crate::ConflictKind> {
     if a.is_final() && b.is_final() {
         return Some(ConflictKind::TwoFinals);
     }
-    if b_at < a_at || !table::is_reachable(a, b) {
+    // An undated change (a `COMPLETED` body without a readable `updated_at`) cannot be placed in
+    // time, so only the table can rule it out.
+    let stamped_before = matches!((a_at, b_at), (Some(a_at), Some(b_at)) if b_at < a_at);
+    if stamped_before || !table::is_reachable(a, b) {
         return Some(ConflictKind::CannotFollow);
     }
     None
@@ -62,10 +71,7 @@ pub(crate) fn contradiction(pair: Pair) -> Option<crate::ConflictKind> {
 
 /// [`contradiction`] between two snapshots, `later` of higher precedence; `None` for the same
 /// change.
-pub(crate) fn snapshots_contradict(
-    earlier: &Snapshot,
-    later: &Snapshot,
-) -> Option<crate::ConflictKind> {
+pub(crate) fn snapshots_contradict(earlier: &Snapshot, later: &Snapshot) -> Option<ConflictKind> {
     if earlier.same_change(later) {
         return None;
     }

@@ -15,16 +15,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::action::{ActionKind, ActionSet, ReleaseReason};
 use crate::claim::Claim;
+use crate::completion::{Completion, CompletionProblem};
 use crate::id::{
-    AuthorizationToken, Completion, CompletionProblem, EventId, IdError, IdKind, KlarnaReference,
-    OrderId, SessionId,
+    AuthorizationToken, EventId, IdError, IdKind, KlarnaReference, OrderId, SessionId,
 };
 use crate::schedule::ReadPolicy;
 use crate::session::Session;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, SnapshotError};
 use crate::status::Status;
 use crate::timestamp::Timestamp;
-use crate::tracker::{CallbackTrust, REMEMBERED_EVENTS, Tracker, TrackerConfig};
+use crate::tracker::{CallbackTrust, Expiry, REMEMBERED_EVENTS, Tracker, TrackerConfig};
 
 /// A visitor that accepts one string and converts it with `parse`.
 struct StrVisitor<F> {
@@ -136,6 +136,7 @@ enum ProblemRepr {
     Missing,
     ReferenceWithoutOrder,
     Id { field: IdKind, len: usize },
+    Malformed,
 }
 
 const fn none<T>() -> Option<T> {
@@ -185,6 +186,7 @@ impl Serialize for Completion {
                     CompletionProblem::Id(IdError { kind, len }) => {
                         ProblemRepr::Id { field: kind, len }
                     }
+                    CompletionProblem::Malformed => ProblemRepr::Malformed,
                 });
             }
         }
@@ -216,6 +218,7 @@ impl<'de> Deserialize<'de> for Completion {
                 ProblemRepr::Id { field, len } => {
                     CompletionProblem::Id(IdError { kind: field, len })
                 }
+                ProblemRepr::Malformed => CompletionProblem::Malformed,
             })),
             _ => Err(de::Error::custom(
                 "a completion is an authorization_token, an order_id (with a klarna_reference or not), or unusable",
@@ -258,7 +261,8 @@ impl<'de> Deserialize<'de> for Session {
 #[derive(Serialize, Deserialize)]
 struct SnapshotRepr<C> {
     status: Status,
-    updated_at: Timestamp,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    updated_at: Option<Timestamp>,
     #[serde(default = "none")]
     expires_at: Option<Timestamp>,
     #[serde(default = "none")]
@@ -280,7 +284,14 @@ impl Serialize for Snapshot {
 impl<'de> Deserialize<'de> for Snapshot {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let r = SnapshotRepr::<Completion>::deserialize(deserializer)?;
-        Snapshot::new(r.status, r.updated_at, r.expires_at, r.completion).map_err(de::Error::custom)
+        match (r.updated_at, r.status, r.completion) {
+            (Some(at), status, completion) => Snapshot::new(status, at, r.expires_at, completion),
+            (None, Status::Completed, Some(completion)) => {
+                Ok(Snapshot::paid_undated(completion, r.expires_at))
+            }
+            (None, ..) => Err(SnapshotError::MissingUpdatedAt),
+        }
+        .map_err(de::Error::custom)
     }
 }
 
@@ -377,6 +388,18 @@ struct TrackerRepr<S> {
     #[serde(default = "none")]
     claimed_at: Option<Timestamp>,
     events: heapless::Vec<u32, REMEMBERED_EVENTS>,
+    /// Absent in trackers stored before the expiry was kept apart: then the best snapshot's.
+    #[serde(default = "none")]
+    expiry: Option<ExpiryRepr>,
+}
+
+/// The known expiry's stored form: the change that stated it, and the `expires_at`.
+#[derive(Serialize, Deserialize)]
+struct ExpiryRepr {
+    status: Status,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    updated_at: Option<Timestamp>,
+    expires_at: Timestamp,
 }
 
 impl Serialize for Tracker {
@@ -403,6 +426,11 @@ impl Serialize for Tracker {
             changed_at: self.changed_at,
             claimed_at: self.claimed_at,
             events,
+            expiry: self.expiry.map(|e| ExpiryRepr {
+                status: e.status,
+                updated_at: Some(e.stated_at).filter(|&at| at != Timestamp::MIN),
+                expires_at: e.at,
+            }),
         }
         .serialize(serializer)
     }
@@ -426,6 +454,19 @@ impl<'de> Deserialize<'de> for Tracker {
                 "`released` must be set exactly when a release was asked",
             ));
         }
+        let expiry = match r.expiry {
+            Some(e) => Some(Expiry {
+                at: e.expires_at,
+                status: e.status,
+                stated_at: e.updated_at.unwrap_or(Timestamp::MIN),
+            }),
+            None => r.best.as_ref().and_then(Expiry::of),
+        };
+        if expiry.is_some() && r.best.is_none() {
+            return Err(de::Error::custom(
+                "an expiry comes from confirmed evidence, and there is none",
+            ));
+        }
         let mut events = heapless::Deque::new();
         for e in r.events {
             events
@@ -447,6 +488,7 @@ impl<'de> Deserialize<'de> for Tracker {
             changed_at: r.changed_at,
             claimed_at: r.claimed_at,
             events,
+            expiry,
         })
     }
 }

@@ -2,8 +2,8 @@
 
 use core::fmt;
 
+use crate::completion::Completion;
 use crate::event::Event;
-use crate::id::Completion;
 use crate::status::Status;
 use crate::table::{self, Edge};
 use crate::timestamp::Timestamp;

@@ -2,7 +2,8 @@
 
 use core::fmt;
 
-use crate::id::{Completion, IdError};
+use crate::completion::Completion;
+use crate::id::IdError;
 use crate::status::{Status, UnknownStatus};
 use crate::timestamp::{Timestamp, TimestampError};
 
@@ -14,7 +15,8 @@ use crate::timestamp::{Timestamp, TimestampError};
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Snapshot {
     status: Status,
-    updated_at: Timestamp,
+    /// `None` only for a `COMPLETED` body that did not say when (or said it unreadably).
+    updated_at: Option<Timestamp>,
     expires_at: Option<Timestamp>,
     completion: Option<Completion>,
 }
@@ -36,11 +38,26 @@ impl Snapshot {
             (Status::Completed, None) => Err(SnapshotError::MissingCompletion),
             (Status::Completed, Some(_)) | (_, None) => Ok(Self {
                 status,
-                updated_at,
+                updated_at: Some(updated_at),
                 expires_at,
                 completion,
             }),
             (_, Some(_)) => Err(SnapshotError::UnexpectedCompletion(status)),
+        }
+    }
+
+    /// A `COMPLETED` snapshot whose body did not say when the consumer was authorized, or said
+    /// it in a form that is not a timestamp. It is a paid session all the same: strictness about
+    /// a timestamp must never turn a paid session into a released cart. It is the same change as
+    /// any dated `COMPLETED` snapshot with the same completion ([`Snapshot::same_change`]), and
+    /// ranks below it, so a dated read of the same completion adds its date.
+    #[must_use]
+    pub const fn paid_undated(completion: Completion, expires_at: Option<Timestamp>) -> Self {
+        Self {
+            status: Status::Completed,
+            updated_at: None,
+            expires_at,
+            completion: Some(completion),
         }
     }
 
@@ -50,9 +67,10 @@ impl Snapshot {
         self.status
     }
 
-    /// When the status last changed (`updated_at`).
+    /// When the status last changed (`updated_at`); `None` only for an undated `COMPLETED`
+    /// snapshot ([`Snapshot::paid_undated`]).
     #[must_use]
-    pub const fn updated_at(&self) -> Timestamp {
+    pub const fn updated_at(&self) -> Option<Timestamp> {
         self.updated_at
     }
 
@@ -69,12 +87,15 @@ impl Snapshot {
     }
 
     /// Whether `other` reports the same status change: same status, same `updated_at`, same
-    /// completion (`expires_at` may differ).
+    /// completion (`expires_at` may differ). An undated `COMPLETED` snapshot is the same change as
+    /// any `COMPLETED` snapshot with the same completion: a session completes once.
     #[must_use]
     pub fn same_change(&self, other: &Self) -> bool {
-        self.status == other.status
-            && self.updated_at == other.updated_at
-            && self.completion == other.completion
+        let same_time = match (self.updated_at, other.updated_at) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.status == Status::Completed,
+        };
+        self.status == other.status && same_time && self.completion == other.completion
     }
 }
 

@@ -7,9 +7,11 @@ use core::time::Duration;
 
 use crate::action::{AUTHORIZATION_VALIDITY, Action, ActionKind, ActionSet, ReleaseReason};
 use crate::claim::{Claim, DEFAULT_MAX_CLOCK_SKEW, FutureHint};
-use crate::id::Completion;
+use crate::completion::Completion;
 use crate::outcome::{ConflictKind, Outcome};
-use crate::precedence::{Pair, change_key, contradiction, precedence, snapshots_contradict};
+use crate::precedence::{
+    ChangeKey, Pair, change_key, contradiction, precedence, snapshots_contradict, sort_time,
+};
 use crate::schedule::ReadPolicy;
 use crate::snapshot::Snapshot;
 use crate::status::Status;
@@ -143,6 +145,36 @@ pub struct Tracker {
     pub(crate) claimed_at: Option<Timestamp>,
     /// Hashes of the `event_id`s of callbacks that changed the tracker, oldest first.
     pub(crate) events: heapless::Deque<u32, REMEMBERED_EVENTS>,
+    /// The `expires_at` of the confirmed snapshot of highest change key that stated one: a
+    /// newer read without the field keeps what is known.
+    pub(crate) expiry: Option<Expiry>,
+}
+
+/// A confirmed `expires_at`, with the status change that stated it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Expiry {
+    /// The `expires_at`.
+    pub(crate) at: Timestamp,
+    /// The status of the snapshot that stated it.
+    pub(crate) status: Status,
+    /// That snapshot's `updated_at` ([`Timestamp::MIN`] when undated).
+    pub(crate) stated_at: Timestamp,
+}
+
+impl Expiry {
+    /// The expiry `s` states, if it states one.
+    pub(crate) fn of(s: &Snapshot) -> Option<Self> {
+        Some(Self {
+            at: s.expires_at()?,
+            status: s.status(),
+            stated_at: sort_time(s),
+        })
+    }
+
+    /// Which of two stated expiries is the newer: that of the higher change, then the later.
+    fn rank(&self) -> (ChangeKey, Timestamp) {
+        (change_key(self.status, self.stated_at), self.at)
+    }
 }
 
 impl Default for Tracker {
@@ -166,6 +198,7 @@ impl Tracker {
             changed_at: None,
             claimed_at: None,
             events: heapless::Deque::new(),
+            expiry: None,
         }
     }
 
@@ -180,9 +213,9 @@ impl Tracker {
     pub fn state(&self) -> State<'_> {
         State {
             status: self.status(),
-            updated_at: self.best.as_ref().map(Snapshot::updated_at),
+            updated_at: self.best.as_ref().and_then(Snapshot::updated_at),
             completion: self.best.as_ref().and_then(Snapshot::completion),
-            expires_at: self.best.as_ref().and_then(Snapshot::expires_at),
+            expires_at: self.expiry.map(|e| e.at),
             expired: self.expired,
             claim: self.claim(),
         }
@@ -219,13 +252,12 @@ impl Tracker {
         let Some(best) = &self.best else {
             return Standing::Open(claim);
         };
-        let known = (best.status(), best.updated_at());
-        if claim.key() <= change_key(known.0, known.1) {
+        if claim.key() <= change_key(best.status(), sort_time(best)) {
             return Standing::None;
         }
         let pair = Pair {
-            earlier: known,
-            later: (claim.status(), claim.updated_at()),
+            earlier: (best.status(), best.updated_at()),
+            later: (claim.status(), Some(claim.updated_at())),
         };
         match contradiction(pair) {
             None => Standing::Open(claim),
@@ -277,9 +309,11 @@ impl Tracker {
             CallbackTrust::Verified => self.reconcile(snapshot, now),
             CallbackTrust::Hint => {
                 let max_clock_skew = self.config.max_clock_skew;
-                if snapshot.updated_at() > now.saturating_add(max_clock_skew) {
+                if let Some(updated_at) = snapshot.updated_at()
+                    && updated_at > now.saturating_add(max_clock_skew)
+                {
                     return Err(FutureHint {
-                        updated_at: snapshot.updated_at(),
+                        updated_at,
                         now,
                         max_clock_skew,
                     });
@@ -306,7 +340,7 @@ impl Tracker {
         if self.expired {
             return Ok(self.report(Outcome::Duplicate, ActionSet::EMPTY));
         }
-        let expires_at = self.best.as_ref().and_then(Snapshot::expires_at);
+        let expires_at = self.expiry.map(|e| e.at);
         match expires_at {
             Some(at) if now >= at => {
                 self.expired = true;
@@ -363,8 +397,27 @@ impl Tracker {
         self.report(outcome, new)
     }
 
-    /// Folds confirmed evidence `s` into the best snapshot; says what it did.
+    /// Folds confirmed evidence `s` into the best snapshot (and its `expires_at` into the known
+    /// expiry); says what it did.
     fn reconcile(&mut self, s: &Snapshot, now: Timestamp) -> Outcome {
+        let expiry = Expiry::of(s).filter(|e| self.expiry.is_none_or(|k| e.rank() > k.rank()));
+        let outcome = self.reconcile_best(s, now);
+        if let Some(expiry) = expiry {
+            self.expiry = Some(expiry);
+            if let (false, Some(status)) = (outcome.changed(), self.status()) {
+                // Only the expiry is news (an older read stated it, a newer one did not).
+                return Outcome::Advanced {
+                    from: Some(status),
+                    to: status,
+                    skipped: false,
+                };
+            }
+        }
+        outcome
+    }
+
+    /// Folds confirmed evidence `s` into the best snapshot; says what it did.
+    fn reconcile_best(&mut self, s: &Snapshot, now: Timestamp) -> Outcome {
         let from = match &self.best {
             None => None,
             Some(best) => {
@@ -393,7 +446,7 @@ impl Tracker {
         };
         let skipped = from.is_some_and(|(f, same)| !same && !table::has_edge(f, s.status()));
         let from = from.map(|(f, _)| f);
-        let claimed = self.claim == Some(Claim::of(s));
+        let claimed = self.claim.is_some() && self.claim == dated_claim(s);
         self.best = Some(s.clone());
         self.changed_at = Some(now);
         if matches!(self.claim_standing(), Standing::Contradicted) {
@@ -414,11 +467,13 @@ impl Tracker {
 
     /// Weighs hint `s` against the confirmed state and the claim; says what it did.
     fn weigh_hint(&mut self, s: &Snapshot, now: Timestamp) -> Outcome {
-        let claim = Claim::of(s);
+        // An undated hint (a `COMPLETED` body without a readable `updated_at`) claims its change
+        // when it arrived: it happened no later.
+        let claim = dated_claim(s).unwrap_or(Claim::new(s.status(), now));
         let mut conflict = None;
         if let Some(best) = &self.best {
             let (known, observed) = (best.status(), s.status());
-            if claim.key() <= change_key(known, best.updated_at()) {
+            if claim.key() <= change_key(known, sort_time(best)) {
                 // Confirmed evidence outranks it: it can only be old news, or a contradiction.
                 if s.same_change(best) {
                     return Outcome::Duplicate;
@@ -514,7 +569,9 @@ impl Tracker {
                 }),
             ) => Action::PlaceOrder {
                 authorization_token,
-                place_by: best?.updated_at().saturating_add(AUTHORIZATION_VALIDITY),
+                place_by: best?
+                    .updated_at()
+                    .map(|at| at.saturating_add(AUTHORIZATION_VALIDITY)),
             },
             (
                 ActionKind::RecordOrder,
@@ -546,6 +603,11 @@ enum Standing {
     Open(Claim),
     /// It outranks the confirmed state but cannot follow it.
     Contradicted,
+}
+
+/// The claim a dated snapshot makes; `None` for an undated one.
+fn dated_claim(s: &Snapshot) -> Option<Claim> {
+    Some(Claim::new(s.status(), s.updated_at()?))
 }
 
 fn event_hash(event_id: &str) -> u32 {

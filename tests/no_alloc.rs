@@ -163,7 +163,7 @@ fn parsing_borrowed_bodies_and_observing_do_not_allocate() {
         let body: CallbackBody<'_> = serde_json::from_slice(callback).unwrap();
         let snapshot = body.session.snapshot().unwrap();
         let report = tracker
-            .observe_callback(body.event_id, &snapshot, now)
+            .observe_callback(body.event_id(), &snapshot, now)
             .unwrap();
         write!(text, "{}", report.outcome()).unwrap();
         let (body, _) = serde_json_core::from_slice::<SessionBody<'_>>(read).unwrap();
@@ -204,14 +204,14 @@ fn hints_claims_and_every_completion_shape_do_not_allocate() {
     let n = allocations_in(|| {
         let body: CallbackBody<'_> = serde_json::from_slice(forged).unwrap();
         let err = paid
-            .observe_callback(body.event_id, &body.session.snapshot().unwrap(), now)
+            .observe_callback(body.event_id(), &body.session.snapshot().unwrap(), now)
             .unwrap_err();
         write!(text, "{err}").unwrap();
         let body: SessionBody<'_> = serde_json::from_slice(in_progress).unwrap();
         let _ = paid.observe_read(&body.snapshot().unwrap(), now);
         let body: CallbackBody<'_> = serde_json::from_slice(claim).unwrap();
         let report = paid
-            .observe_callback(body.event_id, &body.session.snapshot().unwrap(), now)
+            .observe_callback(body.event_id(), &body.session.snapshot().unwrap(), now)
             .unwrap();
         write!(text, " {}", report.outcome()).unwrap();
         if let Some(claim) = paid.claim() {

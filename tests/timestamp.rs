@@ -91,6 +91,21 @@ fn malformed_and_out_of_range_inputs_are_typed_errors() {
     assert_eq!(Timestamp::MAX.to_string().len(), Timestamp::MAX_TEXT_LEN);
 }
 
+/// The draw that once failed `klarnas_form_agrees_with_the_time_crate`: `time` accepts a leap
+/// second at the end of a month, this crate refuses every `:60` ([`agrees_with_time`]).
+#[test]
+fn a_leap_second_at_the_end_of_july_is_refused_where_time_accepts_it() {
+    let text = "0000-07-31T23:59:60.000Z";
+    assert!(OffsetDateTime::parse(text, &Rfc3339).is_ok());
+    assert_eq!(parse(text), Err(Kind::Second));
+    assert_eq!(parse("2016-12-31T23:59:60Z"), Err(Kind::Second));
+    assert_eq!(
+        parse("2016-12-31T23:59:59Z").map(|t| t.unix_seconds()),
+        Ok(1_483_228_799)
+    );
+    agrees_with_time(text).unwrap();
+}
+
 #[test]
 fn arithmetic_is_checked() {
     let t = parse("2019-05-13T14:54:04.675Z").unwrap();
@@ -151,13 +166,22 @@ fn klarna_like() -> impl Strategy<Value = String> {
 }
 
 /// Same verdict and instant as `time`, except where this crate is documented to be stricter:
-/// UTC years outside 0000–9999, and a separator other than `T` or `t` (which `time` accepts).
+/// UTC years outside 0000–9999, a separator other than `T` or `t` (which `time` accepts), and a
+/// leap second. RFC 3339 (§5.6, §5.7, appendix D) allows `:60` only where a leap second was
+/// inserted, at 23:59:60 UTC on the last day of a month, and `time` accepts every such place
+/// (it cannot know which ones the IERS chose); this crate refuses every `:60` as
+/// [`Kind::Second`]: Klarna's clocks do not write leap seconds, and an authenticated
+/// `COMPLETED` read stays paid whatever its timestamps say.
 fn agrees_with_time(text: &str) -> Result<(), TestCaseError> {
     let ours = parse(text);
     let separator = text.as_bytes().get(10).copied();
+    let second = text.get(17..19);
     match OffsetDateTime::parse(text, &Rfc3339) {
         Ok(_) if !matches!(separator, Some(b'T' | b't')) => {
             prop_assert_eq!(ours, Err(Kind::Syntax));
+        }
+        Ok(_) if second == Some("60") => {
+            prop_assert_eq!(ours, Err(Kind::Second));
         }
         Ok(theirs) => {
             let utc = theirs.to_offset(time::UtcOffset::UTC);

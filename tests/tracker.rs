@@ -108,13 +108,13 @@ fn deliveries(changes: &[Change], copies: &[u8], reads: &[u64], keep: &[bool]) -
             });
         }
     }
-    let end = changes.last().unwrap().snapshot.updated_at();
+    let end = changes.last().unwrap().snapshot.updated_at().unwrap();
     for &r in reads {
         let read_at = at(r % (end.duration_since(at(0)).unwrap().as_millis() as u64 + 60_000));
         let latest = changes
             .iter()
             .rev()
-            .find(|c| c.snapshot.updated_at() <= read_at)
+            .find(|c| c.snapshot.updated_at().unwrap() <= read_at)
             .unwrap();
         out.push(Delivery::Read(latest.snapshot.clone()));
     }
@@ -127,7 +127,7 @@ fn deliveries(changes: &[Change], copies: &[u8], reads: &[u64], keep: &[bool]) -
 /// An action with its data, owned, for comparing runs.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Asked {
-    Place(String, Timestamp),
+    Place(String, Option<Timestamp>),
     Record(String, Option<String>),
     Review(CompletionProblem),
     Release(ReleaseReason),
@@ -139,6 +139,11 @@ impl Asked {
     fn decides(&self) -> bool {
         *self != Asked::Read
     }
+}
+
+/// The claim a dated hint makes (every generated snapshot is dated).
+fn claim_of(s: &Snapshot) -> Claim {
+    Claim::new(s.status(), s.updated_at().unwrap())
 }
 
 fn own(a: Action<'_>) -> Asked {
@@ -197,7 +202,7 @@ fn run(
         match outcome {
             Outcome::Confirmed(status) => {
                 // Exactly the claimed change, now confirmed.
-                prop_assert_eq!(before.claim(), Some(Claim::of(d.snapshot())));
+                prop_assert_eq!(before.claim(), Some(claim_of(d.snapshot())));
                 prop_assert_eq!(tracker.status(), Some(status));
                 prop_assert_eq!(tracker.claim(), None);
             }
@@ -300,8 +305,7 @@ fn expect(delivered: &[Delivery], trust: CallbackTrust, expired: bool) -> Expect
             }) => decisions.push(Asked::Place(
                 authorization_token.to_string(),
                 n.updated_at()
-                    .checked_add(Duration::from_secs(3600))
-                    .unwrap(),
+                    .map(|at| at.checked_add(Duration::from_secs(3600)).unwrap()),
             )),
             Some(Completion::OrderPlaced {
                 order_id,
@@ -311,6 +315,7 @@ fn expect(delivered: &[Delivery], trust: CallbackTrust, expired: bool) -> Expect
                 klarna_reference.as_ref().map(ToString::to_string),
             )),
             Some(Completion::Unusable(problem)) => decisions.push(Asked::Review(*problem)),
+            Some(other) => panic!("a completion shape the oracle does not know: {other:?}"),
             None => {}
         }
         match n.status() {
@@ -323,10 +328,10 @@ fn expect(delivered: &[Delivery], trust: CallbackTrust, expired: bool) -> Expect
     }
     let claim = hinted
         .filter(|h| known.is_none_or(|k| h.updated_at() > k.updated_at()))
-        .map(Claim::of);
+        .map(claim_of);
     Expected {
         status: known.map(Snapshot::status),
-        updated_at: known.map(Snapshot::updated_at),
+        updated_at: known.and_then(Snapshot::updated_at),
         claim,
         decisions,
     }
@@ -650,7 +655,7 @@ proptest! {
         };
         let evidence: Vec<&Snapshot> = set.iter().filter(|(read, _)| *read || trust == CallbackTrust::Verified).map(|(_, s)| s).collect();
         let top = evidence.iter().map(|s| rank(s.status())).max();
-        let latest = evidence.iter().filter(|s| Some(rank(s.status())) == top).map(|s| s.updated_at()).max();
+        let latest = evidence.iter().filter(|s| Some(rank(s.status())) == top).filter_map(|s| s.updated_at()).max();
         let state = shuffled.state();
         prop_assert_eq!(state.status.map(rank), top);
         prop_assert_eq!(state.updated_at, latest);

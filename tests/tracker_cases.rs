@@ -107,7 +107,7 @@ fn the_sample_journey_asks_each_action_once() {
         authorization_token.as_str(),
         "a1a8f727-2756-6058-bd3c-40069be0994b"
     );
-    assert_eq!(place_by, at(40 + 3_600_000));
+    assert_eq!(place_by, Some(at(40 + 3_600_000)));
     assert_eq!(
         actions[0].to_string(),
         "place the order with a1a8f727-2756-6058-bd3c-40069be0994b by 2019-05-13T15:52:57.580Z"
@@ -520,8 +520,9 @@ fn read_policies_respect_the_rate_limit() {
 fn tracker_size_is_reported() {
     let size = core::mem::size_of::<Tracker>();
     println!("size_of::<Tracker>() = {size}");
-    // 736 before claims (#6): a claim and its anchor add 72 bytes.
-    assert!(size <= 808, "{size}");
+    // 736 before claims (#6): a claim and its anchor add 72 bytes; the expiry kept apart from
+    // the best snapshot, so that a read without `expires_at` does not forget it (#14), 48.
+    assert!(size <= 856, "{size}");
 }
 
 proptest! {

@@ -14,7 +14,8 @@ fuzz_target!(|data: &[u8]| {
         let now = Timestamp::from_unix(1_557_759_177 + i as i64, 0).unwrap();
         let before = tracker.clone();
         let (event_id, body) = if let Ok(cb) = serde_json::from_slice::<CallbackBody<'_>>(line) {
-            (cb.event_id, cb.session)
+            let event_id = cb.event_id().map(str::to_owned);
+            (event_id, cb.session)
         } else if let Ok(read) = serde_json::from_slice::<SessionBody<'_>>(line) {
             (None, read)
         } else if line == b"404" {
@@ -30,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let report = if i % 2 == 0 {
-            match tracker.observe_callback(event_id, &snapshot, now) {
+            match tracker.observe_callback(event_id.as_deref(), &snapshot, now) {
                 Ok(report) => report,
                 Err(_) => {
                     assert_eq!(tracker, before, "a refused callback changed the tracker");

@@ -140,7 +140,10 @@ fn describe(action: Action<'_>) -> String {
         Action::PlaceOrder {
             authorization_token,
             place_by,
-        } => format!("PLACE ORDER with {authorization_token} by {place_by}"),
+        } => match place_by {
+            Some(at) => format!("PLACE ORDER with {authorization_token} by {at}"),
+            None => format!("PLACE ORDER with {authorization_token} at once"),
+        },
         Action::RecordOrder {
             order_id,
             klarna_reference: Some(reference),

@@ -3,27 +3,33 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 
-use hpp_session::wire::{CallbackBody, SessionBody};
+use hpp_session::wire::{CallbackBody, CallbackStatus, SessionBody, SessionStatus, Text};
 use hpp_session::{
-    ActionKind, Report, SessionId, Snapshot, SnapshotError, Status, Timestamp, Tracker,
-    TrackerConfig,
+    ActionKind, Completion, CompletionProblem, Report, SessionId, Snapshot, SnapshotError, Status,
+    Timestamp, Tracker, TrackerConfig,
 };
 use serde::Deserialize;
 
-/// One line of the log: when the integrator received it, and what.
+/// One line of the log: when the integrator received it, and what. `C` and `R` are the
+/// callback's and the read's body: whole ([`CallbackBody`], [`SessionBody`]), or only their
+/// status ([`CallbackStatus`], [`SessionStatus`]) when a field is not of the documented type.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LogLine<'a> {
+struct LogLine<'a, C, R> {
     #[serde(borrow)]
     at: &'a str,
-    #[serde(borrow, default)]
-    callback: Option<CallbackBody<'a>>,
-    #[serde(borrow, default)]
-    read: Option<SessionBody<'a>>,
+    #[serde(default = "none")]
+    callback: Option<C>,
+    #[serde(default = "none")]
+    read: Option<R>,
     #[serde(default)]
     not_found: Option<bool>,
     #[serde(borrow, default)]
     session_id: Option<&'a str>,
+}
+
+const fn none<T>() -> Option<T> {
+    None
 }
 
 /// What one line did.
@@ -213,20 +219,42 @@ fn observe<'a>(
         What::NotFound => None,
     };
     record.session_id = Some(line.session_id);
+    let event_id = match &line.what {
+        What::Callback { event_id, .. } => event_id.as_ref().and_then(Field::value),
+        What::Read(_) | What::NotFound => None,
+    };
+    // A line that names a new session is tried on a tracker of its own first: one it
+    // rejects (a 404 with no known expiry, a callback stamped in the future) leaves no session.
+    if trackers.get(line.session_id).is_none() {
+        let mut fresh = Tracker::new(config);
+        observe_on(&mut fresh, &line.what, event_id, snapshot, now)?;
+    }
     let tracker = trackers.get_or_insert(line.session_id, config);
     record.status = shown_status(tracker);
     record.claim = tracker.claim().map(|c| c.status().as_str());
-    let report = match (line.what, snapshot) {
-        (What::Callback { event_id, .. }, Some(snapshot)) => tracker
-            .observe_callback(event_id, snapshot, now)
-            .map_err(|e| e.to_string())?,
-        (What::Read(_), Some(snapshot)) => tracker.observe_read(snapshot, now),
-        (What::NotFound, _) => tracker.observe_not_found(now).map_err(|e| e.to_string())?,
-        (What::Callback { .. } | What::Read(_), None) => {
-            return Err("the line's snapshot is missing".to_owned());
-        }
-    };
+    let report = observe_on(tracker, &line.what, event_id, snapshot, now)?;
     Ok((report, now))
+}
+
+/// Observes what a line says on `tracker`; `Err` (and nothing changed) when the tracker
+/// refuses it.
+fn observe_on<'t, S>(
+    tracker: &'t mut Tracker,
+    what: &What<S>,
+    event_id: Option<&str>,
+    snapshot: Option<&Snapshot>,
+    now: Timestamp,
+) -> Result<Report<'t>, String> {
+    match (what, snapshot) {
+        (What::Callback { .. }, Some(snapshot)) => tracker
+            .observe_callback(event_id, snapshot, now)
+            .map_err(|e| e.to_string()),
+        (What::Read(_), Some(snapshot)) => Ok(tracker.observe_read(snapshot, now)),
+        (What::NotFound, _) => tracker.observe_not_found(now).map_err(|e| e.to_string()),
+        (What::Callback { .. } | What::Read(_), None) => {
+            Err("the line's snapshot is missing".to_owned())
+        }
+    }
 }
 
 /// Fills in the record of a rejected line, which changes nothing: its session as it was, when
@@ -261,44 +289,108 @@ struct Observation<S> {
 }
 
 enum What<S> {
-    Callback { event_id: Option<S>, body: Body<S> },
+    Callback {
+        event_id: Option<Field<S>>,
+        body: Body<S>,
+    },
     Read(Body<S>),
     NotFound,
 }
 
-/// The fields of a session body that make its snapshot ([`SessionBody::snapshot`]).
-struct Body<S> {
-    status: Option<S>,
-    updated_at: Option<S>,
-    expires_at: Option<S>,
-    authorization_token: Option<S>,
-    order_id: Option<S>,
-    klarna_reference: Option<S>,
+/// One string of a body: borrowed from the line (`S`), or kept apart when the line spelled it
+/// with escapes ([`Text`]: unescaped, so it is in no line). Kept strings are rare (PHP's
+/// `json_encode` writes `\/`) and boxed, so that a line stays small while it crosses threads.
+enum Field<S> {
+    Line(S),
+    Kept(Box<Text<'static>>),
+}
+
+impl<'a> Field<&'a str> {
+    fn of(text: Text<'a>) -> Self {
+        match text {
+            Text::Borrowed(s) => Self::Line(s),
+            Text::Unescaped(s) => Self::Kept(Box::new(Text::Unescaped(s))),
+            Text::Overlong(len) => Self::Kept(Box::new(Text::Overlong(len))),
+        }
+    }
+
+    /// The field as the wire type holds it.
+    fn text(&self) -> Text<'a> {
+        match self {
+            Self::Line(s) => Text::Borrowed(s),
+            Self::Kept(text) => (**text).clone(),
+        }
+    }
+
+    /// The value, unless it was too long to keep.
+    fn value(&self) -> Option<&str> {
+        match self {
+            Self::Line(s) => Some(s),
+            Self::Kept(text) => text.as_str().ok(),
+        }
+    }
+}
+
+impl<S> Field<S> {
+    fn try_map<T, E>(self, f: &mut impl FnMut(S) -> Result<T, E>) -> Result<Field<T>, E> {
+        Ok(match self {
+            Self::Line(s) => Field::Line(f(s)?),
+            Self::Kept(text) => Field::Kept(text),
+        })
+    }
+}
+
+/// The fields of a session body that make its snapshot ([`SessionBody::snapshot`]), or a
+/// `COMPLETED` body that could not be read whole ([`SessionStatus::paid_snapshot`]).
+enum Body<S> {
+    Fields {
+        status: Option<Field<S>>,
+        updated_at: Option<Field<S>>,
+        expires_at: Option<Field<S>>,
+        authorization_token: Option<Field<S>>,
+        order_id: Option<Field<S>>,
+        klarna_reference: Option<Field<S>>,
+    },
+    PaidUnreadable,
 }
 
 impl<'a> Body<&'a str> {
     fn of(body: SessionBody<'a>) -> Self {
-        Self {
-            status: body.status,
-            updated_at: body.updated_at,
-            expires_at: body.expires_at,
-            authorization_token: body.authorization_token,
-            order_id: body.order_id,
-            klarna_reference: body.klarna_reference,
+        Self::Fields {
+            status: body.status.map(Field::of),
+            updated_at: body.updated_at.map(Field::of),
+            expires_at: body.expires_at.map(Field::of),
+            authorization_token: body.authorization_token.map(Field::of),
+            order_id: body.order_id.map(Field::of),
+            klarna_reference: body.klarna_reference.map(Field::of),
         }
     }
 
     /// The snapshot, checked as [`SessionBody::snapshot`] checks it (which does not read the
     /// session id).
     fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
+        let Self::Fields {
+            status,
+            updated_at,
+            expires_at,
+            authorization_token,
+            order_id,
+            klarna_reference,
+        } = self
+        else {
+            // What `SessionStatus::paid_snapshot` gives a `COMPLETED` body.
+            let problem = CompletionProblem::Malformed;
+            return Ok(Snapshot::paid_undated(Completion::Unusable(problem), None));
+        };
+        let text = |field: &Option<Field<&'a str>>| field.as_ref().map(Field::text);
         SessionBody {
             session_id: None,
-            status: self.status,
-            updated_at: self.updated_at,
-            expires_at: self.expires_at,
-            authorization_token: self.authorization_token,
-            order_id: self.order_id,
-            klarna_reference: self.klarna_reference,
+            status: text(status),
+            updated_at: text(updated_at),
+            expires_at: text(expires_at),
+            authorization_token: text(authorization_token),
+            order_id: text(order_id),
+            klarna_reference: text(klarna_reference),
         }
         .snapshot()
     }
@@ -306,14 +398,25 @@ impl<'a> Body<&'a str> {
 
 impl<S> Body<S> {
     fn try_map<T, E>(self, f: &mut impl FnMut(S) -> Result<T, E>) -> Result<Body<T>, E> {
-        let mut field = |s: Option<S>| s.map(&mut *f).transpose();
-        Ok(Body {
-            status: field(self.status)?,
-            updated_at: field(self.updated_at)?,
-            expires_at: field(self.expires_at)?,
-            authorization_token: field(self.authorization_token)?,
-            order_id: field(self.order_id)?,
-            klarna_reference: field(self.klarna_reference)?,
+        let Self::Fields {
+            status,
+            updated_at,
+            expires_at,
+            authorization_token,
+            order_id,
+            klarna_reference,
+        } = self
+        else {
+            return Ok(Body::PaidUnreadable);
+        };
+        let mut field = |s: Option<Field<S>>| s.map(|s| s.try_map(&mut *f)).transpose();
+        Ok(Body::Fields {
+            status: field(status)?,
+            updated_at: field(updated_at)?,
+            expires_at: field(expires_at)?,
+            authorization_token: field(authorization_token)?,
+            order_id: field(order_id)?,
+            klarna_reference: field(klarna_reference)?,
         })
     }
 }
@@ -360,7 +463,7 @@ impl<S> Prepared<S> {
                 session_id: f(session_id)?,
                 what: match what {
                     What::Callback { event_id, body } => What::Callback {
-                        event_id: event_id.map(&mut f).transpose()?,
+                        event_id: event_id.map(|e| e.try_map(&mut f)).transpose()?,
                         body: body.try_map(&mut f)?,
                     },
                     What::Read(body) => What::Read(body.try_map(&mut f)?),
@@ -392,38 +495,33 @@ impl<S> Prepared<S> {
 
 /// Parses one line of the log and checks its routing; a rejection names the session when the
 /// line could be routed to one.
+///
+/// A line whose body has a field of another type than Klarna documents (an `order_id` written
+/// as a number by an integrator's own round trip) is read again for its session's id and
+/// status alone: a paid session stays paid ([`SessionStatus::paid_snapshot`]); any other such
+/// line is rejected as before.
 fn parse(text: &str) -> Result<Observation<&str>, Rejection<&str>> {
     let unrouted = |error: String| Rejection {
         session_id: None,
         error,
     };
-    let line: LogLine<'_> =
-        serde_json::from_str(text).map_err(|e| unrouted(format!("not a log line: {e}")))?;
+    let line: LogLine<'_, CallbackBody<'_>, SessionBody<'_>> = match serde_json::from_str(text) {
+        Ok(line) => line,
+        Err(e) => {
+            return paid_unreadable(text).ok_or_else(|| unrouted(format!("not a log line: {e}")));
+        }
+    };
     let (event_id, body) = match (line.callback, line.read, line.not_found) {
         (Some(cb), None, None) => (Some(cb.event_id), Some(cb.session)),
         (None, Some(read), None) => (None, Some(read)),
         (None, None, Some(true)) => (None, None),
-        _ => {
-            let e = "a line has exactly one of callback, read, or not_found: true";
-            return Err(unrouted(e.into()));
-        }
+        _ => return Err(unrouted(ONE_OF.into())),
     };
-    let session_id = match (body.and_then(|b| b.session_id), line.session_id) {
-        (Some(body_id), Some(line_id)) if body_id != line_id => {
-            return Err(unrouted(format!(
-                "the line's session_id {line_id:?} differs from the body's {body_id:?}"
-            )));
-        }
-        (Some(id), _) | (None, Some(id)) => id,
-        (None, None) => {
-            let e = "no session_id: the line cannot be routed to a session";
-            return Err(unrouted(e.into()));
-        }
-    };
-    SessionId::new(session_id).map_err(|e| unrouted(e.to_string()))?;
+    let body_id = body.as_ref().and_then(|b| b.session_id.clone());
+    let session_id = route(body_id, line.session_id).map_err(unrouted)?;
     let what = match (body, event_id) {
         (Some(body), Some(event_id)) => What::Callback {
-            event_id,
+            event_id: event_id.map(Field::of),
             body: Body::of(body),
         },
         (Some(body), None) => What::Read(Body::of(body)),
@@ -436,6 +534,61 @@ fn parse(text: &str) -> Result<Observation<&str>, Rejection<&str>> {
     })
 }
 
+const ONE_OF: &str = "a line has exactly one of callback, read, or not_found: true";
+
+/// The session a line belongs to: the body's `session_id` and the line's, which must agree
+/// when both are given. An escaped `session_id` is refused: the replay routes by the text of
+/// the line (Klarna's session ids are UUIDs, with nothing to escape).
+fn route<'a>(body_id: Option<Text<'a>>, line_id: Option<&'a str>) -> Result<&'a str, String> {
+    let body_id = match body_id {
+        None => None,
+        Some(Text::Borrowed(id)) => Some(id),
+        Some(escaped) => {
+            return Err(format!(
+                "the session_id {escaped:?} is written with escapes: the replay routes by the \
+                 session_id as the line writes it"
+            ));
+        }
+    };
+    let session_id = match (body_id, line_id) {
+        (Some(body_id), Some(line_id)) if body_id != line_id => {
+            return Err(format!(
+                "the line's session_id {line_id:?} differs from the body's {body_id:?}"
+            ));
+        }
+        (Some(id), _) | (None, Some(id)) => id,
+        (None, None) => return Err("no session_id: the line cannot be routed to a session".into()),
+    };
+    SessionId::new(session_id).map_err(|e| e.to_string())?;
+    Ok(session_id)
+}
+
+/// A line whose body could not be read whole but says `COMPLETED`: a paid session whose data a
+/// person must review. `None` for anything else (the line is then rejected as it was).
+fn paid_unreadable(text: &str) -> Option<Observation<&str>> {
+    let line: LogLine<'_, CallbackStatus<'_>, SessionStatus<'_>> =
+        serde_json::from_str(text).ok()?;
+    let (callback, status) = match (line.callback, line.read, line.not_found) {
+        (Some(cb), None, None) => (true, cb.session),
+        (None, Some(read), None) => (false, read),
+        _ => return None,
+    };
+    status.paid_snapshot().ok()??;
+    let session_id = route(status.session_id, line.session_id).ok()?;
+    Some(Observation {
+        at: line.at,
+        session_id,
+        what: if callback {
+            What::Callback {
+                event_id: None,
+                body: Body::PaidUnreadable,
+            }
+        } else {
+            What::Read(Body::PaidUnreadable)
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,22 +596,22 @@ mod tests {
     /// Bodies of every shape: each status, each completion shape, and the malformed.
     fn bodies() -> Vec<SessionBody<'static>> {
         let plain = SessionBody {
-            session_id: Some("s"),
-            status: Some("WAITING"),
-            updated_at: Some("2019-05-13T14:54:04.675Z"),
-            expires_at: Some("2019-05-15T13:51:43.507Z"),
+            session_id: Some("s".into()),
+            status: Some("WAITING".into()),
+            updated_at: Some("2019-05-13T14:54:04.675Z".into()),
+            expires_at: Some("2019-05-15T13:51:43.507Z".into()),
             ..SessionBody::default()
         };
         let mut bodies: Vec<SessionBody<'static>> = Status::ALL
             .iter()
             .map(|s| SessionBody {
-                status: Some(s.as_str()),
-                ..plain
+                status: Some(s.as_str().into()),
+                ..plain.clone()
             })
             .collect();
         let paid = SessionBody {
-            status: Some("COMPLETED"),
-            ..plain
+            status: Some("COMPLETED".into()),
+            ..plain.clone()
         };
         for (token, order, reference) in [
             (Some("tok"), None, None),
@@ -468,36 +621,36 @@ mod tests {
             (Some(""), None, None),
         ] {
             bodies.push(SessionBody {
-                authorization_token: token,
-                order_id: order,
-                klarna_reference: reference,
-                ..paid
+                authorization_token: token.map(Into::into),
+                order_id: order.map(Into::into),
+                klarna_reference: reference.map(Into::into),
+                ..paid.clone()
             });
         }
         bodies.extend([
             SessionBody {
                 expires_at: None,
-                ..plain
+                ..plain.clone()
             },
             SessionBody {
                 status: None,
-                ..plain
+                ..plain.clone()
             },
             SessionBody {
-                status: Some("COMPLETE"),
-                ..plain
+                status: Some("COMPLETE".into()),
+                ..plain.clone()
             },
             SessionBody {
-                updated_at: Some("yesterday"),
-                ..plain
+                updated_at: Some("yesterday".into()),
+                ..plain.clone()
             },
             SessionBody {
-                expires_at: Some("2019-02-30T00:00:00Z"),
-                ..plain
+                expires_at: Some("2019-02-30T00:00:00Z".into()),
+                ..plain.clone()
             },
             SessionBody {
-                authorization_token: Some("tok"),
-                ..plain
+                authorization_token: Some("tok".into()),
+                ..plain.clone()
             },
         ]);
         bodies
@@ -546,10 +699,10 @@ mod tests {
     fn a_body_makes_the_snapshot_the_library_makes_also_after_crossing_threads() {
         for body in bodies() {
             let expected = body.snapshot();
-            assert_eq!(Body::of(body).snapshot(), expected, "{body:?}");
+            assert_eq!(Body::of(body.clone()).snapshot(), expected, "{body:?}");
             // Across threads: strings copied into a buffer as ranges, then read back.
             let mut buffer = String::new();
-            let Ok(ranges) = Body::of(body).try_map(&mut |s: &str| {
+            let Ok(ranges) = Body::of(body.clone()).try_map(&mut |s: &str| {
                 let start = buffer.len();
                 buffer.push_str(s);
                 Ok::<_, Infallible>(start..buffer.len())

@@ -61,7 +61,7 @@ pub fn action_json(action: &Expected) -> Value {
             authorization_token,
             place_by,
         } => json!({"kind": kind, "authorization_token": authorization_token.as_str(),
-                    "place_by": place_by.to_string()}),
+                    "place_by": place_by.map(|at| at.to_string())}),
         Expected::RecordOrder {
             order_id,
             klarna_reference,

@@ -55,13 +55,17 @@ impl Body {
     #[must_use]
     pub fn session_body(&self) -> SessionBody<'_> {
         SessionBody {
-            session_id: Some(&self.session_id),
-            status: Some(self.status.as_str()),
-            updated_at: Some(&self.updated_at),
-            expires_at: Some(&self.expires_at),
-            authorization_token: self.completion.authorization_token.as_deref(),
-            order_id: self.completion.order_id.as_deref(),
-            klarna_reference: self.completion.klarna_reference.as_deref(),
+            session_id: Some(self.session_id.as_str().into()),
+            status: Some(self.status.as_str().into()),
+            updated_at: Some(self.updated_at.as_str().into()),
+            expires_at: Some(self.expires_at.as_str().into()),
+            authorization_token: self
+                .completion
+                .authorization_token
+                .as_deref()
+                .map(Into::into),
+            order_id: self.completion.order_id.as_deref().map(Into::into),
+            klarna_reference: self.completion.klarna_reference.as_deref().map(Into::into),
         }
     }
 }

@@ -18,8 +18,8 @@ pub enum Expected {
     PlaceOrder {
         /// `authorization_token`.
         authorization_token: Text,
-        /// The authorization time plus [`AUTHORIZATION_VALIDITY`].
-        place_by: Timestamp,
+        /// The authorization time plus [`AUTHORIZATION_VALIDITY`] (`None`: unknown, at once).
+        place_by: Option<Timestamp>,
     },
     /// Record the order Klarna placed.
     RecordOrder {
@@ -83,7 +83,13 @@ impl fmt::Display for Expected {
             Self::PlaceOrder {
                 authorization_token,
                 place_by,
-            } => write!(f, "place_order {authorization_token} by {place_by}"),
+            } => {
+                write!(f, "place_order {authorization_token}")?;
+                match place_by {
+                    Some(at) => write!(f, " by {at}"),
+                    None => f.write_str(" at once"),
+                }
+            }
             Self::RecordOrder {
                 order_id,
                 klarna_reference: Some(reference),
@@ -116,7 +122,7 @@ pub fn expected(history: &History) -> Expected {
             },
             (None, Some(token)) => Expected::PlaceOrder {
                 authorization_token: token.clone(),
-                place_by: end.at.saturating_add(Duration::from_secs(60 * 60)),
+                place_by: Some(end.at.saturating_add(Duration::from_secs(60 * 60))),
             },
             (None, None) => Expected::ReviewCompletion,
         },

@@ -175,7 +175,7 @@ impl Service {
         let (outcome, actions) =
             match row
                 .tracker
-                .observe_callback(callback.event_id, &snapshot, now)
+                .observe_callback(callback.event_id(), &snapshot, now)
             {
                 Ok(report) => (report.outcome(), store::owned(report.actions())),
                 Err(e) => return Ok(Handled::Refused(e.to_string())),
@@ -303,8 +303,8 @@ impl Service {
 
 /// A body may omit `session_id` (Klarna's own fixtures do); if it gives one, it must be ours.
 fn for_session(body: &SessionBody<'_>, session_id: &str) -> Result<(), String> {
-    match body.session_id {
-        Some(id) if id != session_id => Err(format!(
+    match &body.session_id {
+        Some(id) if *id != session_id => Err(format!(
             "the body's session_id {id:?} is not this session's"
         )),
         _ => Ok(()),

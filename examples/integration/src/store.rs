@@ -160,7 +160,7 @@ pub fn action_data(action: &Action<'_>) -> Option<Value> {
             authorization_token,
             place_by,
         } => json!({"authorization_token": authorization_token.as_str(),
-                    "place_by": place_by.to_string()}),
+                    "place_by": place_by.map(|at| at.to_string())}),
         Action::RecordOrder {
             order_id,
             klarna_reference,

@@ -73,7 +73,7 @@ fn expected_json(e: &Expected) -> (String, Option<Value>) {
             authorization_token,
             place_by,
         } => Some(json!({"authorization_token": authorization_token.as_str(),
-                         "place_by": place_by.to_string()})),
+                         "place_by": place_by.map(|at| at.to_string())})),
         Expected::RecordOrder {
             order_id,
             klarna_reference,
