@@ -227,6 +227,92 @@ mod tests {
         }
     }
 
+    /// Lines every replay rejects, each naming a session no other line names: a 404 of a session
+    /// with no known expiry, a callback stamped past the clock skew, an unreadable line, a
+    /// body that is not a session object, and a read of a non-paid body with a numeric field.
+    fn rejected_lines(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| match i % 5 {
+                0 => format!(
+                    r#"{{"at":"2019-05-13T14:54:10Z","not_found":true,"session_id":"ghost-{i}"}}"#
+                ),
+                1 => format!(
+                    r#"{{"at":"2019-05-13T14:54:10Z","callback":{{"event_id":"e","session":{{"session_id":"future-{i}","status":"CANCELLED","updated_at":"2030-01-01T00:00:00Z"}}}}}}"#
+                ),
+                2 => format!("not json {i}"),
+                3 => format!(r#"{{"at":"2019-05-13T14:54:10Z","read":[{i}]}}"#),
+                _ => format!(
+                    r#"{{"at":"2019-05-13T14:54:10Z","read":{{"session_id":"n-{i}","status":"IN_PROGRESS","updated_at":{i}}}}}"#
+                ),
+            })
+            .collect()
+    }
+
+    /// The JSON records of the lines that were not rejected, without their line numbers, and the
+    /// summary, of replaying `log`.
+    fn accepted_and_summary(log: &[u8]) -> (Vec<serde_json::Value>, Vec<u8>) {
+        let mut out = Vec::new();
+        replay(log, &mut out, &options(Format::Json, Threads::One))
+            .ok()
+            .unwrap();
+        let records = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["outcome"] != "rejected")
+            .map(|mut r| {
+                r.as_object_mut().unwrap().remove("line");
+                r
+            })
+            .collect();
+        let mut summary = Vec::new();
+        replay(
+            log,
+            &mut summary,
+            &options(Format::SummaryJson, Threads::One),
+        )
+        .ok()
+        .unwrap();
+        (records, summary)
+    }
+
+    /// Rejected means no trace: adding rejected lines anywhere in a log changes nothing in the
+    /// other lines' records, nor the summary but for its count of lines and rejections.
+    #[test]
+    fn rejected_lines_anywhere_leave_no_trace() {
+        let log = simulate::hostile_log(40, 11);
+        let (records, summary) = accepted_and_summary(&log);
+        assert!(records.len() > 100);
+        let summary: serde_json::Value = serde_json::from_slice(&summary).unwrap();
+        for every in [1, 3, 17] {
+            let mut mixed = Vec::new();
+            let mut bad = rejected_lines(400).into_iter();
+            let mut added = 0u64;
+            for (i, line) in log.split_inclusive(|&b| b == b'\n').enumerate() {
+                if i % every == 0
+                    && let Some(b) = bad.next()
+                {
+                    mixed.extend_from_slice(b.as_bytes());
+                    mixed.push(b'\n');
+                    added += 1;
+                }
+                mixed.extend_from_slice(line);
+            }
+            let (mixed_records, mixed_summary) = accepted_and_summary(&mixed);
+            assert_eq!(mixed_records, records, "every {every}");
+            let mut mixed_summary: serde_json::Value =
+                serde_json::from_slice(&mixed_summary).unwrap();
+            for count in ["/lines", "/rejected/count"] {
+                let n = mixed_summary.pointer(count).unwrap().as_u64().unwrap();
+                let before = summary.pointer(count).unwrap();
+                assert_eq!(n, before.as_u64().unwrap() + added, "{count}");
+                *mixed_summary.pointer_mut(count).unwrap() = before.clone();
+            }
+            mixed_summary["rejected"]["first"] = summary["rejected"]["first"].clone();
+            assert_eq!(mixed_summary, summary, "every {every}");
+        }
+    }
+
     /// Gives `data`, then fails.
     struct FailingAfter<'a>(&'a [u8]);
 

@@ -84,7 +84,10 @@ impl<R: BufRead> Lines<R> {
             self.drained = next_newline.is_none();
             self.number += 1;
             let text = text.strip_suffix(b"\r").unwrap_or(text);
-            return Ok(Some((self.number, Line::Text(text))));
+            return Ok(Some((
+                self.number,
+                Line::Text(without_bom(self.number, text)),
+            )));
         }
         self.buf.clear();
         let mut len = 0u64;
@@ -127,7 +130,21 @@ impl<R: BufRead> Lines<R> {
             return Ok(Some((self.number, Line::TooLong { len })));
         }
         let text = self.buf.strip_suffix(b"\r").unwrap_or(&self.buf);
-        Ok(Some((self.number, Line::Text(text))))
+        Ok(Some((
+            self.number,
+            Line::Text(without_bom(self.number, text)),
+        )))
+    }
+}
+
+/// The UTF-8 byte-order mark that Windows tools write at the start of a text file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Line `number`'s text without the byte-order mark that may open the input (line 1 only).
+fn without_bom(number: u64, text: &[u8]) -> &[u8] {
+    match number {
+        1 => text.strip_prefix(BOM).unwrap_or(text),
+        _ => text,
     }
 }
 
@@ -138,6 +155,29 @@ fn newline_in(rest: Option<&[u8]>) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_byte_order_mark_opening_the_input_is_not_part_of_line_one() {
+        for capacity in [2, 4096] {
+            let input =
+                std::io::BufReader::with_capacity(capacity, &b"\xEF\xBB\xBFa\n\xEF\xBB\xBFb"[..]);
+            let mut lines = super::Lines::new(input, 100);
+            let mut seen = Vec::new();
+            while let Some((n, line)) = lines.next_line().unwrap() {
+                let super::Line::Text(text) = line else {
+                    panic!("line {n} too long")
+                };
+                seen.push((n, text.to_vec()));
+            }
+            // Only the input's start: a mark inside the input is data (and not UTF-8 text JSON
+            // expects, so that line is rejected as it should be).
+            assert_eq!(
+                seen,
+                [(1, b"a".to_vec()), (2, b"\xEF\xBB\xBFb".to_vec())],
+                "{capacity}"
+            );
+        }
+    }
+
     use super::*;
 
     fn all(input: &[u8], max: usize, capacity: usize) -> Vec<(u64, String)> {

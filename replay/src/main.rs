@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::CommandFactory as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hpp_replay::{Error, Format, Options, SAMPLE, Threads};
 use hpp_session::diagram::Mermaid;
@@ -220,12 +221,15 @@ fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<ExitCode, Error
         defaults.interval(),
         Duration::from_secs(args.max_read_interval),
     )
-    .map_err(|e| {
-        Error::Input(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("--max-read-interval: {e}"),
-        ))
-    })?;
+    .unwrap_or_else(|e| {
+        // A usage error like clap's own: the message, the usage, exit status 2.
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '--max-read-interval <SECONDS>': {e}"),
+            )
+            .exit()
+    });
     let tracker = TrackerConfig {
         reads,
         ..TrackerConfig::DEFAULT

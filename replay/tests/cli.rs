@@ -557,3 +557,86 @@ fn one_and_two_threads_give_the_same_output() {
         assert_eq!(run(&["--threads", bad]).status.code(), Some(2), "{bad}");
     }
 }
+
+/// The examples of issue 14, through the binary: a paid read in odd spellings stays paid, and the
+/// 404 after expiry releases nothing; a known expiry survives a read without it; rejected lines
+/// create no session; a byte-order mark opens a log that still reads.
+#[test]
+fn paid_stays_paid_and_rejected_lines_leave_no_session_through_the_binary() {
+    let log = concat!(
+        "\u{feff}",
+        r#"{"at":"2019-05-13T14:54:10Z","read":{"session_id":"s","status":"COMPLETED","updated_at":"2019-05-13T14:54:04.675Z","expires_at":"2019-05-15T13:51:43.507Z","order_id":1234567}}"#,
+        "\n",
+        r#"{"at":"2019-05-16T00:00:00Z","not_found":true,"session_id":"s"}"#,
+        "\n",
+        r#"{"at":"2019-05-13T14:54:10Z","read":{"session_id":"t","status":"COMPLET\u0045D","updated_at":"2019-05-13T14:54:04.675Z","expires_at":"2019-05-15T13:51:43.507Z","authorization_token":"a\/b"}}"#,
+        "\n",
+        r#"{"at":"2019-05-16T00:00:00Z","not_found":true,"session_id":"t"}"#,
+        "\n",
+        r#"{"at":"2019-05-13T14:54:10Z","read":{"session_id":"u","status":"COMPLETED","updated_at":null,"expires_at":"2019-05-15T13:51:43.507","authorization_token":"tok-u"}}"#,
+        "\n",
+        r#"{"at":"2019-05-13T14:54:10Z","read":{"session_id":"v","status":"COMPLETED","authorization_token":"tok-v"}}"#,
+        "\n",
+        r#"{"at":"2019-05-13T14:54:10Z","not_found":true,"session_id":"ghost"}"#,
+        "\n",
+        r#"{"at":"2019-05-13T14:54:10Z","callback":{"event_id":"e","session":{"session_id":"future","status":"CANCELLED","updated_at":"2030-01-01T00:00:00Z"}}}"#,
+        "\n",
+        r#"{"at":"2019-05-13T14:00:00Z","read":{"session_id":"w","status":"WAITING","updated_at":"2019-05-13T13:51:43.507Z","expires_at":"2019-05-15T13:51:43.507Z"}}"#,
+        "\n",
+        r#"{"at":"2019-05-13T14:10:00Z","read":{"session_id":"w","status":"IN_PROGRESS","updated_at":"2019-05-13T14:05:00Z"}}"#,
+        "\n",
+        r#"{"at":"2019-05-16T00:00:00Z","not_found":true,"session_id":"w"}"#,
+        "\n",
+    );
+    let o = run_stdin(&["--json", "-"], log.as_bytes());
+    assert!(o.status.success());
+    let records = json_lines(&o);
+    let kinds = |i: usize| {
+        records[i]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["kind"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(records[0]["status"], "COMPLETED", "{}", records[0]);
+    assert_eq!(kinds(0), ["review_completion"]);
+    assert_eq!(records[1]["outcome"], "rejected");
+    assert_eq!(kinds(2), ["place_order"]);
+    assert_eq!(records[2]["actions"][0]["authorization_token"], "a/b");
+    // Expired, but paid: still COMPLETED, and nothing to release.
+    assert_eq!(records[3]["outcome"], "expired", "{}", records[3]);
+    assert_eq!(records[3]["status"], "COMPLETED");
+    assert!(kinds(3).is_empty());
+    assert_eq!(kinds(4), ["place_order"]);
+    assert_eq!(
+        records[4]["actions"][0]["place_by"],
+        serde_json::Value::Null
+    );
+    assert_eq!(kinds(5), ["place_order"]);
+    assert_eq!(records[6]["outcome"], "rejected");
+    assert_eq!(records[7]["outcome"], "rejected");
+    assert_eq!(kinds(10), ["release"]);
+    assert_eq!(records[10]["actions"][0]["reason"], "EXPIRED");
+    let released: usize = (0..records.len())
+        .filter(|&i| {
+            records[i]["actions"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+                && kinds(i).contains(&"release".to_owned())
+        })
+        .count();
+    assert_eq!(released, 1, "only the unpaid session w is released");
+
+    let o = run_stdin(&["--summary", "--json", "-"], log.as_bytes());
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["sessions"], 5, "{summary}");
+    assert_eq!(summary["open"], serde_json::json!([]), "{summary}");
+}
+
+#[test]
+fn an_out_of_range_simulate_option_is_a_usage_error() {
+    let o = run(&["simulate", "--sessions", "1", "--max-read-interval", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--max-read-interval"));
+}
