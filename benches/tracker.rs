@@ -25,9 +25,9 @@ fn observe(c: &mut Criterion) {
         .snapshot()
         .unwrap();
     let mut in_progress = Tracker::default();
-    in_progress.observe_read(&parse(IN_PROGRESS), now);
+    let _ = in_progress.observe_read(&parse(IN_PROGRESS), now);
     let mut done = in_progress.clone();
-    done.observe_read(&completed, now);
+    let _ = done.observe_read(&completed, now);
 
     let mut g = c.benchmark_group("observe");
     // Baseline: copying the tracker, which `advance` below pays for in its (unmeasured) setup
@@ -55,7 +55,7 @@ fn observe(c: &mut Criterion) {
 fn parse_and_observe(c: &mut Criterion) {
     let now = Timestamp::parse("2019-05-13T14:54:05Z").unwrap();
     let mut in_progress = Tracker::default();
-    in_progress.observe_read(&parse(IN_PROGRESS), now);
+    let _ = in_progress.observe_read(&parse(IN_PROGRESS), now);
 
     let mut g = c.benchmark_group("callback");
     g.bench_function("baseline_parse_serde_json", |b| {

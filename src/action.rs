@@ -44,6 +44,7 @@ impl fmt::Display for ReleaseReason {
 /// One thing the merchant must do now. A [`crate::Tracker`] asks for each kind at most once per
 /// session; the ids borrow from the tracker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Action<'t> {
     /// Place the order with this authorization token before `place_by`.
     PlaceOrder {
@@ -127,6 +128,7 @@ impl fmt::Display for Action<'_> {
 /// (stored by persistence), not the order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum ActionKind {
     /// [`Action::PlaceOrder`].
     PlaceOrder = 1,

@@ -15,6 +15,7 @@ use crate::excerpt::Excerpt;
 /// wire names (`"IN_PROGRESS"`, not `"InProgress"` nor Klarna's one-off `"COMPLETE"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum Status {
     /// `WAITING`: created; the consumer has not opened the page yet.
     Waiting = 0,

@@ -618,7 +618,11 @@ fn event_hash(event_id: &str) -> u32 {
 
 /// What one observation did, and the actions it newly asks for (each at most once per session,
 /// listed in [`ActionKind`] order). Borrows the tracker.
+///
+/// Must be used: the actions it carries are marked as asked the moment it is made and are never
+/// asked again, so a report dropped unread (`tracker.observe_read(..);`) loses them.
 #[derive(Clone, Copy, Debug)]
+#[must_use = "the report carries the actions the merchant must perform; they are never asked again"]
 pub struct Report<'t> {
     outcome: Outcome,
     new: ActionSet,

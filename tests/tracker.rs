@@ -162,6 +162,7 @@ fn own(a: Action<'_>) -> Asked {
         Action::ReviewCompletion { problem } => Asked::Review(problem),
         Action::Release { reason } => Asked::Release(reason),
         Action::ReadSession => Asked::Read,
+        other => panic!("an action the oracle does not know: {other:?}"),
     }
 }
 

@@ -180,7 +180,7 @@ fn two_tokens_conflict_and_only_one_order_is_asked_for() {
 #[test]
 fn a_forged_completion_neither_pays_nor_blocks_the_real_one() {
     let mut t = Tracker::default();
-    t.observe_read(&snap(Status::InProgress, 0), at(1));
+    let _ = t.observe_read(&snap(Status::InProgress, 0), at(1));
     // Stamped hours ahead: refused, nothing changes.
     let before = t.clone();
     let err = t
@@ -248,7 +248,7 @@ fn a_forged_final_claim_is_hidden_by_a_newer_read_and_decides_nothing() {
     assert!(t.is_confirmed());
     // The reverse order meets the same contradiction.
     let mut u = Tracker::default();
-    u.observe_read(&snap(Status::InProgress, 25), at(26));
+    let _ = u.observe_read(&snap(Status::InProgress, 25), at(26));
     let r = u
         .observe_callback(None, &snap(Status::Completed, 20), at(27))
         .unwrap();
@@ -270,7 +270,7 @@ fn a_forged_final_claim_is_hidden_by_a_newer_read_and_decides_nothing() {
 #[test]
 fn a_forged_expiry_or_cancel_never_releases_the_cart() {
     let mut t = Tracker::default();
-    t.observe_read(&snap(Status::InProgress, 0), at(1));
+    let _ = t.observe_read(&snap(Status::InProgress, 0), at(1));
     let forged = Snapshot::new(Status::Cancelled, at(5), Some(at(3)), None).unwrap();
     let r = t.observe_callback(Some("forged"), &forged, at(10)).unwrap();
     assert_eq!(kinds(&r), ["read_session"]);
@@ -285,7 +285,7 @@ fn a_forged_expiry_or_cancel_never_releases_the_cart() {
     assert_eq!(t, before);
     assert!(t.next_read(at(20)).is_some());
     // The consumer went back, then paid: the forged cancel decides nothing.
-    t.observe_read(&snap(Status::Back, 30), at(31));
+    let _ = t.observe_read(&snap(Status::Back, 30), at(31));
     let r = t.observe_read(&snap(Status::Completed, 60), at(61));
     assert_eq!(kinds(&r), ["place_order"]);
     assert_eq!(
@@ -298,7 +298,7 @@ fn a_forged_expiry_or_cancel_never_releases_the_cart() {
 #[test]
 fn a_status_that_cannot_follow_is_a_conflict() {
     let mut t = Tracker::default();
-    t.observe_read(&snap(Status::Failed, 10), at(11));
+    let _ = t.observe_read(&snap(Status::Failed, 10), at(11));
     let r = t.observe_read(&snap(Status::Waiting, 20), at(21));
     assert!(matches!(
         r.outcome(),
@@ -367,7 +367,7 @@ fn not_found_before_expiry_changes_nothing_and_after_it_releases_once() {
             expires_at: None
         }
     );
-    t.observe_read(&snap(Status::Back, 10), at(11));
+    let _ = t.observe_read(&snap(Status::Back, 10), at(11));
     let before = t.clone();
     let err = t.observe_not_found(at(EXPIRES - 1)).unwrap_err();
     assert_eq!(t, before);
@@ -394,8 +394,9 @@ fn not_found_before_expiry_changes_nothing_and_after_it_releases_once() {
 #[test]
 fn a_claimed_authorization_does_not_block_the_release_at_expiry() {
     let mut t = Tracker::default();
-    t.observe_read(&snap(Status::Back, 5), at(6));
-    t.observe_callback(None, &snap(Status::Completed, 10), at(11))
+    let _ = t.observe_read(&snap(Status::Back, 5), at(6));
+    let _ = t
+        .observe_callback(None, &snap(Status::Completed, 10), at(11))
         .unwrap();
     let r = t.observe_not_found(at(EXPIRES)).unwrap();
     assert_eq!(
@@ -406,7 +407,7 @@ fn a_claimed_authorization_does_not_block_the_release_at_expiry() {
     );
     // And an authorization confirmed by a read does block it.
     let mut t = Tracker::default();
-    t.observe_read(&snap(Status::Completed, 10), at(11));
+    let _ = t.observe_read(&snap(Status::Completed, 10), at(11));
     assert_eq!(kinds(&t.observe_not_found(at(EXPIRES)).unwrap()).len(), 0);
 }
 
@@ -414,7 +415,7 @@ fn a_claimed_authorization_does_not_block_the_release_at_expiry() {
 #[test]
 fn a_newer_expiry_counts_only_from_a_read() {
     let mut t = Tracker::default();
-    t.observe_read(&snap(Status::InProgress, 10), at(11));
+    let _ = t.observe_read(&snap(Status::InProgress, 10), at(11));
     let later =
         Snapshot::new(Status::InProgress, at(10), Some(at(EXPIRES + 60_000)), None).unwrap();
     let before = t.clone();
@@ -443,7 +444,8 @@ fn event_ids_are_remembered_up_to_the_bound_then_forgotten_oldest_first() {
         } else {
             Status::Back
         };
-        t.observe_callback(Some(&format!("e{i}")), &snap(s, 10 * (i + 1)), at(i))
+        let _ = t
+            .observe_callback(Some(&format!("e{i}")), &snap(s, 10 * (i + 1)), at(i))
             .unwrap();
     }
     // The newest `n` are remembered: a redelivery is a duplicate even though it is stale.
@@ -476,7 +478,7 @@ fn event_ids_are_remembered_up_to_the_bound_then_forgotten_oldest_first() {
 fn the_read_schedule_backs_off_and_stops() {
     let mut t = Tracker::default();
     assert_eq!(t.next_read(at(0)), Some(at(0)), "knowing nothing: read now");
-    t.observe_read(&snap(Status::InProgress, 0), at(1_000));
+    let _ = t.observe_read(&snap(Status::InProgress, 0), at(1_000));
     // 10 s after the change, then gaps of 10, 20, 40 … s, capped at 10 min.
     let s = |secs: u64| Some(at(1_000 + secs * 1_000));
     assert_eq!(t.next_read(at(1_000)), s(10));
@@ -489,7 +491,7 @@ fn the_read_schedule_backs_off_and_stops() {
     // 60,000 s after the change: the first slot at or after it is 640 + 99 × 600 = 60,040 s.
     assert_eq!(t.next_read(at(1_000 + 100 * 600_000)), s(640 + 99 * 600));
     // A change resets the backoff.
-    t.observe_read(&snap(Status::Back, 2_000_000), at(3_000_000));
+    let _ = t.observe_read(&snap(Status::Back, 2_000_000), at(3_000_000));
     assert_eq!(t.next_read(at(3_000_000)), Some(at(3_010_000)));
 }
 
@@ -557,7 +559,7 @@ fn two_different_finals_never_silently_replace_each_other() {
     let cancelled = snap(Status::Cancelled, 49_000);
     let disabled = snap(Status::Disabled, 10_000);
     let mut a = Tracker::default();
-    a.observe_read(&cancelled, at(1));
+    let _ = a.observe_read(&cancelled, at(1));
     let r = a.observe_read(&disabled, at(2));
     assert!(matches!(
         r.outcome(),
@@ -567,7 +569,7 @@ fn two_different_finals_never_silently_replace_each_other() {
         }
     ));
     let mut b = Tracker::default();
-    b.observe_read(&disabled, at(1));
+    let _ = b.observe_read(&disabled, at(1));
     let r = b.observe_read(&cancelled, at(2));
     assert_eq!(
         r.outcome(),
@@ -582,7 +584,7 @@ fn two_different_finals_never_silently_replace_each_other() {
     assert!(a.has_conflict() && b.has_conflict());
     // An unsigned callback's final never displaces a confirmed one: a conflict, nothing more.
     let mut c = Tracker::default();
-    c.observe_read(&cancelled, at(1));
+    let _ = c.observe_read(&cancelled, at(1));
     let before = c.status();
     let r = c
         .observe_callback(None, &snap(Status::Completed, 50_000), at(2))
@@ -667,9 +669,10 @@ fn stored_trackers_round_trip_and_are_checked() {
         ..TrackerConfig::default()
     };
     let mut t = Tracker::new(config);
-    t.observe_callback(Some("e"), &snap(Status::Back, 10), at(11))
+    let _ = t
+        .observe_callback(Some("e"), &snap(Status::Back, 10), at(11))
         .unwrap();
-    t.observe_not_found(at(EXPIRES)).unwrap();
+    let _ = t.observe_not_found(at(EXPIRES)).unwrap();
     let json = serde_json::to_string(&t).unwrap();
     assert!(
         json.contains(r#""trust":"verified""#) && json.contains(r#""released":"EXPIRED""#),
@@ -679,7 +682,7 @@ fn stored_trackers_round_trip_and_are_checked() {
 
     // A claim, and the read it asked for, round-trip too.
     let mut claimed = Tracker::default();
-    claimed
+    let _ = claimed
         .observe_callback(Some("e"), &snap(Status::Cancelled, 10), at(11))
         .unwrap();
     let stored = serde_json::to_string(&claimed).unwrap();
@@ -723,29 +726,32 @@ fn a_claim_adds_earlier_reads_and_never_delays_the_schedule() {
     let mut t = Tracker::default();
     assert!(t.snapshot().is_none() && !t.is_expired() && !t.is_confirmed());
     // Before any read: read at once, whatever callbacks claim.
-    t.observe_callback(Some("e0"), &snap(Status::InProgress, 10), at(500))
+    let _ = t
+        .observe_callback(Some("e0"), &snap(Status::InProgress, 10), at(500))
         .unwrap();
     assert_eq!(t.next_read(at(500)), Some(at(500)));
     assert!(t.snapshot().is_none() && !t.is_confirmed());
-    t.observe_read(&snap(Status::Waiting, 0), at(1_000));
+    let _ = t.observe_read(&snap(Status::Waiting, 0), at(1_000));
     assert_eq!(t.snapshot(), Some(&snap(Status::Waiting, 0)));
     // The claim's own schedule (10 s after it came) is a little earlier than the confirmed
     // one (10 s after the read).
     assert_eq!(t.next_read(at(1_000)), Some(at(10_500)));
     // A non-final claim at 25 s asks for a read 10 s after it, earlier than the 41 s slot.
-    t.observe_callback(Some("e1"), &snap(Status::InProgress, 20), at(25_000))
+    let _ = t
+        .observe_callback(Some("e1"), &snap(Status::InProgress, 20), at(25_000))
         .unwrap();
     assert_eq!(t.next_read(at(25_000)), Some(at(35_000)));
     // Claims arriving every 9 s never push the confirmed slots later.
     for k in 0..20u64 {
         let now = at(40_000 + k * 9_000);
-        t.observe_callback(None, &snap(Status::InProgress, 30 + k), now)
+        let _ = t
+            .observe_callback(None, &snap(Status::InProgress, 30 + k), now)
             .unwrap();
         let next = t.next_read(now).unwrap();
         assert!(next <= now.checked_add(Duration::from_secs(10)).unwrap());
     }
     let mut schedule = Tracker::default();
-    schedule.observe_read(&snap(Status::Waiting, 0), at(1_000));
+    let _ = schedule.observe_read(&snap(Status::Waiting, 0), at(1_000));
     for now in [at(41_000), at(200_000), at(700_000)] {
         assert!(t.next_read(now) <= schedule.next_read(now));
     }
@@ -794,7 +800,7 @@ fn the_clock_skew_tolerance_is_configurable_and_only_for_hints() {
     );
     assert_eq!(t.status(), Some(Status::Back));
     let mut t = Tracker::new(strict);
-    t.observe_read(&snap(Status::Back, 99_000), at(10));
+    let _ = t.observe_read(&snap(Status::Back, 99_000), at(10));
     assert_eq!(t.status(), Some(Status::Back));
 }
 
@@ -844,7 +850,7 @@ fn every_completion_shape_asks_for_its_own_action() {
 #[test]
 fn money_after_a_release_is_reported_as_a_conflict() {
     let mut t = Tracker::default();
-    t.observe_read(&snap(Status::InProgress, 10), at(11));
+    let _ = t.observe_read(&snap(Status::InProgress, 10), at(11));
     let r = t.observe_not_found(at(EXPIRES)).unwrap();
     assert_eq!(kinds(&r), ["release"]);
     assert!(!t.has_conflict());

@@ -227,7 +227,8 @@ fn observe<'a>(
     // rejects (a 404 with no known expiry, a callback stamped in the future) leaves no session.
     if trackers.get(line.session_id).is_none() {
         let mut fresh = Tracker::new(config);
-        observe_on(&mut fresh, &line.what, event_id, snapshot, now)?;
+        // Only whether it is refused counts: this tracker is thrown away.
+        let _ = observe_on(&mut fresh, &line.what, event_id, snapshot, now)?;
     }
     let tracker = trackers.get_or_insert(line.session_id, config);
     record.status = shown_status(tracker);

@@ -169,6 +169,8 @@ pub fn action_data(action: &Action<'_>) -> Option<Value> {
         Action::ReviewCompletion { problem } => json!({"problem": problem.to_string()}),
         Action::Release { reason } => json!({"reason": reason.as_str()}),
         Action::ReadSession => return None,
+        // A kind this example does not know yet (`Action` grows with Klarna): kept, described.
+        other => json!({"action": other.to_string()}),
     })
 }
 
