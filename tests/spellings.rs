@@ -319,3 +319,39 @@ fn a_newer_read_without_expires_at_keeps_the_known_expiry() {
         assert!(report.action_kinds().contains(ActionKind::Release));
     }
 }
+
+/// Control characters, which JSON writes as `\b`, `\f`, `\n`, `\r`, `\t`, through the reader
+/// that hands escapes over raw (`serde-json-core`'s `from_str`), and the inline buffer's bound.
+#[test]
+fn short_escapes_and_the_inline_bound_are_values() {
+    let value = "a\u{8}b\u{c}c\nd\re\tf\"g\\h/";
+    let json = format!("{{\"order_id\":{}}}", serde_json::to_string(value).unwrap());
+    let body = parse_all(&json).unwrap();
+    assert_eq!(body.order_id.unwrap().as_str(), Ok(value));
+    for len in [hpp_session::MAX_ID_LEN, hpp_session::MAX_ID_LEN + 1] {
+        let value = "/".repeat(len);
+        let json = format!("{{\"order_id\":{}}}", spell(&value, Spelling::Slashes));
+        let field = parse_all(&json).unwrap().order_id.unwrap();
+        let kept = len <= hpp_session::MAX_ID_LEN;
+        assert_eq!(field.as_str().ok(), kept.then_some(value.as_str()), "{len}");
+        assert_eq!((field.len(), field.is_empty()), (len, false));
+    }
+}
+
+#[test]
+fn a_text_compares_and_prints_as_its_value() {
+    use hpp_session::wire::Text;
+    let plain = Text::from("a/b");
+    let body = parse_all(r#"{"order_id":"a\/b"}"#).unwrap();
+    let escaped = body.order_id.unwrap();
+    assert!(matches!(escaped, Text::Unescaped(_)));
+    assert_eq!(escaped, plain);
+    assert_ne!(escaped, Text::from("a/c"));
+    assert!(escaped == *"a/b" && escaped != *"a/c");
+    assert!(escaped == "a/b" && escaped != "a/c");
+    assert_eq!(format!("{escaped:?}"), "\"a/b\"");
+    assert_eq!(format!("{:?}", Text::Overlong(300)), "<300 bytes>");
+    assert!(Text::from("").is_empty() && !plain.is_empty());
+    let err = serde_json::from_str::<SessionBody<'_>>(r#"{"order_id":1}"#).unwrap_err();
+    assert!(err.to_string().contains("a string"), "{err}");
+}
