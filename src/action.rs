@@ -4,7 +4,7 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::completion::CompletionProblem;
-use crate::id::{AuthorizationToken, KlarnaReference, OrderId};
+use crate::id::{AuthorizationToken, KlarnaReference, OrderId, SessionId};
 use crate::timestamp::Timestamp;
 
 /// How long a Klarna Payments authorization token stays valid: the order must be placed with it
@@ -42,14 +42,24 @@ impl fmt::Display for ReleaseReason {
 }
 
 /// One thing the merchant must do now. A [`crate::Tracker`] asks for each kind at most once per
-/// session; the ids borrow from the tracker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// session.
+///
+/// Owned, so that it can be stored (in the same transaction as the tracker, then performed) and,
+/// with the `serde` feature, serialized in one form: `{"kind": "place_order", fields…}` with the
+/// wire names of its fields. [`Action::id`] is its stable id, `"{session_id}/{kind}"`: a session
+/// asks for each kind once, so the id names the action across retries and restarts.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Action<'t> {
+#[expect(
+    clippy::large_enum_variant,
+    reason = "ids are stored inline (no heap); a boxed variant would need an allocator"
+)]
+pub enum Action {
     /// Place the order with this authorization token before `place_by`.
     PlaceOrder {
-        /// The token from the confirmed `COMPLETED` session.
-        authorization_token: &'t AuthorizationToken,
+        /// The token from the confirmed `COMPLETED` session (a secret: see
+        /// [`AuthorizationToken::expose_secret`]).
+        authorization_token: AuthorizationToken,
         /// The authorization time (`updated_at`) plus [`AUTHORIZATION_VALIDITY`]; `None` when
         /// the body did not say when the consumer was authorized: place the order at once.
         place_by: Option<Timestamp>,
@@ -57,9 +67,9 @@ pub enum Action<'t> {
     /// Record the order Klarna placed. Never place another: Klarna already did.
     RecordOrder {
         /// The order's id.
-        order_id: &'t OrderId,
+        order_id: OrderId,
         /// The order's consumer-facing reference, when Klarna sent one.
-        klarna_reference: Option<&'t KlarnaReference>,
+        klarna_reference: Option<KlarnaReference>,
     },
     /// A person must look at this session: it is paid (`COMPLETED` was confirmed), but its data
     /// says neither how to place the order nor which order Klarna placed. The cart is never
@@ -77,7 +87,17 @@ pub enum Action<'t> {
     ReadSession,
 }
 
-impl Action<'_> {
+impl Action {
+    /// The action's stable id, `"{session_id}/{kind}"` (e.g. `"39a1…/place_order"`): what an
+    /// executor de-duplicates performs by, and what an idempotency key can be made of.
+    #[must_use]
+    pub const fn id<'s>(&self, session_id: &'s SessionId) -> ActionId<'s> {
+        ActionId {
+            session_id,
+            kind: self.kind(),
+        }
+    }
+
     /// The action's kind.
     #[must_use]
     pub const fn kind(&self) -> ActionKind {
@@ -91,7 +111,22 @@ impl Action<'_> {
     }
 }
 
-impl fmt::Display for Action<'_> {
+/// The stable id of one session's action of one kind: `Display` writes `"{session_id}/{kind}"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ActionId<'s> {
+    /// The session.
+    pub session_id: &'s SessionId,
+    /// The kind: a session asks for each at most once.
+    pub kind: ActionKind,
+}
+
+impl fmt::Display for ActionId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.session_id, self.kind.as_str())
+    }
+}
+
+impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::PlaceOrder {

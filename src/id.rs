@@ -77,6 +77,7 @@ impl fmt::Display for IdError {
 
 impl core::error::Error for IdError {}
 
+/// An identifier type: a bounded inline string with its constructor and comparisons.
 macro_rules! bounded_id {
     ($(#[$doc:meta])* $name:ident, $kind:expr) => {
         $(#[$doc])*
@@ -100,12 +101,6 @@ macro_rules! bounded_id {
                 }
                 heapless::String::try_from(id).map(Self).map_err(|_| error)
             }
-
-            /// The identifier.
-            #[must_use]
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
         }
 
         impl TryFrom<&str> for $name {
@@ -116,15 +111,30 @@ macro_rules! bounded_id {
             }
         }
 
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0.as_str() == other
+            }
+        }
+    };
+}
+
+/// An identifier that is not a secret: shown by `Display` and `Debug`, read with `as_str`.
+macro_rules! public_id {
+    ($(#[$doc:meta])* $name:ident, $kind:expr) => {
+        bounded_id!($(#[$doc])* $name, $kind);
+
+        impl $name {
+            /// The identifier.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
                 &self.0
             }
         }
 
-        impl PartialEq<str> for $name {
-            fn eq(&self, other: &str) -> bool {
-                self.0.as_str() == other
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
             }
         }
 
@@ -142,12 +152,12 @@ macro_rules! bounded_id {
     };
 }
 
-bounded_id!(
+public_id!(
     /// A session's `session_id`.
     SessionId,
     IdKind::SessionId
 );
-bounded_id!(
+public_id!(
     /// A status callback's `event_id`, for de-duplication.
     EventId,
     IdKind::EventId
@@ -155,16 +165,41 @@ bounded_id!(
 bounded_id!(
     /// The `authorization_token` of a completed Klarna Payments session; the merchant places
     /// the order with it within 60 minutes.
+    ///
+    /// A credential: whoever holds it can place the order. So, as the `secrecy` crate does,
+    /// `Debug` and `Display` never show it (they print `<redacted>`), and the only way to read
+    /// it is the explicit [`AuthorizationToken::expose_secret`], which is easy to find in a
+    /// review. (Serialization writes it: persistence and the owned action need it.)
     AuthorizationToken,
     IdKind::AuthorizationToken
 );
-bounded_id!(
+
+impl AuthorizationToken {
+    /// The token itself, for the one call that places the order (and for storing it).
+    #[must_use]
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AuthorizationToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Debug for AuthorizationToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuthorizationToken(<redacted>)")
+    }
+}
+public_id!(
     /// The `order_id` of an order Klarna placed itself (`place_order_mode` `PLACE_ORDER` or
     /// `CAPTURE_ORDER`).
     OrderId,
     IdKind::OrderId
 );
-bounded_id!(
+public_id!(
     /// The consumer-facing `klarna_reference` of an order Klarna placed.
     KlarnaReference,
     IdKind::KlarnaReference

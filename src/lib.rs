@@ -51,7 +51,7 @@ mod tracker;
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod wire;
 
-pub use action::{AUTHORIZATION_VALIDITY, Action, ActionKind, ActionSet, ReleaseReason};
+pub use action::{AUTHORIZATION_VALIDITY, Action, ActionId, ActionKind, ActionSet, ReleaseReason};
 pub use claim::{Claim, DEFAULT_MAX_CLOCK_SKEW, FutureHint};
 pub use completion::{Completion, CompletionProblem};
 pub use event::Event;

@@ -13,7 +13,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
-use crate::action::{ActionKind, ActionSet, ReleaseReason};
+use crate::action::{Action, ActionKind, ActionSet, ReleaseReason};
 use crate::claim::Claim;
 use crate::completion::{Completion, CompletionProblem};
 use crate::id::{
@@ -91,10 +91,10 @@ impl<'de> Deserialize<'de> for Timestamp {
 }
 
 macro_rules! serde_id {
-    ($($name:ident),*) => {$(
+    ($($name:ident . $text:ident),*) => {$(
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
+                serializer.serialize_str(self.$text())
             }
         }
 
@@ -107,11 +107,11 @@ macro_rules! serde_id {
 }
 
 serde_id!(
-    SessionId,
-    EventId,
-    AuthorizationToken,
-    OrderId,
-    KlarnaReference
+    SessionId.as_str,
+    EventId.as_str,
+    AuthorizationToken.expose_secret,
+    OrderId.as_str,
+    KlarnaReference.as_str
 );
 
 /// [`Completion`] as Klarna's fields: `{"authorization_token"}`, or
@@ -180,14 +180,7 @@ impl Serialize for Completion {
                 repr.klarna_reference = klarna_reference.as_ref();
             }
             Completion::Unusable(problem) => {
-                repr.unusable = Some(match *problem {
-                    CompletionProblem::Missing => ProblemRepr::Missing,
-                    CompletionProblem::ReferenceWithoutOrder => ProblemRepr::ReferenceWithoutOrder,
-                    CompletionProblem::Id(IdError { kind, len }) => {
-                        ProblemRepr::Id { field: kind, len }
-                    }
-                    CompletionProblem::Malformed => ProblemRepr::Malformed,
-                });
+                repr.unusable = Some((*problem).into());
             }
         }
         repr.serialize(serializer)
@@ -212,18 +205,162 @@ impl<'de> Deserialize<'de> for Completion {
                 order_id,
                 klarna_reference,
             }),
-            (None, None, None, Some(problem)) => Ok(Completion::Unusable(match problem {
-                ProblemRepr::Missing => CompletionProblem::Missing,
-                ProblemRepr::ReferenceWithoutOrder => CompletionProblem::ReferenceWithoutOrder,
-                ProblemRepr::Id { field, len } => {
-                    CompletionProblem::Id(IdError { kind: field, len })
-                }
-                ProblemRepr::Malformed => CompletionProblem::Malformed,
-            })),
+            (None, None, None, Some(problem)) => Ok(Completion::Unusable(problem.into())),
             _ => Err(de::Error::custom(
                 "a completion is an authorization_token, an order_id (with a klarna_reference or not), or unusable",
             )),
         }
+    }
+}
+
+impl Serialize for ActionKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ActionKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_str(deserializer, "an action kind", |s| {
+            ActionKind::ALL
+                .into_iter()
+                .find(|k| k.as_str() == s)
+                .ok_or("unknown action kind")
+        })
+    }
+}
+
+impl From<CompletionProblem> for ProblemRepr {
+    fn from(problem: CompletionProblem) -> Self {
+        match problem {
+            CompletionProblem::Missing => Self::Missing,
+            CompletionProblem::ReferenceWithoutOrder => Self::ReferenceWithoutOrder,
+            CompletionProblem::Id(IdError { kind, len }) => Self::Id { field: kind, len },
+            CompletionProblem::Malformed => Self::Malformed,
+        }
+    }
+}
+
+impl From<ProblemRepr> for CompletionProblem {
+    fn from(problem: ProblemRepr) -> Self {
+        match problem {
+            ProblemRepr::Missing => Self::Missing,
+            ProblemRepr::ReferenceWithoutOrder => Self::ReferenceWithoutOrder,
+            ProblemRepr::Id { field, len } => Self::Id(IdError { kind: field, len }),
+            ProblemRepr::Malformed => Self::Malformed,
+        }
+    }
+}
+
+/// [`Action`]'s one serialized form: `{"kind", fields…}`, the fields by their wire names. A
+/// `place_order` always has `place_by` (`null` when unknown); a `record_order` has
+/// `klarna_reference` only when Klarna sent one. The same form everywhere: the replay tool's
+/// output, the simulator's expected actions, the reference service's store.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum ActionRepr<T, O, K> {
+    PlaceOrder {
+        authorization_token: T,
+        place_by: Option<Timestamp>,
+    },
+    RecordOrder {
+        order_id: O,
+        #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+        klarna_reference: Option<K>,
+    },
+    ReviewCompletion {
+        problem: ProblemRepr,
+    },
+    Release {
+        reason: ReleaseReason,
+    },
+    ReadSession,
+}
+
+impl Serialize for Action {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let repr: ActionRepr<&AuthorizationToken, &OrderId, &KlarnaReference> = match self {
+            Action::PlaceOrder {
+                authorization_token,
+                place_by,
+            } => ActionRepr::PlaceOrder {
+                authorization_token,
+                place_by: *place_by,
+            },
+            Action::RecordOrder {
+                order_id,
+                klarna_reference,
+            } => ActionRepr::RecordOrder {
+                order_id,
+                klarna_reference: klarna_reference.as_ref(),
+            },
+            Action::ReviewCompletion { problem } => ActionRepr::ReviewCompletion {
+                problem: (*problem).into(),
+            },
+            Action::Release { reason } => ActionRepr::Release { reason: *reason },
+            Action::ReadSession => ActionRepr::ReadSession,
+        };
+        repr.serialize(serializer)
+    }
+}
+
+/// [`Action`]'s form read back: every field optional, checked against the kind. (An internally
+/// tagged enum would need `alloc` to read.)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionFields {
+    kind: ActionKind,
+    #[serde(default = "none")]
+    authorization_token: Option<AuthorizationToken>,
+    #[serde(default = "none")]
+    place_by: Option<Timestamp>,
+    #[serde(default = "none")]
+    order_id: Option<OrderId>,
+    #[serde(default = "none")]
+    klarna_reference: Option<KlarnaReference>,
+    #[serde(default = "none")]
+    problem: Option<ProblemRepr>,
+    #[serde(default = "none")]
+    reason: Option<ReleaseReason>,
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let f = ActionFields::deserialize(deserializer)?;
+        let only = |fields: [bool; 6]| {
+            let given = [
+                f.authorization_token.is_some(),
+                f.place_by.is_some(),
+                f.order_id.is_some(),
+                f.klarna_reference.is_some(),
+                f.problem.is_some(),
+                f.reason.is_some(),
+            ];
+            given.iter().zip(fields).all(|(&g, allowed)| allowed || !g)
+        };
+        let action = match f.kind {
+            ActionKind::PlaceOrder if only([true, true, false, false, false, false]) => f
+                .authorization_token
+                .map(|authorization_token| Action::PlaceOrder {
+                    authorization_token,
+                    place_by: f.place_by,
+                }),
+            ActionKind::RecordOrder if only([false, false, true, true, false, false]) => {
+                f.order_id.map(|order_id| Action::RecordOrder {
+                    order_id,
+                    klarna_reference: f.klarna_reference,
+                })
+            }
+            ActionKind::ReviewCompletion if only([false, false, false, false, true, false]) => f
+                .problem
+                .map(|p| Action::ReviewCompletion { problem: p.into() }),
+            ActionKind::Release if only([false, false, false, false, false, true]) => {
+                f.reason.map(|reason| Action::Release { reason })
+            }
+            ActionKind::ReadSession if only([false; 6]) => Some(Action::ReadSession),
+            _ => None,
+        };
+        action.ok_or_else(|| de::Error::custom("an action's fields do not fit its kind"))
     }
 }
 

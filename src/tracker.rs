@@ -558,7 +558,7 @@ impl Tracker {
     }
 
     /// The action of `kind` with its data, if the state still has it.
-    fn action(&self, kind: ActionKind) -> Option<Action<'_>> {
+    fn action(&self, kind: ActionKind) -> Option<Action> {
         let best = self.best.as_ref();
         let completion = best.and_then(Snapshot::completion);
         Some(match (kind, completion) {
@@ -568,7 +568,7 @@ impl Tracker {
                     authorization_token,
                 }),
             ) => Action::PlaceOrder {
-                authorization_token,
+                authorization_token: authorization_token.clone(),
                 place_by: best?
                     .updated_at()
                     .map(|at| at.saturating_add(AUTHORIZATION_VALIDITY)),
@@ -580,8 +580,8 @@ impl Tracker {
                     klarna_reference,
                 }),
             ) => Action::RecordOrder {
-                order_id,
-                klarna_reference: klarna_reference.as_ref(),
+                order_id: order_id.clone(),
+                klarna_reference: klarna_reference.clone(),
             },
             (ActionKind::ReviewCompletion, Some(Completion::Unusable(problem))) => {
                 Action::ReviewCompletion { problem: *problem }
@@ -642,8 +642,8 @@ impl<'t> Report<'t> {
         self.new
     }
 
-    /// The actions newly asked for, with their data.
-    pub fn actions(&self) -> impl Iterator<Item = Action<'t>> + use<'t> {
+    /// The actions newly asked for, with their data (owned: store them with the tracker).
+    pub fn actions(&self) -> impl Iterator<Item = Action> + use<'t> {
         let tracker = self.tracker;
         self.new.iter().filter_map(move |k| tracker.action(k))
     }

@@ -95,12 +95,12 @@ fn actions_read_as_what_to_do() {
     let order_id = OrderId::new("93d644a2").unwrap();
     let reference = KlarnaReference::new("X438HG0Q").unwrap();
     let record = |klarna_reference| Action::RecordOrder {
-        order_id: &order_id,
+        order_id: order_id.clone(),
         klarna_reference,
     };
     assert_eq!(record(None).to_string(), "record order 93d644a2");
     assert_eq!(
-        record(Some(&reference)).to_string(),
+        record(Some(reference.clone())).to_string(),
         "record order 93d644a2 (X438HG0Q)"
     );
 }

@@ -180,3 +180,119 @@ proptest! {
         prop_assert_eq!(serde_json_core::from_slice::<Session>(&buf[..n]).unwrap().0, s);
     }
 }
+
+/// Every action in its one serialized form, with the keys written out by hand (the oracle), and
+/// back; forms whose fields do not fit their kind are refused, by both parsers.
+#[test]
+fn actions_have_one_serialized_form_and_read_back() {
+    use hpp_session::{
+        Action, AuthorizationToken, IdError, IdKind, KlarnaReference, OrderId, ReleaseReason,
+        SessionId,
+    };
+    let at: Timestamp = "2019-05-13T15:54:04.675Z".parse().unwrap();
+    let token = AuthorizationToken::new("a1a8f727").unwrap();
+    let cases = [
+        (
+            Action::PlaceOrder {
+                authorization_token: token.clone(),
+                place_by: Some(at),
+            },
+            r#"{"kind":"place_order","authorization_token":"a1a8f727","place_by":"2019-05-13T15:54:04.675Z"}"#,
+        ),
+        (
+            Action::PlaceOrder {
+                authorization_token: token,
+                place_by: None,
+            },
+            r#"{"kind":"place_order","authorization_token":"a1a8f727","place_by":null}"#,
+        ),
+        (
+            Action::RecordOrder {
+                order_id: OrderId::new("93d6").unwrap(),
+                klarna_reference: Some(KlarnaReference::new("X438").unwrap()),
+            },
+            r#"{"kind":"record_order","order_id":"93d6","klarna_reference":"X438"}"#,
+        ),
+        (
+            Action::RecordOrder {
+                order_id: OrderId::new("93d6").unwrap(),
+                klarna_reference: None,
+            },
+            r#"{"kind":"record_order","order_id":"93d6"}"#,
+        ),
+        (
+            Action::ReviewCompletion {
+                problem: CompletionProblem::Missing,
+            },
+            r#"{"kind":"review_completion","problem":"missing"}"#,
+        ),
+        (
+            Action::ReviewCompletion {
+                problem: CompletionProblem::Id(IdError {
+                    kind: IdKind::OrderId,
+                    len: 300,
+                }),
+            },
+            r#"{"kind":"review_completion","problem":{"id":{"field":"order_id","len":300}}}"#,
+        ),
+        (
+            Action::Release {
+                reason: ReleaseReason::Expired,
+            },
+            r#"{"kind":"release","reason":"EXPIRED"}"#,
+        ),
+        (Action::ReadSession, r#"{"kind":"read_session"}"#),
+    ];
+    for (action, json) in cases {
+        assert_eq!(serde_json::to_string(&action).unwrap(), json);
+        let mut buf = [0u8; 256];
+        let n = serde_json_core::to_slice(&action, &mut buf).unwrap();
+        assert_eq!(core::str::from_utf8(&buf[..n]).unwrap(), json);
+        assert_eq!(serde_json::from_str::<Action>(json).unwrap(), action);
+        assert_eq!(serde_json_core::from_str::<Action>(json).unwrap().0, action);
+    }
+    for bad in [
+        r#"{"kind":"place_order"}"#,
+        r#"{"kind":"place_order","authorization_token":"t","reason":"EXPIRED"}"#,
+        r#"{"kind":"record_order","authorization_token":"t"}"#,
+        r#"{"kind":"release"}"#,
+        r#"{"kind":"read_session","order_id":"o"}"#,
+        r#"{"kind":"refund"}"#,
+        r#"{"kind":"release","reason":"EXPIRED","extra":1}"#,
+    ] {
+        assert!(serde_json::from_str::<Action>(bad).is_err(), "{bad}");
+        assert!(serde_json_core::from_str::<Action>(bad).is_err(), "{bad}");
+    }
+    let session = SessionId::new("39a1c773").unwrap();
+    let release = Action::Release {
+        reason: ReleaseReason::Cancelled,
+    };
+    assert_eq!(release.id(&session).to_string(), "39a1c773/release");
+}
+
+/// The authorization token is a credential: `Debug` and `Display` never show it, nor do the
+/// action, completion and snapshot that carry it; only `expose_secret` and serialization do.
+#[test]
+fn the_authorization_token_is_never_printed() {
+    use hpp_session::{Action, AuthorizationToken, Snapshot, Status, Tracker};
+    let secret = "a1a8f727-2756-6058-bd3c-40069be0994b";
+    let token = AuthorizationToken::new(secret).unwrap();
+    let completion = Completion::authorized(secret).unwrap();
+    let at: Timestamp = "2019-05-13T14:54:04.675Z".parse().unwrap();
+    let snapshot = Snapshot::new(Status::Completed, at, None, Some(completion.clone())).unwrap();
+    let mut tracker = Tracker::default();
+    let action: Vec<Action> = tracker.observe_read(&snapshot, at).actions().collect();
+    let printed = [
+        format!("{token} {token:?}"),
+        format!("{completion:?}"),
+        format!("{snapshot:?}"),
+        format!("{tracker:?}"),
+        format!("{:?} {}", action[0], action[0]),
+    ];
+    for text in &printed {
+        assert!(!text.contains(secret), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
+    }
+    assert_eq!(token.expose_secret(), secret);
+    assert!(serde_json::to_string(&action[0]).unwrap().contains(secret));
+}

@@ -146,12 +146,12 @@ fn claim_of(s: &Snapshot) -> Claim {
     Claim::new(s.status(), s.updated_at().unwrap())
 }
 
-fn own(a: Action<'_>) -> Asked {
+fn own(a: Action) -> Asked {
     match a {
         Action::PlaceOrder {
             authorization_token,
             place_by,
-        } => Asked::Place(authorization_token.to_string(), place_by),
+        } => Asked::Place(authorization_token.expose_secret().to_owned(), place_by),
         Action::RecordOrder {
             order_id,
             klarna_reference,
@@ -304,7 +304,7 @@ fn expect(delivered: &[Delivery], trust: CallbackTrust, expired: bool) -> Expect
             Some(Completion::Authorized {
                 authorization_token,
             }) => decisions.push(Asked::Place(
-                authorization_token.to_string(),
+                authorization_token.expose_secret().to_owned(),
                 n.updated_at()
                     .map(|at| at.checked_add(Duration::from_secs(3600)).unwrap()),
             )),

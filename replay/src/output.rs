@@ -4,44 +4,9 @@ use std::io::{self, Write};
 
 use hpp_session::Action;
 use serde::Serialize;
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::ser::{SerializeSeq, Serializer};
 
 use crate::replayer::Record;
-
-/// An action as the replay tool's JSON shows it: `{"kind": ..., fields}`.
-struct JsonAction<'a>(Action<'a>);
-
-impl Serialize for JsonAction<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("kind", self.0.kind().as_str())?;
-        match self.0 {
-            Action::PlaceOrder {
-                authorization_token,
-                place_by,
-            } => {
-                map.serialize_entry("authorization_token", authorization_token.as_str())?;
-                map.serialize_entry("place_by", &place_by)?;
-            }
-            Action::RecordOrder {
-                order_id,
-                klarna_reference,
-            } => {
-                map.serialize_entry("order_id", order_id.as_str())?;
-                if let Some(reference) = klarna_reference {
-                    map.serialize_entry("klarna_reference", reference.as_str())?;
-                }
-            }
-            Action::ReviewCompletion { problem } => {
-                map.serialize_entry("problem", &problem.to_string())?;
-            }
-            Action::Release { reason } => map.serialize_entry("reason", reason.as_str())?,
-            // A kind this tool does not know yet (`Action` grows with Klarna): its kind alone.
-            _ => {}
-        }
-        map.end()
-    }
-}
 
 /// The record's actions as a JSON array.
 struct JsonActions<'r, 'a>(&'r Record<'a>);
@@ -51,7 +16,7 @@ impl Serialize for JsonActions<'_, '_> {
         let mut seq = serializer.serialize_seq(None)?;
         if let Ok((report, _)) = &self.0.result {
             for action in report.actions() {
-                seq.serialize_element(&JsonAction(action))?;
+                seq.serialize_element(&action)?;
             }
         }
         seq.end()
@@ -136,15 +101,19 @@ fn optional_string(scratch: &mut Vec<u8>, s: Option<&str>) -> io::Result<()> {
 }
 
 /// An action as the timeline shows it.
-fn describe(action: Action<'_>) -> String {
+fn describe(action: Action) -> String {
     match action {
         Action::PlaceOrder {
             authorization_token,
             place_by,
-        } => match place_by {
-            Some(at) => format!("PLACE ORDER with {authorization_token} by {at}"),
-            None => format!("PLACE ORDER with {authorization_token} at once"),
-        },
+        } => {
+            // The timeline is where the merchant reads what to do: the token is shown on purpose.
+            let token = authorization_token.expose_secret();
+            match place_by {
+                Some(at) => format!("PLACE ORDER with {token} by {at}"),
+                None => format!("PLACE ORDER with {token} at once"),
+            }
+        }
         Action::RecordOrder {
             order_id,
             klarna_reference: Some(reference),

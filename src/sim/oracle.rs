@@ -49,29 +49,29 @@ impl Expected {
     /// The merchant action `action` stands for, or `None` for a read. Ids longer than a
     /// [`Text`] (never made by the simulator) are cut, so they compare unequal.
     #[must_use]
-    pub fn of(action: &Action<'_>) -> Option<Self> {
+    pub fn of(action: &Action) -> Option<Self> {
         let text = |s: &str| {
             let mut t = Text::new();
             let _ = t.push_str(s.get(..t.capacity()).unwrap_or(s));
             t
         };
-        Some(match *action {
+        Some(match action {
             Action::PlaceOrder {
                 authorization_token,
                 place_by,
             } => Self::PlaceOrder {
-                authorization_token: text(authorization_token.as_str()),
-                place_by,
+                authorization_token: text(authorization_token.expose_secret()),
+                place_by: *place_by,
             },
             Action::RecordOrder {
                 order_id,
                 klarna_reference,
             } => Self::RecordOrder {
                 order_id: text(order_id.as_str()),
-                klarna_reference: klarna_reference.map(|r| text(r.as_str())),
+                klarna_reference: klarna_reference.as_ref().map(|r| text(r.as_str())),
             },
             Action::ReviewCompletion { .. } => Self::ReviewCompletion,
-            Action::Release { reason } => Self::Release(reason),
+            Action::Release { reason } => Self::Release(*reason),
             Action::ReadSession => return None,
         })
     }

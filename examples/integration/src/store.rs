@@ -2,7 +2,7 @@
 
 use hpp_session::{Action, ActionKind, Timestamp, Tracker};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The schema. `next_read_ms` is the tracker's next read (Unix milliseconds), `NULL` when none is
 /// needed; `read_failures` counts failed reads in a row, for the back-off.
@@ -146,32 +146,21 @@ pub fn save(
 
 /// The merchant actions among `actions`, with their data as stored, owned (so the tracker can be
 /// saved while they are). A read is not stored: the poller reads when the tracker says.
-pub fn owned<'a>(actions: impl Iterator<Item = Action<'a>>) -> Vec<(ActionKind, Value)> {
+pub fn owned(actions: impl Iterator<Item = Action>) -> Vec<(ActionKind, Value)> {
     actions
         .filter_map(|a| action_data(&a).map(|data| (a.kind(), data)))
         .collect()
 }
 
-/// A merchant action's data, or `None` for a read.
+/// A merchant action as stored: the crate's one serialized form of an action
+/// (`{"kind", fields…}`), or `None` for a read.
 #[must_use]
-pub fn action_data(action: &Action<'_>) -> Option<Value> {
-    Some(match *action {
-        Action::PlaceOrder {
-            authorization_token,
-            place_by,
-        } => json!({"authorization_token": authorization_token.as_str(),
-                    "place_by": place_by.map(|at| at.to_string())}),
-        Action::RecordOrder {
-            order_id,
-            klarna_reference,
-        } => json!({"order_id": order_id.as_str(),
-                    "klarna_reference": klarna_reference.map(hpp_session::KlarnaReference::as_str)}),
-        Action::ReviewCompletion { problem } => json!({"problem": problem.to_string()}),
-        Action::Release { reason } => json!({"reason": reason.as_str()}),
-        Action::ReadSession => return None,
-        // A kind this example does not know yet (`Action` grows with Klarna): kept, described.
-        other => json!({"action": other.to_string()}),
-    })
+pub fn action_data(action: &Action) -> Option<Value> {
+    match action {
+        Action::ReadSession => None,
+        // Serializing ids and timestamps cannot fail.
+        action => serde_json::to_value(action).ok(),
+    }
 }
 
 /// A stored action.

@@ -72,15 +72,21 @@ fn expected_json(e: &Expected) -> (String, Option<Value>) {
         Expected::PlaceOrder {
             authorization_token,
             place_by,
-        } => Some(json!({"authorization_token": authorization_token.as_str(),
-                         "place_by": place_by.map(|at| at.to_string())})),
+        } => Some(
+            json!({"kind": kind, "authorization_token": authorization_token.as_str(),
+                         "place_by": place_by.map(|at| at.to_string())}),
+        ),
         Expected::RecordOrder {
             order_id,
             klarna_reference,
-        } => Some(json!({"order_id": order_id.as_str(),
-                         "klarna_reference": klarna_reference.as_deref()})),
+        } => Some(match klarna_reference {
+            Some(r) => {
+                json!({"kind": kind, "order_id": order_id.as_str(), "klarna_reference": r.as_str()})
+            }
+            None => json!({"kind": kind, "order_id": order_id.as_str()}),
+        }),
         Expected::ReviewCompletion => None,
-        Expected::Release(reason) => Some(json!({"reason": reason.as_str()})),
+        Expected::Release(reason) => Some(json!({"kind": kind, "reason": reason.as_str()})),
     };
     (kind, data)
 }
