@@ -287,6 +287,13 @@ fn the_authorization_token_is_never_printed() {
         format!("{completion:?}"),
         format!("{snapshot:?}"),
         format!("{tracker:?}"),
+        format!(
+            "{:?}",
+            serde_json::from_str::<hpp_session::wire::SessionBody<'_>>(&format!(
+                r#"{{"status":"COMPLETED","authorization_token":"{secret}"}}"#
+            ))
+            .unwrap()
+        ),
         format!("{:?} {}", action[0], action[0]),
     ];
     for text in &printed {

@@ -62,7 +62,7 @@ fn run(config: TrackerConfig, items: &[&Item]) -> Tracker {
         };
         let outcome = report.outcome();
         let new = report.action_kinds();
-        let actions: Vec<Action<'_>> = report.actions().collect();
+        let actions: Vec<Action> = report.actions().collect();
         assert_eq!(actions.len(), new.iter().count());
         assert!(new.without(ActionSet::EMPTY) == new);
         for kind in new.iter() {

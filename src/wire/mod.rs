@@ -54,8 +54,8 @@ mod text;
 pub use text::Text;
 
 /// A session object, as a read returns it and a callback carries it. Deserializes from a JSON
-/// object only.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// object only. `Debug` does not show the `authorization_token` (a credential).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct SessionBody<'a> {
     /// `session_id`.
     pub session_id: Option<Text<'a>>,
@@ -71,6 +71,21 @@ pub struct SessionBody<'a> {
     pub order_id: Option<Text<'a>>,
     /// `klarna_reference` (with `order_id`).
     pub klarna_reference: Option<Text<'a>>,
+}
+
+impl fmt::Debug for SessionBody<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let token = self.authorization_token.as_ref().map(|_| "<redacted>");
+        f.debug_struct("SessionBody")
+            .field("session_id", &self.session_id)
+            .field("status", &self.status)
+            .field("updated_at", &self.updated_at)
+            .field("expires_at", &self.expires_at)
+            .field("authorization_token", &token)
+            .field("order_id", &self.order_id)
+            .field("klarna_reference", &self.klarna_reference)
+            .finish()
+    }
 }
 
 /// The body of a status callback. Deserializes from a JSON object only.
