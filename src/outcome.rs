@@ -43,11 +43,22 @@ pub enum Outcome {
     },
     /// The session expired: a read answered 404 at or after `expires_at`.
     Expired,
+    /// Confirmed evidence moved the state, as [`Outcome::Advanced`] does, and showed that
+    /// something seen before cannot be true: an unsigned claim it contradicts (a forged
+    /// callback, most likely), or a release already asked for a session it shows paid. Nothing
+    /// is undone and the money is never dropped; a person should look
+    /// ([`crate::Tracker::has_conflict`]).
+    Contradicts {
+        /// The confirmed status before (`None` when unknown or when it confirmed a claim).
+        from: Option<Status>,
+        /// The confirmed status now.
+        to: Status,
+    },
 }
 
 impl Outcome {
     /// The outcome's name in the replay tool's JSON: `advanced` (also for `Confirmed`),
-    /// `claimed`, `duplicate`, `stale`, `conflict`, `expired`.
+    /// `claimed`, `duplicate`, `stale`, `conflict` (also for `Contradicts`), `expired`.
     #[must_use]
     pub const fn as_str(&self) -> &'static str {
         match self {
@@ -55,7 +66,7 @@ impl Outcome {
             Self::Claimed(_) => "claimed",
             Self::Duplicate => "duplicate",
             Self::Stale => "stale",
-            Self::Conflict { .. } => "conflict",
+            Self::Conflict { .. } | Self::Contradicts { .. } => "conflict",
             Self::Expired => "expired",
         }
     }
@@ -92,6 +103,13 @@ impl fmt::Display for Outcome {
                 kind,
             } => write!(f, "conflict: {observed} {kind} {known}"),
             Self::Expired => f.write_str("expired"),
+            Self::Contradicts { from, to } => {
+                match from {
+                    Some(from) => write!(f, "advanced {from} -> {to}")?,
+                    None => write!(f, "advanced to {to}")?,
+                }
+                f.write_str(", contradicting what was seen before")
+            }
         }
     }
 }

@@ -305,6 +305,7 @@ impl Tracker {
         now: Timestamp,
     ) -> Result<Report<'_>, FutureHint> {
         let event = event_id.map(event_hash);
+        let was_conflicted = self.conflicted;
         let outcome = match self.config.trust {
             CallbackTrust::Verified => self.reconcile(snapshot, now),
             CallbackTrust::Hint => {
@@ -321,13 +322,14 @@ impl Tracker {
                 self.weigh_hint(snapshot, now)
             }
         };
-        Ok(self.settle(event, outcome))
+        Ok(self.settle(event, outcome, was_conflicted))
     }
 
     /// Observes the snapshot a read of the session returned.
     pub fn observe_read(&mut self, snapshot: &Snapshot, now: Timestamp) -> Report<'_> {
+        let was_conflicted = self.conflicted;
         let outcome = self.reconcile(snapshot, now);
-        self.settle(None, outcome)
+        self.settle(None, outcome, was_conflicted)
     }
 
     /// Observes a read that answered 404 (not found) at `now`.
@@ -380,7 +382,7 @@ impl Tracker {
 
     /// Remembers a callback that changed the tracker, asks for what is now warranted, and
     /// reports.
-    fn settle(&mut self, event: Option<u32>, outcome: Outcome) -> Report<'_> {
+    fn settle(&mut self, event: Option<u32>, outcome: Outcome, was_conflicted: bool) -> Report<'_> {
         if !outcome.changed() {
             let seen = event.is_some_and(|h| self.events.iter().any(|&e| e == h));
             let outcome = if seen { Outcome::Duplicate } else { outcome };
@@ -394,6 +396,16 @@ impl Tracker {
             let _ = self.events.push_back(h);
         }
         let new = self.ask();
+        // The observation that reveals a conflict says so itself, not only the sticky flag.
+        let outcome = match outcome {
+            Outcome::Advanced { from, to, .. } if self.conflicted && !was_conflicted => {
+                Outcome::Contradicts { from, to }
+            }
+            Outcome::Confirmed(to) if self.conflicted && !was_conflicted => {
+                Outcome::Contradicts { from: None, to }
+            }
+            outcome => outcome,
+        };
         self.report(outcome, new)
     }
 

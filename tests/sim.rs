@@ -180,7 +180,12 @@ fn render(simulator: &Simulator, index: u64) -> String {
     }
     for d in s.deliveries() {
         let b = d.body.session_body();
-        out += &format!("callback {} {} {:?} {}\n", d.at, d.event_id, b, d.forged);
+        // `Debug` hides the token; the digest pins it too, so it is put back where it stood.
+        let mut body = format!("{b:?}");
+        if let Some(token) = &b.authorization_token {
+            body = body.replace("Some(\"<redacted>\")", &format!("Some({token:?})"));
+        }
+        out += &format!("callback {} {} {body} {}\n", d.at, d.event_id, d.forged);
     }
     out += &format!("expected {}\n", expected(&s.history));
     out

@@ -233,14 +233,15 @@ fn a_forged_final_claim_is_hidden_by_a_newer_read_and_decides_nothing() {
     assert!(!t.is_confirmed());
     let before_read = t.clone();
     let r = t.observe_read(&snap(Status::InProgress, 25), at(26));
+    // The read that shows the claim false says so in its own outcome.
     assert_eq!(
         r.outcome(),
-        Outcome::Advanced {
+        Outcome::Contradicts {
             from: None,
             to: Status::InProgress,
-            skipped: false
         }
     );
+    assert_eq!(r.outcome().as_str(), "conflict");
     assert_eq!(kinds(&r).len(), 0, "no money from a contradicted callback");
     assert!(t.has_conflict() && !before_read.has_conflict());
     assert_eq!(t.status(), Some(Status::InProgress));
@@ -856,7 +857,17 @@ fn money_after_a_release_is_reported_as_a_conflict() {
     assert!(!t.has_conflict());
     let r = t.observe_read(&snap(Status::Completed, 20), at(EXPIRES + 1));
     assert_eq!(kinds(&r), ["place_order"]);
+    assert_eq!(
+        r.outcome(),
+        Outcome::Contradicts {
+            from: Some(Status::InProgress),
+            to: Status::Completed
+        }
+    );
     assert!(t.has_conflict());
+    // Once flagged, later news is reported as what it is.
+    let r = t.observe_read(&snap(Status::Completed, 20), at(EXPIRES + 2));
+    assert_eq!(r.outcome(), Outcome::Duplicate);
 }
 
 /// Two changes stamped in the same millisecond are ordered by their status (a deterministic
