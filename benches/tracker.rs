@@ -25,9 +25,9 @@ fn observe(c: &mut Criterion) {
         .snapshot()
         .unwrap();
     let mut in_progress = Tracker::default();
-    let _ = in_progress.observe_read(&parse(IN_PROGRESS), now);
+    let _ = in_progress.observe_read(&parse(IN_PROGRESS), now).unwrap();
     let mut done = in_progress.clone();
-    let _ = done.observe_read(&completed, now);
+    let _ = done.observe_read(&completed, now).unwrap();
 
     let mut g = c.benchmark_group("observe");
     // Baseline: copying the tracker, which `advance` below pays for in its (unmeasured) setup
@@ -37,13 +37,19 @@ fn observe(c: &mut Criterion) {
     });
     g.bench_function("duplicate_read", |b| {
         let mut t = done.clone();
-        b.iter(|| black_box(t.observe_read(black_box(&completed), now).outcome()));
+        b.iter(|| {
+            black_box(
+                t.observe_read(black_box(&completed), now)
+                    .unwrap()
+                    .outcome(),
+            )
+        });
     });
     g.bench_function("advance_to_completed", |b| {
         b.iter_batched_ref(
             || in_progress.clone(),
             |t| {
-                let r = t.observe_read(black_box(&completed), now);
+                let r = t.observe_read(black_box(&completed), now).unwrap();
                 black_box((r.outcome(), r.actions().count()))
             },
             BatchSize::SmallInput,
@@ -55,7 +61,7 @@ fn observe(c: &mut Criterion) {
 fn parse_and_observe(c: &mut Criterion) {
     let now = Timestamp::parse("2019-05-13T14:54:05Z").unwrap();
     let mut in_progress = Tracker::default();
-    let _ = in_progress.observe_read(&parse(IN_PROGRESS), now);
+    let _ = in_progress.observe_read(&parse(IN_PROGRESS), now).unwrap();
 
     let mut g = c.benchmark_group("callback");
     g.bench_function("baseline_parse_serde_json", |b| {

@@ -34,6 +34,7 @@ mod excerpt;
 mod id;
 mod outcome;
 mod precedence;
+mod refusal;
 mod schedule;
 mod secret;
 #[cfg(feature = "serde")]
@@ -60,6 +61,7 @@ pub use id::{
     AuthorizationToken, EventId, IdError, IdKind, KlarnaReference, MAX_ID_LEN, OrderId, SessionId,
 };
 pub use outcome::{ConflictKind, Outcome};
+pub use refusal::{OtherSession, Refused};
 pub use schedule::{MIN_READ_INTERVAL, PolicyError, ReadPolicy};
 pub use secret::callback_secret_matches;
 pub use session::{InvalidSession, Session, SessionError};

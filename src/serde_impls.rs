@@ -397,6 +397,8 @@ impl<'de> Deserialize<'de> for Session {
 /// [`Snapshot`]'s stored form; `C` is the completion, owned or borrowed.
 #[derive(Serialize, Deserialize)]
 struct SnapshotRepr<C> {
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    session_id: Option<SessionId>,
     status: Status,
     #[serde(default = "none", skip_serializing_if = "Option::is_none")]
     updated_at: Option<Timestamp>,
@@ -409,6 +411,7 @@ struct SnapshotRepr<C> {
 impl Serialize for Snapshot {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         SnapshotRepr {
+            session_id: self.session_id().cloned(),
             status: self.status(),
             updated_at: self.updated_at(),
             expires_at: self.expires_at(),
@@ -421,14 +424,18 @@ impl Serialize for Snapshot {
 impl<'de> Deserialize<'de> for Snapshot {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let r = SnapshotRepr::<Completion>::deserialize(deserializer)?;
-        match (r.updated_at, r.status, r.completion) {
+        let snapshot = match (r.updated_at, r.status, r.completion) {
             (Some(at), status, completion) => Snapshot::new(status, at, r.expires_at, completion),
             (None, Status::Completed, Some(completion)) => {
                 Ok(Snapshot::paid_undated(completion, r.expires_at))
             }
             (None, ..) => Err(SnapshotError::MissingUpdatedAt),
         }
-        .map_err(de::Error::custom)
+        .map_err(de::Error::custom)?;
+        Ok(match r.session_id {
+            Some(id) => snapshot.of_session(id),
+            None => snapshot,
+        })
     }
 }
 
@@ -508,6 +515,8 @@ struct ClaimRepr {
 /// [`Tracker`]'s stored form; `S` is the snapshot, owned or borrowed.
 #[derive(Serialize, Deserialize)]
 struct TrackerRepr<S> {
+    #[serde(default = "none")]
+    session_id: Option<SessionId>,
     trust: CallbackTrust,
     reads: ReadPolicy,
     max_clock_skew: Duration,
@@ -548,6 +557,7 @@ impl Serialize for Tracker {
                 .map_err(|_| serde::ser::Error::custom("event log overflow"))?;
         }
         TrackerRepr {
+            session_id: self.session.clone(),
             trust: self.config.trust,
             reads: self.config.reads,
             max_clock_skew: self.config.max_clock_skew,
@@ -611,6 +621,7 @@ impl<'de> Deserialize<'de> for Tracker {
                 .map_err(|_| de::Error::custom("too many remembered events"))?;
         }
         Ok(Tracker {
+            session: r.session_id,
             config: TrackerConfig {
                 trust: r.trust,
                 reads: r.reads,

@@ -3,7 +3,7 @@
 use core::fmt;
 
 use crate::completion::Completion;
-use crate::id::IdError;
+use crate::id::{IdError, SessionId};
 use crate::status::{Status, UnknownStatus};
 use crate::timestamp::{Timestamp, TimestampError};
 
@@ -14,6 +14,8 @@ use crate::timestamp::{Timestamp, TimestampError};
 /// (`wire::SessionBody::snapshot`). Feed it to a [`crate::Tracker`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Snapshot {
+    /// The session it is of, when the body said (Klarna's own fixtures often do not).
+    session_id: Option<SessionId>,
     status: Status,
     /// `None` only for a `COMPLETED` body that did not say when (or said it unreadably).
     updated_at: Option<Timestamp>,
@@ -37,6 +39,7 @@ impl Snapshot {
         match (status, &completion) {
             (Status::Completed, None) => Err(SnapshotError::MissingCompletion),
             (Status::Completed, Some(_)) | (_, None) => Ok(Self {
+                session_id: None,
                 status,
                 updated_at: Some(updated_at),
                 expires_at,
@@ -54,10 +57,36 @@ impl Snapshot {
     #[must_use]
     pub const fn paid_undated(completion: Completion, expires_at: Option<Timestamp>) -> Self {
         Self {
+            session_id: None,
             status: Status::Completed,
             updated_at: None,
             expires_at,
             completion: Some(completion),
+        }
+    }
+
+    /// The same snapshot, of session `session_id`: a [`crate::Tracker`] refuses a snapshot of
+    /// another session than its own ([`crate::Refused::OtherSession`]).
+    #[must_use]
+    pub fn of_session(mut self, session_id: SessionId) -> Self {
+        self.session_id = Some(session_id);
+        self
+    }
+
+    /// The session it is of, when known.
+    #[must_use]
+    pub const fn session_id(&self) -> Option<&SessionId> {
+        self.session_id.as_ref()
+    }
+
+    /// The snapshot without its session id (what a tracker keeps: it knows its session).
+    pub(crate) fn without_session(&self) -> Self {
+        Self {
+            session_id: None,
+            status: self.status,
+            updated_at: self.updated_at,
+            expires_at: self.expires_at,
+            completion: self.completion.clone(),
         }
     }
 
@@ -87,7 +116,7 @@ impl Snapshot {
     }
 
     /// Whether `other` reports the same status change: same status, same `updated_at`, same
-    /// completion (`expires_at` may differ). An undated `COMPLETED` snapshot is the same change as
+    /// completion (`expires_at` and the session id may differ). An undated `COMPLETED` snapshot is the same change as
     /// any `COMPLETED` snapshot with the same completion: a session completes once.
     #[must_use]
     pub fn same_change(&self, other: &Self) -> bool {

@@ -8,10 +8,12 @@ use core::time::Duration;
 use crate::action::{AUTHORIZATION_VALIDITY, Action, ActionKind, ActionSet, ReleaseReason};
 use crate::claim::{Claim, DEFAULT_MAX_CLOCK_SKEW, FutureHint};
 use crate::completion::Completion;
+use crate::id::SessionId;
 use crate::outcome::{ConflictKind, Outcome};
 use crate::precedence::{
     ChangeKey, Pair, change_key, contradiction, precedence, snapshots_contradict, sort_time,
 };
+use crate::refusal::{OtherSession, Refused};
 use crate::schedule::ReadPolicy;
 use crate::snapshot::Snapshot;
 use crate::status::Status;
@@ -128,6 +130,9 @@ pub struct State<'t> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tracker {
     pub(crate) config: TrackerConfig,
+    /// The session it tracks: set at creation ([`Tracker::for_session`]) or by the first
+    /// confirmed snapshot that names one. Snapshots of other sessions are refused.
+    pub(crate) session: Option<SessionId>,
     /// The confirmed snapshot of highest precedence.
     pub(crate) best: Option<Snapshot>,
     /// The highest hint that outranked `best` when it came.
@@ -189,6 +194,7 @@ impl Tracker {
     pub const fn new(config: TrackerConfig) -> Self {
         Self {
             config,
+            session: None,
             best: None,
             claim: None,
             expired: false,
@@ -199,6 +205,37 @@ impl Tracker {
             claimed_at: None,
             events: heapless::Deque::new(),
             expiry: None,
+        }
+    }
+
+    /// A tracker of the session `session_id` that knows nothing else yet: what an integrator
+    /// makes from the create-session response (authenticated, it carries `session_id`).
+    #[must_use]
+    pub fn for_session(session_id: SessionId, config: TrackerConfig) -> Self {
+        Self {
+            session: Some(session_id),
+            ..Self::new(config)
+        }
+    }
+
+    /// The session it tracks, once known.
+    #[must_use]
+    pub const fn session_id(&self) -> Option<&SessionId> {
+        self.session.as_ref()
+    }
+
+    /// Refuses a snapshot of another session than this tracker's.
+    fn check_session(&self, snapshot: &Snapshot) -> Result<(), OtherSession> {
+        match (&self.session, snapshot.session_id()) {
+            (Some(mine), Some(theirs)) if mine != theirs => Err(OtherSession::new(mine, theirs)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Learns the session from confirmed evidence that names it.
+    fn learn_session(&mut self, snapshot: &Snapshot) {
+        if self.session.is_none() {
+            self.session = snapshot.session_id().cloned();
         }
     }
 
@@ -296,28 +333,34 @@ impl Tracker {
     /// [`CallbackTrust::Verified`], evidence like a read.
     ///
     /// # Errors
-    /// [`FutureHint`], under [`CallbackTrust::Hint`], when the snapshot's `updated_at` is more
-    /// than [`TrackerConfig::max_clock_skew`] after `now`. Nothing changes.
+    /// Nothing changes when it is refused: [`Refused::OtherSession`] for a snapshot of another
+    /// session than the tracker's; [`Refused::FutureHint`], under [`CallbackTrust::Hint`], when
+    /// the snapshot's `updated_at` is more than [`TrackerConfig::max_clock_skew`] after `now`.
     pub fn observe_callback(
         &mut self,
         event_id: Option<&str>,
         snapshot: &Snapshot,
         now: Timestamp,
-    ) -> Result<Report<'_>, FutureHint> {
+    ) -> Result<Report<'_>, Refused> {
+        self.check_session(snapshot)
+            .map_err(Refused::OtherSession)?;
         let event = event_id.map(event_hash);
         let was_conflicted = self.conflicted;
         let outcome = match self.config.trust {
-            CallbackTrust::Verified => self.reconcile(snapshot, now),
+            CallbackTrust::Verified => {
+                self.learn_session(snapshot);
+                self.reconcile(snapshot, now)
+            }
             CallbackTrust::Hint => {
                 let max_clock_skew = self.config.max_clock_skew;
                 if let Some(updated_at) = snapshot.updated_at()
                     && updated_at > now.saturating_add(max_clock_skew)
                 {
-                    return Err(FutureHint {
+                    return Err(Refused::FutureHint(FutureHint {
                         updated_at,
                         now,
                         max_clock_skew,
-                    });
+                    }));
                 }
                 self.weigh_hint(snapshot, now)
             }
@@ -325,11 +368,23 @@ impl Tracker {
         Ok(self.settle(event, outcome, was_conflicted))
     }
 
-    /// Observes the snapshot a read of the session returned.
-    pub fn observe_read(&mut self, snapshot: &Snapshot, now: Timestamp) -> Report<'_> {
+    /// Observes the snapshot a read of the session returned. The first that names its session
+    /// binds the tracker to it (unless [`Tracker::for_session`] did).
+    ///
+    /// # Errors
+    /// [`Refused::OtherSession`] for a snapshot of another session than the tracker's: nothing
+    /// changes.
+    pub fn observe_read(
+        &mut self,
+        snapshot: &Snapshot,
+        now: Timestamp,
+    ) -> Result<Report<'_>, Refused> {
+        self.check_session(snapshot)
+            .map_err(Refused::OtherSession)?;
+        self.learn_session(snapshot);
         let was_conflicted = self.conflicted;
         let outcome = self.reconcile(snapshot, now);
-        self.settle(None, outcome, was_conflicted)
+        Ok(self.settle(None, outcome, was_conflicted))
     }
 
     /// Observes a read that answered 404 (not found) at `now`.
@@ -448,7 +503,7 @@ impl Tracker {
                 }
                 if let Some(kind) = snapshots_contradict(best, s) {
                     // The higher precedence wins (an authorization always does), reported.
-                    self.best = Some(s.clone());
+                    self.best = Some(s.without_session());
                     self.changed_at = Some(now);
                     return self.conflict(known, observed, kind);
                 }
@@ -459,7 +514,7 @@ impl Tracker {
         let skipped = from.is_some_and(|(f, same)| !same && !table::has_edge(f, s.status()));
         let from = from.map(|(f, _)| f);
         let claimed = self.claim.is_some() && self.claim == dated_claim(s);
-        self.best = Some(s.clone());
+        self.best = Some(s.without_session());
         self.changed_at = Some(now);
         if matches!(self.claim_standing(), Standing::Contradicted) {
             // Authenticated evidence shows the claim could not have happened: a forged

@@ -168,7 +168,7 @@ fn parsing_borrowed_bodies_and_observing_do_not_allocate() {
         write!(text, "{}", report.outcome()).unwrap();
         let (body, _) = serde_json_core::from_slice::<SessionBody<'_>>(read).unwrap();
         let snapshot = body.snapshot().unwrap();
-        let report = tracker.observe_read(&snapshot, now);
+        let report = tracker.observe_read(&snapshot, now).unwrap();
         for action in report.actions() {
             write!(text, " {action}").unwrap();
             placed += usize::from(matches!(action, Action::PlaceOrder { .. }));
@@ -208,7 +208,7 @@ fn hints_claims_and_every_completion_shape_do_not_allocate() {
             .unwrap_err();
         write!(text, "{err}").unwrap();
         let body: SessionBody<'_> = serde_json::from_slice(in_progress).unwrap();
-        let _ = paid.observe_read(&body.snapshot().unwrap(), now);
+        let _ = paid.observe_read(&body.snapshot().unwrap(), now).unwrap();
         let body: CallbackBody<'_> = serde_json::from_slice(claim).unwrap();
         let report = paid
             .observe_callback(body.event_id(), &body.session.snapshot().unwrap(), now)
@@ -223,7 +223,9 @@ fn hints_claims_and_every_completion_shape_do_not_allocate() {
         assert!(back == paid);
         for (tracker, body) in [(&mut paid, &all_three[..]), (&mut review, &nothing[..])] {
             let body: SessionBody<'_> = serde_json::from_slice(body).unwrap();
-            let report = tracker.observe_read(&body.snapshot().unwrap(), now);
+            let report = tracker
+                .observe_read(&body.snapshot().unwrap(), now)
+                .unwrap();
             for action in report.actions() {
                 write!(text, " {action}").unwrap();
                 kinds.push(action.kind().as_str()).unwrap();
@@ -235,6 +237,7 @@ fn hints_claims_and_every_completion_shape_do_not_allocate() {
         assert!(matches!(
             review
                 .observe_read(&review.snapshot().unwrap().clone(), now)
+                .unwrap()
                 .actions()
                 .next(),
             None | Some(Action::ReadSession)

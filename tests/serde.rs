@@ -281,7 +281,11 @@ fn the_authorization_token_is_never_printed() {
     let at: Timestamp = "2019-05-13T14:54:04.675Z".parse().unwrap();
     let snapshot = Snapshot::new(Status::Completed, at, None, Some(completion.clone())).unwrap();
     let mut tracker = Tracker::default();
-    let action: Vec<Action> = tracker.observe_read(&snapshot, at).actions().collect();
+    let action: Vec<Action> = tracker
+        .observe_read(&snapshot, at)
+        .unwrap()
+        .actions()
+        .collect();
     let printed = [
         format!("{token} {token:?}"),
         format!("{completion:?}"),

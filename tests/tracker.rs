@@ -13,8 +13,8 @@ use core::time::Duration;
 
 use common::{at, oracle};
 use hpp_session::{
-    Action, CallbackTrust, Claim, Completion, CompletionProblem, Event, Outcome, ReleaseReason,
-    Snapshot, State, Status, Timestamp, Tracker, TrackerConfig,
+    Action, CallbackTrust, Claim, Completion, CompletionProblem, Event, Outcome, Refused,
+    ReleaseReason, Snapshot, State, Status, Timestamp, Tracker, TrackerConfig,
 };
 use proptest::prelude::*;
 
@@ -607,7 +607,7 @@ fn observe(
     now: Timestamp,
 ) -> Option<(Outcome, Vec<Asked>)> {
     let report = if read {
-        tracker.observe_read(s, now)
+        tracker.observe_read(s, now).unwrap()
     } else {
         tracker.observe_callback(None, s, now).ok()?
     };
@@ -725,12 +725,15 @@ fn deliver(
                 Ok(report) => report,
                 // Only a forged callback can be stamped in the future: it changes nothing.
                 Err(e) => {
+                    let Refused::FutureHint(e) = e else {
+                        return Err(TestCaseError::fail(format!("refused: {e}")));
+                    };
                     prop_assert!(e.updated_at > now);
                     return Ok((Outcome::Stale, Vec::new()));
                 }
             }
         }
-        Delivery::Read(snapshot) => tracker.observe_read(snapshot, now),
+        Delivery::Read(snapshot) => tracker.observe_read(snapshot, now).unwrap(),
     };
     let actions: Vec<Asked> = report.actions().map(own).collect();
     prop_assert_eq!(

@@ -9,7 +9,7 @@ use common::at;
 use hpp_session::{
     Action, ActionKind, ActionSet, CallbackTrust, Claim, Completion, CompletionProblem,
     ConflictKind, DEFAULT_MAX_CLOCK_SKEW, FutureHint, MIN_READ_INTERVAL, NotFoundError, Outcome,
-    PolicyError, ReadPolicy, ReleaseReason, Snapshot, Status, Tracker, TrackerConfig,
+    PolicyError, ReadPolicy, Refused, ReleaseReason, Snapshot, Status, Tracker, TrackerConfig,
     callback_secret_matches,
 };
 use proptest::prelude::*;
@@ -34,7 +34,7 @@ fn kinds(r: &hpp_session::Report<'_>) -> Vec<&'static str> {
 #[test]
 fn the_sample_journey_asks_each_action_once() {
     let mut t = Tracker::default();
-    let r = t.observe_read(&snap(Status::Waiting, 0), at(1));
+    let r = t.observe_read(&snap(Status::Waiting, 0), at(1)).unwrap();
     assert_eq!(
         r.outcome(),
         Outcome::Advanced {
@@ -67,7 +67,9 @@ fn the_sample_journey_asks_each_action_once() {
         Outcome::Duplicate
     );
     // A read that was on its way before: it moves the confirmed state, the newer claim stays.
-    let r = t.observe_read(&snap(Status::InProgress, 10), at(33));
+    let r = t
+        .observe_read(&snap(Status::InProgress, 10), at(33))
+        .unwrap();
     assert_eq!(
         r.outcome(),
         Outcome::Advanced {
@@ -92,7 +94,9 @@ fn the_sample_journey_asks_each_action_once() {
     assert_eq!(r.outcome(), Outcome::Duplicate);
     assert_eq!(t, before);
     // The read confirms: place the order, by authorization + 60 min.
-    let r = t.observe_read(&snap(Status::Completed, 40), at(42));
+    let r = t
+        .observe_read(&snap(Status::Completed, 40), at(42))
+        .unwrap();
     assert_eq!(r.outcome(), Outcome::Confirmed(Status::Completed));
     let actions: Vec<Action> = r.actions().collect();
     assert_eq!(actions.len(), 1);
@@ -116,6 +120,7 @@ fn the_sample_journey_asks_each_action_once() {
     // Everything after: duplicates, no actions, no reads.
     assert_eq!(
         t.observe_read(&snap(Status::Completed, 40), at(50))
+            .unwrap()
             .outcome(),
         Outcome::Duplicate
     );
@@ -139,7 +144,7 @@ fn an_authorization_wins_over_a_cancel_in_either_order() {
         let mut asked = Vec::new();
         let mut outcomes = Vec::new();
         for i in order {
-            let r = t.observe_read(&seen[i], at(60));
+            let r = t.observe_read(&seen[i], at(60)).unwrap();
             outcomes.push(r.outcome());
             asked.extend(r.actions().map(|a| a.kind().as_str()));
         }
@@ -160,10 +165,10 @@ fn an_authorization_wins_over_a_cancel_in_either_order() {
 fn two_tokens_conflict_and_only_one_order_is_asked_for() {
     let mut t = Tracker::default();
     assert_eq!(
-        kinds(&t.observe_read(&token("tok-a", 40), at(50))),
+        kinds(&t.observe_read(&token("tok-a", 40), at(50)).unwrap()),
         ["place_order"]
     );
-    let r = t.observe_read(&token("tok-b", 40), at(51));
+    let r = t.observe_read(&token("tok-b", 40), at(51)).unwrap();
     assert!(matches!(
         r.outcome(),
         Outcome::Conflict {
@@ -180,7 +185,7 @@ fn two_tokens_conflict_and_only_one_order_is_asked_for() {
 #[test]
 fn a_forged_completion_neither_pays_nor_blocks_the_real_one() {
     let mut t = Tracker::default();
-    let _ = t.observe_read(&snap(Status::InProgress, 0), at(1));
+    let _ = t.observe_read(&snap(Status::InProgress, 0), at(1)).unwrap();
     // Stamped hours ahead: refused, nothing changes.
     let before = t.clone();
     let err = t
@@ -188,11 +193,11 @@ fn a_forged_completion_neither_pays_nor_blocks_the_real_one() {
         .unwrap_err();
     assert_eq!(
         err,
-        FutureHint {
+        Refused::FutureHint(FutureHint {
             updated_at: at(9 * 3_600_000),
             now: at(2),
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW
-        }
+        })
     );
     assert_eq!(
         err.to_string(),
@@ -210,7 +215,7 @@ fn a_forged_completion_neither_pays_nor_blocks_the_real_one() {
         .observe_callback(Some("real-1"), &real, at(30_500))
         .unwrap();
     assert_eq!(r.outcome(), Outcome::Stale, "below the forged claim");
-    let r = t.observe_read(&real, at(31_000));
+    let r = t.observe_read(&real, at(31_000)).unwrap();
     let actions: Vec<Action> = r.actions().collect();
     assert!(
         matches!(&actions[..], [Action::PlaceOrder { authorization_token, .. }] if authorization_token.expose_secret() == "a1a8f727"),
@@ -232,7 +237,9 @@ fn a_forged_final_claim_is_hidden_by_a_newer_read_and_decides_nothing() {
     assert_eq!(t.status(), None);
     assert!(!t.is_confirmed());
     let before_read = t.clone();
-    let r = t.observe_read(&snap(Status::InProgress, 25), at(26));
+    let r = t
+        .observe_read(&snap(Status::InProgress, 25), at(26))
+        .unwrap();
     // The read that shows the claim false says so in its own outcome.
     assert_eq!(
         r.outcome(),
@@ -249,7 +256,9 @@ fn a_forged_final_claim_is_hidden_by_a_newer_read_and_decides_nothing() {
     assert!(t.is_confirmed());
     // The reverse order meets the same contradiction.
     let mut u = Tracker::default();
-    let _ = u.observe_read(&snap(Status::InProgress, 25), at(26));
+    let _ = u
+        .observe_read(&snap(Status::InProgress, 25), at(26))
+        .unwrap();
     let r = u
         .observe_callback(None, &snap(Status::Completed, 20), at(27))
         .unwrap();
@@ -271,7 +280,7 @@ fn a_forged_final_claim_is_hidden_by_a_newer_read_and_decides_nothing() {
 #[test]
 fn a_forged_expiry_or_cancel_never_releases_the_cart() {
     let mut t = Tracker::default();
-    let _ = t.observe_read(&snap(Status::InProgress, 0), at(1));
+    let _ = t.observe_read(&snap(Status::InProgress, 0), at(1)).unwrap();
     let forged = Snapshot::new(Status::Cancelled, at(5), Some(at(3)), None).unwrap();
     let r = t.observe_callback(Some("forged"), &forged, at(10)).unwrap();
     assert_eq!(kinds(&r), ["read_session"]);
@@ -286,8 +295,10 @@ fn a_forged_expiry_or_cancel_never_releases_the_cart() {
     assert_eq!(t, before);
     assert!(t.next_read(at(20)).is_some());
     // The consumer went back, then paid: the forged cancel decides nothing.
-    let _ = t.observe_read(&snap(Status::Back, 30), at(31));
-    let r = t.observe_read(&snap(Status::Completed, 60), at(61));
+    let _ = t.observe_read(&snap(Status::Back, 30), at(31)).unwrap();
+    let r = t
+        .observe_read(&snap(Status::Completed, 60), at(61))
+        .unwrap();
     assert_eq!(kinds(&r), ["place_order"]);
     assert_eq!(
         t.observe_not_found(at(EXPIRES)).unwrap().action_kinds(),
@@ -299,8 +310,8 @@ fn a_forged_expiry_or_cancel_never_releases_the_cart() {
 #[test]
 fn a_status_that_cannot_follow_is_a_conflict() {
     let mut t = Tracker::default();
-    let _ = t.observe_read(&snap(Status::Failed, 10), at(11));
-    let r = t.observe_read(&snap(Status::Waiting, 20), at(21));
+    let _ = t.observe_read(&snap(Status::Failed, 10), at(11)).unwrap();
+    let r = t.observe_read(&snap(Status::Waiting, 20), at(21)).unwrap();
     assert!(matches!(
         r.outcome(),
         Outcome::Conflict {
@@ -329,13 +340,16 @@ fn an_order_placed_by_klarna_is_recorded_once() {
     let c = Completion::order_placed("93d644a2-43f3-11e9-b210-d663bd873d93", "X438HG0Q").unwrap();
     let s = Snapshot::new(Status::Completed, at(40), None, Some(c)).unwrap();
     let mut t = Tracker::default();
-    let r = t.observe_read(&s, at(41));
+    let r = t.observe_read(&s, at(41)).unwrap();
     let actions: Vec<String> = r.actions().map(|a| a.to_string()).collect();
     assert_eq!(
         actions,
         ["record order 93d644a2-43f3-11e9-b210-d663bd873d93 (X438HG0Q)"]
     );
-    assert_eq!(t.observe_read(&s, at(42)).outcome(), Outcome::Duplicate);
+    assert_eq!(
+        t.observe_read(&s, at(42)).unwrap().outcome(),
+        Outcome::Duplicate
+    );
 }
 
 #[test]
@@ -349,7 +363,7 @@ fn cancelled_and_disabled_release_the_cart_once_when_confirmed() {
             kinds(&t.observe_callback(None, &snap(status, 10), at(11)).unwrap()),
             ["read_session"]
         );
-        let r = t.observe_read(&snap(status, 10), at(12));
+        let r = t.observe_read(&snap(status, 10), at(12)).unwrap();
         assert_eq!(
             r.actions().collect::<Vec<_>>(),
             [Action::Release { reason }]
@@ -368,7 +382,7 @@ fn not_found_before_expiry_changes_nothing_and_after_it_releases_once() {
             expires_at: None
         }
     );
-    let _ = t.observe_read(&snap(Status::Back, 10), at(11));
+    let _ = t.observe_read(&snap(Status::Back, 10), at(11)).unwrap();
     let before = t.clone();
     let err = t.observe_not_found(at(EXPIRES - 1)).unwrap_err();
     assert_eq!(t, before);
@@ -395,7 +409,7 @@ fn not_found_before_expiry_changes_nothing_and_after_it_releases_once() {
 #[test]
 fn a_claimed_authorization_does_not_block_the_release_at_expiry() {
     let mut t = Tracker::default();
-    let _ = t.observe_read(&snap(Status::Back, 5), at(6));
+    let _ = t.observe_read(&snap(Status::Back, 5), at(6)).unwrap();
     let _ = t
         .observe_callback(None, &snap(Status::Completed, 10), at(11))
         .unwrap();
@@ -408,7 +422,9 @@ fn a_claimed_authorization_does_not_block_the_release_at_expiry() {
     );
     // And an authorization confirmed by a read does block it.
     let mut t = Tracker::default();
-    let _ = t.observe_read(&snap(Status::Completed, 10), at(11));
+    let _ = t
+        .observe_read(&snap(Status::Completed, 10), at(11))
+        .unwrap();
     assert_eq!(kinds(&t.observe_not_found(at(EXPIRES)).unwrap()).len(), 0);
 }
 
@@ -416,14 +432,16 @@ fn a_claimed_authorization_does_not_block_the_release_at_expiry() {
 #[test]
 fn a_newer_expiry_counts_only_from_a_read() {
     let mut t = Tracker::default();
-    let _ = t.observe_read(&snap(Status::InProgress, 10), at(11));
+    let _ = t
+        .observe_read(&snap(Status::InProgress, 10), at(11))
+        .unwrap();
     let later =
         Snapshot::new(Status::InProgress, at(10), Some(at(EXPIRES + 60_000)), None).unwrap();
     let before = t.clone();
     let r = t.observe_callback(None, &later, at(12)).unwrap();
     assert_eq!(r.outcome(), Outcome::Duplicate);
     assert_eq!(t, before);
-    let r = t.observe_read(&later, at(13));
+    let r = t.observe_read(&later, at(13)).unwrap();
     assert_eq!(
         r.outcome(),
         Outcome::Advanced {
@@ -479,7 +497,9 @@ fn event_ids_are_remembered_up_to_the_bound_then_forgotten_oldest_first() {
 fn the_read_schedule_backs_off_and_stops() {
     let mut t = Tracker::default();
     assert_eq!(t.next_read(at(0)), Some(at(0)), "knowing nothing: read now");
-    let _ = t.observe_read(&snap(Status::InProgress, 0), at(1_000));
+    let _ = t
+        .observe_read(&snap(Status::InProgress, 0), at(1_000))
+        .unwrap();
     // 10 s after the change, then gaps of 10, 20, 40 … s, capped at 10 min.
     let s = |secs: u64| Some(at(1_000 + secs * 1_000));
     assert_eq!(t.next_read(at(1_000)), s(10));
@@ -492,7 +512,9 @@ fn the_read_schedule_backs_off_and_stops() {
     // 60,000 s after the change: the first slot at or after it is 640 + 99 × 600 = 60,040 s.
     assert_eq!(t.next_read(at(1_000 + 100 * 600_000)), s(640 + 99 * 600));
     // A change resets the backoff.
-    let _ = t.observe_read(&snap(Status::Back, 2_000_000), at(3_000_000));
+    let _ = t
+        .observe_read(&snap(Status::Back, 2_000_000), at(3_000_000))
+        .unwrap();
     assert_eq!(t.next_read(at(3_000_000)), Some(at(3_010_000)));
 }
 
@@ -524,8 +546,9 @@ fn tracker_size_is_reported() {
     let size = core::mem::size_of::<Tracker>();
     println!("size_of::<Tracker>() = {size}");
     // 736 before claims (#6): a claim and its anchor add 72 bytes; the expiry kept apart from
-    // the best snapshot, so that a read without `expires_at` does not forget it (#14), 48.
-    assert!(size <= 856, "{size}");
+    // the best snapshot, so that a read without `expires_at` does not forget it (#14), 48; the
+    // session it is bound to and the session id a snapshot may carry (#14), 512.
+    assert!(size <= 1368, "{size}");
 }
 
 proptest! {
@@ -560,8 +583,8 @@ fn two_different_finals_never_silently_replace_each_other() {
     let cancelled = snap(Status::Cancelled, 49_000);
     let disabled = snap(Status::Disabled, 10_000);
     let mut a = Tracker::default();
-    let _ = a.observe_read(&cancelled, at(1));
-    let r = a.observe_read(&disabled, at(2));
+    let _ = a.observe_read(&cancelled, at(1)).unwrap();
+    let r = a.observe_read(&disabled, at(2)).unwrap();
     assert!(matches!(
         r.outcome(),
         Outcome::Conflict {
@@ -570,8 +593,8 @@ fn two_different_finals_never_silently_replace_each_other() {
         }
     ));
     let mut b = Tracker::default();
-    let _ = b.observe_read(&disabled, at(1));
-    let r = b.observe_read(&cancelled, at(2));
+    let _ = b.observe_read(&disabled, at(1)).unwrap();
+    let r = b.observe_read(&cancelled, at(2)).unwrap();
     assert_eq!(
         r.outcome(),
         Outcome::Conflict {
@@ -585,7 +608,7 @@ fn two_different_finals_never_silently_replace_each_other() {
     assert!(a.has_conflict() && b.has_conflict());
     // An unsigned callback's final never displaces a confirmed one: a conflict, nothing more.
     let mut c = Tracker::default();
-    let _ = c.observe_read(&cancelled, at(1));
+    let _ = c.observe_read(&cancelled, at(1)).unwrap();
     let before = c.status();
     let r = c
         .observe_callback(None, &snap(Status::Completed, 50_000), at(2))
@@ -732,7 +755,9 @@ fn a_claim_adds_earlier_reads_and_never_delays_the_schedule() {
         .unwrap();
     assert_eq!(t.next_read(at(500)), Some(at(500)));
     assert!(t.snapshot().is_none() && !t.is_confirmed());
-    let _ = t.observe_read(&snap(Status::Waiting, 0), at(1_000));
+    let _ = t
+        .observe_read(&snap(Status::Waiting, 0), at(1_000))
+        .unwrap();
     assert_eq!(t.snapshot(), Some(&snap(Status::Waiting, 0)));
     // The claim's own schedule (10 s after it came) is a little earlier than the confirmed
     // one (10 s after the read).
@@ -752,7 +777,9 @@ fn a_claim_adds_earlier_reads_and_never_delays_the_schedule() {
         assert!(next <= now.checked_add(Duration::from_secs(10)).unwrap());
     }
     let mut schedule = Tracker::default();
-    let _ = schedule.observe_read(&snap(Status::Waiting, 0), at(1_000));
+    let _ = schedule
+        .observe_read(&snap(Status::Waiting, 0), at(1_000))
+        .unwrap();
     for now in [at(41_000), at(200_000), at(700_000)] {
         assert!(t.next_read(now) <= schedule.next_read(now));
     }
@@ -801,7 +828,7 @@ fn the_clock_skew_tolerance_is_configurable_and_only_for_hints() {
     );
     assert_eq!(t.status(), Some(Status::Back));
     let mut t = Tracker::new(strict);
-    let _ = t.observe_read(&snap(Status::Back, 99_000), at(10));
+    let _ = t.observe_read(&snap(Status::Back, 99_000), at(10)).unwrap();
     assert_eq!(t.status(), Some(Status::Back));
 }
 
@@ -823,7 +850,7 @@ fn every_completion_shape_asks_for_its_own_action() {
     let mut seen = Vec::new();
     for c in [all_three, order_only, unusable] {
         let mut t = Tracker::default();
-        let r = t.observe_read(&completed(c), at(41));
+        let r = t.observe_read(&completed(c), at(41)).unwrap();
         seen.push(r.actions().map(|a| a.to_string()).collect::<Vec<_>>());
         let r = t.observe_not_found(at(EXPIRES)).unwrap();
         assert_eq!(
@@ -851,11 +878,15 @@ fn every_completion_shape_asks_for_its_own_action() {
 #[test]
 fn money_after_a_release_is_reported_as_a_conflict() {
     let mut t = Tracker::default();
-    let _ = t.observe_read(&snap(Status::InProgress, 10), at(11));
+    let _ = t
+        .observe_read(&snap(Status::InProgress, 10), at(11))
+        .unwrap();
     let r = t.observe_not_found(at(EXPIRES)).unwrap();
     assert_eq!(kinds(&r), ["release"]);
     assert!(!t.has_conflict());
-    let r = t.observe_read(&snap(Status::Completed, 20), at(EXPIRES + 1));
+    let r = t
+        .observe_read(&snap(Status::Completed, 20), at(EXPIRES + 1))
+        .unwrap();
     assert_eq!(kinds(&r), ["place_order"]);
     assert_eq!(
         r.outcome(),
@@ -866,7 +897,9 @@ fn money_after_a_release_is_reported_as_a_conflict() {
     );
     assert!(t.has_conflict());
     // Once flagged, later news is reported as what it is.
-    let r = t.observe_read(&snap(Status::Completed, 20), at(EXPIRES + 2));
+    let r = t
+        .observe_read(&snap(Status::Completed, 20), at(EXPIRES + 2))
+        .unwrap();
     assert_eq!(r.outcome(), Outcome::Duplicate);
 }
 
@@ -878,7 +911,7 @@ fn changes_in_the_same_millisecond_are_not_a_conflict() {
         let seen = [snap(Status::InProgress, 10), snap(Status::Failed, 10)];
         let mut t = Tracker::default();
         for i in order {
-            let r = t.observe_read(&seen[i], at(20));
+            let r = t.observe_read(&seen[i], at(20)).unwrap();
             assert!(
                 !matches!(r.outcome(), Outcome::Conflict { .. }),
                 "{order:?}: {:?}",
@@ -887,5 +920,94 @@ fn changes_in_the_same_millisecond_are_not_a_conflict() {
         }
         assert_eq!(t.status(), Some(Status::Failed));
         assert!(!t.has_conflict());
+    }
+}
+
+fn session(id: &str) -> hpp_session::SessionId {
+    hpp_session::SessionId::new(id).unwrap()
+}
+
+/// A tracker belongs to one session: a read or callback of another is refused and changes
+/// nothing, whichever way the tracker learned its session; a hint never binds it.
+#[test]
+fn a_snapshot_of_another_session_is_refused_and_changes_nothing() {
+    let mine = session("39a1c773");
+    let theirs = || token("their-token", 20).of_session(session("other"));
+    // Bound at creation.
+    let mut t = Tracker::for_session(mine.clone(), TrackerConfig::DEFAULT);
+    let _ = t
+        .observe_read(&snap(Status::InProgress, 10), at(11))
+        .unwrap();
+    let before = t.clone();
+    let err = t.observe_read(&theirs(), at(21)).unwrap_err();
+    assert!(matches!(err, Refused::OtherSession(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "a snapshot of session other given to the tracker of session 39a1c773: refused"
+    );
+    assert!(matches!(
+        t.observe_callback(Some("e"), &theirs(), at(21)),
+        Err(Refused::OtherSession(_))
+    ));
+    assert_eq!(t, before);
+    // Its own session's snapshot, named or not, is taken.
+    let r = t
+        .observe_read(
+            &snap(Status::Completed, 20).of_session(mine.clone()),
+            at(22),
+        )
+        .unwrap();
+    assert_eq!(kinds(&r), ["place_order"]);
+
+    // Unbound: a hint naming a session does not bind it; the first read naming one does.
+    let mut u = Tracker::default();
+    let _ = u
+        .observe_callback(
+            None,
+            &snap(Status::InProgress, 5).of_session(session("forged")),
+            at(6),
+        )
+        .unwrap();
+    assert_eq!(u.session_id(), None);
+    let _ = u
+        .observe_read(
+            &snap(Status::InProgress, 10).of_session(mine.clone()),
+            at(11),
+        )
+        .unwrap();
+    assert_eq!(u.session_id(), Some(&mine));
+    let before = u.clone();
+    assert!(u.observe_read(&theirs(), at(21)).is_err());
+    assert_eq!(u, before);
+    // The binding is kept by persistence.
+    #[cfg(feature = "serde")]
+    {
+        let back: Tracker = serde_json::from_str(&serde_json::to_string(&u).unwrap()).unwrap();
+        assert_eq!(back, u);
+        assert_eq!(back.session_id(), Some(&mine));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_048))]
+
+    /// Whatever a tracker saw, a snapshot of another session (any status, any completion) is
+    /// refused and leaves it equal to what it was.
+    #[test]
+    fn another_sessions_snapshot_never_changes_a_tracker(
+        seen in prop::collection::vec((0usize..Status::ALL.len(), 0u64..100, any::<bool>()), 0..8),
+        other in (0usize..Status::ALL.len(), 0u64..200, any::<bool>()),
+    ) {
+        let mut t = Tracker::for_session(session("mine"), TrackerConfig::DEFAULT);
+        for (i, &(s, ms, read)) in seen.iter().enumerate() {
+            let s = snap(Status::ALL[s], ms * 1_000);
+            let now = at(200_000 + i as u64);
+            let _ = if read { t.observe_read(&s, now).map(|_| ()) } else { t.observe_callback(None, &s, now).map(|_| ()) };
+        }
+        let before = t.clone();
+        let s = snap(Status::ALL[other.0], other.1 * 1_000).of_session(session("theirs"));
+        let refused = if other.2 { t.observe_read(&s, at(300_000)).is_err() } else { t.observe_callback(None, &s, at(300_000)).is_err() };
+        prop_assert!(refused);
+        prop_assert_eq!(t, before);
     }
 }

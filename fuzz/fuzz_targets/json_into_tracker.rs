@@ -30,16 +30,19 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(tracker, before);
             continue;
         };
-        let report = if i % 2 == 0 {
-            match tracker.observe_callback(event_id.as_deref(), &snapshot, now) {
-                Ok(report) => report,
-                Err(_) => {
-                    assert_eq!(tracker, before, "a refused callback changed the tracker");
-                    continue;
-                }
-            }
+        // Bodies name any session: the tracker binds to the first read that names one and
+        // refuses the others, changing nothing.
+        let observed = if i % 2 == 0 {
+            tracker.observe_callback(event_id.as_deref(), &snapshot, now)
         } else {
             tracker.observe_read(&snapshot, now)
+        };
+        let report = match observed {
+            Ok(report) => report,
+            Err(_) => {
+                assert_eq!(tracker, before, "a refused observation changed the tracker");
+                continue;
+            }
         };
         let (outcome, new) = (report.outcome(), report.action_kinds());
         let _ = report.actions().count();

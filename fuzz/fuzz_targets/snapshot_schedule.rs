@@ -40,7 +40,13 @@ fn snapshot(item: &Item) -> Snapshot {
         3 => Completion::from_fields(None, Some("order"), None).unwrap(),
         _ => Completion::Unusable(CompletionProblem::Missing),
     });
-    Snapshot::new(status, t(item.updated_at), item.expires_at.map(t), completion).unwrap()
+    Snapshot::new(
+        status,
+        t(item.updated_at),
+        item.expires_at.map(t),
+        completion,
+    )
+    .unwrap()
 }
 
 fn run(config: TrackerConfig, items: &[&Item]) -> Tracker {
@@ -55,7 +61,7 @@ fn run(config: TrackerConfig, items: &[&Item]) -> Tracker {
         let before = tracker.clone();
         let confirming = item.read || config.trust == CallbackTrust::Verified;
         let report = if item.read {
-            tracker.observe_read(&s, now)
+            tracker.observe_read(&s, now).expect("no session ids here")
         } else {
             // Stamped in 2019, observed in 2020: never refused as coming from the future.
             tracker.observe_callback(id, &s, now).unwrap()
@@ -77,7 +83,10 @@ fn run(config: TrackerConfig, items: &[&Item]) -> Tracker {
             assert!(!new.contains(ActionKind::Release), "released a paid cart");
         }
         if asked.iter().any(ActionKind::is_money) && asked.contains(ActionKind::Release) {
-            assert!(tracker.has_conflict(), "money and a release without a conflict");
+            assert!(
+                tracker.has_conflict(),
+                "money and a release without a conflict"
+            );
         }
         let money = new.iter().any(ActionKind::is_money);
         if money {
@@ -90,7 +99,10 @@ fn run(config: TrackerConfig, items: &[&Item]) -> Tracker {
         // never silently: the observation is a reported conflict.
         if let Some(was) = before.status().filter(|s| s.is_final()) {
             if tracker.status() != Some(was) {
-                assert!(matches!(outcome, Outcome::Conflict { .. }), "{was} silently gave way");
+                assert!(
+                    matches!(outcome, Outcome::Conflict { .. }),
+                    "{was} silently gave way"
+                );
                 assert!(tracker.has_conflict());
             }
         }
@@ -99,8 +111,15 @@ fn run(config: TrackerConfig, items: &[&Item]) -> Tracker {
 }
 
 fuzz_target!(|schedule: Schedule| {
-    let trust = if schedule.verified { CallbackTrust::Verified } else { CallbackTrust::Hint };
-    let config = TrackerConfig { trust, ..TrackerConfig::default() };
+    let trust = if schedule.verified {
+        CallbackTrust::Verified
+    } else {
+        CallbackTrust::Hint
+    };
+    let config = TrackerConfig {
+        trust,
+        ..TrackerConfig::default()
+    };
     let forward: Vec<&Item> = schedule.items.iter().collect();
     let backward: Vec<&Item> = schedule.items.iter().rev().collect();
     let mut a = run(config, &forward);
@@ -108,7 +127,10 @@ fuzz_target!(|schedule: Schedule| {
     assert_eq!(a.state(), b.state());
     if let Some(s) = schedule.not_found_at {
         let now = Timestamp::from_unix(1_557_759_177 + i64::from(s), 0).unwrap();
-        let (ra, rb) = (a.observe_not_found(now).is_ok(), b.observe_not_found(now).is_ok());
+        let (ra, rb) = (
+            a.observe_not_found(now).is_ok(),
+            b.observe_not_found(now).is_ok(),
+        );
         assert_eq!(ra, rb);
         assert_eq!(a.state(), b.state());
     }

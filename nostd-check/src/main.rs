@@ -28,8 +28,9 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
         return 8;
     };
     let mut tracker = Tracker::default();
-    if tracker.observe_read(&snapshot, t0).actions().count() != 1 {
-        return 9;
+    match tracker.observe_read(&snapshot, t0) {
+        Ok(report) if report.actions().count() == 1 => {}
+        _ => return 9,
     }
     // An unsigned callback is a claim: a read is asked for, no money.
     let mut hinted = Tracker::default();

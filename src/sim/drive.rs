@@ -134,10 +134,17 @@ pub fn drive(
                         backoff = Duration::ZERO;
                         // The simulator's read bodies are valid by construction; a history
                         // built by hand could break that, and is then refused, not a panic.
-                        match body.session_body().snapshot() {
-                            Ok(s) => run.record(&tracker.observe_read(&s, now)),
-                            Err(_) => run.refused += 1,
-                        }
+                        let observed =
+                            body.session_body()
+                                .snapshot()
+                                .map_err(|_| ())
+                                .and_then(|s| {
+                                    tracker
+                                        .observe_read(&s, now)
+                                        .map(|r| run.record(&r))
+                                        .map_err(|_| ())
+                                });
+                        run.refused += u32::from(observed.is_err());
                     }
                     ReadAnswer::NotFound => {
                         if let Ok(report) = tracker.observe_not_found(now) {

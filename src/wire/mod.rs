@@ -145,10 +145,15 @@ impl SessionStatus<'_> {
     /// [`SnapshotError::MissingStatus`] or [`SnapshotError::UnknownStatus`].
     pub fn paid_snapshot(&self) -> Result<Option<Snapshot>, SnapshotError> {
         Ok(match status(self.status.as_ref())? {
-            Status::Completed => Some(Snapshot::paid_undated(
-                Completion::Unusable(CompletionProblem::Malformed),
-                None,
-            )),
+            Status::Completed => {
+                let problem = CompletionProblem::Malformed;
+                let paid = Snapshot::paid_undated(Completion::Unusable(problem), None);
+                // A paid session stays paid: an unusable id is left out, never a rejection.
+                Some(match self.session_id() {
+                    Ok(Some(id)) => paid.of_session(id),
+                    Ok(None) | Err(_) => paid,
+                })
+            }
             _ => None,
         })
     }
@@ -198,7 +203,8 @@ impl SessionBody<'_> {
         session_id(self.session_id.as_ref())
     }
 
-    /// The snapshot these fields describe.
+    /// The snapshot these fields describe, of the session its `session_id` names (when it
+    /// names one: a tracker refuses a snapshot of another session than its own).
     ///
     /// A `COMPLETED` body is a paid session whatever else about it is odd: its completion
     /// fields are read by [`Completion::from_fields`], and data that cannot be acted on (none,
@@ -208,7 +214,8 @@ impl SessionBody<'_> {
     ///
     /// # Errors
     /// A [`SnapshotError`] naming the first problem: missing or unknown status; for any status
-    /// but `COMPLETED`, a missing or malformed timestamp, or completion fields.
+    /// but `COMPLETED`, an empty or over-long `session_id`, a missing or malformed timestamp,
+    /// or completion fields.
     pub fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
         let status = status(self.status.as_ref())?;
         let updated_at = timestamp(self.updated_at.as_ref(), TimestampField::UpdatedAt);
@@ -218,21 +225,31 @@ impl SessionBody<'_> {
             value(self.order_id.as_ref()),
             value(self.klarna_reference.as_ref()),
         );
+        let session_id = self.session_id();
         if status == Status::Completed {
             // A paid session stays paid: what cannot be read is left out, never a rejection.
             // (The completion is 520 bytes; it is built once and moved once.)
             let completion = completion.unwrap_or(Completion::Unusable(CompletionProblem::Missing));
             let expires_at = expires_at.and_then(Result::ok);
-            return Ok(match updated_at.and_then(Result::ok) {
+            let paid = match updated_at.and_then(Result::ok) {
                 Some(updated_at) => {
                     Snapshot::new(status, updated_at, expires_at, Some(completion))?
                 }
                 None => Snapshot::paid_undated(completion, expires_at),
+            };
+            return Ok(match session_id {
+                Ok(Some(id)) => paid.of_session(id),
+                Ok(None) | Err(_) => paid,
             });
         }
+        let session_id = session_id?;
         let updated_at = updated_at.ok_or(SnapshotError::MissingUpdatedAt)??;
         let expires_at = expires_at.transpose()?;
-        Snapshot::new(status, updated_at, expires_at, completion)
+        let snapshot = Snapshot::new(status, updated_at, expires_at, completion)?;
+        Ok(match session_id {
+            Some(id) => snapshot.of_session(id),
+            None => snapshot,
+        })
     }
 }
 

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use hpp_session::wire::{CallbackBody, SessionBody};
 use hpp_session::{
-    MIN_READ_INTERVAL, Outcome, Timestamp, Tracker, TrackerConfig, callback_secret_matches,
+    MIN_READ_INTERVAL, Outcome, SessionId, Timestamp, Tracker, TrackerConfig,
+    callback_secret_matches,
 };
 use rusqlite::Connection;
 
@@ -136,7 +137,11 @@ impl Service {
         now: Timestamp,
     ) -> Result<(), ServiceError> {
         let tx = self.conn.transaction()?;
-        let tracker = Tracker::new(self.config);
+        // Bound to its session: a snapshot of another session is refused by the tracker.
+        let tracker = match SessionId::new(session_id) {
+            Ok(id) => Tracker::for_session(id, self.config),
+            Err(_) => Tracker::new(self.config),
+        };
         store::insert(&tx, session_id, secret, &tracker, tracker.next_read(now))?;
         tx.commit()?;
         Ok(())
@@ -165,9 +170,6 @@ impl Service {
             Ok(c) => c,
             Err(e) => return Ok(Handled::Refused(format!("not a callback: {e}"))),
         };
-        if let Err(why) = for_session(&callback.session, session_id) {
-            return Ok(Handled::Refused(why));
-        }
         let snapshot = match callback.session.snapshot() {
             Ok(s) => s,
             Err(e) => return Ok(Handled::Refused(e.to_string())),
@@ -221,9 +223,9 @@ impl Service {
             let learned = match &answer {
                 ReadResult::Body(body) => serde_json::from_str::<SessionBody<'_>>(body)
                     .ok()
-                    .filter(|b| for_session(b, session_id).is_ok())
                     .and_then(|b| b.snapshot().ok())
-                    .map(|s| store::owned(row.tracker.observe_read(&s, now).actions())),
+                    .and_then(|s| row.tracker.observe_read(&s, now).ok())
+                    .map(|r| store::owned(r.actions())),
                 ReadResult::NotFound => row
                     .tracker
                     .observe_not_found(now)
@@ -298,15 +300,5 @@ impl Service {
     /// SQLite's.
     pub fn pending(&self) -> Result<Vec<StoredAction>, ServiceError> {
         Ok(store::pending(&self.conn, u32::MAX)?)
-    }
-}
-
-/// A body may omit `session_id` (Klarna's own fixtures do); if it gives one, it must be ours.
-fn for_session(body: &SessionBody<'_>, session_id: &str) -> Result<(), String> {
-    match &body.session_id {
-        Some(id) if *id != session_id => Err(format!(
-            "the body's session_id {id:?} is not this session's"
-        )),
-        _ => Ok(()),
     }
 }
