@@ -63,11 +63,9 @@ pub use id::{
 pub use outcome::{ConflictKind, Outcome};
 pub use refusal::{OtherSession, Refused};
 pub use schedule::{MIN_READ_INTERVAL, PolicyError, ReadPolicy};
-pub use secret::callback_secret_matches;
+pub use secret::{SecretMatched, callback_secret_matches};
 pub use session::{InvalidSession, Session, SessionError};
 pub use snapshot::{Snapshot, SnapshotError, TimestampField};
 pub use status::{Status, UnknownStatus};
 pub use timestamp::{Timestamp, TimestampError, TimestampErrorKind};
-pub use tracker::{
-    CallbackTrust, NotFoundError, REMEMBERED_EVENTS, Report, State, Tracker, TrackerConfig,
-};
+pub use tracker::{NotFoundError, REMEMBERED_EVENTS, Report, State, Tracker, TrackerConfig};

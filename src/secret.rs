@@ -1,18 +1,39 @@
-//! Checking the per-session secret of a status callback.
+//! Checking the per-session secret of a status callback: the only way a callback becomes
+//! evidence.
 //!
 //! Klarna signs no callback. It advises putting a per-session secret in the `status_update` URL
-//! (over HTTPS) and checking it when a callback arrives. An integrator that does so may trust
-//! callbacks ([`crate::CallbackTrust::Verified`]).
+//! (over HTTPS) and checking it when a callback arrives. [`callback_secret_matches`] checks it
+//! and, when it matches, returns the [`SecretMatched`] that
+//! [`crate::Tracker::observe_verified_callback`] takes: there is no other way to make one, so a
+//! code path that skips the check cannot turn a forged callback into an order. Without it, a
+//! callback is a hint ([`crate::Tracker::observe_callback`]).
+
+use core::fmt;
 
 use subtle::ConstantTimeEq;
 
-/// Whether the secret presented with a callback equals the one issued for the session, compared
-/// in time that does not depend on where they differ (so the comparison does not leak the secret
-/// byte by byte).
+/// Proof that a callback's secret matched its session's: what
+/// [`crate::Tracker::observe_verified_callback`] takes to treat a callback as evidence. Only
+/// [`callback_secret_matches`] makes one; it is neither `Clone` nor `Copy`, so one check proves
+/// one callback.
+#[must_use = "a matched secret is only worth something when the callback is observed with it"]
+pub struct SecretMatched(());
+
+impl fmt::Debug for SecretMatched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretMatched")
+    }
+}
+
+/// Checks the secret presented with a callback against the one issued for the session, in time
+/// that does not depend on where they differ (so the comparison does not leak the secret byte
+/// by byte): [`SecretMatched`] when they are equal, `None` otherwise.
 ///
 /// The lengths are compared first and not in constant time: issue secrets of a fixed length
-/// (e.g. 32 random bytes, hex-encoded), so that the length tells nothing.
+/// (e.g. 32 random bytes, hex-encoded), so that the length tells nothing. An empty issued
+/// secret never matches: it would let anyone in.
 #[must_use]
-pub fn callback_secret_matches(issued: &[u8], presented: &[u8]) -> bool {
-    issued.ct_eq(presented).into()
+pub fn callback_secret_matches(issued: &[u8], presented: &[u8]) -> Option<SecretMatched> {
+    let equal: bool = issued.ct_eq(presented).into();
+    (equal && !issued.is_empty()).then_some(SecretMatched(()))
 }

@@ -24,7 +24,7 @@ use crate::session::Session;
 use crate::snapshot::{Snapshot, SnapshotError};
 use crate::status::Status;
 use crate::timestamp::Timestamp;
-use crate::tracker::{CallbackTrust, Expiry, REMEMBERED_EVENTS, Tracker, TrackerConfig};
+use crate::tracker::{Expiry, REMEMBERED_EVENTS, Tracker, TrackerConfig};
 
 /// A visitor that accepts one string and converts it with `parse`.
 struct StrVisitor<F> {
@@ -486,25 +486,6 @@ impl<'de> Deserialize<'de> for ReleaseReason {
     }
 }
 
-impl Serialize for CallbackTrust {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(match self {
-            CallbackTrust::Hint => "hint",
-            CallbackTrust::Verified => "verified",
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for CallbackTrust {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserialize_str(deserializer, "hint or verified", |s| match s {
-            "hint" => Ok(CallbackTrust::Hint),
-            "verified" => Ok(CallbackTrust::Verified),
-            _ => Err("unknown callback trust"),
-        })
-    }
-}
-
 /// [`Claim`]'s stored form.
 #[derive(Serialize, Deserialize)]
 struct ClaimRepr {
@@ -517,7 +498,6 @@ struct ClaimRepr {
 struct TrackerRepr<S> {
     #[serde(default = "none")]
     session_id: Option<SessionId>,
-    trust: CallbackTrust,
     reads: ReadPolicy,
     max_clock_skew: Duration,
     #[serde(default = "none")]
@@ -558,7 +538,6 @@ impl Serialize for Tracker {
         }
         TrackerRepr {
             session_id: self.session.clone(),
-            trust: self.config.trust,
             reads: self.config.reads,
             max_clock_skew: self.config.max_clock_skew,
             best: self.best.as_ref(),
@@ -623,7 +602,6 @@ impl<'de> Deserialize<'de> for Tracker {
         Ok(Tracker {
             session: r.session_id,
             config: TrackerConfig {
-                trust: r.trust,
                 reads: r.reads,
                 max_clock_skew: r.max_clock_skew,
             },

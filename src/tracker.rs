@@ -15,6 +15,7 @@ use crate::precedence::{
 };
 use crate::refusal::{OtherSession, Refused};
 use crate::schedule::ReadPolicy;
+use crate::secret::SecretMatched;
 use crate::snapshot::Snapshot;
 use crate::status::Status;
 use crate::table;
@@ -25,24 +26,10 @@ use crate::timestamp::Timestamp;
 /// changes how an observation that changes nothing is labelled (`Stale` or `Duplicate`).
 pub const REMEMBERED_EVENTS: usize = 16;
 
-/// Whether a status callback, which Klarna does not sign, is evidence or only a hint.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum CallbackTrust {
-    /// Callbacks are hints: what they say is a [`Claim`] that may make the integrator read
-    /// sooner, and never decides money, release or expiry. The default.
-    #[default]
-    Hint,
-    /// The integrator checks a per-session secret on every callback
-    /// ([`crate::callback_secret_matches`]) before observing it: callbacks are evidence, like
-    /// reads.
-    Verified,
-}
-
-/// How a [`Tracker`] treats callbacks and schedules reads.
+/// How a [`Tracker`] schedules reads and weighs unsigned callbacks. (Whether a callback is
+/// evidence is not a setting: it is, only with the [`SecretMatched`] of its checked secret.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TrackerConfig {
-    /// Whether callbacks are evidence or hints.
-    pub trust: CallbackTrust,
     /// When to read the session.
     pub reads: ReadPolicy,
     /// How far an unsigned callback's `updated_at` may be ahead of the caller's `now` before it
@@ -51,9 +38,8 @@ pub struct TrackerConfig {
 }
 
 impl TrackerConfig {
-    /// Callbacks are hints, [`ReadPolicy::DEFAULT`], 60 s of clock skew.
+    /// [`ReadPolicy::DEFAULT`], 60 s of clock skew.
     pub const DEFAULT: Self = Self {
-        trust: CallbackTrust::Hint,
         reads: ReadPolicy::DEFAULT,
         max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
     };
@@ -71,7 +57,7 @@ impl Default for TrackerConfig {
 /// 404 only once it expired).
 ///
 /// Everything but [`State::claim`] comes from authenticated evidence only (reads, and callbacks
-/// under [`CallbackTrust::Verified`]): no unsigned callback can change it.
+/// with a [`SecretMatched`]): no unsigned callback can change it.
 ///
 /// Not part of it: [`Tracker::has_conflict`], a warning flag raised when an observation
 /// contradicts what was known at the time (with contradictory input, which pair meets depends on
@@ -101,10 +87,10 @@ pub struct State<'t> {
 ///
 /// Reads are authenticated (merchant credentials over TLS); status callbacks are not signed, and
 /// anyone who learns the callback URL can post one. So under the default
-/// [`CallbackTrust::Hint`] a callback is a *hint*: it may make the integrator read sooner and is
+/// [`Tracker::observe_callback`] a callback is a *hint*: it may make the integrator read sooner and is
 /// shown as a [`Claim`] awaiting confirmation, but it never decides money, release or expiry, and
 /// never outranks, hides, delays or blocks what reads show. Only *confirmed* evidence (reads, and
-/// callbacks under [`CallbackTrust::Verified`]) moves the state that actions come from.
+/// callbacks whose secret was checked, [`Tracker::observe_verified_callback`]) moves the state that actions come from.
 ///
 /// # How snapshots are ordered
 ///
@@ -329,13 +315,14 @@ impl Tracker {
     }
 
     /// Observes a status callback's session snapshot, with the callback's `event_id` if it had
-    /// one. Under [`CallbackTrust::Hint`] it is a hint ([`Claim`]); under
-    /// [`CallbackTrust::Verified`], evidence like a read.
+    /// one, as a hint: what it says is a [`Claim`] that may make the integrator read sooner and
+    /// never decides money, release or expiry. (A callback whose secret was checked is
+    /// evidence: [`Tracker::observe_verified_callback`].)
     ///
     /// # Errors
     /// Nothing changes when it is refused: [`Refused::OtherSession`] for a snapshot of another
-    /// session than the tracker's; [`Refused::FutureHint`], under [`CallbackTrust::Hint`], when
-    /// the snapshot's `updated_at` is more than [`TrackerConfig::max_clock_skew`] after `now`.
+    /// session than the tracker's; [`Refused::FutureHint`] when the snapshot's `updated_at` is
+    /// more than [`TrackerConfig::max_clock_skew`] after `now`.
     pub fn observe_callback(
         &mut self,
         event_id: Option<&str>,
@@ -344,28 +331,46 @@ impl Tracker {
     ) -> Result<Report<'_>, Refused> {
         self.check_session(snapshot)
             .map_err(Refused::OtherSession)?;
-        let event = event_id.map(event_hash);
+        let max_clock_skew = self.config.max_clock_skew;
+        if let Some(updated_at) = snapshot.updated_at()
+            && updated_at > now.saturating_add(max_clock_skew)
+        {
+            return Err(Refused::FutureHint(FutureHint {
+                updated_at,
+                now,
+                max_clock_skew,
+            }));
+        }
         let was_conflicted = self.conflicted;
-        let outcome = match self.config.trust {
-            CallbackTrust::Verified => {
-                self.learn_session(snapshot);
-                self.reconcile(snapshot, now)
-            }
-            CallbackTrust::Hint => {
-                let max_clock_skew = self.config.max_clock_skew;
-                if let Some(updated_at) = snapshot.updated_at()
-                    && updated_at > now.saturating_add(max_clock_skew)
-                {
-                    return Err(Refused::FutureHint(FutureHint {
-                        updated_at,
-                        now,
-                        max_clock_skew,
-                    }));
-                }
-                self.weigh_hint(snapshot, now)
-            }
-        };
-        Ok(self.settle(event, outcome, was_conflicted))
+        let outcome = self.weigh_hint(snapshot, now);
+        Ok(self.settle(event_id.map(event_hash), outcome, was_conflicted))
+    }
+
+    /// Observes a status callback whose per-session secret matched ([`SecretMatched`], from
+    /// [`crate::callback_secret_matches`]): evidence, like a read. It binds the tracker to the
+    /// session it names, as a read does.
+    ///
+    /// # Errors
+    /// [`Refused::OtherSession`] for a snapshot of another session than the tracker's: nothing
+    /// changes.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "taken by value on purpose: one matched secret proves one callback"
+    )]
+    pub fn observe_verified_callback(
+        &mut self,
+        checked: SecretMatched,
+        event_id: Option<&str>,
+        snapshot: &Snapshot,
+        now: Timestamp,
+    ) -> Result<Report<'_>, Refused> {
+        let SecretMatched { .. } = checked;
+        self.check_session(snapshot)
+            .map_err(Refused::OtherSession)?;
+        self.learn_session(snapshot);
+        let was_conflicted = self.conflicted;
+        let outcome = self.reconcile(snapshot, now);
+        Ok(self.settle(event_id.map(event_hash), outcome, was_conflicted))
     }
 
     /// Observes the snapshot a read of the session returned. The first that names its session

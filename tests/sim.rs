@@ -9,12 +9,12 @@ mod common;
 use core::time::Duration;
 
 use common::oracle as rules;
-use hpp_session::sim::drive::{Step, drive};
+use hpp_session::sim::drive::{Callbacks, Integrator, Step, drive};
 use hpp_session::sim::history::{Change, CompletionFields, SESSION_LIFETIME};
 use hpp_session::sim::klarna::{CALLBACK_TIMEOUT, CALLS_PER_EVENT};
 use hpp_session::sim::oracle::{Expected, expected};
 use hpp_session::sim::{History, ReadAnswer, SimConfig, Simulator, Text};
-use hpp_session::{CallbackTrust, Event, ReleaseReason, Status, Timestamp, TrackerConfig};
+use hpp_session::{Event, ReleaseReason, Status, Timestamp, TrackerConfig};
 use proptest::prelude::*;
 
 fn text(s: &str) -> Text {
@@ -317,7 +317,8 @@ fn callbacks_follow_klarnas_delivery_schedule() {
     assert!(calls > 10_000 && duplicates > 500, "{calls} {duplicates}");
 }
 
-fn run_all(simulator: &Simulator, sessions: u64, config: TrackerConfig) -> (u64, u64) {
+fn run_all(simulator: &Simulator, sessions: u64, integrator: impl Into<Integrator>) -> (u64, u64) {
+    let integrator = integrator.into();
     let (mut reads, mut forged) = (0, 0);
     for i in 0..sessions {
         let mut scenario = simulator.scenario(i);
@@ -325,7 +326,7 @@ fn run_all(simulator: &Simulator, sessions: u64, config: TrackerConfig) -> (u64,
         let mut attacked = false;
         let (mut callbacks, mut read_steps, mut last) = (0, 0, scenario.history.created_at);
         let deliveries = scenario.deliveries().len();
-        let (tracker, run) = drive(&mut scenario, config, |step| {
+        let (tracker, run) = drive(&mut scenario, integrator, |step| {
             // Steps come in time order: each callback at its arrival, each read at its time.
             let at = match step {
                 Step::Callback(d) => {
@@ -386,22 +387,14 @@ fn the_closed_loop_asks_for_each_expected_action_exactly_once() {
     let (reads, forged) = run_all(&Simulator::new(hostile, 1), 3_000, TrackerConfig::DEFAULT);
     assert!(forged > 1_000, "the adversary posted {forged}");
     assert!(reads > 3_000);
-    // A verified integrator drops forged callbacks before observing (its secret check).
-    let verified = TrackerConfig {
-        trust: CallbackTrust::Verified,
-        ..TrackerConfig::DEFAULT
+    // An integrator that checks each callback's secret takes Klarna's callbacks as evidence and
+    // refuses the adversary's (who does not know the secret): exactly once all the same.
+    let verified = Integrator {
+        tracker: TrackerConfig::DEFAULT,
+        callbacks: Callbacks::Verified { leaked: false },
     };
-    run_all(
-        &Simulator::new(
-            SimConfig {
-                forged: 0,
-                ..hostile
-            },
-            2,
-        ),
-        3_000,
-        verified,
-    );
+    let (_, forged) = run_all(&Simulator::new(hostile, 2), 3_000, verified);
+    assert!(forged > 1_000, "the adversary posted {forged}");
 }
 
 proptest! {
@@ -431,8 +424,8 @@ proptest! {
     }
 }
 
-/// The property has teeth: an integrator that took unsigned callbacks as evidence (without
-/// checking its secret) does get wrong actions from the same adversary.
+/// The property has teeth: an integrator that takes callbacks as evidence whenever their secret
+/// matches gets wrong actions from an adversary who knows the secret.
 #[test]
 fn trusting_forged_callbacks_breaks_exactly_once() {
     let simulator = Simulator::new(
@@ -442,9 +435,10 @@ fn trusting_forged_callbacks_breaks_exactly_once() {
         },
         9,
     );
-    let naive = TrackerConfig {
-        trust: CallbackTrust::Verified,
-        ..TrackerConfig::DEFAULT
+    // It checks secrets, but the adversary knows them (leaked with the callback URL).
+    let naive = Integrator {
+        tracker: TrackerConfig::DEFAULT,
+        callbacks: Callbacks::Verified { leaked: true },
     };
     let wrong = (0..500)
         .filter(|&i| {

@@ -13,10 +13,35 @@ use core::time::Duration;
 
 use common::{at, oracle};
 use hpp_session::{
-    Action, CallbackTrust, Claim, Completion, CompletionProblem, Event, Outcome, Refused,
-    ReleaseReason, Snapshot, State, Status, Timestamp, Tracker, TrackerConfig,
+    Action, Claim, Completion, CompletionProblem, Event, Outcome, Refused, ReleaseReason, Snapshot,
+    State, Status, Timestamp, Tracker, TrackerConfig,
 };
 use proptest::prelude::*;
+
+/// How the integrator of a run takes callbacks: as hints ([`Tracker::observe_callback`]), or,
+/// having checked each one's secret, as evidence ([`Tracker::observe_verified_callback`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CallbackTrust {
+    Hint,
+    Verified,
+}
+
+/// Observes a callback as the integrator of `trust` does.
+fn callback<'t>(
+    tracker: &'t mut Tracker,
+    trust: CallbackTrust,
+    event_id: Option<&str>,
+    s: &Snapshot,
+    now: Timestamp,
+) -> Result<hpp_session::Report<'t>, Refused> {
+    match trust {
+        CallbackTrust::Hint => tracker.observe_callback(event_id, s, now),
+        CallbackTrust::Verified => {
+            let checked = hpp_session::callback_secret_matches(b"secret", b"secret").unwrap();
+            tracker.observe_verified_callback(checked, event_id, s, now)
+        }
+    }
+}
 
 const HOUR_MS: u64 = 3_600_000;
 const EXPIRES_MS: u64 = 48 * HOUR_MS;
@@ -179,18 +204,18 @@ fn arrival(i: usize) -> Timestamp {
 /// Delivers `order` (then the 404s) to a new tracker, checking the per-step invariants, and
 /// returns the tracker and everything it asked for.
 fn run(
-    config: TrackerConfig,
+    trust: CallbackTrust,
     order: &[Delivery],
     not_found: usize,
 ) -> Result<(Tracker, Vec<Asked>), TestCaseError> {
-    let mut tracker = Tracker::new(config);
+    let mut tracker = Tracker::default();
     let mut asked = Vec::new();
     let mut final_status = None;
     let mut taken: Vec<&str> = Vec::new();
     for (i, d) in order.iter().enumerate() {
         let now = arrival(i);
         let before = tracker.clone();
-        let (outcome, new) = deliver(&mut tracker, d, now)?;
+        let (outcome, new) = deliver(&mut tracker, trust, d, now)?;
         // A callback delivered again after it was taken is a duplicate (histories have fewer
         // changes than the tracker remembers).
         if let Delivery::Callback { event_id, .. } = d {
@@ -396,12 +421,11 @@ proptest! {
         let told = delivered.iter().any(|d| confirms(d, trust));
         let not_found = if told { not_found } else { 0 };
         let expected = expect(&delivered, trust, not_found > 0);
-        let config = TrackerConfig { trust, ..TrackerConfig::default() };
         let mut results = Vec::new();
         for seed in [order_a, order_b] {
             let mut order = delivered.clone();
             shuffle(&mut order, seed);
-            let (tracker, asked) = run(config, &order, not_found)?;
+            let (tracker, asked) = run(trust, &order, not_found)?;
             check_run(&tracker, &asked, &order, &expected, trust)?;
             results.push(tracker);
         }
@@ -420,7 +444,7 @@ proptest! {
         let mut order = deliveries(&changes, &[1], &reads, &[true]);
         shuffle(&mut order, seed);
         let split = if order.is_empty() { 0 } else { split.index(order.len() + 1) };
-        let (mut straight, _) = run(TrackerConfig::default(), &order[..split], 0)?;
+        let (mut straight, _) = run(CallbackTrust::Hint, &order[..split], 0)?;
         let json = serde_json::to_string(&straight).unwrap();
         let mut restored: Tracker = serde_json::from_str(&json).unwrap();
         prop_assert_eq!(&restored, &straight);
@@ -429,8 +453,8 @@ proptest! {
         prop_assert_eq!(&serde_json_core::from_slice::<Tracker>(&buf[..n]).unwrap().0, &straight);
         for (i, d) in order[split..].iter().enumerate() {
             let now = arrival(split + i);
-            let a = deliver(&mut straight, d, now)?;
-            let b = deliver(&mut restored, d, now)?;
+            let a = deliver(&mut straight, CallbackTrust::Hint, d, now)?;
+            let b = deliver(&mut restored, CallbackTrust::Hint, d, now)?;
             prop_assert_eq!(a, b);
         }
         prop_assert_eq!(restored, straight);
@@ -536,16 +560,16 @@ proptest! {
             match arrival_k {
                 Arrival::Genuine(i) => {
                     let d = &genuine[*i];
-                    let (_, expected) = deliver(&mut clean, d, now)?;
-                    let (_, actual) = deliver(&mut under_attack, d, now)?;
+                    let (_, expected) = deliver(&mut clean, CallbackTrust::Hint, d, now)?;
+                    let (_, actual) = deliver(&mut under_attack, CallbackTrust::Hint, d, now)?;
                     if d.is_read() {
-                        deliver(&mut reads_only, d, now)?;
+                        deliver(&mut reads_only, CallbackTrust::Hint, d, now)?;
                     }
                     prop_assert_eq!(decisions(&actual), decisions(&expected), "decisions at step {}", k);
                 }
                 Arrival::Forged(d) => {
                     let before = under_attack.snapshot().cloned();
-                    let (_, actual) = deliver(&mut under_attack, d, now)?;
+                    let (_, actual) = deliver(&mut under_attack, CallbackTrust::Hint, d, now)?;
                     prop_assert_eq!(decisions(&actual), vec![], "a forged callback decided something");
                     prop_assert_eq!(under_attack.snapshot(), before.as_ref());
                 }
@@ -602,6 +626,7 @@ fn any_snapshot() -> impl Strategy<Value = (bool, Snapshot)> {
 /// Observes `s` as a read or a callback; the outcome and the actions, or `None` when refused.
 fn observe(
     tracker: &mut Tracker,
+    trust: CallbackTrust,
     read: bool,
     s: &Snapshot,
     now: Timestamp,
@@ -609,7 +634,7 @@ fn observe(
     let report = if read {
         tracker.observe_read(s, now).unwrap()
     } else {
-        tracker.observe_callback(None, s, now).ok()?
+        callback(tracker, trust, None, s, now).ok()?
     };
     Some((report.outcome(), report.actions().map(own).collect()))
 }
@@ -626,21 +651,20 @@ proptest! {
         seed in any::<u64>(),
         trust in trust(),
     ) {
-        let config = TrackerConfig { trust, ..TrackerConfig::default() };
-        let mut forward = Tracker::new(config);
+        let mut forward = Tracker::default();
         for (i, (read, s)) in set.iter().enumerate() {
-            prop_assert!(observe(&mut forward, *read, s, at(i as u64)).is_some());
+            prop_assert!(observe(&mut forward, trust, *read, s, at(i as u64)).is_some());
         }
         let mut order: Vec<_> = set.clone();
         for r in &repeat {
             order.push(r.get(&set).clone());
         }
         shuffle(&mut order, seed);
-        let mut shuffled = Tracker::new(config);
+        let mut shuffled = Tracker::default();
         let mut money = 0;
         for (i, (read, s)) in order.iter().enumerate() {
             let before = shuffled.clone();
-            let (outcome, actions) = observe(&mut shuffled, *read, s, at(i as u64)).unwrap();
+            let (outcome, actions) = observe(&mut shuffled, trust, *read, s, at(i as u64)).unwrap();
             money += actions.iter().filter(|a| matches!(a, Asked::Place(..) | Asked::Record(..) | Asked::Review(_))).count();
             if !outcome.changed() {
                 prop_assert_eq!(&shuffled, &before);
@@ -678,15 +702,14 @@ proptest! {
         not_found_at in prop::collection::vec(0u64..3, 0..14),
         trust in trust(),
     ) {
-        let config = TrackerConfig { trust, ..TrackerConfig::default() };
-        let mut tracker = Tracker::new(config);
+        let mut tracker = Tracker::default();
         let mut paid = false;
         let mut asked = Vec::new();
         for (i, input) in inputs.iter().enumerate() {
             let actions = match input {
                 Some((read, s)) => {
                     let now = at(i as u64);
-                    let Some((_, actions)) = observe(&mut tracker, *read, s, now) else { continue };
+                    let Some((_, actions)) = observe(&mut tracker, trust, *read, s, now) else { continue };
                     paid |= s.status() == Status::Completed && (*read || trust == CallbackTrust::Verified);
                     actions
                 }
@@ -716,12 +739,13 @@ proptest! {
 /// never refused as coming from the future.
 fn deliver(
     tracker: &mut Tracker,
+    trust: CallbackTrust,
     d: &Delivery,
     now: Timestamp,
 ) -> Result<(Outcome, Vec<Asked>), TestCaseError> {
     let report = match d {
         Delivery::Callback { event_id, snapshot } => {
-            match tracker.observe_callback(Some(event_id), snapshot, now) {
+            match callback(tracker, trust, Some(event_id), snapshot, now) {
                 Ok(report) => report,
                 // Only a forged callback can be stamped in the future: it changes nothing.
                 Err(e) => {

@@ -7,9 +7,9 @@ use core::time::Duration;
 
 use common::at;
 use hpp_session::{
-    Action, ActionKind, ActionSet, CallbackTrust, Claim, Completion, CompletionProblem,
-    ConflictKind, DEFAULT_MAX_CLOCK_SKEW, FutureHint, MIN_READ_INTERVAL, NotFoundError, Outcome,
-    PolicyError, ReadPolicy, Refused, ReleaseReason, Snapshot, Status, Tracker, TrackerConfig,
+    Action, ActionKind, ActionSet, Claim, Completion, CompletionProblem, ConflictKind,
+    DEFAULT_MAX_CLOCK_SKEW, FutureHint, MIN_READ_INTERVAL, NotFoundError, Outcome, PolicyError,
+    ReadPolicy, Refused, ReleaseReason, Snapshot, Status, Tracker, TrackerConfig,
     callback_secret_matches,
 };
 use proptest::prelude::*;
@@ -321,18 +321,38 @@ fn a_status_that_cannot_follow_is_a_conflict() {
     ));
 }
 
+/// The proof a matched secret gives.
+fn checked() -> hpp_session::SecretMatched {
+    callback_secret_matches(b"5e55ac1e", b"5e55ac1e").unwrap()
+}
+
 #[test]
 fn verified_callbacks_confirm_by_themselves() {
-    let config = TrackerConfig {
-        trust: CallbackTrust::Verified,
-        ..TrackerConfig::default()
-    };
-    let mut t = Tracker::new(config);
+    let mut t = Tracker::default();
     let r = t
-        .observe_callback(Some("e"), &snap(Status::Completed, 40), at(41))
+        .observe_verified_callback(checked(), Some("e"), &snap(Status::Completed, 40), at(41))
         .unwrap();
     assert_eq!(kinds(&r), ["place_order"]);
     assert_eq!(t.next_read(at(41)), None);
+}
+
+/// A callback is evidence only through a matched secret: no secret, a wrong one, or an empty
+/// issued one gives no proof, and the same callback observed plainly is a hint.
+#[test]
+fn only_a_matched_secret_makes_a_callback_evidence() {
+    assert!(callback_secret_matches(b"5e55ac1e", b"5e55ac1f").is_none());
+    assert!(callback_secret_matches(b"5e55ac1e", b"").is_none());
+    assert!(
+        callback_secret_matches(b"", b"").is_none(),
+        "an empty secret lets anyone in"
+    );
+    assert_eq!(format!("{:?}", checked()), "SecretMatched");
+    let mut t = Tracker::default();
+    let r = t
+        .observe_callback(Some("e"), &snap(Status::Completed, 40), at(41))
+        .unwrap();
+    assert_eq!(kinds(&r), ["read_session"]);
+    assert_eq!(t.status(), None);
 }
 
 #[test]
@@ -568,11 +588,11 @@ proptest! {
         prop_assert!(slot == earliest || slot.duration_since(at(now)).unwrap() <= p.max_interval());
     }
 
-    /// The constant-time comparison agrees with `==`.
+    /// The constant-time comparison agrees with `==` (an empty issued secret never matches).
     #[test]
     fn callback_secret_matches_agrees_with_equality(a in prop::collection::vec(any::<u8>(), 0..40), b in prop::collection::vec(any::<u8>(), 0..40), same in any::<bool>()) {
         let b = if same { a.clone() } else { b };
-        prop_assert_eq!(callback_secret_matches(&a, &b), a == b);
+        prop_assert_eq!(callback_secret_matches(&a, &b).is_some(), a == b && !a.is_empty());
     }
 }
 
@@ -688,20 +708,17 @@ fn outcomes_have_the_replay_tools_names_and_say_what_happened() {
 #[cfg(feature = "serde")]
 #[test]
 fn stored_trackers_round_trip_and_are_checked() {
-    let config = TrackerConfig {
-        trust: CallbackTrust::Verified,
-        ..TrackerConfig::default()
-    };
-    let mut t = Tracker::new(config);
+    let mut t = Tracker::default();
     let _ = t
-        .observe_callback(Some("e"), &snap(Status::Back, 10), at(11))
+        .observe_verified_callback(checked(), Some("e"), &snap(Status::Back, 10), at(11))
         .unwrap();
     let _ = t.observe_not_found(at(EXPIRES)).unwrap();
     let json = serde_json::to_string(&t).unwrap();
-    assert!(
-        json.contains(r#""trust":"verified""#) && json.contains(r#""released":"EXPIRED""#),
-        "{json}"
-    );
+    assert!(json.contains(r#""released":"EXPIRED""#), "{json}");
+    // Trackers stored when trust was a setting still load; the setting is gone (whether a
+    // callback is evidence is decided per callback, by its secret).
+    let old = json.replacen('{', r#"{"trust":"verified","#, 1);
+    assert_eq!(serde_json::from_str::<Tracker>(&old).unwrap(), t);
     assert_eq!(serde_json::from_str::<Tracker>(&json).unwrap(), t);
 
     // A claim, and the read it asked for, round-trip too.
@@ -735,7 +752,10 @@ fn stored_trackers_round_trip_and_are_checked() {
         (r#""asked":0"#, r#""asked":16"#),
         (r#""asked":0"#, r#""asked":32"#),
         (r#""released":null"#, r#""released":"CANCELLED""#),
-        (r#""trust":"hint""#, r#""trust":"trusting""#),
+        (
+            r#""expiry":null"#,
+            r#""expiry":{"status":"WAITING","expires_at":"x"}"#,
+        ),
     ] {
         assert!(fresh.contains(from), "{fresh}");
         let bad = fresh.replace(from, to);
@@ -817,13 +837,9 @@ fn the_clock_skew_tolerance_is_configurable_and_only_for_hints() {
             .is_err()
     );
     // Authenticated evidence is Klarna's own clock: never refused.
-    let verified = TrackerConfig {
-        trust: CallbackTrust::Verified,
-        ..strict
-    };
-    let mut t = Tracker::new(verified);
+    let mut t = Tracker::new(strict);
     assert!(
-        t.observe_callback(None, &snap(Status::Back, 99_000), at(10))
+        t.observe_verified_callback(checked(), None, &snap(Status::Back, 99_000), at(10))
             .is_ok()
     );
     assert_eq!(t.status(), Some(Status::Back));

@@ -1,12 +1,15 @@
 //! The simulator's closed loop under any delivery conditions and seeds: every session settles,
 //! and the tracker asks for exactly the action the oracle reads off the history, once, with an
-//! adversary posting forged callbacks or not. Also: a scenario is a function of (seed, index).
+//! adversary posting forged callbacks or not, whether the integrator takes callbacks as hints or
+//! checks their secret (which the adversary does not know). Also: a scenario is a function of
+//! (seed, index).
 #![no_main]
 
 use core::time::Duration;
 
 use hpp_session::TrackerConfig;
-use hpp_session::sim::{SimConfig, Simulator, drive::drive, oracle::expected};
+use hpp_session::sim::drive::{Callbacks, Integrator, drive};
+use hpp_session::sim::{SimConfig, Simulator, oracle::expected};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 
@@ -21,6 +24,8 @@ struct Input {
     forged: u16,
     /// Up to 95 %: with every read failing nothing can settle, by design.
     read_failure: u8,
+    /// The integrator checks callback secrets and takes matching callbacks as evidence.
+    verified: bool,
 }
 
 fuzz_target!(|input: Input| {
@@ -38,7 +43,15 @@ fuzz_target!(|input: Input| {
     let mut scenario = simulator.scenario(index);
     assert_eq!(scenario, simulator.scenario(index), "deterministic");
     let want = expected(&scenario.history);
-    let (tracker, run) = drive(&mut scenario, TrackerConfig::DEFAULT, |_| {});
+    let integrator = Integrator {
+        tracker: TrackerConfig::DEFAULT,
+        callbacks: if input.verified {
+            Callbacks::Verified { leaked: false }
+        } else {
+            Callbacks::Hints
+        },
+    };
+    let (tracker, run) = drive(&mut scenario, integrator, |_| {});
     assert!(run.settled, "{run:?}");
     assert_eq!(run.actions.as_slice(), [want], "{:?}", scenario.history);
     assert_eq!(tracker.next_read(scenario.history.expires_at), None);

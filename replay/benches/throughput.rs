@@ -45,7 +45,7 @@ fn throughput(c: &mut Criterion) {
         ("replay_json_to_sink_one_thread", Threads::One),
     ] {
         let options = Options {
-            config: TrackerConfig::DEFAULT,
+            config: TrackerConfig::DEFAULT.into(),
             format: Format::Json,
             max_line_bytes: 1 << 20,
             flush_each_line: false,

@@ -4,13 +4,12 @@
 use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
 
-use hpp_session::TrackerConfig;
 use hpp_session::sim::oracle::Expected;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::simulate::action_json;
-use crate::{Error, Replayer, Threads, for_each_record};
+use crate::{Config, Error, Replayer, Threads, for_each_record};
 
 /// How many differing sessions the report lists.
 pub const LISTED: usize = 20;
@@ -78,7 +77,7 @@ impl CheckReport {
 pub fn check(
     log: impl BufRead + Send,
     expected: impl BufRead,
-    config: TrackerConfig,
+    config: Config,
     max_line_bytes: usize,
     threads: Threads,
 ) -> Result<CheckReport, Error> {

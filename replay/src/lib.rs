@@ -15,9 +15,7 @@ pub mod summary;
 
 use std::io::{self, BufRead, Write};
 
-use hpp_session::TrackerConfig;
-
-pub use replayer::{Record, Replayer};
+pub use replayer::{Callbacks, Config, Record, Replayer};
 pub use summary::Summary;
 
 /// The embedded sample log: four sessions interleaved, with a lost callback, duplicates, a late
@@ -50,8 +48,8 @@ impl Format {
 /// How to replay.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
-    /// The trackers' configuration (trust, reads).
-    pub config: TrackerConfig,
+    /// The trackers' configuration, and how they take callbacks.
+    pub config: Config,
     /// What to write.
     pub format: Format,
     /// The longest line accepted, in bytes; longer lines are rejected without being stored.
@@ -177,6 +175,8 @@ fn line_text(line: lines::Line<'_>, max_line_bytes: usize) -> Result<&str, Strin
 
 #[cfg(test)]
 mod tests {
+    use hpp_session::TrackerConfig;
+
     use super::*;
 
     /// A simulated hostile log, with lines no replay accepts in between.
@@ -198,7 +198,7 @@ mod tests {
 
     fn options(format: Format, threads: Threads) -> Options {
         Options {
-            config: TrackerConfig::DEFAULT,
+            config: TrackerConfig::DEFAULT.into(),
             format,
             max_line_bytes: 256,
             flush_each_line: false,

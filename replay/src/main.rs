@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use clap::CommandFactory as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use hpp_replay::{Error, Format, Options, SAMPLE, Threads};
+use hpp_replay::{Callbacks, Config, Error, Format, Options, SAMPLE, Threads};
 use hpp_session::diagram::Mermaid;
 use hpp_session::sim::{SimConfig, Simulator};
-use hpp_session::{CallbackTrust, ReadPolicy, TrackerConfig};
+use hpp_session::{ReadPolicy, TrackerConfig};
 
 /// Replays a log of what an integrator received from Klarna's Hosted Payment Page (status
 /// callbacks, reads, 404s) and shows, line by line, what happened, the confirmed status, and
@@ -180,13 +180,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn tracker_config(trust: Trust) -> TrackerConfig {
-    TrackerConfig {
-        trust: match trust {
-            Trust::Hint => CallbackTrust::Hint,
-            Trust::Verified => CallbackTrust::Verified,
+fn tracker_config(trust: Trust) -> Config {
+    Config {
+        tracker: TrackerConfig::DEFAULT,
+        callbacks: match trust {
+            Trust::Hint => Callbacks::Hints,
+            Trust::Verified => Callbacks::Verified,
         },
-        ..TrackerConfig::DEFAULT
     }
 }
 

@@ -313,7 +313,7 @@ mod tests {
         log.extend_from_slice(&[b'x'; 300]);
         let mut one = Vec::new();
         let options = Options {
-            config: TrackerConfig::DEFAULT,
+            config: TrackerConfig::DEFAULT.into(),
             format: Format::Json,
             max_line_bytes: 256,
             flush_each_line: false,

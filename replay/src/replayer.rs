@@ -5,8 +5,8 @@ use std::convert::Infallible;
 
 use hpp_session::wire::{CallbackBody, CallbackStatus, SessionBody, SessionStatus, Text};
 use hpp_session::{
-    ActionKind, Completion, CompletionProblem, Report, SessionId, Snapshot, SnapshotError, Status,
-    Timestamp, Tracker, TrackerConfig,
+    ActionKind, Completion, CompletionProblem, Report, SecretMatched, SessionId, Snapshot,
+    SnapshotError, Status, Timestamp, Tracker, TrackerConfig, callback_secret_matches,
 };
 use serde::Deserialize;
 
@@ -64,9 +64,38 @@ fn shown(status: Option<Status>, expired: bool) -> Option<&'static str> {
 /// The rejected lines a summary lists by number and error.
 pub const REJECTED_LISTED: usize = 5;
 
+/// How a replay takes the log's callbacks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Callbacks {
+    /// As hints (Klarna's callbacks are unsigned). The default.
+    #[default]
+    Hints,
+    /// As evidence: the service that wrote the log checked each callback's secret before it
+    /// logged it (`--trust verified`).
+    Verified,
+}
+
+/// What a replay's trackers are: their configuration, and how they take callbacks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Config {
+    /// The trackers' configuration (reads, clock skew).
+    pub tracker: TrackerConfig,
+    /// How callbacks are taken.
+    pub callbacks: Callbacks,
+}
+
+impl From<TrackerConfig> for Config {
+    fn from(tracker: TrackerConfig) -> Self {
+        Self {
+            tracker,
+            callbacks: Callbacks::Hints,
+        }
+    }
+}
+
 /// One tracker per session, and the counts a summary needs.
 pub struct Replayer {
-    config: TrackerConfig,
+    config: Config,
     trackers: Trackers,
     /// Lines seen.
     pub lines: u64,
@@ -81,11 +110,11 @@ pub struct Replayer {
 }
 
 impl Replayer {
-    /// A replayer whose trackers use `config`.
+    /// A replayer whose trackers use `config` (a [`TrackerConfig`] takes callbacks as hints).
     #[must_use]
-    pub fn new(config: TrackerConfig) -> Self {
+    pub fn new(config: impl Into<Config>) -> Self {
         Self {
-            config,
+            config: config.into(),
             trackers: Trackers::default(),
             lines: 0,
             rejected: 0,
@@ -192,7 +221,7 @@ impl Trackers {
 /// it shows, and returns the report, or why the line is rejected (then nothing changed).
 fn observe<'a>(
     trackers: &'a mut Trackers,
-    config: TrackerConfig,
+    config: Config,
     prepared: Prepared<&'a str>,
     record: &mut Record<'a>,
 ) -> Result<(Report<'a>, Timestamp), String> {
@@ -231,14 +260,28 @@ fn observe<'a>(
     // A line that names a new session is tried on a tracker of its own first: one it
     // rejects (a 404 with no known expiry, a callback stamped in the future) leaves no session.
     if trackers.get(line.session_id).is_none() {
-        let mut fresh = Tracker::new(config);
+        let mut fresh = Tracker::new(config.tracker);
         // Only whether it is refused counts: this tracker is thrown away.
-        let _ = observe_on(&mut fresh, &line.what, event_id, snapshot, now)?;
+        let _ = observe_on(
+            &mut fresh,
+            config.callbacks,
+            &line.what,
+            event_id,
+            snapshot,
+            now,
+        )?;
     }
-    let tracker = trackers.get_or_insert(line.session_id, config);
+    let tracker = trackers.get_or_insert(line.session_id, config.tracker);
     record.status = shown_status(tracker);
     record.claim = tracker.claim().map(|c| c.status().as_str());
-    let report = observe_on(tracker, &line.what, event_id, snapshot, now)?;
+    let report = observe_on(
+        tracker,
+        config.callbacks,
+        &line.what,
+        event_id,
+        snapshot,
+        now,
+    )?;
     Ok((report, now))
 }
 
@@ -246,23 +289,36 @@ fn observe<'a>(
 /// refuses it.
 fn observe_on<'t, S>(
     tracker: &'t mut Tracker,
+    callbacks: Callbacks,
     what: &What<S>,
     event_id: Option<&str>,
     snapshot: Option<&Snapshot>,
     now: Timestamp,
 ) -> Result<Report<'t>, String> {
-    match (what, snapshot) {
-        (What::Callback { .. }, Some(snapshot)) => tracker
+    match (what, snapshot, callbacks) {
+        (What::Callback { .. }, Some(snapshot), Callbacks::Hints) => tracker
             .observe_callback(event_id, snapshot, now)
             .map_err(|e| e.to_string()),
-        (What::Read(_), Some(snapshot)) => tracker
+        (What::Callback { .. }, Some(snapshot), Callbacks::Verified) => tracker
+            .observe_verified_callback(checked_when_logged(), event_id, snapshot, now)
+            .map_err(|e| e.to_string()),
+        (What::Read(_), Some(snapshot), _) => tracker
             .observe_read(snapshot, now)
             .map_err(|e| e.to_string()),
-        (What::NotFound, _) => tracker.observe_not_found(now).map_err(|e| e.to_string()),
-        (What::Callback { .. } | What::Read(_), None) => {
+        (What::NotFound, ..) => tracker.observe_not_found(now).map_err(|e| e.to_string()),
+        (What::Callback { .. } | What::Read(_), None, _) => {
             Err("the line's snapshot is missing".to_owned())
         }
     }
+}
+
+/// Under `--trust verified` the log holds callbacks whose secret the service checked when they
+/// arrived; the log does not hold the secrets, so the replay cannot check them again. This
+/// stands for that check, in this one place: a callback becomes evidence only through a
+/// [`SecretMatched`], and only `callback_secret_matches` makes one.
+fn checked_when_logged() -> SecretMatched {
+    const CHECKED: &[u8] = b"checked by the service when it logged the callback";
+    callback_secret_matches(CHECKED, CHECKED).unwrap_or_else(|| unreachable!("equal secrets"))
 }
 
 /// Fills in the record of a rejected line, which changes nothing: its session as it was, when

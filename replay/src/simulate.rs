@@ -11,8 +11,7 @@
 use std::io::{self, Write};
 
 use hpp_session::Timestamp;
-use hpp_session::TrackerConfig;
-use hpp_session::sim::drive::{Step, drive};
+use hpp_session::sim::drive::{Integrator, Step, drive};
 use hpp_session::sim::klarna::Body;
 use hpp_session::sim::oracle::{Expected, expected};
 use hpp_session::sim::{ReadAnswer, Simulator};
@@ -103,10 +102,11 @@ pub struct Stats {
 pub fn simulate(
     simulator: &Simulator,
     sessions: u64,
-    config: TrackerConfig,
+    integrator: impl Into<Integrator>,
     log: &mut impl Write,
     expected_out: &mut impl Write,
 ) -> io::Result<Stats> {
+    let integrator = integrator.into();
     let mut stats = Stats::default();
     let mut block: Vec<(Timestamp, u64, String)> = Vec::new();
     for start in (0..sessions).step_by(usize::try_from(BLOCK).unwrap_or(usize::MAX)) {
@@ -115,7 +115,7 @@ pub fn simulate(
             let mut scenario = simulator.scenario(index);
             let want = expected(&scenario.history);
             let session_id = scenario.history.session_id.clone();
-            let (_, run) = drive(&mut scenario, config, |step| {
+            let (_, run) = drive(&mut scenario, integrator, |step| {
                 let (at, line) = match step {
                     Step::Callback(d) => {
                         stats.forged += u64::from(d.forged);
@@ -183,7 +183,7 @@ pub(crate) fn hostile_log(sessions: u64, seed: u64) -> Vec<u8> {
     simulate(
         &simulator,
         sessions,
-        TrackerConfig::DEFAULT,
+        hpp_session::TrackerConfig::DEFAULT,
         &mut log,
         &mut io::sink(),
     )
@@ -193,7 +193,9 @@ pub(crate) fn hostile_log(sessions: u64, seed: u64) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use hpp_session::TrackerConfig;
     use hpp_session::sim::SimConfig;
+    use hpp_session::sim::drive::Callbacks;
 
     use super::*;
 
@@ -250,9 +252,10 @@ mod tests {
             },
             9,
         );
-        let naive = TrackerConfig {
-            trust: hpp_session::CallbackTrust::Verified,
-            ..TrackerConfig::DEFAULT
+        // An integrator that checks secrets, against an adversary who knows them.
+        let naive = Integrator {
+            tracker: TrackerConfig::DEFAULT,
+            callbacks: Callbacks::Verified { leaked: true },
         };
         let stats = simulate(&simulator, 300, naive, &mut io::sink(), &mut io::sink()).unwrap();
         assert!(stats.mismatched > 10 && stats.mismatched < 300, "{stats:?}");

@@ -7,8 +7,49 @@ use super::Scenario;
 use super::klarna::{Delivery, ReadAnswer};
 use super::oracle::Expected;
 use crate::schedule::MIN_READ_INTERVAL;
+use crate::secret::callback_secret_matches;
 use crate::timestamp::Timestamp;
 use crate::tracker::{Report, Tracker, TrackerConfig};
+
+/// How the simulated integrator takes status callbacks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Callbacks {
+    /// As hints, unchecked: what Klarna's unsigned callbacks call for. The default.
+    #[default]
+    Hints,
+    /// It checks the per-session secret in the callback URL ([`callback_secret_matches`]) and
+    /// observes a callback whose secret matched as evidence, one whose secret did not as
+    /// nothing. Klarna's callbacks carry the secret; the adversary's carry it only when it
+    /// `leaked`.
+    Verified {
+        /// Whether the adversary knows the secret.
+        leaked: bool,
+    },
+}
+
+/// The simulated integrator: its trackers' configuration and how it takes callbacks. A
+/// [`TrackerConfig`] alone is an integrator that takes callbacks as hints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Integrator {
+    /// Its trackers' configuration.
+    pub tracker: TrackerConfig,
+    /// How it takes callbacks.
+    pub callbacks: Callbacks,
+}
+
+impl From<TrackerConfig> for Integrator {
+    fn from(tracker: TrackerConfig) -> Self {
+        Self {
+            tracker,
+            callbacks: Callbacks::Hints,
+        }
+    }
+}
+
+/// The secret the simulated integrator issues for every session, and what an adversary that does
+/// not know it presents.
+const ISSUED_SECRET: &[u8] = b"5e55ac1e5e55ac1e5e55ac1e5e55ac1e";
+const GUESSED_SECRET: &[u8] = b"00000000000000000000000000000000";
 
 /// The most merchant actions a run records; a correct run has one.
 pub const MAX_RUN_ACTIONS: usize = 8;
@@ -45,8 +86,8 @@ pub struct Run {
     pub reads: u32,
     /// Callbacks observed.
     pub callbacks: u32,
-    /// Observations the tracker refused (forged bodies that fail validation, hints from the
-    /// future).
+    /// Observations refused (forged bodies that fail validation, hints from the future,
+    /// callbacks whose secret did not match under [`Callbacks::Verified`]).
     pub refused: u32,
     /// Whether the tracker reported a conflict.
     pub conflict: bool,
@@ -63,8 +104,33 @@ impl Run {
     }
 }
 
-/// Runs `scenario` against a tracker with `config`, handing each step to `on_step` before the
-/// tracker observes it.
+/// The integrator takes callback `d` (its snapshot `s`) as `callbacks` says; `Err` when it is
+/// refused (a secret that does not match, or the tracker's refusal).
+fn take_callback<'t>(
+    tracker: &'t mut Tracker,
+    callbacks: Callbacks,
+    d: &Delivery,
+    s: &crate::snapshot::Snapshot,
+    now: Timestamp,
+) -> Result<Report<'t>, ()> {
+    let event_id = Some(d.event_id.as_str());
+    let observed = match callbacks {
+        Callbacks::Hints => tracker.observe_callback(event_id, s, now),
+        Callbacks::Verified { leaked } => {
+            let presented = if d.forged && !leaked {
+                GUESSED_SECRET
+            } else {
+                ISSUED_SECRET
+            };
+            let checked = callback_secret_matches(ISSUED_SECRET, presented).ok_or(())?;
+            tracker.observe_verified_callback(checked, event_id, s, now)
+        }
+    };
+    observed.map_err(|_| ())
+}
+
+/// Runs `scenario` against an integrator (a [`TrackerConfig`], or an [`Integrator`] that checks
+/// callback secrets), handing each step to `on_step` before the tracker observes it.
 ///
 /// The integrator creates the session at its creation time, observes each callback as it
 /// arrives, and reads at [`Tracker::next_read`], never twice within [`MIN_READ_INTERVAL`]
@@ -74,10 +140,11 @@ impl Run {
 /// [`SETTLE_WITHIN`] after expiry.
 pub fn drive(
     scenario: &mut Scenario,
-    config: TrackerConfig,
+    integrator: impl Into<Integrator>,
     mut on_step: impl FnMut(Step<'_>),
 ) -> (Tracker, Run) {
-    let mut tracker = Tracker::new(config);
+    let integrator = integrator.into();
+    let mut tracker = Tracker::new(integrator.tracker);
     let mut run = Run::default();
     let deadline = scenario.history.expires_at.saturating_add(SETTLE_WITHIN);
     let mut now = scenario.history.created_at;
@@ -114,10 +181,8 @@ pub fn drive(
                     .snapshot()
                     .map_err(|_| ())
                     .and_then(|s| {
-                        tracker
-                            .observe_callback(Some(&d.event_id), &s, now)
+                        take_callback(&mut tracker, integrator.callbacks, d, &s, now)
                             .map(|r| run.record(&r))
-                            .map_err(|_| ())
                     });
                 run.refused += u32::from(observed.is_err());
             }

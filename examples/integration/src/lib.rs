@@ -27,6 +27,6 @@ pub mod service;
 pub mod store;
 
 pub use service::{
-    Crash, CrashPoint, Faults, Handled, NoFaults, ReadResult, Service, ServiceError,
+    Callbacks, Crash, CrashPoint, Faults, Handled, NoFaults, ReadResult, Service, ServiceError,
 };
 pub use store::{StoredAction, action_id};

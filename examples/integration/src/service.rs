@@ -107,10 +107,23 @@ pub enum ReadResult {
     Failed,
 }
 
-/// The service: one database connection and the trackers' configuration.
+/// What the service makes of a callback whose secret matched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Callbacks {
+    /// A hint all the same (the tracker's default): a leaked secret still moves no money.
+    #[default]
+    Hints,
+    /// Evidence, observed with the proof the secret check returns
+    /// ([`Tracker::observe_verified_callback`]).
+    Verified,
+}
+
+/// The service: one database connection, the trackers' configuration, and what it makes of
+/// callbacks.
 pub struct Service {
     conn: Connection,
     config: TrackerConfig,
+    callbacks: Callbacks,
 }
 
 impl Service {
@@ -118,10 +131,15 @@ impl Service {
     ///
     /// # Errors
     /// SQLite's.
-    pub fn open(path: &Path, config: TrackerConfig) -> rusqlite::Result<Self> {
+    pub fn open(
+        path: &Path,
+        config: TrackerConfig,
+        callbacks: Callbacks,
+    ) -> rusqlite::Result<Self> {
         Ok(Self {
             conn: store::open(path)?,
             config,
+            callbacks,
         })
     }
 
@@ -163,9 +181,10 @@ impl Service {
         let Some(mut row) = store::load(&tx, session_id)? else {
             return Ok(Handled::UnknownSession);
         };
-        if !callback_secret_matches(row.secret.as_bytes(), secret.as_bytes()) {
+        let Some(checked) = callback_secret_matches(row.secret.as_bytes(), secret.as_bytes())
+        else {
             return Ok(Handled::Forbidden);
-        }
+        };
         let callback: CallbackBody<'_> = match serde_json::from_slice(body) {
             Ok(c) => c,
             Err(e) => return Ok(Handled::Refused(format!("not a callback: {e}"))),
@@ -174,14 +193,19 @@ impl Service {
             Ok(s) => s,
             Err(e) => return Ok(Handled::Refused(e.to_string())),
         };
-        let (outcome, actions) =
-            match row
+        let observed = match self.callbacks {
+            Callbacks::Hints => row
                 .tracker
-                .observe_callback(callback.event_id(), &snapshot, now)
-            {
-                Ok(report) => (report.outcome(), store::owned(report.actions())),
-                Err(e) => return Ok(Handled::Refused(e.to_string())),
-            };
+                .observe_callback(callback.event_id(), &snapshot, now),
+            Callbacks::Verified => {
+                row.tracker
+                    .observe_verified_callback(checked, callback.event_id(), &snapshot, now)
+            }
+        };
+        let (outcome, actions) = match observed {
+            Ok(report) => (report.outcome(), store::owned(report.actions())),
+            Err(e) => return Ok(Handled::Refused(e.to_string())),
+        };
         let next = row.tracker.next_read(now).map(millis);
         store::save(
             &tx,

@@ -12,14 +12,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hpp_integration_example::{
-    Crash, CrashPoint, Faults, Handled, NoFaults, ReadResult, Service, ServiceError, StoredAction,
-    action_id,
+    Callbacks, Crash, CrashPoint, Faults, Handled, NoFaults, ReadResult, Service, ServiceError,
+    StoredAction, action_id,
 };
 use hpp_session::sim::klarna::Body;
 use hpp_session::sim::oracle::{Expected, expected};
 use hpp_session::sim::rng::Rng;
 use hpp_session::sim::{ReadAnswer, Scenario, SimConfig, Simulator};
-use hpp_session::{CallbackTrust, ReadPolicy, Timestamp, TrackerConfig};
+use hpp_session::{ReadPolicy, Timestamp, TrackerConfig};
 use serde_json::{Value, json};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -138,7 +138,7 @@ struct Figures {
 
 /// A hostile simulator, and trackers whose reads back off to once an hour (an abandoned
 /// session costs 48 reads, not 288).
-fn setup(trust: CallbackTrust) -> (Simulator, TrackerConfig) {
+fn setup() -> (Simulator, TrackerConfig) {
     let sim = Simulator::new(
         SimConfig {
             call_loss: 200,
@@ -158,26 +158,20 @@ fn setup(trust: CallbackTrust) -> (Simulator, TrackerConfig) {
     )
     .unwrap();
     let config = TrackerConfig {
-        trust,
         reads,
         ..TrackerConfig::DEFAULT
     };
     (sim, config)
 }
 
-fn run(
-    sessions: u64,
-    crash_permille: u16,
-    trust: CallbackTrust,
-    forged_knows_secret: bool,
-) -> Figures {
-    let (sim, config) = setup(trust);
+fn run(sessions: u64, crash_permille: u16, trust: Callbacks, forged_knows_secret: bool) -> Figures {
+    let (sim, config) = setup();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let path = dir.join(format!("crash-{}-{trust:?}.sqlite", std::process::id()));
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let mut service = Service::open(&path, config).unwrap();
+    let mut service = Service::open(&path, config, trust).unwrap();
     let (mut scenarios, secrets, mut arrivals) = create_sessions(&sim, sessions, &mut service);
     arrivals.sort();
     let mut faults = RandomCrashes {
@@ -190,7 +184,7 @@ fn run(
     let mut steps = 0;
     let mut next_arrival = 0;
     let reopen = |e: ServiceError| match e {
-        ServiceError::Crashed(_) => Service::open(&path, config).unwrap(),
+        ServiceError::Crashed(_) => Service::open(&path, config, trust).unwrap(),
         ServiceError::Db(e) => panic!("database: {e}"),
     };
     loop {
@@ -339,7 +333,7 @@ fn report(name: &str, f: &Figures) {
 fn verified_callbacks_exactly_once_effects_under_crashes() {
     let sessions = env("HPP_CRASH_SESSIONS", 10_000);
     let permille = u16::try_from(env("HPP_CRASH_PERMILLE", 20)).unwrap();
-    let f = run(sessions, permille, CallbackTrust::Verified, false);
+    let f = run(sessions, permille, Callbacks::Verified, false);
     report("verified", &f);
     assert_eq!(
         (f.lost, f.duplicated_effects, f.wrong, f.unsettled),
@@ -357,7 +351,7 @@ fn verified_callbacks_exactly_once_effects_under_crashes() {
 fn hints_with_a_leaked_secret_still_exactly_once_under_crashes() {
     let sessions = env("HPP_CRASH_SESSIONS", 10_000) / 2;
     let permille = u16::try_from(env("HPP_CRASH_PERMILLE", 20)).unwrap();
-    let f = run(sessions, permille, CallbackTrust::Hint, true);
+    let f = run(sessions, permille, Callbacks::Hints, true);
     report("hint, leaked secret", &f);
     assert_eq!(
         (f.lost, f.duplicated_effects, f.wrong, f.unsettled),

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use hpp_integration_example::{
-    Crash, CrashPoint, Handled, NoFaults, ReadResult, Service, ServiceError, action_id,
+    Callbacks, Crash, CrashPoint, Handled, NoFaults, ReadResult, Service, ServiceError, action_id,
 };
 use hpp_session::{ActionKind, Outcome, Status, Timestamp, TrackerConfig};
 
@@ -20,7 +20,7 @@ fn service(name: &str) -> Service {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let mut s = Service::open(&path, TrackerConfig::DEFAULT).unwrap();
+    let mut s = Service::open(&path, TrackerConfig::DEFAULT, Callbacks::Hints).unwrap();
     s.create_session(ID, SECRET, at("2019-05-13T14:51:43.507Z"))
         .unwrap();
     s
