@@ -24,7 +24,7 @@ use crate::session::Session;
 use crate::snapshot::{Snapshot, SnapshotError};
 use crate::status::Status;
 use crate::timestamp::Timestamp;
-use crate::tracker::{Expiry, REMEMBERED_EVENTS, Tracker, TrackerConfig};
+use crate::tracker::{Expiry, Parts, REMEMBERED_EVENTS, Tracker, TrackerConfig};
 
 /// A visitor that accepts one string and converts it with `parse`.
 struct StrVisitor<F> {
@@ -530,29 +530,24 @@ struct ExpiryRepr {
 
 impl Serialize for Tracker {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut events = heapless::Vec::<u32, REMEMBERED_EVENTS>::new();
-        for &e in &self.events {
-            events
-                .push(e)
-                .map_err(|_| serde::ser::Error::custom("event log overflow"))?;
-        }
+        let p = self.parts();
         TrackerRepr {
-            session_id: self.session.clone(),
-            reads: self.config.reads,
-            max_clock_skew: self.config.max_clock_skew,
-            best: self.best.as_ref(),
-            claim: self.claim.map(|c| ClaimRepr {
+            session_id: p.session,
+            reads: p.config.reads,
+            max_clock_skew: p.config.max_clock_skew,
+            best: p.best.as_ref(),
+            claim: p.claim.map(|c| ClaimRepr {
                 status: c.status(),
                 updated_at: c.updated_at(),
             }),
-            expired: self.expired,
-            conflicted: self.conflicted,
-            asked: self.asked.bits(),
-            released: self.released,
-            changed_at: self.changed_at,
-            claimed_at: self.claimed_at,
-            events,
-            expiry: self.expiry.map(|e| ExpiryRepr {
+            expired: p.expired,
+            conflicted: p.conflicted,
+            asked: p.asked.bits(),
+            released: p.released,
+            changed_at: p.changed_at,
+            claimed_at: p.claimed_at,
+            events: p.events,
+            expiry: p.expiry.map(|e| ExpiryRepr {
                 status: e.status,
                 updated_at: Some(e.stated_at).filter(|&at| at != Timestamp::MIN),
                 expires_at: e.at,
@@ -567,39 +562,7 @@ impl<'de> Deserialize<'de> for Tracker {
         let r = TrackerRepr::<Snapshot>::deserialize(deserializer)?;
         let asked = ActionSet::from_bits(r.asked)
             .ok_or_else(|| de::Error::custom("unknown action bits in `asked`"))?;
-        // Everything but the read a claim asks for comes from confirmed evidence.
-        let from_evidence = asked.without(ActionSet::EMPTY.with(ActionKind::ReadSession));
-        let unclaimed = r.claim.is_none() && !asked.is_empty();
-        if r.best.is_none() && (r.expired || !from_evidence.is_empty() || unclaimed) {
-            return Err(de::Error::custom(
-                "a tracker without confirmed evidence has no confirmed state",
-            ));
-        }
-        if asked.contains(ActionKind::Release) != r.released.is_some() {
-            return Err(de::Error::custom(
-                "`released` must be set exactly when a release was asked",
-            ));
-        }
-        let expiry = match r.expiry {
-            Some(e) => Some(Expiry {
-                at: e.expires_at,
-                status: e.status,
-                stated_at: e.updated_at.unwrap_or(Timestamp::MIN),
-            }),
-            None => r.best.as_ref().and_then(Expiry::of),
-        };
-        if expiry.is_some() && r.best.is_none() {
-            return Err(de::Error::custom(
-                "an expiry comes from confirmed evidence, and there is none",
-            ));
-        }
-        let mut events = heapless::Deque::new();
-        for e in r.events {
-            events
-                .push_back(e)
-                .map_err(|_| de::Error::custom("too many remembered events"))?;
-        }
-        Ok(Tracker {
+        Tracker::restore(Parts {
             session: r.session_id,
             config: TrackerConfig {
                 reads: r.reads,
@@ -613,8 +576,13 @@ impl<'de> Deserialize<'de> for Tracker {
             released: r.released,
             changed_at: r.changed_at,
             claimed_at: r.claimed_at,
-            events,
-            expiry,
+            events: r.events,
+            expiry: r.expiry.map(|e| Expiry {
+                at: e.expires_at,
+                status: e.status,
+                stated_at: e.updated_at.unwrap_or(Timestamp::MIN),
+            }),
         })
+        .map_err(de::Error::custom)
     }
 }

@@ -115,30 +115,30 @@ pub struct State<'t> {
 /// `SPEC.md` states the rules precisely and names the test behind each.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tracker {
-    pub(crate) config: TrackerConfig,
+    config: TrackerConfig,
     /// The session it tracks: set at creation ([`Tracker::for_session`]) or by the first
     /// confirmed snapshot that names one. Snapshots of other sessions are refused.
-    pub(crate) session: Option<SessionId>,
+    session: Option<SessionId>,
     /// The confirmed snapshot of highest precedence.
-    pub(crate) best: Option<Snapshot>,
+    best: Option<Snapshot>,
     /// The highest hint that outranked `best` when it came.
-    pub(crate) claim: Option<Claim>,
-    pub(crate) expired: bool,
-    pub(crate) conflicted: bool,
+    claim: Option<Claim>,
+    expired: bool,
+    conflicted: bool,
     /// What has been asked for already.
-    pub(crate) asked: ActionSet,
+    asked: ActionSet,
     /// Why the cart was released, once it was.
-    pub(crate) released: Option<ReleaseReason>,
+    released: Option<ReleaseReason>,
     /// When (the caller's `now`) the confirmed state last changed: the anchor of the read
     /// schedule.
-    pub(crate) changed_at: Option<Timestamp>,
+    changed_at: Option<Timestamp>,
     /// When the claim last rose: the anchor of the extra reads a claim asks for.
-    pub(crate) claimed_at: Option<Timestamp>,
+    claimed_at: Option<Timestamp>,
     /// Hashes of the `event_id`s of callbacks that changed the tracker, oldest first.
-    pub(crate) events: heapless::Deque<u32, REMEMBERED_EVENTS>,
+    events: heapless::Deque<u32, REMEMBERED_EVENTS>,
     /// The `expires_at` of the confirmed snapshot of highest change key that stated one: a
     /// newer read without the field keeps what is known.
-    pub(crate) expiry: Option<Expiry>,
+    expiry: Option<Expiry>,
 }
 
 /// A confirmed `expires_at`, with the status change that stated it.
@@ -166,6 +166,25 @@ impl Expiry {
     fn rank(&self) -> (ChangeKey, Timestamp) {
         (change_key(self.status, self.stated_at), self.at)
     }
+}
+
+/// A tracker's parts as persistence stores them: read by [`Tracker::parts`], and made into a
+/// tracker again only by [`Tracker::restore`], which checks that they fit together.
+#[cfg(feature = "serde")]
+pub(crate) struct Parts {
+    pub(crate) session: Option<SessionId>,
+    pub(crate) config: TrackerConfig,
+    pub(crate) best: Option<Snapshot>,
+    pub(crate) claim: Option<Claim>,
+    pub(crate) expired: bool,
+    pub(crate) conflicted: bool,
+    pub(crate) asked: ActionSet,
+    pub(crate) released: Option<ReleaseReason>,
+    pub(crate) changed_at: Option<Timestamp>,
+    pub(crate) claimed_at: Option<Timestamp>,
+    pub(crate) events: heapless::Vec<u32, REMEMBERED_EVENTS>,
+    /// `None` from trackers stored before the expiry was kept apart: the best snapshot's then.
+    pub(crate) expiry: Option<Expiry>,
 }
 
 impl Default for Tracker {
@@ -222,6 +241,87 @@ impl Tracker {
     fn learn_session(&mut self, snapshot: &Snapshot) {
         if self.session.is_none() {
             self.session = snapshot.session_id().cloned();
+        }
+    }
+
+    /// The tracker these stored parts describe: the one place a tracker is made other than by
+    /// observing.
+    ///
+    /// # Errors
+    /// Why the parts do not fit together: a confirmed state, an expiry or an action without
+    /// confirmed evidence, a release reason without a release asked (or the reverse).
+    #[cfg(feature = "serde")]
+    pub(crate) fn restore(parts: Parts) -> Result<Self, &'static str> {
+        let Parts {
+            session,
+            config,
+            best,
+            claim,
+            expired,
+            conflicted,
+            asked,
+            released,
+            changed_at,
+            claimed_at,
+            events,
+            expiry,
+        } = parts;
+        // Everything but the read a claim asks for comes from confirmed evidence.
+        let from_evidence = asked.without(ActionSet::EMPTY.with(ActionKind::ReadSession));
+        let unclaimed = claim.is_none() && !asked.is_empty();
+        if best.is_none() && (expired || !from_evidence.is_empty() || unclaimed) {
+            return Err("a tracker without confirmed evidence has no confirmed state");
+        }
+        if asked.contains(ActionKind::Release) != released.is_some() {
+            return Err("`released` must be set exactly when a release was asked");
+        }
+        let expiry = expiry.or_else(|| best.as_ref().and_then(Expiry::of));
+        if expiry.is_some() && best.is_none() {
+            return Err("an expiry comes from confirmed evidence, and there is none");
+        }
+        let mut remembered = heapless::Deque::new();
+        for e in events {
+            remembered
+                .push_back(e)
+                .map_err(|_| "too many remembered events")?;
+        }
+        Ok(Self {
+            config,
+            session,
+            best: best.as_ref().map(Snapshot::without_session),
+            claim,
+            expired,
+            conflicted,
+            asked,
+            released,
+            changed_at,
+            claimed_at,
+            events: remembered,
+            expiry,
+        })
+    }
+
+    /// The tracker's parts, for persistence.
+    #[cfg(feature = "serde")]
+    pub(crate) fn parts(&self) -> Parts {
+        let mut events = heapless::Vec::new();
+        for &e in &self.events {
+            // Cannot fail: both hold `REMEMBERED_EVENTS`.
+            let _ = events.push(e);
+        }
+        Parts {
+            session: self.session.clone(),
+            config: self.config,
+            best: self.best.clone(),
+            claim: self.claim,
+            expired: self.expired,
+            conflicted: self.conflicted,
+            asked: self.asked,
+            released: self.released,
+            changed_at: self.changed_at,
+            claimed_at: self.claimed_at,
+            events,
+            expiry: self.expiry,
         }
     }
 
