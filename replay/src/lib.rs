@@ -6,7 +6,9 @@
 //! any `BufRead` and `Write`, so benchmarks and tests run the same code.
 
 pub mod check;
+mod error;
 pub mod lines;
+pub mod log_line;
 pub mod output;
 mod pipeline;
 pub mod replayer;
@@ -15,6 +17,7 @@ pub mod summary;
 
 use std::io::{self, BufRead, Write};
 
+pub use error::Error;
 pub use replayer::{Callbacks, Config, Record, Replayer};
 pub use summary::Summary;
 
@@ -91,15 +94,6 @@ impl Threads {
     }
 }
 
-/// Where a replay failed.
-#[derive(Debug)]
-pub enum Error {
-    /// The input could not be read.
-    Input(io::Error),
-    /// The output could not be written.
-    Output(io::Error),
-}
-
 /// Replays every line of `input` and writes what `options.format` asks for to `output`.
 /// Returns the replayer, with its trackers and counts.
 ///
@@ -155,22 +149,10 @@ pub fn for_each_record(
     }
     let mut lines = lines::Lines::new(input, max_line_bytes);
     while let Some((number, line)) = lines.next_line().map_err(Error::Input)? {
-        let record = replayer.replay(number, line_text(line, max_line_bytes));
+        let record = replayer.replay(number, line.text(max_line_bytes));
         on_record(&record).map_err(Error::Output)?;
     }
     Ok(())
-}
-
-/// A line's text, or why it has none: too long, or not UTF-8.
-fn line_text(line: lines::Line<'_>, max_line_bytes: usize) -> Result<&str, String> {
-    match line {
-        lines::Line::Text(bytes) => {
-            std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))
-        }
-        lines::Line::TooLong { len } => Err(format!(
-            "line of {len} bytes is longer than the {max_line_bytes} accepted"
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -148,6 +148,22 @@ fn without_bom(number: u64, text: &[u8]) -> &[u8] {
     }
 }
 
+impl<'a> Line<'a> {
+    /// The line's text, or why it has none: too long (`max_line_bytes` is the bound it broke),
+    /// or not UTF-8.
+    ///
+    /// # Errors
+    /// What is wrong with the line, in words.
+    pub fn text(self, max_line_bytes: usize) -> Result<&'a str, String> {
+        match self {
+            Line::Text(bytes) => std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}")),
+            Line::TooLong { len } => Err(format!(
+                "line of {len} bytes is longer than the {max_line_bytes} accepted"
+            )),
+        }
+    }
+}
+
 /// Where the first newline of `rest` of a buffer is, if it holds a whole line.
 fn newline_in(rest: Option<&[u8]>) -> Option<usize> {
     rest.and_then(|rest| memchr::memchr(b'\n', rest))

@@ -29,9 +29,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::thread;
 
+use crate::error::Error;
 use crate::lines::{Line, Lines};
 use crate::replayer::Prepared;
-use crate::{Error, line_text};
 
 /// The most lines in a batch.
 const BATCH_LINES: usize = 512;
@@ -145,7 +145,7 @@ fn read(
 /// crosses as its place in that copy: `serde_json` borrows every string from the line, so each
 /// is a slice of it. A string found elsewhere (never seen) is copied after the line.
 fn push(batch: &mut Batch, number: u64, line: Line<'_>, max_line_bytes: usize) {
-    let text = line_text(line, max_line_bytes);
+    let text = line.text(max_line_bytes);
     let whole = *text.as_ref().unwrap_or(&"");
     let start = batch.copy(whole).start;
     let prepared = Prepared::of(text).map(|part| match offset_in(whole, part) {
@@ -158,7 +158,7 @@ fn push(batch: &mut Batch, number: u64, line: Line<'_>, max_line_bytes: usize) {
 
 /// Copies one line into `batch` for the applier to prepare.
 fn push_raw(batch: &mut Batch, number: u64, line: Line<'_>, max_line_bytes: usize) {
-    let line = Crossing::Raw(line_text(line, max_line_bytes).map(|text| batch.copy(text)));
+    let line = Crossing::Raw(line.text(max_line_bytes).map(|text| batch.copy(text)));
     batch.lines.push(PreparedLine { number, line });
 }
 

@@ -4,33 +4,12 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 
 use hpp_session::wire::{CallbackBody, CallbackStatus, SessionBody, SessionStatus, Text};
+
+use crate::log_line::LogLine;
 use hpp_session::{
     ActionKind, Completion, CompletionProblem, Report, SecretMatched, SessionId, Snapshot,
     SnapshotError, Status, Timestamp, Tracker, TrackerConfig, callback_secret_matches,
 };
-use serde::Deserialize;
-
-/// One line of the log: when the integrator received it, and what. `C` and `R` are the
-/// callback's and the read's body: whole ([`CallbackBody`], [`SessionBody`]), or only their
-/// status ([`CallbackStatus`], [`SessionStatus`]) when a field is not of the documented type.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogLine<'a, C, R> {
-    #[serde(borrow)]
-    at: &'a str,
-    #[serde(default = "none")]
-    callback: Option<C>,
-    #[serde(default = "none")]
-    read: Option<R>,
-    #[serde(default)]
-    not_found: Option<bool>,
-    #[serde(borrow, default)]
-    session_id: Option<&'a str>,
-}
-
-const fn none<T>() -> Option<T> {
-    None
-}
 
 /// What one line did.
 pub struct Record<'a> {

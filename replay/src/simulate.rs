@@ -12,43 +12,15 @@ use std::io::{self, Write};
 
 use hpp_session::Timestamp;
 use hpp_session::sim::drive::{Integrator, Step, drive};
-use hpp_session::sim::klarna::Body;
 use hpp_session::sim::oracle::{Expected, expected};
 use hpp_session::sim::{ReadAnswer, Simulator};
-use serde::Serialize;
+use hpp_session::wire::CallbackBody;
 use serde_json::{Value, json};
+
+use crate::log_line::LogLine;
 
 /// Sessions simulated together and sorted by arrival.
 pub const BLOCK: u64 = 1_000;
-
-/// A session object as the log writes it.
-#[derive(Serialize)]
-struct BodyLine<'a> {
-    session_id: &'a str,
-    status: &'static str,
-    updated_at: &'a str,
-    expires_at: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    authorization_token: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    order_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    klarna_reference: Option<&'a str>,
-}
-
-impl<'a> From<&'a Body> for BodyLine<'a> {
-    fn from(b: &'a Body) -> Self {
-        Self {
-            session_id: &b.session_id,
-            status: b.status.as_str(),
-            updated_at: &b.updated_at,
-            expires_at: &b.expires_at,
-            authorization_token: b.completion.authorization_token.as_deref(),
-            order_id: b.completion.order_id.as_deref(),
-            klarna_reference: b.completion.klarna_reference.as_deref(),
-        }
-    }
-}
 
 /// An action as the replay tool's JSON shows it (`{"kind": ..., fields}`), for comparing what
 /// a replay asked for with what the oracle expects.
@@ -115,36 +87,49 @@ pub fn simulate(
             let mut scenario = simulator.scenario(index);
             let want = expected(&scenario.history);
             let session_id = scenario.history.session_id.clone();
+            let mut failed = None;
             let (_, run) = drive(&mut scenario, integrator, |step| {
-                let (at, line) = match step {
+                let (at, text) = match step {
                     Step::Callback(d) => {
                         stats.forged += u64::from(d.forged);
-                        let line = json!({"at": d.at.to_string(), "callback": {
-                            "event_id": d.event_id.as_str(), "session": BodyLine::from(&d.body)}});
-                        (d.at, line)
+                        let at = d.at.to_string();
+                        let body = CallbackBody {
+                            event_id: Some(d.event_id.as_str().into()),
+                            session: d.body.session_body(),
+                        };
+                        (d.at, serde_json::to_string(&LogLine::callback(&at, body)))
                     }
                     Step::Read {
                         at,
                         answer: ReadAnswer::Session(body),
                     } => (
                         at,
-                        json!({"at": at.to_string(), "read": BodyLine::from(body)}),
+                        serde_json::to_string(&LogLine::read(&at.to_string(), body.session_body())),
                     ),
                     Step::Read {
                         at,
                         answer: ReadAnswer::NotFound,
                     } => (
                         at,
-                        json!({"at": at.to_string(), "not_found": true,
-                               "session_id": session_id.as_str()}),
+                        serde_json::to_string(&LogLine::not_found(
+                            &at.to_string(),
+                            session_id.as_str(),
+                        )),
                     ),
                     Step::Read {
                         answer: ReadAnswer::Failed(_),
                         ..
                     } => return,
                 };
-                block.push((at, index, line.to_string()));
+                match text {
+                    Ok(text) => block.push((at, index, text)),
+                    // Never seen: the simulator's bodies hold every string they name.
+                    Err(e) => failed = failed.take().or(Some(e)),
+                }
             });
+            if let Some(e) = failed {
+                return Err(io::Error::other(e));
+            }
             stats.sessions += 1;
             stats.callbacks += u64::from(run.callbacks);
             stats.reads += u64::from(run.reads);

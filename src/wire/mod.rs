@@ -39,9 +39,10 @@
 use core::fmt;
 use core::marker::PhantomData;
 
-use serde::Deserialize;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::completion::{Completion, CompletionProblem};
 use crate::id::SessionId;
@@ -250,6 +251,42 @@ impl SessionBody<'_> {
             Some(id) => snapshot.of_session(id),
             None => snapshot,
         })
+    }
+}
+
+/// Writes the fields that are present, in Klarna's order, as the strings they hold: what the
+/// replay's log and the simulator write, read back by the same type.
+impl Serialize for SessionBody<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields = [
+            ("session_id", &self.session_id),
+            ("status", &self.status),
+            ("updated_at", &self.updated_at),
+            ("expires_at", &self.expires_at),
+            ("authorization_token", &self.authorization_token),
+            ("order_id", &self.order_id),
+            ("klarna_reference", &self.klarna_reference),
+        ];
+        let present = fields.iter().filter(|(_, f)| f.is_some()).count();
+        let mut map = serializer.serialize_map(Some(present))?;
+        for (name, field) in fields {
+            if let Some(text) = field {
+                map.serialize_entry(name, text)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// `{"event_id", "session"}`, `event_id` only when present.
+impl Serialize for CallbackBody<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1 + usize::from(self.event_id.is_some())))?;
+        if let Some(event_id) = &self.event_id {
+            map.serialize_entry("event_id", event_id)?;
+        }
+        map.serialize_entry("session", &self.session)?;
+        map.end()
     }
 }
 

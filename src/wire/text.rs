@@ -3,8 +3,9 @@
 
 use core::fmt;
 
-use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
+use serde::ser::{self, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::id::MAX_ID_LEN;
 
@@ -127,6 +128,19 @@ impl<'de> Visitor<'de> for TextVisitor {
     /// A string the parser unescaped into scratch space of its own: copied.
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
         Ok(Text::unescaped(v))
+    }
+}
+
+/// Writes the value as a JSON string (escaped as the serializer escapes). An
+/// [`Text::Overlong`] value was not kept and cannot be written: an error.
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.as_str() {
+            Ok(s) => serializer.serialize_str(s),
+            Err(len) => Err(ser::Error::custom(format_args!(
+                "a string of {len} bytes that was not kept cannot be written"
+            ))),
+        }
     }
 }
 
