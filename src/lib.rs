@@ -40,6 +40,7 @@ mod secret;
 #[cfg(feature = "serde")]
 mod serde_impls;
 mod session;
+mod settled;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
@@ -65,6 +66,7 @@ pub use refusal::{OtherSession, Refused};
 pub use schedule::{MIN_READ_INTERVAL, PolicyError, ReadPolicy};
 pub use secret::{SecretMatched, callback_secret_matches};
 pub use session::{InvalidSession, Session, SessionError};
+pub use settled::Settled;
 pub use snapshot::{Snapshot, SnapshotError, TimestampField};
 pub use status::{Status, UnknownStatus};
 pub use timestamp::{Timestamp, TimestampError, TimestampErrorKind};

@@ -16,6 +16,7 @@ use crate::precedence::{
 use crate::refusal::{OtherSession, Refused};
 use crate::schedule::ReadPolicy;
 use crate::secret::SecretMatched;
+use crate::settled::Settled;
 use crate::snapshot::Snapshot;
 use crate::status::Status;
 use crate::table;
@@ -163,7 +164,7 @@ impl Expiry {
     }
 
     /// Which of two stated expiries is the newer: that of the higher change, then the later.
-    fn rank(&self) -> (ChangeKey, Timestamp) {
+    pub(crate) fn rank(&self) -> (ChangeKey, Timestamp) {
         (change_key(self.status, self.stated_at), self.at)
     }
 }
@@ -185,6 +186,17 @@ pub(crate) struct Parts {
     pub(crate) events: heapless::Vec<u32, REMEMBERED_EVENTS>,
     /// `None` from trackers stored before the expiry was kept apart: the best snapshot's then.
     pub(crate) expiry: Option<Expiry>,
+}
+
+/// What a settled session carries back into a revived tracker ([`Tracker::revived`]).
+pub(crate) struct Carried {
+    pub(crate) best: Option<Snapshot>,
+    pub(crate) expiry: Option<Expiry>,
+    pub(crate) claim: Option<Claim>,
+    pub(crate) asked: ActionSet,
+    pub(crate) released: Option<ReleaseReason>,
+    pub(crate) expired: bool,
+    pub(crate) conflicted: bool,
 }
 
 impl Default for Tracker {
@@ -241,6 +253,40 @@ impl Tracker {
     fn learn_session(&mut self, snapshot: &Snapshot) {
         if self.session.is_none() {
             self.session = snapshot.session_id().cloned();
+        }
+    }
+
+    /// The settled session, once this one settled: a confirmed final status, or expiry. Every
+    /// action it warrants has been asked for then, and a [`Settled`] (about 64 bytes) answers
+    /// whatever reappears without asking anything twice.
+    #[must_use]
+    pub fn settled(&self) -> Option<Settled> {
+        let best = self.best.as_ref()?;
+        (best.status().is_final() || self.expired).then(|| {
+            Settled::new(
+                best,
+                self.expiry,
+                self.claim,
+                self.asked,
+                self.released,
+                self.expired,
+                self.conflicted,
+            )
+        })
+    }
+
+    /// A tracker that continues from a settled session ([`Settled::revive`]).
+    pub(crate) fn revived(config: TrackerConfig, session: Option<SessionId>, c: Carried) -> Self {
+        Self {
+            session,
+            best: c.best,
+            claim: c.claim,
+            expired: c.expired,
+            conflicted: c.conflicted,
+            asked: c.asked,
+            released: c.released,
+            expiry: c.expiry,
+            ..Self::new(config)
         }
     }
 
@@ -645,11 +691,13 @@ impl Tracker {
         let mut conflict = None;
         if let Some(best) = &self.best {
             let (known, observed) = (best.status(), s.status());
+            // The change confirmed already (an undated hint is stamped on arrival, later than
+            // the change it repeats).
+            if s.same_change(best) {
+                return Outcome::Duplicate;
+            }
             if claim.key() <= change_key(known, sort_time(best)) {
                 // Confirmed evidence outranks it: it can only be old news, or a contradiction.
-                if s.same_change(best) {
-                    return Outcome::Duplicate;
-                }
                 return match snapshots_contradict(s, best) {
                     Some(kind) => self.conflict(known, observed, kind),
                     None => Outcome::Stale,

@@ -779,3 +779,121 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
         items.swap(i, (z % (i as u64 + 1)) as usize);
     }
 }
+
+/// A session as a service or a replay keeps it: a whole tracker while it is open, its
+/// [`Settled`] stand-in once it settled, revived when confirmed evidence outranks that.
+enum Kept {
+    Live(Box<Tracker>),
+    Settled(hpp_session::Settled),
+}
+
+impl Kept {
+    /// Observes one input; the kinds newly asked for, or `None` when refused.
+    fn observe(
+        &mut self,
+        input: &Option<(bool, Snapshot)>,
+        now: Timestamp,
+    ) -> Option<hpp_session::ActionSet> {
+        use hpp_session::ActionSet;
+        let asked = match self {
+            Kept::Live(t) => observe_input(t, input, now)?,
+            Kept::Settled(s) => {
+                let answered = match input {
+                    Some((true, snap)) => s.observe_read(snap),
+                    Some((false, snap)) => s
+                        .observe_callback(snap, now, &TrackerConfig::DEFAULT)
+                        .ok()?,
+                    None => {
+                        s.observe_not_found(not_found_time(now)).ok()?;
+                        Some(Outcome::Duplicate)
+                    }
+                };
+                if answered.is_some() {
+                    ActionSet::EMPTY
+                } else {
+                    let mut t = s.revive(TrackerConfig::DEFAULT, None);
+                    let asked = observe_input(&mut t, input, now)?;
+                    *self = Kept::Live(Box::new(t));
+                    asked
+                }
+            }
+        };
+        if let Kept::Live(t) = self
+            && let Some(settled) = t.settled()
+        {
+            *self = Kept::Settled(settled);
+        }
+        Some(asked)
+    }
+
+    fn has_conflict(&self) -> bool {
+        match self {
+            Kept::Live(t) => t.has_conflict(),
+            Kept::Settled(s) => s.has_conflict(),
+        }
+    }
+
+    fn status_and_expired(&self) -> (Option<Status>, bool) {
+        match self {
+            Kept::Live(t) => (t.status(), t.is_expired()),
+            Kept::Settled(s) => (Some(s.status()), s.is_expired()),
+        }
+    }
+}
+
+/// When a 404 of step `now` comes: after expiry for even steps, before it for odd ones.
+fn not_found_time(now: Timestamp) -> Timestamp {
+    let step = now.duration_since(at(0)).unwrap().as_millis() as u64;
+    at(EXPIRES_MS + 1 + step % 3)
+}
+
+/// Observes a read, a hint or (for `None`) a 404 on a whole tracker: the kinds newly asked for.
+fn observe_input(
+    t: &mut Tracker,
+    input: &Option<(bool, Snapshot)>,
+    now: Timestamp,
+) -> Option<hpp_session::ActionSet> {
+    Some(match input {
+        Some((true, s)) => t.observe_read(s, now).ok()?.action_kinds(),
+        Some((false, s)) => t.observe_callback(None, s, now).ok()?.action_kinds(),
+        None => t
+            .observe_not_found(not_found_time(now))
+            .ok()?
+            .action_kinds(),
+    })
+}
+
+/// Snapshots of every shape, undated `COMPLETED` ones too.
+fn any_snapshot_or_undated() -> impl Strategy<Value = (bool, Snapshot)> {
+    prop_oneof![
+        5 => any_snapshot(),
+        1 => (any::<bool>(), 0u64..2).prop_map(|(read, t)| {
+            let c = [Completion::authorized("token-a").unwrap(), Completion::Unusable(CompletionProblem::Missing)];
+            (read, Snapshot::paid_undated(c[t as usize].clone(), Some(at(EXPIRES_MS))))
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8_192))]
+
+    /// `SPEC.md` R10: a session kept as its [`Settled`] stand-in once it settled (revived when
+    /// confirmed evidence outranks it) asks, step by step, for exactly what the whole tracker
+    /// asks, refuses what it refuses, and ends with the same status, expiry and conflict flag,
+    /// over any input: contradictory snapshots, reads and hints, 404s before and after expiry.
+    #[test]
+    fn a_settled_session_asks_exactly_what_the_whole_tracker_asks(
+        inputs in prop::collection::vec(prop_oneof![6 => any_snapshot_or_undated().prop_map(Some), 1 => Just(None)], 1..16),
+    ) {
+        let mut whole = Tracker::default();
+        let mut kept = Kept::Live(Box::default());
+        for (i, input) in inputs.iter().enumerate() {
+            let now = at(1_000 + i as u64);
+            let want = observe_input(&mut whole, input, now);
+            let got = kept.observe(input, now);
+            prop_assert_eq!(got, want, "step {} ({:?})", i, input);
+            prop_assert_eq!(kept.has_conflict(), whole.has_conflict(), "step {}", i);
+            prop_assert_eq!(kept.status_and_expired(), (whole.status(), whole.is_expired()), "step {}", i);
+        }
+    }
+}

@@ -1027,3 +1027,77 @@ proptest! {
         prop_assert_eq!(t, before);
     }
 }
+
+/// What a settled session answers by itself, and when it needs its tracker back: the same change
+/// is a duplicate, older news stale, a forged claim a conflict, a 404 after expiry marks it
+/// expired; an authorization read after a cancel (contradictory, and money) revives a tracker that
+/// asks for the order once.
+#[test]
+fn a_settled_session_answers_what_reappears_and_revives_for_money() {
+    let size = core::mem::size_of::<hpp_session::Settled>();
+    println!("size_of::<Settled>() = {size}");
+    // Four instants of 12 bytes, a 64-bit digest, statuses and flags: 68.
+    assert!(size <= 68, "{size}");
+    let mut t = Tracker::default();
+    let _ = t
+        .observe_read(&snap(Status::InProgress, 10), at(11))
+        .unwrap();
+    assert!(t.settled().is_none(), "an open session is not settled");
+    let r = t
+        .observe_read(&snap(Status::Cancelled, 20), at(21))
+        .unwrap();
+    assert_eq!(kinds(&r), ["release"]);
+    let mut s = t.settled().unwrap();
+    assert_eq!(
+        (s.status(), s.asked(), s.has_conflict()),
+        (Status::Cancelled, t.asked(), false)
+    );
+    assert_eq!(
+        s.observe_read(&snap(Status::Cancelled, 20)),
+        Some(Outcome::Duplicate)
+    );
+    assert_eq!(
+        s.observe_read(&snap(Status::InProgress, 10)),
+        Some(Outcome::Stale)
+    );
+    let forged = s
+        .observe_callback(
+            &snap(Status::Completed, 30),
+            at(31),
+            &TrackerConfig::DEFAULT,
+        )
+        .unwrap();
+    assert!(
+        matches!(forged, Some(Outcome::Conflict { .. })),
+        "{forged:?}"
+    );
+    assert!(s.has_conflict());
+    assert!(matches!(
+        s.observe_callback(
+            &snap(Status::Completed, 99_000_000),
+            at(31),
+            &TrackerConfig::DEFAULT
+        ),
+        Err(Refused::FutureHint(_))
+    ));
+    assert!(s.observe_not_found(at(EXPIRES - 1)).is_err());
+    assert_eq!(s.observe_not_found(at(EXPIRES)), Ok(Outcome::Expired));
+    assert_eq!(s.observe_not_found(at(EXPIRES + 1)), Ok(Outcome::Duplicate));
+    // Money after the cancel: the stand-in cannot answer it; the revived tracker asks once.
+    let paid = snap(Status::Completed, 40);
+    assert_eq!(s.observe_read(&paid), None);
+    let mut revived = s.revive(TrackerConfig::DEFAULT, None);
+    let r = revived.observe_read(&paid, at(EXPIRES + 2)).unwrap();
+    assert_eq!(kinds(&r), ["place_order"]);
+    assert!(revived.has_conflict());
+    let again = revived.settled().unwrap();
+    assert_eq!(
+        revived
+            .clone()
+            .observe_read(&paid, at(EXPIRES + 3))
+            .unwrap()
+            .action_kinds(),
+        ActionSet::EMPTY
+    );
+    assert_eq!(again.status(), Status::Completed);
+}
