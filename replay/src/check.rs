@@ -102,7 +102,7 @@ pub fn check(
         let (Ok((r, _)), Some(id)) = (&record.result, record.session_id) else {
             return Ok(());
         };
-        let actions = r.actions().filter_map(|a| Expected::of(&a));
+        let actions = r.actions.iter().filter_map(Expected::of);
         let mut actions = actions.map(|a| action_json(&a)).peekable();
         if actions.peek().is_some() {
             got.entry(id.to_owned()).or_default().extend(actions);

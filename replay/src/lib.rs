@@ -12,13 +12,14 @@ pub mod log_line;
 pub mod output;
 mod pipeline;
 pub mod replayer;
+mod sessions;
 pub mod simulate;
 pub mod summary;
 
 use std::io::{self, BufRead, Write};
 
 pub use error::Error;
-pub use replayer::{Callbacks, Config, Record, Replayer};
+pub use replayer::{Callbacks, Config, Observed, Record, Replayer};
 pub use summary::Summary;
 
 /// The embedded sample log: four sessions interleaved, with a lost callback, duplicates, a late

@@ -15,8 +15,8 @@ impl Serialize for JsonActions<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(None)?;
         if let Ok((report, _)) = &self.0.result {
-            for action in report.actions() {
-                seq.serialize_element(&action)?;
+            for action in &report.actions {
+                seq.serialize_element(action)?;
             }
         }
         seq.end()
@@ -43,7 +43,7 @@ pub fn write_json(
     scratch: &mut Vec<u8>,
 ) -> io::Result<()> {
     let (outcome, error) = match &record.result {
-        Ok((report, _)) => (report.outcome().as_str(), None),
+        Ok((report, _)) => (report.outcome.as_str(), None),
         Err(e) => ("rejected", Some(e.as_str())),
     };
     scratch.clear();
@@ -101,7 +101,7 @@ fn optional_string(scratch: &mut Vec<u8>, s: Option<&str>) -> io::Result<()> {
 }
 
 /// An action as the timeline shows it.
-fn describe(action: Action) -> String {
+fn describe(action: &Action) -> String {
     match action {
         Action::PlaceOrder {
             authorization_token,
@@ -148,18 +148,17 @@ pub fn write_human(out: &mut impl Write, record: &Record<'_>) -> io::Result<()> 
         Ok((report, _)) => writeln!(
             out,
             "{:>3}  {id:<8}  {status:<15}  {}",
-            record.line,
-            report.outcome()
+            record.line, report.outcome
         )?,
     }
     if let Some(claim) = record.claim {
         writeln!(out, "{pad:>30}   claimed, unconfirmed: {claim}")?;
     }
-    if let Ok((report, now)) = &record.result {
-        for action in report.actions() {
+    if let Ok((report, _)) = &record.result {
+        for action in &report.actions {
             writeln!(out, "{pad:>30}-> {}", describe(action))?;
         }
-        match report.next_read(*now) {
+        match report.next_read {
             Some(at) => writeln!(out, "{pad:>30}   next read at {at}")?,
             None => writeln!(out, "{pad:>30}   no more reads needed")?,
         }
@@ -190,7 +189,7 @@ mod tests {
 
     fn oracle(record: &Record<'_>) -> Vec<u8> {
         let (outcome, error) = match &record.result {
-            Ok((report, _)) => (report.outcome().as_str(), None),
+            Ok((report, _)) => (report.outcome.as_str(), None),
             Err(e) => ("rejected", Some(e.as_str())),
         };
         let json = JsonRecord {
@@ -241,8 +240,7 @@ not json "at all" \ here
         for (i, line) in log.split(|&b| b == b'\n').enumerate() {
             let text = std::str::from_utf8(line).map_err(|e| e.to_string());
             let record = replayer.replay(i as u64 + 1, text);
-            actions +=
-                usize::from(matches!(&record.result, Ok((r, _)) if r.actions().next().is_some()));
+            actions += usize::from(matches!(&record.result, Ok((r, _)) if !r.actions.is_empty()));
             claims += usize::from(record.claim.is_some());
             errors += usize::from(record.result.is_err());
             let expected = oracle(&record);

@@ -1,15 +1,55 @@
 //! Replaying log lines into one tracker per session.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 
 use hpp_session::wire::{CallbackBody, CallbackStatus, SessionBody, SessionStatus, Text};
 
 use crate::log_line::LogLine;
+use crate::sessions::{Sessions, View};
 use hpp_session::{
-    ActionKind, Completion, CompletionProblem, Report, SecretMatched, SessionId, Snapshot,
-    SnapshotError, Status, Timestamp, Tracker, TrackerConfig, callback_secret_matches,
+    Action, ActionKind, ActionSet, Completion, CompletionProblem, Outcome, Report, SecretMatched,
+    SessionId, Settled, Snapshot, SnapshotError, Status, Timestamp, Tracker, TrackerConfig,
+    callback_secret_matches,
 };
+
+/// What one observation did, owned (the session may settle right after it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// What it did.
+    pub outcome: Outcome,
+    /// The kinds of the actions newly asked for.
+    pub kinds: ActionSet,
+    /// The actions newly asked for, with their data (empty, and not allocated, when none).
+    pub actions: Vec<Action>,
+    /// When to read the session next, after the observation (`None`: no more reads).
+    pub next_read: Option<Timestamp>,
+}
+
+impl Observed {
+    fn of(report: &Report<'_>, now: Timestamp) -> Self {
+        let kinds = report.action_kinds();
+        Self {
+            outcome: report.outcome(),
+            kinds,
+            actions: if kinds.is_empty() {
+                Vec::new()
+            } else {
+                report.actions().collect()
+            },
+            next_read: report.next_read(now),
+        }
+    }
+
+    /// A settled session's answer: it asks for nothing, and needs no more reads.
+    fn settled(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            kinds: ActionSet::EMPTY,
+            actions: Vec::new(),
+            next_read: None,
+        }
+    }
+}
 
 /// What one line did.
 pub struct Record<'a> {
@@ -17,19 +57,18 @@ pub struct Record<'a> {
     pub line: u64,
     /// The session it was routed to, when it could be.
     pub session_id: Option<&'a str>,
-    /// The observation's report and when `now` was, or why the line was rejected.
-    pub result: Result<(Report<'a>, Timestamp), String>,
+    /// What the observation did and when `now` was, or why the line was rejected.
+    pub result: Result<(Observed, Timestamp), String>,
     /// The session's shown status after the line ([`shown_status`]).
     pub status: Option<&'static str>,
     /// The status unsigned callbacks claim, awaiting confirmation.
     pub claim: Option<&'static str>,
 }
 
-/// What a tracker shows as its (confirmed) status: the wire name, or `EXPIRED` once a session
+/// What a session shows as its (confirmed) status: the wire name, or `EXPIRED` once a session
 /// that was not paid expired.
-#[must_use]
-pub fn shown_status(t: &Tracker) -> Option<&'static str> {
-    shown(t.status(), t.is_expired())
+pub(crate) fn shown_status(v: View<'_>) -> Option<&'static str> {
+    shown(v.status(), v.is_expired())
 }
 
 /// The shown status of a confirmed `status` in a session that `expired` or not.
@@ -75,7 +114,7 @@ impl From<TrackerConfig> for Config {
 /// One tracker per session, and the counts a summary needs.
 pub struct Replayer {
     config: Config,
-    trackers: Trackers,
+    sessions: Sessions,
     /// Lines seen.
     pub lines: u64,
     /// Lines rejected.
@@ -94,7 +133,7 @@ impl Replayer {
     pub fn new(config: impl Into<Config>) -> Self {
         Self {
             config: config.into(),
-            trackers: Trackers::default(),
+            sessions: Sessions::default(),
             lines: 0,
             rejected: 0,
             first_rejected: Vec::new(),
@@ -103,11 +142,16 @@ impl Replayer {
         }
     }
 
-    /// The trackers, by session id.
+    /// The trackers of the open sessions (and of those that settled but were revived), by
+    /// session id.
     pub fn trackers(&self) -> impl Iterator<Item = (&str, &Tracker)> {
-        let all = &self.trackers.all;
-        let index = self.trackers.index.iter();
-        index.filter_map(|(id, &i)| Some((&**id, &**all.get(i)?)))
+        self.sessions.live()
+    }
+
+    /// Every session: open ones with their id, settled ones with theirs when they have a
+    /// conflict.
+    pub(crate) fn sessions(&self) -> impl Iterator<Item = (Option<&str>, View<'_>)> {
+        self.sessions.iter()
     }
 
     /// Replays line number `line` (`Err` when it could not be read as text: too long, not
@@ -122,7 +166,7 @@ impl Replayer {
         self.lines += 1;
         let Self {
             config,
-            trackers,
+            sessions,
             rejected,
             first_rejected,
             actions,
@@ -136,16 +180,13 @@ impl Replayer {
             status: None,
             claim: None,
         };
-        let result = observe(trackers, *config, prepared, &mut record);
+        let result = observe(sessions, *config, prepared, &mut record);
         match &result {
-            Ok((report, now)) => {
+            Ok((observed, now)) => {
                 for (count, kind) in actions.iter_mut().zip(ActionKind::ALL) {
-                    *count += u64::from(report.action_kinds().contains(kind));
+                    *count += u64::from(observed.kinds.contains(kind));
                 }
                 *latest = Some(latest.map_or(*now, |l| l.max(*now)));
-                let state = report.state();
-                record.status = shown(state.status, state.expired);
-                record.claim = state.claim.map(|c| c.status().as_str());
             }
             Err(e) => {
                 *rejected += 1;
@@ -159,56 +200,19 @@ impl Replayer {
     }
 }
 
-/// One tracker per session. The trackers (808 bytes each) are boxed in a vector and the map
-/// holds indexes: one hash of the id per line, the id copied only for a new session, and
-/// growing the map moves small entries, never trackers.
-#[derive(Default)]
-struct Trackers {
-    index: HashMap<Box<str>, usize>,
-    #[allow(
-        clippy::vec_box,
-        reason = "a vector of trackers would hold up to twice their memory after it grows"
-    )]
-    all: Vec<Box<Tracker>>,
-}
-
-impl Trackers {
-    fn get(&self, id: &str) -> Option<&Tracker> {
-        self.all.get(*self.index.get(id)?).map(|t| &**t)
-    }
-
-    fn get_or_insert(&mut self, id: &str, config: TrackerConfig) -> &mut Tracker {
-        let i = if let Some(&i) = self.index.get(id) {
-            i
-        } else {
-            // Routed by its id, so bound to it (a line's body never names another session).
-            let tracker = match SessionId::new(id) {
-                Ok(session) => Tracker::for_session(session, config),
-                Err(_) => Tracker::new(config),
-            };
-            self.all.push(Box::new(tracker));
-            let i = self.all.len() - 1;
-            self.index.insert(id.into(), i);
-            i
-        };
-        // Every index in the map points into `all`.
-        &mut self.all[i]
-    }
-}
-
 /// Applies one prepared line to its session's tracker; fills in the record's session and what
 /// it shows, and returns the report, or why the line is rejected (then nothing changed).
 fn observe<'a>(
-    trackers: &'a mut Trackers,
+    sessions: &mut Sessions,
     config: Config,
     prepared: Prepared<&'a str>,
     record: &mut Record<'a>,
-) -> Result<(Report<'a>, Timestamp), String> {
+) -> Result<(Observed, Timestamp), String> {
     // Everything is checked before any tracker is touched, so that a line rejected here
     // changes nothing.
     let line = match prepared.0 {
         Ok(line) => line,
-        Err(rejection) => return Err(rejected(trackers, rejection, record)),
+        Err(rejection) => return Err(rejected(sessions, rejection, record)),
     };
     let routed = |error| Rejection {
         session_id: Some(line.session_id),
@@ -216,7 +220,7 @@ fn observe<'a>(
     };
     let now = match Timestamp::parse(line.at) {
         Ok(now) => now,
-        Err(e) => return Err(rejected(trackers, routed(format!("at: {e}")), record)),
+        Err(e) => return Err(rejected(sessions, routed(format!("at: {e}")), record)),
     };
     // The snapshot is built in place and then only borrowed: it is 568 bytes, and each move of
     // it is a copy.
@@ -226,19 +230,35 @@ fn observe<'a>(
             checked = body.snapshot();
             match &checked {
                 Ok(snapshot) => Some(snapshot),
-                Err(e) => return Err(rejected(trackers, routed(e.to_string()), record)),
+                Err(e) => return Err(rejected(sessions, routed(e.to_string()), record)),
             }
         }
         What::NotFound => None,
     };
-    record.session_id = Some(line.session_id);
+    let id = line.session_id;
+    record.session_id = Some(id);
     let event_id = match &line.what {
         What::Callback { event_id, .. } => event_id.as_ref().and_then(Field::value),
         What::Read(_) | What::NotFound => None,
     };
-    // A line that names a new session is tried on a tracker of its own first: one it
-    // rejects (a 404 with no known expiry, a callback stamped in the future) leaves no session.
-    if trackers.get(line.session_id).is_none() {
+    if let Some(settled) = sessions.settled_mut(id) {
+        record.status = shown(Some(settled.status()), settled.is_expired());
+        match on_settled(settled, config, &line.what, snapshot, now) {
+            Err(e) => return Err(e),
+            Ok(Some(outcome)) => {
+                record.status = shown(Some(settled.status()), settled.is_expired());
+                sessions.note_conflict(id);
+                return Ok((Observed::settled(outcome), now));
+            }
+            // Confirmed evidence that outranks the settled change: its tracker comes back.
+            Ok(None) => {
+                sessions.revive(id, config.tracker);
+            }
+        }
+    } else if sessions.live_mut(id).is_none() {
+        // A line that names a new session is tried on a tracker of its own first: one it
+        // rejects (a 404 with no known expiry, a callback stamped in the future) leaves no
+        // session.
         let mut fresh = Tracker::new(config.tracker);
         // Only whether it is refused counts: this tracker is thrown away.
         let _ = observe_on(
@@ -249,9 +269,12 @@ fn observe<'a>(
             snapshot,
             now,
         )?;
+        sessions.insert(id, config.tracker);
     }
-    let tracker = trackers.get_or_insert(line.session_id, config.tracker);
-    record.status = shown_status(tracker);
+    let Some(tracker) = sessions.live_mut(id) else {
+        return Err("internal error: the session's tracker is gone".to_owned());
+    };
+    record.status = shown_status(View::Live(tracker));
     record.claim = tracker.claim().map(|c| c.status().as_str());
     let report = observe_on(
         tracker,
@@ -261,7 +284,39 @@ fn observe<'a>(
         snapshot,
         now,
     )?;
-    Ok((report, now))
+    let observed = Observed::of(&report, now);
+    let state = report.state();
+    record.status = shown(state.status, state.expired);
+    record.claim = state.claim.map(|c| c.status().as_str());
+    // A session that settled keeps only its stand-in from now on.
+    sessions.settle(id);
+    Ok((observed, now))
+}
+
+/// What a line says to a settled session: `Ok(Some)` when the stand-in answers it (it asks for
+/// nothing), `Ok(None)` when the session's tracker must come back for it, `Err` (and nothing
+/// changed) when it is refused.
+fn on_settled<S>(
+    settled: &mut Settled,
+    config: Config,
+    what: &What<S>,
+    snapshot: Option<&Snapshot>,
+    now: Timestamp,
+) -> Result<Option<Outcome>, String> {
+    match (what, snapshot, config.callbacks) {
+        (What::Callback { .. }, Some(snapshot), Callbacks::Hints) => settled
+            .observe_callback(snapshot, now, &config.tracker)
+            .map_err(|e| e.to_string()),
+        (What::Callback { .. }, Some(snapshot), Callbacks::Verified)
+        | (What::Read(_), Some(snapshot), _) => Ok(settled.observe_read(snapshot)),
+        (What::NotFound, ..) => settled
+            .observe_not_found(now)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        (What::Callback { .. } | What::Read(_), None, _) => {
+            Err("the line's snapshot is missing".to_owned())
+        }
+    }
 }
 
 /// Observes what a line says on `tracker`; `Err` (and nothing changed) when the tracker
@@ -303,14 +358,14 @@ fn checked_when_logged() -> SecretMatched {
 /// Fills in the record of a rejected line, which changes nothing: its session as it was, when
 /// the line names one that exists. Returns the error.
 fn rejected<'a>(
-    trackers: &'a Trackers,
+    sessions: &Sessions,
     Rejection { session_id, error }: Rejection<&'a str>,
     record: &mut Record<'a>,
 ) -> String {
     record.session_id = session_id;
-    if let Some(t) = session_id.and_then(|id| trackers.get(id)) {
-        record.status = shown_status(t);
-        record.claim = t.claim().map(|c| c.status().as_str());
+    if let Some(v) = session_id.and_then(|id| sessions.get(id)) {
+        record.status = shown_status(v);
+        record.claim = v.claim().map(|c| c.status().as_str());
     }
     error
 }

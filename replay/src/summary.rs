@@ -74,21 +74,23 @@ impl<'r> Summary<'r> {
         let mut conflicts = Vec::new();
         let mut open = Vec::new();
         let mut sessions = 0;
-        for (id, tracker) in replayer.trackers() {
+        for (id, session) in replayer.sessions() {
             sessions += 1;
-            let status = shown_status(tracker);
+            let status = shown_status(session);
             *by_status
                 .entry(status.unwrap_or("UNCONFIRMED"))
                 .or_default() += 1;
-            if tracker.has_conflict() {
+            if session.has_conflict()
+                && let Some(id) = id
+            {
                 conflicts.push(id);
             }
-            let next = replayer.latest.and_then(|now| tracker.next_read(now));
-            if let Some(next_read) = next {
+            let next = replayer.latest.and_then(|now| session.next_read(now));
+            if let (Some(next_read), Some(id)) = (next, id) {
                 open.push(Open {
                     session_id: id,
                     status,
-                    claim: tracker.claim().map(|c| c.status().as_str()),
+                    claim: session.claim().map(|c| c.status().as_str()),
                     next_read,
                 });
             }
