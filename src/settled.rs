@@ -18,7 +18,7 @@ use crate::tracker::{Carried, Expiry, NotFoundError, Tracker, TrackerConfig};
 
 /// What a [`crate::Tracker`] keeps of a settled session ([`crate::Tracker::settled`]): its
 /// confirmed change (status, `updated_at`, and a 64-bit digest of the completion, not the
-/// completion), its expiry, and what was asked. About 64 bytes instead of a tracker's 1,368:
+/// completion), its expiry, and what was asked. 64 bytes instead of a tracker's 1,368:
 /// what a service or a replay keeps for each of millions of ended sessions.
 ///
 /// A settled session answers what can reappear without ever asking anything again: the same
@@ -29,25 +29,33 @@ use crate::tracker::{Carried, Expiry, NotFoundError, Tracker, TrackerConfig};
 /// [`Settled::revive`] makes a tracker that observes it exactly as the original would have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Settled {
-    status: Status,
     /// `None`: an undated `COMPLETED`.
     updated_at: Time,
-    /// The completion's kind (its place in [`Completion`]'s order) and digest.
-    completion_kind: Option<u8>,
-    completion_digest: [u32; 2],
     /// The known expiry, with the change that stated it (as the tracker keeps it).
     expiry_at: Time,
-    expiry_status: Status,
     expiry_stated_at: Time,
     /// The highest unsigned claim that outranked the confirmed change when it came (as the
     /// tracker keeps it: a later read may show it false).
-    claim_status: Option<Status>,
     claim_at: Time,
+    /// The completion's digest, in two halves (so that the whole aligns to 4 bytes).
+    completion_digest: [u32; 2],
+    status: Status,
+    /// The completion's kind (its place in [`Completion`]'s order), `NO_COMPLETION` for none.
+    completion_kind: u8,
+    expiry_status: Status,
+    claim_status: Option<Status>,
     asked: ActionSet,
     released: Option<ReleaseReason>,
-    expired: bool,
-    conflicted: bool,
+    /// [`EXPIRED`] and [`CONFLICTED`].
+    flags: u8,
 }
+
+/// `completion_kind` of a change without a completion.
+const NO_COMPLETION: u8 = u8::MAX;
+/// `flags`: the session expired.
+const EXPIRED: u8 = 1;
+/// `flags`: observations contradicted each other.
+const CONFLICTED: u8 = 2;
 
 /// An optional instant in 12 bytes (aligned to 4): a settled session stores four.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -137,19 +145,18 @@ impl Settled {
         let digest = best.completion().map(digest);
         let [lo, hi] = split(digest.map_or(0, |d| d.1));
         let mut settled = Self {
-            status: best.status(),
             updated_at: Time::of(best.updated_at()),
-            completion_kind: digest.map(|d| d.0),
-            completion_digest: [lo, hi],
             expiry_at: Time::NONE,
-            expiry_status: best.status(),
             expiry_stated_at: Time::NONE,
-            claim_status: None,
             claim_at: Time::NONE,
+            completion_digest: [lo, hi],
+            status: best.status(),
+            completion_kind: digest.map_or(NO_COMPLETION, |d| d.0),
+            expiry_status: best.status(),
+            claim_status: None,
             asked,
             released,
-            expired,
-            conflicted,
+            flags: (u8::from(expired) * EXPIRED) | (u8::from(conflicted) * CONFLICTED),
         };
         settled.set_expiry(expiry);
         settled.set_claim(claim);
@@ -183,7 +190,8 @@ impl Settled {
 
     fn completion(&self) -> Option<(u8, u64)> {
         let [lo, hi] = self.completion_digest;
-        Some((self.completion_kind?, u64::from(lo) | (u64::from(hi) << 32)))
+        let kind = Some(self.completion_kind).filter(|&k| k != NO_COMPLETION)?;
+        Some((kind, u64::from(lo) | (u64::from(hi) << 32)))
     }
 
     /// The confirmed status.
@@ -195,13 +203,13 @@ impl Settled {
     /// Whether the session expired.
     #[must_use]
     pub const fn is_expired(&self) -> bool {
-        self.expired
+        self.flags & EXPIRED != 0
     }
 
     /// Whether observations contradicted each other ([`crate::Tracker::has_conflict`]).
     #[must_use]
     pub const fn has_conflict(&self) -> bool {
-        self.conflicted
+        self.flags & CONFLICTED != 0
     }
 
     /// The actions asked for.
@@ -228,7 +236,7 @@ impl Settled {
     /// The settled change's key, with its completion's kind as the next tie-break.
     fn key(&self) -> (crate::precedence::ChangeKey, Option<u8>) {
         let at = self.updated_at.get().unwrap_or(Timestamp::MIN);
-        (change_key(self.status, at), self.completion_kind)
+        (change_key(self.status, at), self.completion().map(|c| c.0))
     }
 
     /// Where `s` stands against the settled change: how it contradicts it, whether it
@@ -352,12 +360,12 @@ impl Settled {
     /// # Errors
     /// [`NotFoundError`] when the known `expires_at` is unknown or later than `now`.
     pub fn observe_not_found(&mut self, now: Timestamp) -> Result<Outcome, NotFoundError> {
-        if self.expired {
+        if self.is_expired() {
             return Ok(Outcome::Duplicate);
         }
         match self.expires_at() {
             Some(at) if now >= at => {
-                self.expired = true;
+                self.flags |= EXPIRED;
                 Ok(Outcome::Expired)
             }
             expires_at => Err(NotFoundError { now, expires_at }),
@@ -365,7 +373,7 @@ impl Settled {
     }
 
     fn conflict(&mut self, observed: Status, kind: ConflictKind) -> Outcome {
-        self.conflicted = true;
+        self.flags |= CONFLICTED;
         Outcome::Conflict {
             known: self.status,
             observed,
@@ -380,7 +388,7 @@ impl Settled {
     /// actions it warrants are asked for unless they were.
     #[must_use]
     pub fn revive(&self, config: TrackerConfig, session: Option<SessionId>) -> Tracker {
-        let completion = self.completion_kind.and_then(stand_in);
+        let completion = self.completion().and_then(|(kind, _)| stand_in(kind));
         let best = match self.updated_at.get() {
             Some(at) => Snapshot::new(self.status, at, None, completion).ok(),
             None => completion.map(|c| Snapshot::paid_undated(c, None)),
@@ -394,8 +402,8 @@ impl Settled {
                 claim: self.claim(),
                 asked: self.asked,
                 released: self.released,
-                expired: self.expired,
-                conflicted: self.conflicted,
+                expired: self.is_expired(),
+                conflicted: self.has_conflict(),
             },
         )
     }

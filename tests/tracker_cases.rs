@@ -1036,8 +1036,8 @@ proptest! {
 fn a_settled_session_answers_what_reappears_and_revives_for_money() {
     let size = core::mem::size_of::<hpp_session::Settled>();
     println!("size_of::<Settled>() = {size}");
-    // Four instants of 12 bytes, a 64-bit digest, statuses and flags: 68.
-    assert!(size <= 68, "{size}");
+    // Four instants of 12 bytes, a 64-bit digest, statuses and flags: 64.
+    assert!(size <= 64, "{size}");
     let mut t = Tracker::default();
     let _ = t
         .observe_read(&snap(Status::InProgress, 10), at(11))

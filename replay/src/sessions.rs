@@ -1,5 +1,5 @@
 //! The replay's sessions: a whole [`Tracker`] while a session is open, its [`Settled`] stand-in
-//! (68 bytes, from 1,368) once it settled, so that a replay of millions of sessions holds about a
+//! (64 bytes, from 1,368) once it settled, so that a replay of millions of sessions holds about a
 //! hundred bytes for each that ended. A settled session that reappears is answered by its
 //! stand-in, or revived into a tracker when confirmed evidence outranks it
 //! ([`Settled::revive`]); either way nothing is asked twice.
@@ -13,7 +13,7 @@ use hpp_session::{Claim, SessionId, Settled, Status, Timestamp, Tracker, Tracker
 /// A settled session's key: 128 bits of two independently keyed hashes of its id. Two ids share
 /// a key with a chance of about n² / 2¹²⁹ (n sessions): never, in practice, and the keys are
 /// random per run, so a log cannot be written to make two collide.
-type Key = [u64; 2];
+type Key = [u32; 4];
 
 /// Every session of a replay.
 pub(crate) struct Sessions {
@@ -85,13 +85,23 @@ impl View<'_> {
 
 impl Sessions {
     fn key(&self, id: &str) -> Key {
-        [self.hashers[0].hash_one(id), self.hashers[1].hash_one(id)]
+        let [a, b] = [self.hashers[0].hash_one(id), self.hashers[1].hash_one(id)];
+        // Halves of 64-bit hashes: the truncation is the point. (Four `u32`s align to 4 bytes,
+        // so an entry is 80 bytes, not 88.)
+        #[expect(clippy::cast_possible_truncation, reason = "halves of a hash")]
+        let key = [a as u32, (a >> 32) as u32, b as u32, (b >> 32) as u32];
+        key
+    }
+
+    /// The hash the index files a key under.
+    fn hash(key: Key) -> u64 {
+        u64::from(key[0]) | (u64::from(key[1]) << 32)
     }
 
     /// Where the settled session of `key` is in `settled`.
     fn settled_at(&self, key: Key) -> Option<usize> {
         let settled = &self.settled;
-        let found = self.index.find(key[0], |&i| {
+        let found = self.index.find(Self::hash(key), |&i| {
             settled.get(i as usize).is_some_and(|(k, _)| *k == key)
         });
         found.map(|&i| i as usize)
@@ -131,14 +141,17 @@ impl Sessions {
         let key = self.key(id);
         let i = self.settled_at(key)?;
         let (_, settled) = self.settled.swap_remove(i);
-        let hash = key[0];
+        let hash = Self::hash(key);
         if let Ok(entry) = self.index.find_entry(hash, |&j| j as usize == i) {
             entry.remove();
         }
         // The entry that moved into `i` (the last one) is found by its key and pointed at `i`.
         if let Some((moved, _)) = self.settled.get(i) {
             let last = self.settled.len();
-            if let Some(j) = self.index.find_mut(moved[0], |&j| j as usize == last) {
+            if let Some(j) = self
+                .index
+                .find_mut(Self::hash(*moved), |&j| j as usize == last)
+            {
                 *j = u32::try_from(i).unwrap_or(u32::MAX);
             }
         }
@@ -159,8 +172,10 @@ impl Sessions {
         };
         self.settled.push((key, settled));
         let settled_vec = &self.settled;
-        self.index.insert_unique(key[0], i, |&j| {
-            settled_vec.get(j as usize).map_or(0, |(k, _)| k[0])
+        self.index.insert_unique(Self::hash(key), i, |&j| {
+            settled_vec
+                .get(j as usize)
+                .map_or(0, |(k, _)| Self::hash(*k))
         });
         if settled.has_conflict() {
             self.conflicted.insert(key, id.into());
