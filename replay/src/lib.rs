@@ -296,6 +296,41 @@ mod tests {
         }
     }
 
+    /// A session that settled keeps no tracker: a log of sessions that all ended leaves none
+    /// open, and their lines read again (duplicates) ask for nothing and revive none.
+    #[test]
+    fn settled_sessions_keep_no_tracker() {
+        let mut log = String::new();
+        for i in 0..50 {
+            log += &format!(
+                r#"{{"at":"2019-05-13T14:54:10Z","read":{{"session_id":"s{i}","status":"COMPLETED","updated_at":"2019-05-13T14:54:04.675Z","authorization_token":"t{i}"}}}}"#
+            );
+            log.push('\n');
+            log += &format!(
+                r#"{{"at":"2019-05-13T14:54:11Z","read":{{"session_id":"c{i}","status":"CANCELLED","updated_at":"2019-05-13T14:54:04.675Z"}}}}"#
+            );
+            log.push('\n');
+        }
+        let twice = format!("{log}{log}");
+        let replayer = replay(
+            twice.as_bytes(),
+            &mut Vec::new(),
+            &options(Format::SummaryJson, Threads::One),
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(replayer.trackers().count(), 0, "every session settled");
+        assert_eq!(
+            replayer.actions[0] + replayer.actions[3],
+            100,
+            "asked once each"
+        );
+        let summary = Summary::of(&replayer);
+        assert_eq!(summary.sessions, 100);
+        assert_eq!(summary.by_status.get("COMPLETED"), Some(&50));
+        assert_eq!(summary.by_status.get("CANCELLED"), Some(&50));
+    }
+
     /// Gives `data`, then fails.
     struct FailingAfter<'a>(&'a [u8]);
 
