@@ -300,16 +300,17 @@ mod tests {
     /// open, and their lines read again (duplicates) ask for nothing and revive none.
     #[test]
     fn settled_sessions_keep_no_tracker() {
+        use std::fmt::Write as _;
         let mut log = String::new();
         for i in 0..50 {
-            log += &format!(
+            let _ = writeln!(
+                log,
                 r#"{{"at":"2019-05-13T14:54:10Z","read":{{"session_id":"s{i}","status":"COMPLETED","updated_at":"2019-05-13T14:54:04.675Z","authorization_token":"t{i}"}}}}"#
             );
-            log.push('\n');
-            log += &format!(
+            let _ = writeln!(
+                log,
                 r#"{{"at":"2019-05-13T14:54:11Z","read":{{"session_id":"c{i}","status":"CANCELLED","updated_at":"2019-05-13T14:54:04.675Z"}}}}"#
             );
-            log.push('\n');
         }
         let twice = format!("{log}{log}");
         let replayer = replay(
