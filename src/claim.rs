@@ -77,3 +77,20 @@ impl fmt::Display for FutureHint {
 }
 
 impl core::error::Error for FutureHint {}
+
+/// Refuses an unsigned snapshot stamped more than `max_clock_skew` after `now` (an undated one is
+/// stamped on arrival: never in the future).
+pub(crate) fn refuse_future(
+    updated_at: Option<Timestamp>,
+    now: Timestamp,
+    max_clock_skew: Duration,
+) -> Result<(), FutureHint> {
+    match updated_at {
+        Some(updated_at) if updated_at > now.saturating_add(max_clock_skew) => Err(FutureHint {
+            updated_at,
+            now,
+            max_clock_skew,
+        }),
+        _ => Ok(()),
+    }
+}

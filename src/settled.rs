@@ -5,7 +5,7 @@
 use core::hash::{Hash, Hasher};
 
 use crate::action::{ActionSet, ReleaseReason};
-use crate::claim::{Claim, FutureHint};
+use crate::claim::{Claim, refuse_future};
 use crate::completion::Completion;
 use crate::id::SessionId;
 use crate::outcome::{ConflictKind, Outcome};
@@ -287,11 +287,8 @@ impl Settled {
             }
         };
         // As the tracker does: the expiry of the highest change that stated one.
-        if let Some(stated) = Expiry::of(s)
-            && self
-                .expiry()
-                .is_none_or(|known| stated.rank() > known.rank())
-        {
+        let stated = Expiry::of(s);
+        if let Some(stated) = stated.filter(|e| self.expiry().is_none_or(|k| e.rank() > k.rank())) {
             self.set_expiry(Some(stated));
         }
         Some(outcome)
@@ -310,16 +307,7 @@ impl Settled {
         now: Timestamp,
         config: &TrackerConfig,
     ) -> Result<Option<Outcome>, Refused> {
-        let max_clock_skew = config.max_clock_skew;
-        if let Some(updated_at) = s.updated_at()
-            && updated_at > now.saturating_add(max_clock_skew)
-        {
-            return Err(Refused::FutureHint(FutureHint {
-                updated_at,
-                now,
-                max_clock_skew,
-            }));
-        }
+        refuse_future(s.updated_at(), now, config.max_clock_skew)?;
         Ok(self.weigh_hint(s))
     }
 

@@ -6,7 +6,7 @@ use core::hash::Hasher as _;
 use core::time::Duration;
 
 use crate::action::{AUTHORIZATION_VALIDITY, Action, ActionKind, ActionSet, ReleaseReason};
-use crate::claim::{Claim, DEFAULT_MAX_CLOCK_SKEW, FutureHint};
+use crate::claim::{Claim, DEFAULT_MAX_CLOCK_SKEW, refuse_future};
 use crate::completion::Completion;
 use crate::id::SessionId;
 use crate::outcome::{ConflictKind, Outcome};
@@ -34,7 +34,7 @@ pub struct TrackerConfig {
     /// When to read the session.
     pub reads: ReadPolicy,
     /// How far an unsigned callback's `updated_at` may be ahead of the caller's `now` before it
-    /// is refused as [`FutureHint`]. Default [`DEFAULT_MAX_CLOCK_SKEW`] (60 s).
+    /// is refused as [`FutureHint`](crate::FutureHint). Default [`DEFAULT_MAX_CLOCK_SKEW`] (60 s).
     pub max_clock_skew: Duration,
 }
 
@@ -477,16 +477,7 @@ impl Tracker {
     ) -> Result<Report<'_>, Refused> {
         self.check_session(snapshot)
             .map_err(Refused::OtherSession)?;
-        let max_clock_skew = self.config.max_clock_skew;
-        if let Some(updated_at) = snapshot.updated_at()
-            && updated_at > now.saturating_add(max_clock_skew)
-        {
-            return Err(Refused::FutureHint(FutureHint {
-                updated_at,
-                now,
-                max_clock_skew,
-            }));
-        }
+        refuse_future(snapshot.updated_at(), now, self.config.max_clock_skew)?;
         let was_conflicted = self.conflicted;
         let outcome = self.weigh_hint(snapshot, now);
         Ok(self.settle(event_id.map(event_hash), outcome, was_conflicted))
