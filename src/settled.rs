@@ -331,11 +331,9 @@ impl Settled {
                 (None, _) => Outcome::Stale,
             });
         }
-        // Nothing can follow a final status: a claim that outranks it contradicts it. It is
-        // remembered all the same, as the tracker remembers it.
-        if self.claim().is_none_or(|c| claim.key() > c.key()) {
-            self.set_claim(Some(claim));
-        }
+        // Nothing can follow a final status: a claim that outranks it contradicts it, and the
+        // conflict is flagged now. (The tracker also remembers such a claim; against a final
+        // status it can never open, nor flag anything the flag does not already say.)
         Some(match self.weigh(s) {
             (Some(kind), _) => self.conflict(s.status(), kind),
             (None, _) => Outcome::Claimed(s.status()),

@@ -1060,6 +1060,13 @@ fn a_settled_session_answers_what_reappears_and_revives_for_money() {
         s.observe_read(&snap(Status::InProgress, 10)),
         Some(Outcome::Stale)
     );
+    let config = TrackerConfig::DEFAULT;
+    assert_eq!(
+        s.observe_callback(&snap(Status::InProgress, 10), at(31), &config),
+        Ok(Some(Outcome::Stale)),
+        "an older hint is stale, not a claim"
+    );
+    assert!(!s.has_conflict());
     let forged = s
         .observe_callback(
             &snap(Status::Completed, 30),
@@ -1100,4 +1107,16 @@ fn a_settled_session_answers_what_reappears_and_revives_for_money() {
         ActionSet::EMPTY
     );
     assert_eq!(again.status(), Status::Completed);
+
+    // A second token for the same completion time is a conflict the stand-in answers itself:
+    // that kind was asked for already, so no tracker comes back for it.
+    let mut paid = again;
+    let other = token("another-token", 40);
+    assert!(matches!(
+        paid.observe_read(&other),
+        Some(Outcome::Conflict {
+            kind: ConflictKind::TwoCompletions,
+            ..
+        })
+    ));
 }
