@@ -334,6 +334,7 @@ fn listed(
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
     use std::io::Cursor;
 
     use hpp_session::TrackerConfig;
@@ -378,6 +379,37 @@ mod tests {
         assert_eq!(r.listed[1].actual[0]["authorization_token"], "tok");
         assert!(r.listed[2].expected.is_empty());
         assert_eq!(r.listed[2].actual[0]["reason"], "CANCELLED");
+
+        // Far more sessions in the log than the expected file made room for: the tallies grow,
+        // and a session's second action still finds its first one's tally.
+        let mut log = String::new();
+        // Every session's first line, then every session's second: the second ones look up
+        // tallies made before the table grew.
+        for second in [false, true] {
+            for i in 0..200 {
+                let body = if second {
+                    format!(
+                        r#"{{"session_id":"s{i}","status":"COMPLETED","updated_at":"2019-05-13T14:54:05.000Z","authorization_token":"t{i}"}}"#
+                    )
+                } else {
+                    format!(
+                        r#"{{"session_id":"s{i}","status":"COMPLETED","updated_at":"2019-05-13T14:54:04.675Z"}}"#
+                    )
+                };
+                let _ = writeln!(log, r#"{{"at":"2019-05-13T14:54:10Z","read":{body}}}"#);
+            }
+        }
+        let r = check(
+            Cursor::new(log),
+            Cursor::new(String::new()),
+            TrackerConfig::DEFAULT.into(),
+            1 << 20,
+            Threads::One,
+        )
+        .unwrap();
+        assert_eq!((r.expected, r.matched, r.differing), (0, 0, 200));
+        assert_eq!(r.listed.len(), LISTED);
+        assert_eq!(r.listed[0].actual.len(), 2, "{:?}", r.listed[0]);
 
         let twice = r#"{"session_id":"paid","actions":[]}
 {"session_id":"paid","actions":[]}

@@ -296,8 +296,9 @@ mod tests {
         }
     }
 
-    /// A session that settled keeps no tracker: a log of sessions that all ended leaves none
-    /// open, and their lines read again (duplicates) ask for nothing and revive none.
+    /// A session that settled keeps no tracker: of a log of sessions that ended and one that
+    /// did not, only the open one keeps its tracker, and the ended ones' lines read again
+    /// (duplicates) ask for nothing and revive none.
     #[test]
     fn settled_sessions_keep_no_tracker() {
         use std::fmt::Write as _;
@@ -312,6 +313,11 @@ mod tests {
                 r#"{{"at":"2019-05-13T14:54:11Z","read":{{"session_id":"c{i}","status":"CANCELLED","updated_at":"2019-05-13T14:54:04.675Z"}}}}"#
             );
         }
+        // One session stays open: its tracker is kept.
+        let _ = writeln!(
+            log,
+            r#"{{"at":"2019-05-13T14:54:12Z","read":{{"session_id":"open","status":"WAITING","updated_at":"2019-05-13T14:54:04.675Z"}}}}"#
+        );
         let twice = format!("{log}{log}");
         let replayer = replay(
             twice.as_bytes(),
@@ -320,16 +326,56 @@ mod tests {
         )
         .ok()
         .unwrap();
-        assert_eq!(replayer.trackers().count(), 0, "every session settled");
+        let open: Vec<&str> = replayer.trackers().map(|(id, _)| id).collect();
+        assert_eq!(open, ["open"], "every other session settled");
         assert_eq!(
             replayer.actions[0] + replayer.actions[3],
             100,
             "asked once each"
         );
         let summary = Summary::of(&replayer);
-        assert_eq!(summary.sessions, 100);
+        assert_eq!(summary.sessions, 101);
         assert_eq!(summary.by_status.get("COMPLETED"), Some(&50));
         assert_eq!(summary.by_status.get("CANCELLED"), Some(&50));
+    }
+
+    /// Settled sessions stay findable when others come back to life: a paid read after a
+    /// cancel revives one in the middle of many, and every other one is still answered by its
+    /// stand-in (its duplicate asks nothing and makes no new session).
+    #[test]
+    fn reviving_one_settled_session_leaves_the_others_found() {
+        use std::fmt::Write as _;
+        let cancel = |log: &mut String, i: u32| {
+            let _ = writeln!(
+                log,
+                r#"{{"at":"2019-05-13T14:54:10Z","read":{{"session_id":"c{i}","status":"CANCELLED","updated_at":"2019-05-13T14:54:04.675Z"}}}}"#
+            );
+        };
+        let mut log = String::new();
+        for i in 0..40 {
+            cancel(&mut log, i);
+        }
+        for i in [3, 17, 39, 0] {
+            let _ = writeln!(
+                log,
+                r#"{{"at":"2019-05-13T14:55:00Z","read":{{"session_id":"c{i}","status":"COMPLETED","updated_at":"2019-05-13T14:54:30.000Z","authorization_token":"t{i}"}}}}"#
+            );
+        }
+        for i in 0..40 {
+            cancel(&mut log, i);
+        }
+        let replayer = replay(
+            log.as_bytes(),
+            &mut Vec::new(),
+            &options(Format::SummaryJson, Threads::One),
+        )
+        .ok()
+        .unwrap();
+        let summary = Summary::of(&replayer);
+        assert_eq!(summary.sessions, 40);
+        assert_eq!(replayer.actions[0], 4, "four orders placed, once each");
+        assert_eq!(replayer.actions[3], 40, "forty carts released, once each");
+        assert_eq!(summary.conflicts.len(), 4);
     }
 
     /// Gives `data`, then fails.
