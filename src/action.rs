@@ -85,6 +85,12 @@ pub enum Action {
     },
     /// Read the session now, to confirm a final status that only an (unsigned) callback reported.
     ReadSession,
+    /// Disable the session at Klarna (`DELETE`): it showed no confirmed sign of life for the
+    /// configured [`abandon_after`](crate::TrackerConfig::abandon_after). Then read it, as
+    /// [`crate::Tracker::next_read`] asks at once: `DISABLED` releases the cart; `COMPLETED`
+    /// (Klarna answers the `DELETE` with 400 when the consumer paid meanwhile) asks for the
+    /// money action. Nothing is released on the `DELETE`'s answer alone.
+    Disable,
 }
 
 impl Action {
@@ -107,6 +113,7 @@ impl Action {
             Self::ReviewCompletion { .. } => ActionKind::ReviewCompletion,
             Self::Release { .. } => ActionKind::Release,
             Self::ReadSession => ActionKind::ReadSession,
+            Self::Disable => ActionKind::Disable,
         }
     }
 }
@@ -154,6 +161,7 @@ impl fmt::Display for Action {
             }
             Self::Release { reason } => write!(f, "release the cart ({reason})"),
             Self::ReadSession => f.write_str("read the session now"),
+            Self::Disable => f.write_str("disable the session, then read it"),
         }
     }
 }
@@ -175,15 +183,18 @@ pub enum ActionKind {
     Release = 4,
     /// [`Action::ReadSession`].
     ReadSession = 8,
+    /// [`Action::Disable`].
+    Disable = 32,
 }
 
 impl ActionKind {
     /// Every kind, in report order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::PlaceOrder,
         Self::RecordOrder,
         Self::ReviewCompletion,
         Self::Release,
+        Self::Disable,
         Self::ReadSession,
     ];
 
@@ -194,7 +205,8 @@ impl ActionKind {
             Self::RecordOrder => 1,
             Self::ReviewCompletion => 2,
             Self::Release => 3,
-            Self::ReadSession => 4,
+            Self::Disable => 4,
+            Self::ReadSession => 5,
         }
     }
 
@@ -217,6 +229,7 @@ impl ActionKind {
             Self::ReviewCompletion => "review_completion",
             Self::Release => "release",
             Self::ReadSession => "read_session",
+            Self::Disable => "disable",
         }
     }
 }
@@ -280,7 +293,7 @@ impl ActionSet {
     /// The set with these bits, or `None` if a bit names no kind.
     #[must_use]
     pub const fn from_bits(bits: u8) -> Option<Self> {
-        if bits & !0b1_1111 == 0 {
+        if bits & !0b11_1111 == 0 {
             Some(Self(bits))
         } else {
             None

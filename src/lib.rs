@@ -34,6 +34,7 @@ mod excerpt;
 mod id;
 mod outcome;
 mod precedence;
+mod redirect;
 mod refusal;
 mod schedule;
 mod secret;
@@ -62,8 +63,12 @@ pub use id::{
     AuthorizationToken, EventId, IdError, IdKind, KlarnaReference, MAX_ID_LEN, OrderId, SessionId,
 };
 pub use outcome::{ConflictKind, Outcome};
+pub use redirect::Redirect;
 pub use refusal::{OtherSession, Refused};
-pub use schedule::{MIN_READ_INTERVAL, PolicyError, ReadPolicy};
+pub use schedule::{
+    DEFAULT_DETECT_WITHIN, MAX_READ_BACKOFF, MIN_READ_INTERVAL, NextRead, PolicyError, ReadFailure,
+    ReadPolicy, Urgency,
+};
 pub use secret::{SecretMatched, callback_secret_matches};
 pub use session::{InvalidSession, Session, SessionError};
 pub use settled::Settled;

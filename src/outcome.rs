@@ -54,11 +54,15 @@ pub enum Outcome {
         /// The confirmed status now.
         to: Status,
     },
+    /// The consumer's browser came back through the merchant's redirect URL that suggests this
+    /// status ([`crate::Redirect`]): a read is due at once; nothing else changed.
+    Redirected(Status),
 }
 
 impl Outcome {
     /// The outcome's name in the replay tool's JSON: `advanced` (also for `Confirmed`),
-    /// `claimed`, `duplicate`, `stale`, `conflict` (also for `Contradicts`), `expired`.
+    /// `claimed`, `duplicate`, `stale`, `conflict` (also for `Contradicts`), `expired`,
+    /// `redirected`.
     #[must_use]
     pub const fn as_str(&self) -> &'static str {
         match self {
@@ -68,6 +72,7 @@ impl Outcome {
             Self::Stale => "stale",
             Self::Conflict { .. } | Self::Contradicts { .. } => "conflict",
             Self::Expired => "expired",
+            Self::Redirected(_) => "redirected",
         }
     }
 
@@ -103,6 +108,9 @@ impl fmt::Display for Outcome {
                 kind,
             } => write!(f, "conflict: {observed} {kind} {known}"),
             Self::Expired => f.write_str("expired"),
+            Self::Redirected(status) => {
+                write!(f, "redirected as {status} (unsigned: read to confirm)")
+            }
             Self::Contradicts { from, to } => {
                 match from {
                     Some(from) => write!(f, "advanced {from} -> {to}")?,

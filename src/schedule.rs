@@ -1,31 +1,68 @@
-//! When to read a session next: the safety net Klarna advises, since callbacks stop after a few
-//! failed tries.
+//! When to read a session: the safety net Klarna advises, since callbacks stop after a few failed
+//! tries, designed around the one thing it must guarantee (money) and what it costs (every read
+//! spends the merchant's rate budget, which placing orders shares).
+//!
+//! # The guarantee
+//!
+//! Between two reads of an open session there is never more than [`ReadPolicy::blind_gap`]
+//! (`detect_within − poll_lag`), whatever the tracker was told and whatever it was not: a
+//! consumer's `COMPLETED` is found by a read at most that long after it happened, even when every
+//! callback and every redirect is lost. A caller that performs each due read within `poll_lag`
+//! of the moment it fell due therefore confirms every `COMPLETED` within `detect_within` of its
+//! `updated_at` (plus the skew between Klarna's clock and the caller's), which leaves
+//! `60 min − detect_within` of the authorization token's hour to place the order. The property
+//! tests in `tests/schedule.rs` check this over arbitrary histories, losses and pollers.
+//!
+//! # The cost
+//!
+//! Everything else a read achieves can wait for a hint, so the blind schedule backs off to the
+//! guarantee: after each confirmed change, reads fall due `first` later, then after gaps as long
+//! as the time since the change (doubling), up to `blind_gap`. Hints bring reads forward: a final
+//! status claimed by a callback, a consumer's redirect, or a disable just asked make a read due
+//! at once ([`Urgency::Confirm`]), at most one every `hint_gap`. With the defaults an abandoned
+//! session costs about 66 reads in its 48 hours instead of 302, and a paid session whose callback
+//! or redirect arrives costs 2.
 
 use core::fmt;
 use core::time::Duration;
 
+use crate::action::AUTHORIZATION_VALIDITY;
 use crate::timestamp::Timestamp;
 
 /// The shortest interval [`ReadPolicy`] accepts between two reads of one session: Klarna's
 /// playground shows about 5 requests a second on payments endpoints.
 pub const MIN_READ_INTERVAL: Duration = Duration::from_millis(200);
 
-/// How a [`crate::Tracker`] schedules reads of its session (see [`crate::Tracker::next_read`]).
+/// The longest back-off after failed reads: once the failures stop, the next read comes at most
+/// this late ([`crate::Tracker::observe_read_failure`]).
+pub const MAX_READ_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The default [`ReadPolicy::detect_within`]: 45 minutes, leaving a quarter of the
+/// authorization token's hour to place the order.
+pub const DEFAULT_DETECT_WITHIN: Duration = Duration::from_secs(45 * 60);
+
+/// How a [`crate::Tracker`] schedules reads of its session (see [`crate::Tracker::next_read`]
+/// and the [module docs](self) for the guarantee and its cost).
 ///
-/// After every change the tracker learns of (its *anchor*), reads are due at
-/// `anchor + first`, then after gaps of `interval`, `2 × interval`, `4 × interval`, … up to
-/// `max_interval`, and every `max_interval` after that: backing off while nothing changes. When
-/// an unsigned callback reports a final status, the first read is due at the anchor itself (at
-/// once), then the same backoff. Once a final status is confirmed, or the session expired, no
-/// read is due.
+/// Built from [`ReadPolicy::DEFAULT`] with checked setters:
 ///
-/// The default (`ReadPolicy::DEFAULT`) is 10 s, 10 s, 10 min: at most one read of a session every
-/// 10 s, far under Klarna's rate limits even for many sessions at once.
+/// ```
+/// use core::time::Duration;
+/// use hpp_session::ReadPolicy;
+///
+/// // A cron job that wakes every 5 minutes, and orders found within 40 minutes.
+/// let policy = ReadPolicy::DEFAULT
+///     .with_detect_within(Duration::from_secs(40 * 60))?
+///     .with_poll_lag(Duration::from_secs(5 * 60))?;
+/// assert_eq!(policy.blind_gap(), Duration::from_secs(35 * 60));
+/// # Ok::<(), hpp_session::PolicyError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ReadPolicy {
     first: Duration,
-    interval: Duration,
-    max_interval: Duration,
+    hint_gap: Duration,
+    detect_within: Duration,
+    poll_lag: Duration,
 }
 
 impl Default for ReadPolicy {
@@ -35,95 +72,243 @@ impl Default for ReadPolicy {
 }
 
 impl ReadPolicy {
-    /// 10 s after a change, then every 10 s, 20 s, 40 s, … up to every 10 minutes.
+    /// `COMPLETED` found within 45 minutes by a caller that reads when due; blind reads 20
+    /// minutes after a change, then backing off to every 45 minutes; reads a hint asks for at
+    /// most one every 10 s.
     pub const DEFAULT: Self = Self {
-        first: Duration::from_secs(10),
-        interval: Duration::from_secs(10),
-        max_interval: Duration::from_secs(600),
+        first: Duration::from_secs(20 * 60),
+        hint_gap: Duration::from_secs(10),
+        detect_within: DEFAULT_DETECT_WITHIN,
+        poll_lag: Duration::ZERO,
     };
 
-    /// A policy.
+    /// The policy with `detect_within`: the longest a `COMPLETED` may go unconfirmed after its
+    /// `updated_at` when every hint is lost.
     ///
     /// # Errors
-    /// [`PolicyError`] when `interval` is under [`MIN_READ_INTERVAL`] or `max_interval` is under
-    /// `interval`.
-    pub const fn new(
-        first: Duration,
-        interval: Duration,
-        max_interval: Duration,
-    ) -> Result<Self, PolicyError> {
-        if interval.as_nanos() < MIN_READ_INTERVAL.as_nanos() {
-            return Err(PolicyError::IntervalTooShort);
+    /// [`PolicyError::DetectsAfterTokenExpiry`] when it is not under the token's 60 minutes;
+    /// [`PolicyError::LagExceedsDetection`] when it leaves under [`MIN_READ_INTERVAL`] between
+    /// reads after `poll_lag`.
+    pub const fn with_detect_within(self, detect_within: Duration) -> Result<Self, PolicyError> {
+        Self {
+            detect_within,
+            ..self
         }
-        if max_interval.as_nanos() < interval.as_nanos() {
-            return Err(PolicyError::MaxBelowInterval);
-        }
-        Ok(Self {
-            first,
-            interval,
-            max_interval,
-        })
+        .checked()
     }
 
-    /// The delay of the first read after a change.
+    /// The policy with `poll_lag`: the longest the caller takes to perform a read once it is due
+    /// (a cron job's tick; zero for a caller that sleeps until [`crate::Tracker::next_read`]).
+    /// Blind reads come that much earlier, so the guarantee holds for such a caller.
+    ///
+    /// # Errors
+    /// [`PolicyError::LagExceedsDetection`] when less than [`MIN_READ_INTERVAL`] would be left
+    /// between reads.
+    pub const fn with_poll_lag(self, poll_lag: Duration) -> Result<Self, PolicyError> {
+        Self { poll_lag, ..self }.checked()
+    }
+
+    /// The policy with `first`: how long after a confirmed change the first blind read falls
+    /// due (capped at [`ReadPolicy::blind_gap`]). Any value keeps the guarantee; shorter ones
+    /// cost reads.
+    ///
+    /// # Errors
+    /// None today; a `Result` like the other setters.
+    pub const fn with_first(self, first: Duration) -> Result<Self, PolicyError> {
+        Self { first, ..self }.checked()
+    }
+
+    /// The policy with `hint_gap`: the shortest gap before a read a hint asks for (a forged
+    /// callback cannot make a session read more often than this).
+    ///
+    /// # Errors
+    /// [`PolicyError::IntervalTooShort`] under [`MIN_READ_INTERVAL`].
+    pub const fn with_hint_gap(self, hint_gap: Duration) -> Result<Self, PolicyError> {
+        Self { hint_gap, ..self }.checked()
+    }
+
+    const fn checked(self) -> Result<Self, PolicyError> {
+        if self.hint_gap.as_nanos() < MIN_READ_INTERVAL.as_nanos() {
+            return Err(PolicyError::IntervalTooShort);
+        }
+        if self.detect_within.as_nanos() >= AUTHORIZATION_VALIDITY.as_nanos() {
+            return Err(PolicyError::DetectsAfterTokenExpiry);
+        }
+        match self.detect_within.checked_sub(self.poll_lag) {
+            Some(gap) if gap.as_nanos() >= MIN_READ_INTERVAL.as_nanos() => Ok(self),
+            _ => Err(PolicyError::LagExceedsDetection),
+        }
+    }
+
+    /// How long after a confirmed change the first blind read falls due.
     #[must_use]
     pub const fn first(&self) -> Duration {
         self.first
     }
 
-    /// The first gap between reads while nothing changes.
+    /// The shortest gap before a read a hint asks for.
     #[must_use]
-    pub const fn interval(&self) -> Duration {
-        self.interval
+    pub const fn hint_gap(&self) -> Duration {
+        self.hint_gap
     }
 
-    /// The longest gap between reads.
+    /// The longest a `COMPLETED` goes unconfirmed after its `updated_at`, for a caller that
+    /// reads within `poll_lag` of a read falling due.
     #[must_use]
-    pub const fn max_interval(&self) -> Duration {
-        self.max_interval
+    pub const fn detect_within(&self) -> Duration {
+        self.detect_within
     }
 
-    /// The first read slot at or after `now`, for a schedule anchored at `anchor`; `at_once`
-    /// puts the first slot at the anchor itself.
+    /// The longest the caller takes to perform a due read.
     #[must_use]
-    pub fn next_slot(&self, anchor: Timestamp, at_once: bool, now: Timestamp) -> Timestamp {
-        let mut slot = if at_once {
-            anchor
-        } else {
-            anchor.saturating_add(self.first)
-        };
-        let mut gap = self.interval;
-        // Doubling from at least 200 ms passes any `max_interval` a Duration can hold in well
-        // under 128 rounds; the loop is bounded all the same.
-        for _ in 0..128 {
-            if slot >= now || slot == Timestamp::MAX {
-                return slot;
-            }
-            if gap >= self.max_interval {
-                break;
-            }
-            slot = slot.saturating_add(gap);
-            gap = gap.saturating_mul(2).min(self.max_interval);
+    pub const fn poll_lag(&self) -> Duration {
+        self.poll_lag
+    }
+
+    /// The longest gap between two reads of an open session: `detect_within − poll_lag`.
+    #[must_use]
+    pub const fn blind_gap(&self) -> Duration {
+        match self.detect_within.checked_sub(self.poll_lag) {
+            Some(gap) => gap,
+            None => MIN_READ_INTERVAL,
         }
-        // Every `max_interval` from here: jump straight to the first slot at or after `now`.
-        let behind = now.duration_since(slot).unwrap_or_default().as_nanos();
-        let step = self.max_interval.as_nanos().max(1);
-        let steps = behind.div_ceil(step);
-        let ahead = steps.saturating_mul(step);
-        let secs = u64::try_from(ahead / 1_000_000_000).unwrap_or(u64::MAX);
-        let nanos = u32::try_from(ahead % 1_000_000_000).unwrap_or(0);
-        slot.saturating_add(Duration::new(secs, nanos))
+    }
+
+    /// When the next blind read falls due, for a schedule anchored at the confirmed change
+    /// `anchor` whose latest read was at `last_read`: `first` after the anchor when no read
+    /// came since, else after the last read by the time since the anchor, clamped to
+    /// `first..=blind_gap`. Never more than `blind_gap` after the last read.
+    #[must_use]
+    pub fn blind_due(&self, anchor: Timestamp, last_read: Option<Timestamp>) -> Timestamp {
+        let cap = self.blind_gap();
+        match last_read.filter(|&r| r >= anchor) {
+            None => anchor.saturating_add(self.first.min(cap)),
+            Some(read) => {
+                let since = read.duration_since(anchor).unwrap_or_default();
+                read.saturating_add(since.max(self.first).min(cap))
+            }
+        }
     }
 }
 
-/// A [`ReadPolicy`] that would read too often or is inconsistent.
+/// How urgent a due read is, least urgent first (`Ord`): a caller with less budget than due reads
+/// performs the most urgent first, and the oldest first among equals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Urgency {
+    /// The safety net: nothing suggests a change. Each one is still part of the guarantee, so a
+    /// caller must not drop them, only order them last.
+    Blind,
+    /// No authenticated evidence yet (the read after creating the session).
+    Initial,
+    /// A read expected to decide money or a release: a final status a callback claims, a
+    /// consumer's redirect, a disable just asked for.
+    Confirm,
+}
+
+impl Urgency {
+    /// `"blind"`, `"initial"` or `"confirm"`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Blind => "blind",
+            Self::Initial => "initial",
+            Self::Confirm => "confirm",
+        }
+    }
+}
+
+impl fmt::Display for Urgency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The next read of a session: due at `at` (which may be in the past: a read that fell due and
+/// was not made stays due, "due since `at`"), and how urgent it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NextRead {
+    /// When it falls (or fell) due.
+    pub at: Timestamp,
+    /// How urgent it is.
+    pub urgency: Urgency,
+}
+
+impl NextRead {
+    /// Whether the read is due at `now`: the question a poller asks.
+    #[must_use]
+    pub fn is_due(&self, now: Timestamp) -> bool {
+        self.at <= now
+    }
+
+    /// How long it has been due at `now` (`None` when it is not due yet).
+    #[must_use]
+    pub fn overdue(&self, now: Timestamp) -> Option<Duration> {
+        now.duration_since(self.at)
+    }
+}
+
+/// Why a read of the session failed ([`crate::Tracker::observe_read_failure`]). It says nothing
+/// about the session; the tracker backs off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReadFailure {
+    /// 429: the merchant is over Klarna's rate limit; every request is refused until the window
+    /// resets. `reset` is Klarna's `X-Ratelimit-Reset`, when it was sent (taken as at most
+    /// [`MAX_READ_BACKOFF`]).
+    RateLimited {
+        /// How long until the window resets.
+        reset: Option<Duration>,
+    },
+    /// A 5xx.
+    ServerError,
+    /// No answer in time.
+    Timeout,
+    /// Any other answer that says nothing usable: a body that does not parse, or a 404 the
+    /// tracker refused ([`crate::NotFoundError`]: wrong id or credentials).
+    Unexpected,
+}
+
+impl fmt::Display for ReadFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RateLimited { reset: Some(reset) } => {
+                write!(f, "rate limited (429), window resets in {reset:?}")
+            }
+            Self::RateLimited { reset: None } => f.write_str("rate limited (429)"),
+            Self::ServerError => f.write_str("server error (5xx)"),
+            Self::Timeout => f.write_str("timed out"),
+            Self::Unexpected => f.write_str("unexpected answer"),
+        }
+    }
+}
+
+/// The back-off after `failures` consecutive failed reads (1 s, 2 s, 4 s, … up to
+/// [`MAX_READ_BACKOFF`]), less up to half of it by `jitter` (any value; the caller's spread),
+/// and never before a rate limit's `reset`.
+pub(crate) fn backoff(failures: u8, failure: ReadFailure, jitter: u32) -> Duration {
+    let exp = u32::from(failures.saturating_sub(1)).min(16);
+    let full = Duration::from_secs(1u64 << exp).min(MAX_READ_BACKOFF);
+    // Up to half of it off, in 1/256 steps.
+    let off = full.saturating_mul(jitter % 129) / 256;
+    let spread = full.saturating_sub(off);
+    match failure {
+        ReadFailure::RateLimited { reset: Some(reset) } => spread.max(reset.min(MAX_READ_BACKOFF)),
+        _ => spread,
+    }
+}
+
+/// A [`ReadPolicy`] that would read too often, or could not keep its guarantee.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PolicyError {
-    /// `interval` is under [`MIN_READ_INTERVAL`].
+    /// `hint_gap` is under [`MIN_READ_INTERVAL`].
     IntervalTooShort,
-    /// `max_interval` is under `interval`.
-    MaxBelowInterval,
+    /// `detect_within` is not under the authorization token's 60 minutes: the order could not be
+    /// placed with a token found that late.
+    DetectsAfterTokenExpiry,
+    /// `poll_lag` leaves less than [`MIN_READ_INTERVAL`] of `detect_within` between reads.
+    LagExceedsDetection,
 }
 
 impl fmt::Display for PolicyError {
@@ -134,7 +319,12 @@ impl fmt::Display for PolicyError {
                 "read interval under {} ms would exceed Klarna's rate limits",
                 MIN_READ_INTERVAL.as_millis()
             ),
-            Self::MaxBelowInterval => f.write_str("max_interval is shorter than interval"),
+            Self::DetectsAfterTokenExpiry => {
+                f.write_str("detect_within must be under the authorization token's 60 minutes")
+            }
+            Self::LagExceedsDetection => {
+                f.write_str("poll_lag leaves no time between reads within detect_within")
+            }
         }
     }
 }

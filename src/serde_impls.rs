@@ -24,7 +24,7 @@ use crate::session::Session;
 use crate::snapshot::{Snapshot, SnapshotError};
 use crate::status::Status;
 use crate::timestamp::Timestamp;
-use crate::tracker::{Expiry, Parts, REMEMBERED_EVENTS, Tracker, TrackerConfig};
+use crate::tracker::{Expiry, Parts, REMEMBERED_EVENTS, Retry, Tracker, TrackerConfig};
 
 /// A visitor that accepts one string and converts it with `parse`.
 struct StrVisitor<F> {
@@ -275,6 +275,7 @@ enum ActionRepr<T, O, K> {
         reason: ReleaseReason,
     },
     ReadSession,
+    Disable,
 }
 
 impl Serialize for Action {
@@ -299,6 +300,7 @@ impl Serialize for Action {
             },
             Action::Release { reason } => ActionRepr::Release { reason: *reason },
             Action::ReadSession => ActionRepr::ReadSession,
+            Action::Disable => ActionRepr::Disable,
         };
         repr.serialize(serializer)
     }
@@ -358,6 +360,7 @@ impl<'de> Deserialize<'de> for Action {
                 f.reason.map(|reason| Action::Release { reason })
             }
             ActionKind::ReadSession if only([false; 6]) => Some(Action::ReadSession),
+            ActionKind::Disable if only([false; 6]) => Some(Action::Disable),
             _ => None,
         };
         action.ok_or_else(|| de::Error::custom("an action's fields do not fit its kind"))
@@ -439,20 +442,28 @@ impl<'de> Deserialize<'de> for Snapshot {
     }
 }
 
-/// [`ReadPolicy`]'s stored form, validated through [`ReadPolicy::new`] on the way in.
+/// [`ReadPolicy`]'s stored form, validated through its setters on the way in. A field left out
+/// is the default's, so a policy stored in the earlier form (`first`, `interval`,
+/// `max_interval`: a schedule without a guarantee) reads back as [`ReadPolicy::DEFAULT`].
 #[derive(Serialize, Deserialize)]
 struct ReadPolicyRepr {
-    first: Duration,
-    interval: Duration,
-    max_interval: Duration,
+    #[serde(default = "none")]
+    detect_within: Option<Duration>,
+    #[serde(default = "none")]
+    poll_lag: Option<Duration>,
+    #[serde(default = "none")]
+    first: Option<Duration>,
+    #[serde(default = "none")]
+    hint_gap: Option<Duration>,
 }
 
 impl Serialize for ReadPolicy {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         ReadPolicyRepr {
-            first: self.first(),
-            interval: self.interval(),
-            max_interval: self.max_interval(),
+            detect_within: Some(self.detect_within()),
+            poll_lag: Some(self.poll_lag()),
+            first: Some(self.first()),
+            hint_gap: Some(self.hint_gap()),
         }
         .serialize(serializer)
     }
@@ -461,7 +472,16 @@ impl Serialize for ReadPolicy {
 impl<'de> Deserialize<'de> for ReadPolicy {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let r = ReadPolicyRepr::deserialize(deserializer)?;
-        ReadPolicy::new(r.first, r.interval, r.max_interval).map_err(de::Error::custom)
+        if r.detect_within.is_none() {
+            // The earlier form: its schedule had no guarantee to keep.
+            return Ok(ReadPolicy::DEFAULT);
+        }
+        let d = ReadPolicy::DEFAULT;
+        d.with_detect_within(r.detect_within.unwrap_or(d.detect_within()))
+            .and_then(|p| p.with_poll_lag(r.poll_lag.unwrap_or(d.poll_lag())))
+            .and_then(|p| p.with_first(r.first.unwrap_or(d.first())))
+            .and_then(|p| p.with_hint_gap(r.hint_gap.unwrap_or(d.hint_gap())))
+            .map_err(de::Error::custom)
     }
 }
 
@@ -511,12 +531,26 @@ struct TrackerRepr<S> {
     released: Option<ReleaseReason>,
     #[serde(default = "none")]
     changed_at: Option<Timestamp>,
+    /// When a read became urgent (a final claim, a redirect, a disable asked).
     #[serde(default = "none")]
-    claimed_at: Option<Timestamp>,
+    urgent_since: Option<Timestamp>,
+    #[serde(default = "none")]
+    last_read: Option<Timestamp>,
+    #[serde(default = "none")]
+    retry: Option<RetryRepr>,
+    #[serde(default = "none")]
+    abandon_after: Option<Duration>,
     events: heapless::Vec<u32, REMEMBERED_EVENTS>,
     /// Absent in trackers stored before the expiry was kept apart: then the best snapshot's.
     #[serde(default = "none")]
     expiry: Option<ExpiryRepr>,
+}
+
+/// The back-off after failed reads, stored.
+#[derive(Serialize, Deserialize)]
+struct RetryRepr {
+    at: Timestamp,
+    failures: u8,
 }
 
 /// The known expiry's stored form: the change that stated it, and the `expires_at`.
@@ -535,6 +569,7 @@ impl Serialize for Tracker {
             session_id: p.session,
             reads: p.config.reads,
             max_clock_skew: p.config.max_clock_skew,
+            abandon_after: p.config.abandon_after,
             best: p.best.as_ref(),
             claim: p.claim.map(|c| ClaimRepr {
                 status: c.status(),
@@ -545,7 +580,12 @@ impl Serialize for Tracker {
             asked: p.asked.bits(),
             released: p.released,
             changed_at: p.changed_at,
-            claimed_at: p.claimed_at,
+            urgent_since: p.urgent_since,
+            last_read: p.last_read,
+            retry: p.retry.map(|r| RetryRepr {
+                at: r.at,
+                failures: r.failures,
+            }),
             events: p.events,
             expiry: p.expiry.map(|e| ExpiryRepr {
                 status: e.status,
@@ -567,6 +607,7 @@ impl<'de> Deserialize<'de> for Tracker {
             config: TrackerConfig {
                 reads: r.reads,
                 max_clock_skew: r.max_clock_skew,
+                abandon_after: r.abandon_after,
             },
             best: r.best,
             claim: r.claim.map(|c| Claim::new(c.status, c.updated_at)),
@@ -575,7 +616,12 @@ impl<'de> Deserialize<'de> for Tracker {
             asked,
             released: r.released,
             changed_at: r.changed_at,
-            claimed_at: r.claimed_at,
+            urgent_since: r.urgent_since,
+            last_read: r.last_read,
+            retry: r.retry.map(|r| Retry {
+                at: r.at,
+                failures: r.failures,
+            }),
             events: r.events,
             expiry: r.expiry.map(|e| Expiry {
                 at: e.expires_at,

@@ -13,8 +13,9 @@ use crate::outcome::{ConflictKind, Outcome};
 use crate::precedence::{
     ChangeKey, Pair, change_key, contradiction, precedence, snapshots_contradict, sort_time,
 };
+use crate::redirect::Redirect;
 use crate::refusal::{OtherSession, Refused};
-use crate::schedule::ReadPolicy;
+use crate::schedule::{NextRead, ReadFailure, ReadPolicy, Urgency, backoff};
 use crate::secret::SecretMatched;
 use crate::settled::Settled;
 use crate::snapshot::Snapshot;
@@ -36,6 +37,12 @@ pub struct TrackerConfig {
     /// How far an unsigned callback's `updated_at` may be ahead of the caller's `now` before it
     /// is refused as [`FutureHint`](crate::FutureHint). Default [`DEFAULT_MAX_CLOCK_SKEW`] (60 s).
     pub max_clock_skew: Duration,
+    /// The merchant's own time limit (Klarna advises disabling sessions after it rather than
+    /// leaving them open for their 48 hours): once the confirmed state has shown no sign of
+    /// life (a status change, by its `updated_at`) for this long, the read that finds it so asks
+    /// once for [`Action::Disable`], and a read falls due at that moment. `None` (the default)
+    /// leaves sessions open until they expire.
+    pub abandon_after: Option<Duration>,
 }
 
 impl TrackerConfig {
@@ -43,6 +50,7 @@ impl TrackerConfig {
     pub const DEFAULT: Self = Self {
         reads: ReadPolicy::DEFAULT,
         max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+        abandon_after: None,
     };
 }
 
@@ -133,13 +141,27 @@ pub struct Tracker {
     /// When (the caller's `now`) the confirmed state last changed: the anchor of the read
     /// schedule.
     changed_at: Option<Timestamp>,
-    /// When the claim last rose: the anchor of the extra reads a claim asks for.
-    claimed_at: Option<Timestamp>,
+    /// When a read became urgent ([`Urgency::Confirm`]: a final status claimed, a redirect, a
+    /// disable asked); cleared by the next read.
+    urgent_since: Option<Timestamp>,
+    /// When the session was last read (200 or 404): the schedule counts from it.
+    last_read: Option<Timestamp>,
+    /// The back-off after failed reads, while they fail.
+    retry: Option<Retry>,
     /// Hashes of the `event_id`s of callbacks that changed the tracker, oldest first.
     events: heapless::Deque<u32, REMEMBERED_EVENTS>,
     /// The `expires_at` of the confirmed snapshot of highest change key that stated one: a
     /// newer read without the field keeps what is known.
     expiry: Option<Expiry>,
+}
+
+/// The back-off after consecutive failed reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Retry {
+    /// No read before this.
+    pub(crate) at: Timestamp,
+    /// Consecutive failures so far.
+    pub(crate) failures: u8,
 }
 
 /// A confirmed `expires_at`, with the status change that stated it.
@@ -182,7 +204,9 @@ pub(crate) struct Parts {
     pub(crate) asked: ActionSet,
     pub(crate) released: Option<ReleaseReason>,
     pub(crate) changed_at: Option<Timestamp>,
-    pub(crate) claimed_at: Option<Timestamp>,
+    pub(crate) urgent_since: Option<Timestamp>,
+    pub(crate) last_read: Option<Timestamp>,
+    pub(crate) retry: Option<Retry>,
     pub(crate) events: heapless::Vec<u32, REMEMBERED_EVENTS>,
     /// `None` from trackers stored before the expiry was kept apart: the best snapshot's then.
     pub(crate) expiry: Option<Expiry>,
@@ -219,7 +243,9 @@ impl Tracker {
             asked: ActionSet::EMPTY,
             released: None,
             changed_at: None,
-            claimed_at: None,
+            urgent_since: None,
+            last_read: None,
+            retry: None,
             events: heapless::Deque::new(),
             expiry: None,
         }
@@ -308,7 +334,9 @@ impl Tracker {
             asked,
             released,
             changed_at,
-            claimed_at,
+            urgent_since,
+            last_read,
+            retry,
             events,
             expiry,
         } = parts;
@@ -341,7 +369,9 @@ impl Tracker {
             asked,
             released,
             changed_at,
-            claimed_at,
+            urgent_since,
+            last_read,
+            retry,
             events: remembered,
             expiry,
         })
@@ -365,7 +395,9 @@ impl Tracker {
             asked: self.asked,
             released: self.released,
             changed_at: self.changed_at,
-            claimed_at: self.claimed_at,
+            urgent_since: self.urgent_since,
+            last_read: self.last_read,
+            retry: self.retry,
             events,
             expiry: self.expiry,
         }
@@ -480,7 +512,7 @@ impl Tracker {
         refuse_future(snapshot.updated_at(), now, self.config.max_clock_skew)?;
         let was_conflicted = self.conflicted;
         let outcome = self.weigh_hint(snapshot, now);
-        Ok(self.settle(event_id.map(event_hash), outcome, was_conflicted))
+        Ok(self.settle(event_id.map(event_hash), outcome, was_conflicted, None))
     }
 
     /// Observes a status callback whose per-session secret matched ([`SecretMatched`], from
@@ -507,11 +539,14 @@ impl Tracker {
         self.learn_session(snapshot);
         let was_conflicted = self.conflicted;
         let outcome = self.reconcile(snapshot, now);
-        Ok(self.settle(event_id.map(event_hash), outcome, was_conflicted))
+        Ok(self.settle(event_id.map(event_hash), outcome, was_conflicted, None))
     }
 
-    /// Observes the snapshot a read of the session returned. The first that names its session
-    /// binds the tracker to it (unless [`Tracker::for_session`] did).
+    /// Observes the snapshot a read of the session returned at `now`. The first that names its
+    /// session binds the tracker to it (unless [`Tracker::for_session`] did). A read is a read
+    /// even when it changes nothing: the schedule counts from it ([`Tracker::next_read`]). The
+    /// read that finds the session past [`TrackerConfig::abandon_after`] asks for
+    /// [`Action::Disable`].
     ///
     /// # Errors
     /// [`Refused::OtherSession`] for a snapshot of another session than the tracker's: nothing
@@ -524,9 +559,76 @@ impl Tracker {
         self.check_session(snapshot)
             .map_err(Refused::OtherSession)?;
         self.learn_session(snapshot);
+        self.read_at(now);
         let was_conflicted = self.conflicted;
         let outcome = self.reconcile(snapshot, now);
-        Ok(self.settle(None, outcome, was_conflicted))
+        Ok(self.settle(None, outcome, was_conflicted, Some(now)))
+    }
+
+    /// Records a read made at `now` that answered (200, or a 404 taken as expiry).
+    fn read_at(&mut self, now: Timestamp) {
+        self.last_read = Some(self.last_read.map_or(now, |r| r.max(now)));
+        self.retry = None;
+        if self.urgent_since.is_some_and(|u| u <= now) {
+            self.urgent_since = None;
+        }
+    }
+
+    /// Observes a read of the session that failed at `now` ([`ReadFailure`]): it says nothing
+    /// about the session, and the next read backs off (1 s, 2 s, 4 s, … up to
+    /// [`MAX_READ_BACKOFF`](crate::MAX_READ_BACKOFF), less a spread of up to half drawn from
+    /// the session id, and never before a 429's `X-Ratelimit-Reset`). The read keeps its
+    /// urgency; once reads answer again, the schedule goes on as if the failures had not been.
+    /// Returns the next read.
+    pub fn observe_read_failure(
+        &mut self,
+        failure: ReadFailure,
+        now: Timestamp,
+    ) -> Option<NextRead> {
+        let failures = self.retry.map_or(1, |r| r.failures.saturating_add(1));
+        let jitter = self
+            .session
+            .as_ref()
+            .map_or(0, |id| event_hash(id.as_str()))
+            ^ u32::from(failures).wrapping_mul(0x9E37_79B9);
+        self.retry = Some(Retry {
+            at: now.saturating_add(backoff(failures, failure, jitter)),
+            failures,
+        });
+        self.next_read(now)
+    }
+
+    /// Observes the consumer's browser arriving at one of the merchant's redirect URLs for
+    /// `session_id` (the `{{session_id}}` Klarna substitutes) at `now`. Anyone can open that
+    /// URL, so it is a hint like an unsigned callback, and less: it decides nothing and claims
+    /// nothing; it makes a read due at once ([`Urgency::Confirm`], at most one every
+    /// [`ReadPolicy::hint_gap`]). Ignore any `{{authorization_token}}` in the URL: the read
+    /// brings the token when it is real.
+    ///
+    /// # Errors
+    /// [`Refused::OtherSession`] when `session_id` is not the tracker's session: nothing
+    /// changes.
+    pub fn observe_redirect(
+        &mut self,
+        session_id: &SessionId,
+        redirect: Redirect,
+        now: Timestamp,
+    ) -> Result<Report<'_>, Refused> {
+        if let Some(mine) = &self.session {
+            if mine != session_id {
+                return Err(Refused::OtherSession(OtherSession::new(mine, session_id)));
+            }
+        }
+        let settled = self.expired || self.status().is_some_and(Status::is_final);
+        let outcome = if settled {
+            Outcome::Stale
+        } else if self.urgent_since.is_some() {
+            Outcome::Duplicate
+        } else {
+            self.urgent_since = Some(now);
+            Outcome::Redirected(redirect.status())
+        };
+        Ok(self.report(outcome, ActionSet::EMPTY))
     }
 
     /// Observes a read that answered 404 (not found) at `now`.
@@ -542,48 +644,95 @@ impl Tracker {
         let expires_at = self.expiry.map(|e| e.at);
         match expires_at {
             Some(at) if now >= at => {
+                self.read_at(now);
                 self.expired = true;
                 self.changed_at = Some(now);
-                let new = self.ask();
+                let new = self.ask(None);
                 Ok(self.report(Outcome::Expired, new))
             }
             _ => Err(NotFoundError { now, expires_at }),
         }
     }
 
-    /// When to read the session next (at or after `now`), or `None` when no read is needed any
-    /// more (a confirmed final status, or expiry). `Some(now)` means at once: before any
-    /// authenticated evidence, and when a final status is newly claimed. See [`ReadPolicy`].
+    /// The next read of the session, or `None` when no read is needed any more (a confirmed
+    /// final status, or expiry): when it falls due, and how urgent it is. [`NextRead::at`] may be
+    /// before `now`: a read that fell due and was not made stays due ("due since"), so a poller
+    /// that wakes on any tick and reads each session whose read [`is_due`](NextRead::is_due)
+    /// misses nothing, and one that reads when due never reads twice for one slot. `now` matters
+    /// only before the first read: then a read is due at `now` ([`Urgency::Initial`]).
     ///
-    /// The confirmed state anchors the schedule; a claim only adds earlier reads (its own
-    /// schedule, anchored when it rose), so an unsigned callback can never delay a read.
+    /// The schedule ([`ReadPolicy`]): blind reads anchored on the last confirmed change and
+    /// counted from the last read, never more than [`ReadPolicy::blind_gap`] apart; a read at
+    /// `expires_at` and at the [`abandon_after`](TrackerConfig::abandon_after) deadline; a
+    /// read at once (spaced by [`ReadPolicy::hint_gap`]) for a final status a callback claims, a
+    /// redirect, or a disable just asked; no read before the back-off after failed reads ends.
+    /// Unsigned input can only bring a read forward, never put one off.
     #[must_use]
-    pub fn next_read(&self, now: Timestamp) -> Option<Timestamp> {
+    pub fn next_read(&self, now: Timestamp) -> Option<NextRead> {
         if self.expired {
             return None;
         }
-        let Some(best) = &self.best else {
-            return Some(now);
+        let policy = &self.config.reads;
+        let (mut at, mut urgency) = match &self.best {
+            None => (now, Urgency::Initial),
+            Some(best) if best.status().is_final() => return None,
+            Some(_) => {
+                let anchor = self.changed_at.or(self.last_read).unwrap_or(now);
+                let mut at = policy.blind_due(anchor, self.last_read);
+                let before_last = |slot: Timestamp| self.last_read.is_none_or(|r| r < slot);
+                if let Some(expiry) = self.expiry.filter(|e| before_last(e.at)) {
+                    at = at.min(expiry.at);
+                }
+                if let Some(deadline) = self.abandon_deadline().filter(|&d| before_last(d)) {
+                    at = at.min(deadline);
+                }
+                (at, Urgency::Blind)
+            }
         };
-        if best.status().is_final() {
+        if let Some(since) = self.urgent_since {
+            let spaced = self
+                .last_read
+                .map_or(since, |r| r.saturating_add(policy.hint_gap()).max(since));
+            at = at.min(spaced);
+            urgency = Urgency::Confirm;
+        }
+        if let Some(retry) = self.retry {
+            at = at.max(retry.at);
+        }
+        Some(NextRead { at, urgency })
+    }
+
+    /// When the session counts as abandoned ([`TrackerConfig::abandon_after`] after its last
+    /// confirmed change), while a disable is still to be asked for.
+    fn abandon_deadline(&self) -> Option<Timestamp> {
+        let after = self.config.abandon_after?;
+        let best = self.best.as_ref()?;
+        if best.status().is_final() || self.expired || self.asked.contains(ActionKind::Disable) {
             return None;
         }
-        let reads = &self.config.reads;
-        let scheduled = reads.next_slot(self.changed_at.unwrap_or(now), false, now);
-        let hinted = self
-            .claim()
-            .zip(self.claimed_at)
-            .map(|(claim, anchor)| reads.next_slot(anchor, claim.status().is_final(), now));
-        Some(hinted.map_or(scheduled, |h| h.min(scheduled)))
+        let life = best.updated_at().or(self.changed_at)?;
+        Some(life.saturating_add(after))
     }
 
     /// Remembers a callback that changed the tracker, asks for what is now warranted, and
     /// reports.
-    fn settle(&mut self, event: Option<u32>, outcome: Outcome, was_conflicted: bool) -> Report<'_> {
+    /// `read_at` is the time of the read that made the observation, if a read did.
+    fn settle(
+        &mut self,
+        event: Option<u32>,
+        outcome: Outcome,
+        was_conflicted: bool,
+        read_at: Option<Timestamp>,
+    ) -> Report<'_> {
         if !outcome.changed() {
             let seen = event.is_some_and(|h| self.events.iter().any(|&e| e == h));
             let outcome = if seen { Outcome::Duplicate } else { outcome };
-            return self.report(outcome, ActionSet::EMPTY);
+            // Nothing changed, but a read may find the session abandoned.
+            let new = match read_at {
+                Some(_) => self.ask(read_at),
+                None => ActionSet::EMPTY,
+            };
+            return self.report(outcome, new);
         }
         if let Some(h) = event {
             if self.events.is_full() {
@@ -592,7 +741,7 @@ impl Tracker {
             // Cannot fail: there is room now.
             let _ = self.events.push_back(h);
         }
-        let new = self.ask();
+        let new = self.ask(read_at);
         // The observation that reveals a conflict says so itself, not only the sticky flag.
         let outcome = match outcome {
             Outcome::Advanced { from, to, .. } if self.conflicted && !was_conflicted => {
@@ -699,7 +848,9 @@ impl Tracker {
         let rises = self.claim.is_none_or(|c| claim.key() > c.key());
         if rises {
             self.claim = Some(claim);
-            self.claimed_at = Some(now);
+            if claim.status().is_final() && self.urgent_since.is_none() {
+                self.urgent_since = Some(now);
+            }
         }
         match conflict {
             Some((known, observed, kind)) => self.conflict(known, observed, kind),
@@ -720,8 +871,9 @@ impl Tracker {
     }
 
     /// Asks for what the confirmed state warrants and has not been asked for; returns the new
-    /// kinds.
-    fn ask(&mut self) -> ActionSet {
+    /// kinds. `read_at` is the time of a read that just answered: only a read finds a session
+    /// abandoned.
+    fn ask(&mut self, read_at: Option<Timestamp>) -> ActionSet {
         let mut due = ActionSet::EMPTY;
         let mut release = None;
         if let Some(best) = &self.best {
@@ -748,6 +900,15 @@ impl Tracker {
         }
         if !self.expired && self.claim().is_some_and(|c| c.status().is_final()) {
             due = due.with(ActionKind::ReadSession);
+        }
+        let abandoned = self
+            .abandon_deadline()
+            .zip(read_at)
+            .filter(|&(deadline, now)| now >= deadline);
+        if let Some((_, now)) = abandoned {
+            due = due.with(ActionKind::Disable);
+            // Read again once the merchant has disabled it: that read decides.
+            self.urgent_since = Some(now);
         }
         let new = due.without(self.asked);
         self.asked = self.asked.union(new);
@@ -801,6 +962,7 @@ impl Tracker {
                 reason: self.released?,
             },
             (ActionKind::ReadSession, _) => Action::ReadSession,
+            (ActionKind::Disable, _) => Action::Disable,
             _ => return None,
         })
     }
@@ -865,9 +1027,9 @@ impl<'t> Report<'t> {
         self.tracker.state()
     }
 
-    /// When to read the session next, after the observation ([`Tracker::next_read`]).
+    /// The next read, after the observation ([`Tracker::next_read`]).
     #[must_use]
-    pub fn next_read(&self, now: Timestamp) -> Option<Timestamp> {
+    pub fn next_read(&self, now: Timestamp) -> Option<NextRead> {
         self.tracker.next_read(now)
     }
 }

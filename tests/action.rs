@@ -31,11 +31,12 @@ proptest! {
         }
         prop_assert_eq!(ActionSet::from_bits(sa.bits()), Some(sa));
         // Listed in report order (written out here), which `Ord` follows.
-        const REPORT_ORDER: [ActionKind; 5] = [
+        const REPORT_ORDER: [ActionKind; 6] = [
             ActionKind::PlaceOrder,
             ActionKind::RecordOrder,
             ActionKind::ReviewCompletion,
             ActionKind::Release,
+            ActionKind::Disable,
             ActionKind::ReadSession,
         ];
         let listed: Vec<_> = sa.iter().collect();
@@ -47,11 +48,11 @@ proptest! {
 
 #[test]
 fn unknown_bits_are_refused() {
-    assert_eq!(ActionSet::from_bits(0b10_0000), None);
+    assert_eq!(ActionSet::from_bits(0b100_0000), None);
     assert_eq!(ActionSet::from_bits(0b1000_0000), None);
     assert_eq!(
-        ActionSet::from_bits(0b1_1111).map(|s| s.iter().count()),
-        Some(5)
+        ActionSet::from_bits(0b11_1111).map(|s| s.iter().count()),
+        Some(6)
     );
 }
 
@@ -75,11 +76,16 @@ fn actions_read_as_what_to_do() {
             "record_order",
             "review_completion",
             "release",
+            "disable",
             "read_session"
         ]
     );
     let money: Vec<_> = ActionKind::ALL.iter().map(|k| k.is_money()).collect();
-    assert_eq!(money, [true, true, true, false, false]);
+    assert_eq!(money, [true, true, true, false, false, false]);
+    assert_eq!(
+        Action::Disable.to_string(),
+        "disable the session, then read it"
+    );
     let review = Action::ReviewCompletion {
         problem: CompletionProblem::Missing,
     };

@@ -8,9 +8,9 @@ use core::time::Duration;
 use common::at;
 use hpp_session::{
     Action, ActionKind, ActionSet, Claim, Completion, CompletionProblem, ConflictKind,
-    DEFAULT_MAX_CLOCK_SKEW, FutureHint, MIN_READ_INTERVAL, NotFoundError, Outcome, PolicyError,
-    ReadPolicy, Refused, ReleaseReason, Snapshot, Status, Tracker, TrackerConfig,
-    callback_secret_matches,
+    DEFAULT_MAX_CLOCK_SKEW, FutureHint, MAX_READ_BACKOFF, MIN_READ_INTERVAL, NextRead,
+    NotFoundError, Outcome, PolicyError, ReadFailure, ReadPolicy, Refused, ReleaseReason, Snapshot,
+    Status, Timestamp, Tracker, TrackerConfig, Urgency, callback_secret_matches,
 };
 use proptest::prelude::*;
 
@@ -85,7 +85,14 @@ fn the_sample_journey_asks_each_action_once() {
         .unwrap();
     assert_eq!(r.outcome(), Outcome::Claimed(Status::Completed));
     assert_eq!(kinds(&r), ["read_session"]);
-    assert_eq!(t.next_read(at(41)), Some(at(41)));
+    // Due at once, but a hint's read comes at most one every 10 s: the last read was at 33 ms.
+    assert_eq!(
+        t.next_read(at(41)),
+        Some(NextRead {
+            at: at(10_033),
+            urgency: Urgency::Confirm
+        })
+    );
     // The same claim again, under another event id: a duplicate of the claim, not stale news.
     let before = t.clone();
     let r = t
@@ -513,52 +520,163 @@ fn event_ids_are_remembered_up_to_the_bound_then_forgotten_oldest_first() {
     );
 }
 
+/// When the next read falls due, at `now`.
+fn due(t: &Tracker, now: u64) -> Option<Timestamp> {
+    t.next_read(at(now)).map(|r| r.at)
+}
+
+const MIN: u64 = 60_000;
+
 #[test]
-fn the_read_schedule_backs_off_and_stops() {
+fn the_read_schedule_backs_off_to_the_guarantee_and_stops() {
     let mut t = Tracker::default();
-    assert_eq!(t.next_read(at(0)), Some(at(0)), "knowing nothing: read now");
+    assert_eq!(
+        t.next_read(at(0)),
+        Some(NextRead {
+            at: at(0),
+            urgency: Urgency::Initial
+        }),
+        "knowing nothing: read now"
+    );
     let _ = t
         .observe_read(&snap(Status::InProgress, 0), at(1_000))
         .unwrap();
-    // 10 s after the change, then gaps of 10, 20, 40 … s, capped at 10 min.
-    let s = |secs: u64| Some(at(1_000 + secs * 1_000));
-    assert_eq!(t.next_read(at(1_000)), s(10));
-    assert_eq!(t.next_read(at(11_000)), s(10));
-    assert_eq!(t.next_read(at(11_001)), s(20));
-    assert_eq!(t.next_read(at(21_001)), s(40));
-    assert_eq!(t.next_read(at(41_001)), s(80));
-    // 10+10+20+40+80+160+320 = 640 s, then every 600 s.
-    assert_eq!(t.next_read(at(1_000 + 640_001)), s(1_240));
-    // 60,000 s after the change: the first slot at or after it is 640 + 99 × 600 = 60,040 s.
-    assert_eq!(t.next_read(at(1_000 + 100 * 600_000)), s(640 + 99 * 600));
+    // 20 min after the change; asking again at the same instant gives the same answer.
+    let r = t.next_read(at(1_000)).unwrap();
+    assert_eq!((r.at, r.urgency), (at(1_000 + 20 * MIN), Urgency::Blind));
+    assert!(!r.is_due(at(1_000)) && r.overdue(at(1_000)).is_none());
+    // Nobody read at 20 min: at 60 min it is still due, since 20 min.
+    let r = t.next_read(at(1_000 + 60 * MIN)).unwrap();
+    assert_eq!(r.at, at(1_000 + 20 * MIN));
+    assert!(r.is_due(at(1_000 + 60 * MIN)));
+    assert_eq!(
+        r.overdue(at(1_000 + 60 * MIN)),
+        Some(Duration::from_secs(40 * 60))
+    );
+    // Read at each slot (nothing changes): the gap doubles with the time since the change, up
+    // to the guarantee's 45 min.
+    let mut now = 1_000 + 20 * MIN;
+    for gap in [20, 40, 45, 45, 45] {
+        let r = t
+            .observe_read(&snap(Status::InProgress, 0), at(now))
+            .unwrap();
+        assert_eq!(r.outcome(), Outcome::Duplicate);
+        assert_eq!(
+            due(&t, now),
+            Some(at(now + gap * MIN)),
+            "after the read at {now}"
+        );
+        now += gap * MIN;
+    }
+    // A read made late counts from when it was made.
+    let late = now + 7 * MIN;
+    let _ = t
+        .observe_read(&snap(Status::InProgress, 0), at(late))
+        .unwrap();
+    assert_eq!(due(&t, late), Some(at(late + 45 * MIN)));
     // A change resets the backoff.
     let _ = t
-        .observe_read(&snap(Status::Back, 2_000_000), at(3_000_000))
+        .observe_read(&snap(Status::Back, late), at(late + MIN))
         .unwrap();
-    assert_eq!(t.next_read(at(3_000_000)), Some(at(3_010_000)));
+    assert_eq!(due(&t, late + MIN), Some(at(late + 21 * MIN)));
+    // The last slot is `expires_at` itself; after the 404 no read is due.
+    let before = EXPIRES - 10 * MIN;
+    let _ = t
+        .observe_read(&snap(Status::Back, late), at(before))
+        .unwrap();
+    assert_eq!(due(&t, before), Some(at(EXPIRES)));
+    let _ = t.observe_not_found(at(EXPIRES)).unwrap();
+    assert_eq!(due(&t, EXPIRES), None);
 }
 
 #[test]
-fn read_policies_respect_the_rate_limit() {
+fn read_failures_back_off_and_keep_the_urgency() {
+    let mut t = Tracker::for_session(
+        hpp_session::SessionId::new("s-1").unwrap(),
+        TrackerConfig::DEFAULT,
+    );
+    let _ = t
+        .observe_read(&snap(Status::Waiting, 0), at(1_000))
+        .unwrap();
+    let _ = t
+        .observe_callback(Some("e1"), &snap(Status::Completed, 20_000), at(20_000))
+        .unwrap();
     assert_eq!(
-        ReadPolicy::new(
-            Duration::ZERO,
-            Duration::from_millis(199),
-            Duration::from_secs(1)
-        ),
+        t.next_read(at(20_000)),
+        Some(NextRead {
+            at: at(20_000),
+            urgency: Urgency::Confirm
+        })
+    );
+    // A 429 with X-Ratelimit-Reset of 1 s: not before the reset; the urgency stays.
+    let r = t
+        .observe_read_failure(
+            ReadFailure::RateLimited {
+                reset: Some(Duration::from_secs(1)),
+            },
+            at(20_000),
+        )
+        .unwrap();
+    assert_eq!(r.urgency, Urgency::Confirm);
+    assert!(r.at >= at(21_000) && r.at <= at(21_000), "{r:?}");
+    // 5xx after 5xx: 1 s, 2 s, 4 s … (less up to half), never more than a minute.
+    let mut now = 21_000;
+    let mut waits = Vec::new();
+    for _ in 0..12 {
+        let r = t
+            .observe_read_failure(ReadFailure::ServerError, at(now))
+            .unwrap();
+        let wait = r.at.duration_since(at(now)).unwrap();
+        assert!(wait <= MAX_READ_BACKOFF, "{wait:?}");
+        waits.push(wait);
+        now = u64::try_from(r.at.duration_since(at(0)).unwrap().as_millis()).unwrap();
+    }
+    // The second failure in a row waits 2 s less up to half, the third 4 s, …
+    for (k, wait) in waits.iter().enumerate() {
+        let full = Duration::from_secs(1 << (k + 1)).min(MAX_READ_BACKOFF);
+        assert!(*wait <= full && *wait >= full / 2, "{k}: {wait:?}");
+    }
+    // Reads answer again: the urgent read confirms the money, no read is due any more.
+    let r = t
+        .observe_read(&snap(Status::Completed, 20_000), at(now))
+        .unwrap();
+    assert_eq!(kinds(&r), ["place_order"]);
+    assert_eq!(due(&t, now), None);
+}
+
+#[test]
+fn read_policies_keep_their_guarantee() {
+    let p = ReadPolicy::DEFAULT;
+    assert_eq!(
+        p.with_hint_gap(Duration::from_millis(199)),
         Err(PolicyError::IntervalTooShort)
     );
     assert_eq!(
-        ReadPolicy::new(
-            Duration::ZERO,
-            Duration::from_secs(2),
-            Duration::from_secs(1)
-        ),
-        Err(PolicyError::MaxBelowInterval)
+        p.with_detect_within(Duration::from_secs(3_600)),
+        Err(PolicyError::DetectsAfterTokenExpiry)
     );
-    let p = ReadPolicy::new(Duration::ZERO, MIN_READ_INTERVAL, MIN_READ_INTERVAL).unwrap();
-    assert_eq!(p.next_slot(at(0), false, at(1)), at(200));
+    assert_eq!(
+        p.with_poll_lag(p.detect_within()),
+        Err(PolicyError::LagExceedsDetection)
+    );
+    assert_eq!(
+        p.with_poll_lag(p.detect_within() - MIN_READ_INTERVAL)
+            .unwrap()
+            .blind_gap(),
+        MIN_READ_INTERVAL
+    );
+    let cron = p.with_poll_lag(Duration::from_secs(300)).unwrap();
+    assert_eq!(cron.blind_gap(), Duration::from_secs(40 * 60));
+    assert_eq!(p.blind_gap(), p.detect_within());
+    // A first read later than the gap is capped at it.
+    let slow = p.with_first(Duration::from_secs(24 * 3_600)).unwrap();
+    assert_eq!(slow.blind_due(at(0), None), at(45 * MIN));
     assert!(PolicyError::IntervalTooShort.to_string().contains("200 ms"));
+    assert!(
+        PolicyError::DetectsAfterTokenExpiry
+            .to_string()
+            .contains("60 minutes")
+    );
 }
 
 #[test]
@@ -567,26 +685,13 @@ fn tracker_size_is_reported() {
     println!("size_of::<Tracker>() = {size}");
     // 736 before claims (#6): a claim and its anchor add 72 bytes; the expiry kept apart from
     // the best snapshot, so that a read without `expires_at` does not forget it (#14), 48; the
-    // session it is bound to and the session id a snapshot may carry (#14), 512.
-    assert!(size <= 1368, "{size}");
+    // session it is bound to and the session id a snapshot may carry (#14), 512; the read
+    // schedule's last read, back-off and merchant time limit (#15), 80.
+    assert!(size <= 1448, "{size}");
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4_096))]
-
-    /// The schedule never asks for a read before `now` nor sooner than the policy's interval
-    /// after the previous slot.
-    #[test]
-    fn read_slots_are_never_in_the_past(anchor in 0u64..1_000_000, now in 0u64..100_000_000, at_once in any::<bool>()) {
-        let p = ReadPolicy::DEFAULT;
-        let slot = p.next_slot(at(anchor), at_once, at(now));
-        prop_assert!(slot >= at(now));
-        let earliest = if at_once { at(anchor) } else { at(anchor + 10_000) };
-        prop_assert!(slot >= earliest);
-        // Slots are at most `max_interval` apart: the slot is less than that past `now` (or the
-        // first slot).
-        prop_assert!(slot == earliest || slot.duration_since(at(now)).unwrap() <= p.max_interval());
-    }
 
     /// The constant-time comparison agrees with `==` (an empty issued secret never matches).
     #[test]
@@ -773,37 +878,42 @@ fn a_claim_adds_earlier_reads_and_never_delays_the_schedule() {
     let _ = t
         .observe_callback(Some("e0"), &snap(Status::InProgress, 10), at(500))
         .unwrap();
-    assert_eq!(t.next_read(at(500)), Some(at(500)));
+    assert_eq!(due(&t, 500), Some(at(500)));
     assert!(t.snapshot().is_none() && !t.is_confirmed());
     let _ = t
         .observe_read(&snap(Status::Waiting, 0), at(1_000))
         .unwrap();
     assert_eq!(t.snapshot(), Some(&snap(Status::Waiting, 0)));
-    // The claim's own schedule (10 s after it came) is a little earlier than the confirmed
-    // one (10 s after the read).
-    assert_eq!(t.next_read(at(1_000)), Some(at(10_500)));
-    // A non-final claim at 25 s asks for a read 10 s after it, earlier than the 41 s slot.
+    assert_eq!(due(&t, 1_000), Some(at(1_000 + 20 * MIN)));
+    // A non-final claim asks for no read of its own: money waits for a final status.
     let _ = t
         .observe_callback(Some("e1"), &snap(Status::InProgress, 20), at(25_000))
         .unwrap();
-    assert_eq!(t.next_read(at(25_000)), Some(at(35_000)));
-    // Claims arriving every 9 s never push the confirmed slots later.
-    for k in 0..20u64 {
-        let now = at(40_000 + k * 9_000);
-        let _ = t
-            .observe_callback(None, &snap(Status::InProgress, 30 + k), now)
-            .unwrap();
-        let next = t.next_read(now).unwrap();
-        assert!(next <= now.checked_add(Duration::from_secs(10)).unwrap());
-    }
-    let mut schedule = Tracker::default();
-    let _ = schedule
-        .observe_read(&snap(Status::Waiting, 0), at(1_000))
+    assert_eq!(due(&t, 25_000), Some(at(1_000 + 20 * MIN)));
+    // A final claim asks for one at once.
+    let _ = t
+        .observe_callback(Some("e2"), &snap(Status::Cancelled, 30_000), at(30_000))
         .unwrap();
-    for now in [at(41_000), at(200_000), at(700_000)] {
-        assert!(t.next_read(now) <= schedule.next_read(now));
+    assert_eq!(
+        t.next_read(at(30_000)),
+        Some(NextRead {
+            at: at(30_000),
+            urgency: Urgency::Confirm
+        })
+    );
+    let _ = t
+        .observe_read(&snap(Status::InProgress, 20), at(30_000))
+        .unwrap();
+    // Claims arriving every 9 s never push the confirmed slots later.
+    let schedule = t.clone();
+    for k in 0..20u64 {
+        let now = 40_000 + k * 9_000;
+        let _ = t
+            .observe_callback(None, &snap(Status::InProgress, 30_001 + k), at(now))
+            .unwrap();
+        assert!(due(&t, now) <= due(&schedule, now));
     }
-    assert!(!t.is_expired() && t.asked().is_empty());
+    assert!(!t.is_expired());
 }
 
 #[test]

@@ -128,10 +128,19 @@ struct SimulateArgs {
     /// The probability that a read fails with a 429 or 5xx (retried after a back-off).
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     read_failure: f64,
-    /// The integrator's longest gap between reads of an open session, in seconds (the
-    /// tracker's default is 600; a larger one means fewer reads of abandoned sessions).
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
-    max_read_interval: u64,
+    /// The probability that a consumer's redirect (success, failure, back, cancel, error)
+    /// reaches the merchant.
+    #[arg(long, default_value_t = 0.5, value_parser = probability)]
+    redirect: f64,
+    /// The read schedule's guarantee: a `COMPLETED` is confirmed by a read within this many
+    /// minutes of its `updated_at` when every callback and redirect is lost (under 60, the
+    /// authorization token's life).
+    #[arg(long, default_value_t = 45, value_name = "MINUTES")]
+    detect_within: u64,
+    /// Disable sessions (and release their carts) that showed no sign of life for this many
+    /// minutes (the merchant's own time limit; default: never).
+    #[arg(long, value_name = "MINUTES")]
+    abandon_after: Option<u64>,
 }
 
 /// A probability from 0 to 1.
@@ -213,25 +222,25 @@ fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<ExitCode, Error
         max_delay: Duration::from_secs(args.max_delay),
         forged: permille(args.forged),
         read_failure: permille(args.read_failure),
+        redirect: permille(args.redirect),
         ..SimConfig::DEFAULT
     };
-    let defaults = ReadPolicy::DEFAULT;
-    let reads = ReadPolicy::new(
-        defaults.first(),
-        defaults.interval(),
-        Duration::from_secs(args.max_read_interval),
-    )
-    .unwrap_or_else(|e| {
-        // A usage error like clap's own: the message, the usage, exit status 2.
-        Cli::command()
-            .error(
-                clap::error::ErrorKind::ValueValidation,
-                format!("invalid value for '--max-read-interval <SECONDS>': {e}"),
-            )
-            .exit()
-    });
+    let reads = ReadPolicy::DEFAULT
+        .with_detect_within(Duration::from_secs(args.detect_within.saturating_mul(60)))
+        .unwrap_or_else(|e| {
+            // A usage error like clap's own: the message, the usage, exit status 2.
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ValueValidation,
+                    format!("invalid value for '--detect-within <MINUTES>': {e}"),
+                )
+                .exit()
+        });
     let tracker = TrackerConfig {
         reads,
+        abandon_after: args
+            .abandon_after
+            .map(|m| Duration::from_secs(m.saturating_mul(60))),
         ..TrackerConfig::DEFAULT
     };
     let mut expected: Box<dyn Write> = match &args.expected {

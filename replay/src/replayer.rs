@@ -36,7 +36,7 @@ impl Observed {
             } else {
                 report.actions().collect()
             },
-            next_read: report.next_read(now),
+            next_read: report.next_read(now).map(|r| r.at),
         }
     }
 

@@ -77,7 +77,7 @@ impl View<'_> {
 
     pub(crate) fn next_read(self, now: Timestamp) -> Option<Timestamp> {
         match self {
-            View::Live(t) => t.next_read(now),
+            View::Live(t) => t.next_read(now).map(|r| r.at),
             View::Settled(_) => None,
         }
     }

@@ -143,7 +143,7 @@ fn the_summary_says_what_a_log_came_to() {
         "lines": 9,
         "sessions": 4,
         "by_status": {"BACK": 1, "COMPLETED": 2, "UNCONFIRMED": 1},
-        "actions": {"place_order": 1, "record_order": 1, "review_completion": 0, "release": 1, "read_session": 1},
+        "actions": {"place_order": 1, "record_order": 1, "review_completion": 0, "release": 1, "disable": 0, "read_session": 1},
         "conflicts": ["s-conflict"],
         "rejected": {"count": 2, "first": [
             {"line": 7, "error": "not a log line: expected ident at line 1 column 2"},
@@ -152,7 +152,7 @@ fn the_summary_says_what_a_log_came_to() {
         "as_of": "2019-05-13T10:00:50.000Z",
         "open": [
             {"session_id": "s-hint", "status": null, "claim": "IN_PROGRESS", "next_read": "2019-05-13T10:00:50.000Z"},
-            {"session_id": "s-open", "status": "BACK", "next_read": "2019-05-13T10:01:00.000Z"}
+            {"session_id": "s-open", "status": "BACK", "next_read": "2019-05-13T10:20:20.000Z"}
         ]
     });
     assert_eq!(got, expected);
@@ -379,15 +379,18 @@ fn simulate_takes_each_delivery_option() {
         stamps.windows(2).any(|w| w[0] > w[1]),
         "no callback overtook another"
     );
-    // Failing reads are retried (more reads than read lines); a longer read interval reads less.
+    // Failing reads are retried (more reads than read lines); a merchant time limit reads less,
+    // a tighter guarantee more.
     let o = sim(&[&perfect[..], &["--read-failure", "0.5"]].concat());
     let read_lines = json_lines(&o)
         .iter()
         .filter(|l| l.get("read").is_some() || l.get("not_found").is_some())
         .count() as u64;
     assert!(sim_counts(&o).2 > read_lines + 100);
-    let o = sim(&[&perfect[..], &["--max-read-interval", "3600"]].concat());
+    let o = sim(&[&perfect[..], &["--abandon-after", "120"]].concat());
     assert!(sim_counts(&o).2 < perfect_reads / 2);
+    let o = sim(&[&perfect[..], &["--detect-within", "15"]].concat());
+    assert!(sim_counts(&o).2 > perfect_reads * 2);
 }
 
 #[test]
@@ -636,7 +639,9 @@ fn paid_stays_paid_and_rejected_lines_leave_no_session_through_the_binary() {
 
 #[test]
 fn an_out_of_range_simulate_option_is_a_usage_error() {
-    let o = run(&["simulate", "--sessions", "1", "--max-read-interval", "1"]);
+    // A guarantee past the token's hour cannot be kept.
+    let o = run(&["simulate", "--sessions", "1", "--detect-within", "60"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--max-read-interval"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--detect-within") && err.contains("60 minutes"), "{err}");
 }

@@ -4,9 +4,10 @@
 use core::time::Duration;
 
 use super::Scenario;
-use super::klarna::{Delivery, ReadAnswer};
+use super::klarna::{Delivery, DisableAnswer, ReadAnswer, ReadFailure as SimFailure, Visit};
 use super::oracle::Expected;
-use crate::schedule::MIN_READ_INTERVAL;
+use crate::action::ActionKind;
+use crate::schedule::ReadFailure;
 use crate::secret::callback_secret_matches;
 use crate::timestamp::Timestamp;
 use crate::tracker::{Report, Tracker, TrackerConfig};
@@ -57,14 +58,20 @@ pub const MAX_RUN_ACTIONS: usize = 8;
 /// How long after expiry the loop keeps going before it calls a session unsettled.
 pub const SETTLE_WITHIN: Duration = Duration::from_secs(24 * 3600);
 
-/// The longest back-off between failed reads.
-pub const MAX_READ_BACKOFF: Duration = Duration::from_secs(60);
-
 /// One thing that reached the integrator, in time order.
 #[derive(Debug)]
 pub enum Step<'s> {
     /// A status callback arrived.
     Callback(&'s Delivery),
+    /// The consumer's browser (or an adversary) opened a redirect URL.
+    Redirect(&'s Visit),
+    /// The merchant disabled the session, as the tracker asked.
+    Disable {
+        /// When.
+        at: Timestamp,
+        /// Klarna's answer.
+        answer: DisableAnswer,
+    },
     /// The integrator read the session at `at`.
     Read {
         /// When.
@@ -86,6 +93,10 @@ pub struct Run {
     pub reads: u32,
     /// Callbacks observed.
     pub callbacks: u32,
+    /// Redirects observed.
+    pub redirects: u32,
+    /// Disables the merchant made (the tracker asks for at most one).
+    pub disables: u32,
     /// Observations refused (forged bodies that fail validation, hints from the future,
     /// callbacks whose secret did not match under [`Callbacks::Verified`]).
     pub refused: u32,
@@ -94,13 +105,15 @@ pub struct Run {
 }
 
 impl Run {
-    fn record(&mut self, report: &Report<'_>) {
+    /// Records the report's merchant actions; says whether it asks for a disable.
+    fn record(&mut self, report: &Report<'_>) -> bool {
         for action in report.actions() {
             if let Some(expected) = Expected::of(&action) {
                 // Past the bound is far past a failure already.
                 let _ = self.actions.push(expected);
             }
         }
+        report.action_kinds().contains(ActionKind::Disable)
     }
 }
 
@@ -129,15 +142,22 @@ fn take_callback<'t>(
     observed.map_err(|_| ())
 }
 
+/// What the loop does next.
+enum Next {
+    Callback,
+    Visit,
+    Read,
+}
+
 /// Runs `scenario` against an integrator (a [`TrackerConfig`], or an [`Integrator`] that checks
 /// callback secrets), handing each step to `on_step` before the tracker observes it.
 ///
-/// The integrator creates the session at its creation time, observes each callback as it
-/// arrives, and reads at [`Tracker::next_read`], never twice within [`MIN_READ_INTERVAL`]
-/// (the tracker anchors its schedule on changes, so right after a read that changed nothing it
-/// may still say "now"). A failed read is retried after 1 s, 2 s, 4 s, … up to
-/// [`MAX_READ_BACKOFF`]. The loop ends when no callback is left and no read is needed, or
-/// [`SETTLE_WITHIN`] after expiry.
+/// The integrator creates the session at its creation time, observes each callback and redirect
+/// as it arrives, and reads whenever [`Tracker::next_read`] says a read is due, the way a
+/// poller that sleeps until the next read does: no spacing of its own, no back-off of its own
+/// (a failed read goes to [`Tracker::observe_read_failure`]). When the tracker asks for
+/// [`crate::Action::Disable`], the merchant disables the session at once. The loop ends when no
+/// callback or redirect is left and no read is needed, or [`SETTLE_WITHIN`] after expiry.
 pub fn drive(
     scenario: &mut Scenario,
     integrator: impl Into<Integrator>,
@@ -148,30 +168,35 @@ pub fn drive(
     let mut run = Run::default();
     let deadline = scenario.history.expires_at.saturating_add(SETTLE_WITHIN);
     let mut now = scenario.history.created_at;
-    let mut next_delivery = 0;
-    let mut not_before = now;
-    let mut backoff = Duration::ZERO;
+    let (mut next_delivery, mut next_visit) = (0, 0);
     loop {
-        let read_at = tracker
-            .next_read(now.max(not_before))
-            .map(|t| t.max(not_before));
-        let delivery = scenario.deliveries.get(next_delivery);
-        let step_at = match (read_at, delivery) {
-            (None, None) => {
-                run.settled = true;
-                break;
-            }
-            (Some(r), Some(d)) => r.min(d.at),
-            (Some(r), None) => r,
-            (None, Some(d)) => d.at,
+        let read_at = tracker.next_read(now).map(|r| r.at.max(now));
+        let delivery = scenario.deliveries.get(next_delivery).map(|d| d.at);
+        let visit = scenario.visits.get(next_visit).map(|v| v.at);
+        // Ties: a callback first, then a redirect, then the read (a read at the same instant
+        // then sees what they asked for).
+        let next = [
+            (delivery, Next::Callback),
+            (visit, Next::Visit),
+            (read_at, Next::Read),
+        ]
+        .into_iter()
+        .filter_map(|(at, next)| at.map(|at| (at, next)))
+        .min_by_key(|&(at, ref next)| (at, next_rank(next)));
+        let Some((step_at, next)) = next else {
+            run.settled = true;
+            break;
         };
         if step_at > deadline {
             run.settled = read_at.is_none();
             break;
         }
         now = step_at;
-        match delivery {
-            Some(d) if d.at <= step_at => {
+        let disable = match next {
+            Next::Callback => {
+                let Some(d) = scenario.deliveries.get(next_delivery) else {
+                    break;
+                };
                 next_delivery += 1;
                 run.callbacks += 1;
                 on_step(Step::Callback(d));
@@ -185,59 +210,92 @@ pub fn drive(
                             .map(|r| run.record(&r))
                     });
                 run.refused += u32::from(observed.is_err());
+                observed.unwrap_or(false)
             }
-            _ => {
-                run.reads += 1;
-                let answer = scenario.read(now);
-                on_step(Step::Read {
-                    at: now,
-                    answer: &answer,
+            Next::Visit => {
+                let Some(v) = scenario.visits.get(next_visit) else {
+                    break;
+                };
+                next_visit += 1;
+                run.redirects += 1;
+                on_step(Step::Redirect(v));
+                let id = crate::id::SessionId::new(scenario.history.session_id.as_str());
+                let observed = id.map_err(|_| ()).and_then(|id| {
+                    tracker
+                        .observe_redirect(&id, v.redirect, now)
+                        .map(|r| run.record(&r))
+                        .map_err(|_| ())
                 });
-                not_before = now.saturating_add(MIN_READ_INTERVAL);
-                match &answer {
-                    ReadAnswer::Session(body) => {
-                        backoff = Duration::ZERO;
-                        // The simulator's read bodies are valid by construction; a history
-                        // built by hand could break that, and is then refused, not a panic.
-                        let observed =
-                            body.session_body()
-                                .snapshot()
-                                .map_err(|_| ())
-                                .and_then(|s| {
-                                    tracker
-                                        .observe_read(&s, now)
-                                        .map(|r| run.record(&r))
-                                        .map_err(|_| ())
-                                });
-                        run.refused += u32::from(observed.is_err());
-                    }
-                    ReadAnswer::NotFound => {
-                        if let Ok(report) = tracker.observe_not_found(now) {
-                            backoff = Duration::ZERO;
-                            run.record(&report);
-                        } else {
-                            // No confirmed `expires_at` to judge the 404 by: like a failed read.
-                            run.refused += 1;
-                            backoff = next_backoff(backoff);
-                            not_before = now.saturating_add(backoff);
-                        }
-                    }
-                    ReadAnswer::Failed(_) => {
-                        backoff = next_backoff(backoff);
-                        not_before = now.saturating_add(backoff);
-                    }
-                }
+                run.refused += u32::from(observed.is_err());
+                observed.unwrap_or(false)
             }
+            Next::Read => read(scenario, &mut tracker, &mut run, now, &mut on_step),
+        };
+        if disable {
+            run.disables += 1;
+            let answer = scenario.disable(now);
+            on_step(Step::Disable { at: now, answer });
         }
     }
     run.conflict = tracker.has_conflict();
     (tracker, run)
 }
 
-/// 1 s, then doubling, up to [`MAX_READ_BACKOFF`].
-fn next_backoff(backoff: Duration) -> Duration {
-    backoff
-        .saturating_mul(2)
-        .max(Duration::from_secs(1))
-        .min(MAX_READ_BACKOFF)
+fn next_rank(next: &Next) -> u8 {
+    match next {
+        Next::Callback => 0,
+        Next::Visit => 1,
+        Next::Read => 2,
+    }
+}
+
+/// One read at `now`; says whether it asks for a disable.
+fn read(
+    scenario: &mut Scenario,
+    tracker: &mut Tracker,
+    run: &mut Run,
+    now: Timestamp,
+    on_step: &mut impl FnMut(Step<'_>),
+) -> bool {
+    run.reads += 1;
+    let answer = scenario.read(now);
+    on_step(Step::Read {
+        at: now,
+        answer: &answer,
+    });
+    let failure = match &answer {
+        ReadAnswer::Session(body) => {
+            // The simulator's read bodies are valid by construction; a history built by hand
+            // could break that, and is then refused, not a panic.
+            let observed = body
+                .session_body()
+                .snapshot()
+                .map_err(|_| ())
+                .and_then(|s| {
+                    tracker
+                        .observe_read(&s, now)
+                        .map(|r| run.record(&r))
+                        .map_err(|_| ())
+                });
+            if let Ok(disable) = observed {
+                return disable;
+            }
+            run.refused += 1;
+            ReadFailure::Unexpected
+        }
+        ReadAnswer::NotFound => {
+            if let Ok(report) = tracker.observe_not_found(now) {
+                return run.record(&report);
+            }
+            // No confirmed `expires_at` to judge the 404 by.
+            run.refused += 1;
+            ReadFailure::Unexpected
+        }
+        ReadAnswer::Failed(SimFailure::RateLimited) => ReadFailure::RateLimited {
+            reset: Some(Duration::from_secs(1)),
+        },
+        ReadAnswer::Failed(SimFailure::ServerError) => ReadFailure::ServerError,
+    };
+    let _ = tracker.observe_read_failure(failure, now);
+    false
 }

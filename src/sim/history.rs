@@ -146,7 +146,7 @@ impl History {
 
     /// The merchant disables the session at `at`: every later change never happens, and the
     /// session becomes `DISABLED` unless it was already final.
-    fn disable(&mut self, at: Timestamp) {
+    pub(super) fn disable(&mut self, at: Timestamp) {
         let kept = self.changes.iter().take_while(|c| c.at <= at).count();
         let status = self.status_at(at);
         if status.is_final() {

@@ -6,9 +6,13 @@ use core::time::Duration;
 use super::history::{Change, CompletionFields, History};
 use super::rng::Rng;
 use super::{SimConfig, Text};
+use crate::redirect::Redirect;
 use crate::status::Status;
 use crate::timestamp::Timestamp;
 use crate::wire::SessionBody;
+
+/// The most redirects one scenario holds: one per consumer change, and the forged ones.
+pub const MAX_VISITS: usize = super::history::MAX_WALK + MAX_FORGED;
 
 /// The most deliveries one scenario holds, exactly the worst case: every call of every consumer
 /// change ([`CALLS_PER_EVENT`] × [`super::history::MAX_WALK`]; the merchant's disable sends
@@ -103,6 +107,30 @@ pub struct Delivery {
     pub forged: bool,
 }
 
+/// The consumer's browser (or an adversary) opening one of the merchant's redirect URLs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Visit {
+    /// When it reached the merchant.
+    pub at: Timestamp,
+    /// Which URL.
+    pub redirect: Redirect,
+    /// The `updated_at` of the change it follows (a forged one: its own arrival).
+    pub change_at: Timestamp,
+    /// Opened by an adversary, not by the consumer (for the test's report).
+    pub forged: bool,
+}
+
+/// Klarna's answer to the merchant's `DELETE` (disable) of the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DisableAnswer {
+    /// 204: the session is `DISABLED` from now on.
+    Disabled,
+    /// 400: the session is already final (the consumer paid, or cancelled, meanwhile).
+    AlreadyFinal,
+    /// 404: the session expired.
+    NotFound,
+}
+
 /// Why a read failed; the integrator reads again a little later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReadFailure {
@@ -174,6 +202,51 @@ pub(super) fn deliveries(
     }
     out.sort_unstable_by(|(a, i), (b, j)| a.at.cmp(&b.at).then(i.cmp(j)));
     out.into_iter().map(|(d, _)| d).collect()
+}
+
+/// The redirects that reach the merchant, sorted by arrival: after each consumer change that has
+/// a redirect URL, with probability `config.redirect`, 0.2 to 5 s later; and, for a session an
+/// adversary attacks, one or two forged ones at any time.
+pub(super) fn visits(
+    history: &History,
+    rng: &mut Rng,
+    config: &SimConfig,
+) -> heapless::Vec<Visit, MAX_VISITS> {
+    let mut out = heapless::Vec::<Visit, MAX_VISITS>::new();
+    if config.redirect == 0 && config.forged == 0 {
+        // Draw nothing: the scenario's other streams stay as they were.
+        return out;
+    }
+    for change in history.changes.iter().filter(|c| c.calls_back()) {
+        let Some(redirect) = Redirect::after(change.status) else {
+            continue;
+        };
+        if rng.chance(config.redirect) {
+            let at = after(change.at, rng.range(200, 5_000));
+            // One per change: the bound holds them all.
+            let _ = out.push(Visit {
+                at,
+                redirect,
+                change_at: change.at,
+                forged: false,
+            });
+        }
+    }
+    if rng.chance(config.forged) {
+        let span = millis(super::history::SESSION_LIFETIME);
+        for _ in 0..rng.range(1, 3) {
+            let redirect = rng.pick(&Redirect::ALL).unwrap_or(Redirect::Success);
+            let at = after(history.created_at, rng.range(0, span));
+            let _ = out.push(Visit {
+                at,
+                redirect,
+                change_at: at,
+                forged: true,
+            });
+        }
+    }
+    out.sort_unstable_by_key(|v| v.at);
+    out
 }
 
 /// A callback an adversary who knows the callback URL posts: any status, any ids, any times

@@ -43,7 +43,9 @@ pub mod rng;
 use core::time::Duration;
 
 pub use history::{History, MAX_CHANGES};
-pub use klarna::{Body, Delivery, MAX_DELIVERIES, ReadAnswer, ReadFailure};
+pub use klarna::{
+    Body, Delivery, DisableAnswer, MAX_DELIVERIES, MAX_VISITS, ReadAnswer, ReadFailure, Visit,
+};
 
 use crate::timestamp::Timestamp;
 use rng::Rng;
@@ -72,12 +74,16 @@ pub struct SimConfig {
     pub forged: u16,
     /// Reads answered 429 or 5xx.
     pub read_failure: u16,
+    /// A consumer change with a redirect URL (`COMPLETED`, `FAILED`, `BACK`, `CANCELLED`,
+    /// `ERROR`) whose redirect reaches the merchant (the consumer may close the window first).
+    pub redirect: u16,
 }
 
 impl SimConfig {
     /// Sessions from `2019-05-13T14:51:43.507Z` (an instant from Klarna's examples), one every
     /// 500 ms; 10 % of calls lost, 10 % acknowledged too late, 2 % of events lost outright,
-    /// up to 10 s of delay; no adversary, no failing reads.
+    /// up to 10 s of delay; half of the redirects reach the merchant; no adversary, no failing
+    /// reads.
     pub const DEFAULT: Self = Self {
         start: match Timestamp::from_unix(1_557_759_103, 507_000_000) {
             Some(t) => t,
@@ -90,6 +96,7 @@ impl SimConfig {
         max_delay: Duration::from_secs(10),
         forged: 0,
         read_failure: 0,
+        redirect: 500,
     };
 }
 
@@ -130,9 +137,11 @@ impl Simulator {
         let created_at = self.config.start.saturating_add(offset);
         let history = History::generate(&mut rng, created_at);
         let deliveries = klarna::deliveries(&history, &mut rng, &self.config);
+        let visits = klarna::visits(&history, &mut rng, &self.config);
         Scenario {
             history,
             deliveries,
+            visits,
             read_failure: self.config.read_failure,
             rng,
         }
@@ -147,6 +156,8 @@ pub struct Scenario {
     pub history: History,
     /// The callbacks, sorted by arrival.
     pub deliveries: heapless::Vec<Delivery, MAX_DELIVERIES>,
+    /// The redirects that reach the merchant, sorted by arrival.
+    pub visits: heapless::Vec<Visit, MAX_VISITS>,
     read_failure: u16,
     rng: Rng,
 }
@@ -156,6 +167,31 @@ impl Scenario {
     #[must_use]
     pub fn deliveries(&self) -> &[Delivery] {
         &self.deliveries
+    }
+
+    /// The merchant disables the session at `at` (`DELETE`): 404 from `expires_at`, 400 when it
+    /// is final already, else 204, and then the consumer's later changes never happen (their
+    /// callbacks and redirects are not sent) and the session is `DISABLED`.
+    pub fn disable(&mut self, at: Timestamp) -> DisableAnswer {
+        if at >= self.history.expires_at {
+            return DisableAnswer::NotFound;
+        }
+        if self.history.status_at(at).is_final() {
+            return DisableAnswer::AlreadyFinal;
+        }
+        self.history.disable(at);
+        let kept = |t: Timestamp| t <= at;
+        let changes = &self.history.changes;
+        // A real callback is of a change that is still in the history (its `updated_at`).
+        self.deliveries.retain(|d| {
+            d.forged
+                || Timestamp::parse(&d.body.updated_at)
+                    .is_ok_and(|t| kept(t) && changes.iter().any(|c| c.at == t))
+        });
+        self.visits.retain(|v| {
+            v.forged || (kept(v.change_at) && changes.iter().any(|c| c.at == v.change_at))
+        });
+        DisableAnswer::Disabled
     }
 
     /// Klarna's answer to a read at `at`: 404 from `expires_at` on; otherwise the session as of

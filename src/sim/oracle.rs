@@ -72,7 +72,7 @@ impl Expected {
             },
             Action::ReviewCompletion { .. } => Self::ReviewCompletion,
             Action::Release { reason } => Self::Release(*reason),
-            Action::ReadSession => return None,
+            Action::ReadSession | Action::Disable => return None,
         })
     }
 }

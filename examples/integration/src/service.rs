@@ -6,12 +6,11 @@ use std::path::Path;
 
 use hpp_session::wire::{CallbackBody, SessionBody};
 use hpp_session::{
-    MIN_READ_INTERVAL, Outcome, SessionId, Timestamp, Tracker, TrackerConfig,
-    callback_secret_matches,
+    Outcome, ReadFailure, SessionId, Timestamp, Tracker, TrackerConfig, callback_secret_matches,
 };
 use rusqlite::Connection;
 
-use crate::store::{self, StoredAction, millis};
+use crate::store::{self, StoredAction};
 
 /// Where the test may kill the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -206,15 +205,8 @@ impl Service {
             Ok(report) => (report.outcome(), store::owned(report.actions())),
             Err(e) => return Ok(Handled::Refused(e.to_string())),
         };
-        let next = row.tracker.next_read(now).map(millis);
-        store::save(
-            &tx,
-            session_id,
-            &row.tracker,
-            next,
-            row.read_failures,
-            &actions,
-        )?;
+        let next = row.tracker.next_read(now);
+        store::save(&tx, session_id, &row.tracker, next, &actions)?;
         faults.check(CrashPoint::BeforeCommit)?;
         tx.commit()?;
         faults.check(CrashPoint::AfterCommit)?;
@@ -224,8 +216,9 @@ impl Service {
     /// Reads every session whose read is due at `now` (at most `limit`), with `read`, and
     /// stores what each read showed. Returns how many were read.
     ///
-    /// After a read the next is never due within [`MIN_READ_INTERVAL`]; after a failed read
-    /// (or a 404 that cannot be judged yet) it is due after 1 s, 2 s, 4 s, … up to a minute.
+    /// Due reads are read most urgent first (the tracker's [`hpp_session::Urgency`]), then
+    /// longest due first. The tracker counts each read, and backs off after a failed one (or a
+    /// 404 it cannot judge yet): the service keeps no schedule of its own.
     ///
     /// # Errors
     /// [`ServiceError`]: the sessions read before it are stored.
@@ -257,19 +250,16 @@ impl Service {
                     .map(|r| store::owned(r.actions())),
                 ReadResult::Failed => None,
             };
-            let (next, failures, actions) = if let Some(actions) = learned {
-                let after = now.saturating_add(MIN_READ_INTERVAL);
-                (row.tracker.next_read(after).map(millis), 0, actions)
-            } else {
-                let failures = row.read_failures.saturating_add(1);
-                let backoff_ms = 1_000_i64 << failures.min(6).saturating_sub(1);
-                (
-                    Some(millis(now) + backoff_ms.min(60_000)),
-                    failures,
-                    Vec::new(),
-                )
-            };
-            store::save(&tx, session_id, &row.tracker, next, failures, &actions)?;
+            let actions = learned.unwrap_or_else(|| {
+                let failure = match answer {
+                    ReadResult::Failed => ReadFailure::ServerError,
+                    _ => ReadFailure::Unexpected,
+                };
+                let _ = row.tracker.observe_read_failure(failure, now);
+                Vec::new()
+            });
+            let next = row.tracker.next_read(now);
+            store::save(&tx, session_id, &row.tracker, next, &actions)?;
             faults.check(CrashPoint::BeforeCommit)?;
             tx.commit()?;
             faults.check(CrashPoint::AfterCommit)?;

@@ -1,18 +1,19 @@
 //! The database: sessions with their trackers, and the actions they asked for.
 
-use hpp_session::{Action, ActionKind, Timestamp, Tracker};
+use hpp_session::{Action, ActionKind, NextRead, Timestamp, Tracker, Urgency};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::Value;
 
-/// The schema. `next_read_ms` is the tracker's next read (Unix milliseconds), `NULL` when none is
-/// needed; `read_failures` counts failed reads in a row, for the back-off.
+/// The schema. `next_read_ms` is when the tracker's next read falls due (Unix milliseconds; it
+/// stays due until a read happens), `NULL` when none is needed; `urgency` orders due reads (2
+/// confirm, 1 initial, 0 blind). The back-off after failed reads is the tracker's.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
     session_id    TEXT PRIMARY KEY,
     secret        TEXT NOT NULL,
     tracker       TEXT NOT NULL,
     next_read_ms  INTEGER,
-    read_failures INTEGER NOT NULL DEFAULT 0
+    urgency       INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_due ON sessions (next_read_ms);
 CREATE TABLE IF NOT EXISTS actions (
@@ -59,8 +60,6 @@ pub struct SessionRow {
     pub secret: String,
     /// Its tracker.
     pub tracker: Tracker,
-    /// Failed reads in a row.
-    pub read_failures: u32,
 }
 
 /// Loads a session.
@@ -69,19 +68,15 @@ pub struct SessionRow {
 /// SQLite's, or a stored tracker that does not parse.
 pub fn load(tx: &Transaction<'_>, session_id: &str) -> rusqlite::Result<Option<SessionRow>> {
     tx.query_row(
-        "SELECT secret, tracker, read_failures FROM sessions WHERE session_id = ?1",
+        "SELECT secret, tracker FROM sessions WHERE session_id = ?1",
         [session_id],
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?)),
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
     )
     .optional()?
-    .map(|(secret, tracker, read_failures)| {
+    .map(|(secret, tracker)| {
         let tracker = serde_json::from_str(&tracker)
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        Ok(SessionRow {
-            secret,
-            tracker,
-            read_failures,
-        })
+        Ok(SessionRow { secret, tracker })
     })
     .transpose()
 }
@@ -95,13 +90,20 @@ pub fn insert(
     session_id: &str,
     secret: &str,
     tracker: &Tracker,
-    next_read: Option<Timestamp>,
+    next_read: Option<NextRead>,
 ) -> rusqlite::Result<()> {
     let json = serde_json::to_string(tracker)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     tx.execute(
-        "INSERT INTO sessions (session_id, secret, tracker, next_read_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![session_id, secret, json, next_read.map(millis)],
+        "INSERT INTO sessions (session_id, secret, tracker, next_read_ms, urgency) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            session_id,
+            secret,
+            json,
+            next_read.map(|r| millis(r.at)),
+            urgency(next_read)
+        ],
     )?;
     Ok(())
 }
@@ -115,16 +117,19 @@ pub fn save(
     tx: &Transaction<'_>,
     session_id: &str,
     tracker: &Tracker,
-    next_read_ms: Option<i64>,
-    read_failures: u32,
+    next_read: Option<NextRead>,
     actions: &[(ActionKind, Value)],
 ) -> rusqlite::Result<()> {
     let json = serde_json::to_string(tracker)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     tx.execute(
-        "UPDATE sessions SET tracker = ?2, next_read_ms = ?3, read_failures = ?4 \
-         WHERE session_id = ?1",
-        params![session_id, json, next_read_ms, read_failures],
+        "UPDATE sessions SET tracker = ?2, next_read_ms = ?3, urgency = ?4 WHERE session_id = ?1",
+        params![
+            session_id,
+            json,
+            next_read.map(|r| millis(r.at)),
+            urgency(next_read)
+        ],
     )?;
     for (kind, data) in actions {
         let kind = *kind;
@@ -208,14 +213,23 @@ pub fn mark_done(conn: &Connection, action_id: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Sessions whose read is due at `now`, soonest first.
+/// The stored urgency of a next read: 2 confirm, 1 initial, 0 blind (or none).
+fn urgency(next_read: Option<NextRead>) -> i64 {
+    match next_read.map(|r| r.urgency) {
+        Some(Urgency::Confirm) => 2,
+        Some(Urgency::Initial) => 1,
+        _ => 0,
+    }
+}
+
+/// Sessions whose read is due at `now`, most urgent first, then longest due.
 ///
 /// # Errors
 /// SQLite's.
 pub fn due(conn: &Connection, now: Timestamp, limit: u32) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT session_id FROM sessions WHERE next_read_ms <= ?1 \
-         ORDER BY next_read_ms LIMIT ?2",
+         ORDER BY urgency DESC, next_read_ms LIMIT ?2",
     )?;
     stmt.query_map(params![millis(now), limit], |r| r.get(0))?
         .collect()

@@ -1,6 +1,7 @@
 //! The service's handler, poller and executor, one case at a time.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use hpp_integration_example::{
     Callbacks, Crash, CrashPoint, Handled, NoFaults, ReadResult, Service, ServiceError, action_id,
@@ -91,35 +92,36 @@ fn the_poller_stores_the_action_once_and_the_executor_marks_it_done() {
     let mut s = service("poller");
     let now = at("2019-05-13T14:55:00.250Z");
     let paid = body(ID, "COMPLETED", "2019-05-13T14:54:04.675Z", TOKEN);
-    // A failed read, then a body for another session: nothing learned, read again after 1 s,
-    // then 2 s.
+    // A failed read, then a body for another session: nothing learned, read again after the
+    // tracker's back-off (1 s, then 2 s, less a spread of up to half drawn from the session id).
     let read = |s: &mut Service, t: Timestamp, answer: ReadResult| {
         s.poll(t, 10, |_, _| answer.clone(), &mut NoFaults).unwrap()
     };
+    let within = |next: Timestamp, from: Timestamp, most_ms: u64| {
+        let wait = next.duration_since(from).unwrap();
+        assert!(
+            wait <= Duration::from_millis(most_ms) && wait >= Duration::from_millis(most_ms / 2),
+            "{wait:?}"
+        );
+    };
     assert_eq!(read(&mut s, now, ReadResult::Failed), 1);
-    assert_eq!(s.next_read().unwrap(), Some(at("2019-05-13T14:55:01.250Z")));
+    let first = s.next_read().unwrap().unwrap();
+    within(first, now, 1_000);
     let other = ReadResult::Body(body(
         "another",
         "COMPLETED",
         "2019-05-13T14:54:04.675Z",
         TOKEN,
     ));
-    assert_eq!(read(&mut s, at("2019-05-13T14:55:01.250Z"), other), 1);
-    assert_eq!(s.next_read().unwrap(), Some(at("2019-05-13T14:55:03.250Z")));
+    assert_eq!(read(&mut s, first, other), 1);
+    let second = s.next_read().unwrap().unwrap();
+    within(second, first, 2_000);
     // Not due yet: nothing read.
-    assert_eq!(
-        read(&mut s, at("2019-05-13T14:55:03.249Z"), ReadResult::Failed),
-        0
-    );
+    let just_before =
+        Timestamp::from_unix(second.unix_seconds() - 1, second.subsec_nanos()).unwrap();
+    assert_eq!(read(&mut s, just_before, ReadResult::Failed), 0);
     // The paid read: the order to place, once; no read needed any more.
-    assert_eq!(
-        read(
-            &mut s,
-            at("2019-05-13T14:55:03.250Z"),
-            ReadResult::Body(paid.clone())
-        ),
-        1
-    );
+    assert_eq!(read(&mut s, second, ReadResult::Body(paid.clone())), 1);
     assert_eq!(s.next_read().unwrap(), None);
     let pending = s.pending().unwrap();
     assert_eq!(pending.len(), 1);
