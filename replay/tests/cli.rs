@@ -643,5 +643,8 @@ fn an_out_of_range_simulate_option_is_a_usage_error() {
     let o = run(&["simulate", "--sessions", "1", "--detect-within", "60"]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("--detect-within") && err.contains("60 minutes"), "{err}");
+    assert!(
+        err.contains("--detect-within") && err.contains("60 minutes"),
+        "{err}"
+    );
 }
