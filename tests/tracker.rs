@@ -13,8 +13,8 @@ use core::time::Duration;
 
 use common::{at, oracle};
 use hpp_session::{
-    Action, Claim, Completion, CompletionProblem, Event, Outcome, Refused, ReleaseReason, Snapshot,
-    State, Status, Timestamp, Tracker, TrackerConfig,
+    Action, ActionSet, Claim, Completion, CompletionProblem, Event, Outcome, Redirect, Refused,
+    ReleaseReason, SessionId, Snapshot, State, Status, Timestamp, Tracker, TrackerConfig,
 };
 use proptest::prelude::*;
 
@@ -513,6 +513,17 @@ enum Arrival {
     Genuine(usize),
     Forged(Box<Delivery>),
     StrayNotFound,
+    /// Anyone can open the merchant's redirect URLs, for any session id.
+    ForgedRedirect(Redirect, String),
+}
+
+/// A redirect anyone can open: any URL, this session's id or another's.
+fn forged_redirect() -> impl Strategy<Value = Arrival> {
+    (
+        prop::sample::select(Redirect::ALL.to_vec()),
+        prop_oneof![Just("s-1".to_owned()), "[a-z0-9-]{1,12}"],
+    )
+        .prop_map(|(r, id)| Arrival::ForgedRedirect(r, id))
 }
 
 /// The confirmed part of a state: everything but the claim.
@@ -531,10 +542,10 @@ fn decisions(actions: &[Asked]) -> Vec<Asked> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(10_240))]
 
-    /// Non-interference (`SPEC.md` N1): under the default trust, forged callbacks and stray
-    /// 404s anywhere in a schedule change none of the money and release decisions, nor their
-    /// data, nor the confirmed state, nor when they are made; at most they ask for reads
-    /// earlier than the confirmed schedule would.
+    /// Non-interference (`SPEC.md` N1): under the default trust, forged callbacks, forged
+    /// redirects and stray 404s anywhere in a schedule change none of the money and release
+    /// decisions, nor their data, nor the confirmed state, nor when they are made; at most they
+    /// ask for reads earlier than the confirmed schedule would.
     #[test]
     fn forged_callbacks_change_no_decision(
         changes in history(),
@@ -542,7 +553,7 @@ proptest! {
         reads in prop::collection::vec(any::<u64>(), 0..6),
         keep in prop::collection::vec(prop::bool::weighted(0.8), 1..16),
         seed in any::<u64>(),
-        forgeries in prop::collection::vec((any::<prop::sample::Index>(), prop_oneof![4 => forged().prop_map(|d| Arrival::Forged(Box::new(d))), 1 => Just(Arrival::StrayNotFound)]), 1..12),
+        forgeries in prop::collection::vec((any::<prop::sample::Index>(), prop_oneof![4 => forged().prop_map(|d| Arrival::Forged(Box::new(d))), 1 => Just(Arrival::StrayNotFound), 2 => forged_redirect()]), 1..12),
         not_found in 0usize..3,
     ) {
         let mut genuine = deliveries(&changes, &copies, &reads, &keep);
@@ -584,6 +595,20 @@ proptest! {
                     let before = under_attack.clone();
                     prop_assert!(under_attack.observe_not_found(now).is_err(), "a 404 before expiry counted");
                     prop_assert_eq!(&under_attack, &before);
+                }
+                Arrival::ForgedRedirect(redirect, id) => {
+                    let before = under_attack.clone();
+                    let id = SessionId::new(id).unwrap();
+                    match under_attack.observe_redirect(&id, *redirect, now) {
+                        Ok(report) => {
+                            prop_assert_eq!(report.action_kinds(), ActionSet::EMPTY);
+                            prop_assert_eq!(under_attack.state(), before.state());
+                        }
+                        Err(Refused::OtherSession(_)) => {
+                            prop_assert_eq!(&under_attack, &before, "a refused redirect changed the tracker");
+                        }
+                        Err(e) => prop_assert!(false, "refused for another reason: {}", e),
+                    }
                 }
             }
             prop_assert_eq!(confirmed(under_attack.state()), confirmed(clean.state()));
