@@ -55,7 +55,8 @@ pub enum Outcome {
         to: Status,
     },
     /// The consumer's browser came back through the merchant's redirect URL that suggests this
-    /// status ([`crate::Redirect`]): a read is due at once; nothing else changed.
+    /// status ([`crate::Redirect`]): when it is a final status, a read is due at once. The state
+    /// does not change.
     Redirected(Status),
 }
 
@@ -76,10 +77,11 @@ impl Outcome {
         }
     }
 
-    /// Whether the observation changed the tracker.
+    /// Whether the observation changed the tracker's state (a redirect changes only when the
+    /// next read falls due).
     #[must_use]
     pub const fn changed(&self) -> bool {
-        !matches!(self, Self::Duplicate | Self::Stale)
+        !matches!(self, Self::Duplicate | Self::Stale | Self::Redirected(_))
     }
 }
 

@@ -17,11 +17,12 @@
 //!
 //! Everything else a read achieves can wait for a hint, so the blind schedule backs off to the
 //! guarantee: after each confirmed change, reads fall due `first` later, then after gaps as long
-//! as the time since the change (doubling), up to `blind_gap`. Hints bring reads forward: a final
-//! status claimed by a callback, a consumer's redirect, or a disable just asked make a read due
-//! at once ([`Urgency::Confirm`]), at most one every `hint_gap`. With the defaults an abandoned
-//! session costs about 66 reads in its 48 hours instead of 302, and a paid session whose callback
-//! or redirect arrives costs 2.
+//! as the time since the change (doubling), up to `blind_gap`. The default `first` is the gap
+//! itself: a blind read every 45 minutes, nothing sooner. Hints bring reads forward: a final
+//! status claimed by a callback, a consumer's `success` or `cancel` redirect, or a disable just
+//! asked make a read due at once ([`Urgency::Confirm`]), at most one every `hint_gap`. With the
+//! defaults an abandoned session costs 65 reads in its 48 hours instead of 302, and a paid
+//! session whose callback or redirect arrives costs 2 (the simulator's default mix; README).
 
 use core::fmt;
 use core::time::Duration;
@@ -72,11 +73,11 @@ impl Default for ReadPolicy {
 }
 
 impl ReadPolicy {
-    /// `COMPLETED` found within 45 minutes by a caller that reads when due; blind reads 20
-    /// minutes after a change, then backing off to every 45 minutes; reads a hint asks for at
-    /// most one every 10 s.
+    /// `COMPLETED` found within 45 minutes by a caller that reads when due; blind reads every
+    /// 45 minutes after a change (the guarantee and nothing more: what else a read finds can
+    /// wait for a hint); reads a hint asks for at most one every 10 s.
     pub const DEFAULT: Self = Self {
-        first: Duration::from_secs(20 * 60),
+        first: DEFAULT_DETECT_WITHIN,
         hint_gap: Duration::from_secs(10),
         detect_within: DEFAULT_DETECT_WITHIN,
         poll_lag: Duration::ZERO,

@@ -261,6 +261,20 @@ impl Tracker {
         }
     }
 
+    /// A tracker of the session `session_id`, created at `created_at`: what an integrator makes
+    /// from Klarna's create-session response. That response is authenticated and says the
+    /// session exists from now on (`WAITING`), so the tracker need not read it at once: its
+    /// first read is a blind one, [`ReadPolicy::first`] after creation, and hints bring it
+    /// forward as always. (Its status stays unknown, [`Tracker::is_confirmed`] false, until
+    /// the first read.) [`Tracker::for_session`] reads at once instead.
+    #[must_use]
+    pub fn created(session_id: SessionId, created_at: Timestamp, config: TrackerConfig) -> Self {
+        Self {
+            changed_at: Some(created_at),
+            ..Self::for_session(session_id, config)
+        }
+    }
+
     /// The session it tracks, once known.
     #[must_use]
     pub const fn session_id(&self) -> Option<&SessionId> {
@@ -601,9 +615,11 @@ impl Tracker {
     /// Observes the consumer's browser arriving at one of the merchant's redirect URLs for
     /// `session_id` (the `{{session_id}}` Klarna substitutes) at `now`. Anyone can open that
     /// URL, so it is a hint like an unsigned callback, and less: it decides nothing and claims
-    /// nothing; it makes a read due at once ([`Urgency::Confirm`], at most one every
-    /// [`ReadPolicy::hint_gap`]). Ignore any `{{authorization_token}}` in the URL: the read
-    /// brings the token when it is real.
+    /// nothing. A redirect that suggests a final status (`success`, `cancel`) makes a read due
+    /// at once ([`Urgency::Confirm`], at most one every [`ReadPolicy::hint_gap`]); `failure`,
+    /// `back` and `error` suggest a status the consumer may retry from, and ask for nothing
+    /// (like a callback claiming such a status). Ignore any `{{authorization_token}}` in the
+    /// URL: the read brings the token when it is real.
     ///
     /// # Errors
     /// [`Refused::OtherSession`] when `session_id` is not the tracker's session: nothing
@@ -620,13 +636,17 @@ impl Tracker {
             }
         }
         let settled = self.expired || self.status().is_some_and(Status::is_final);
+        let suggests = redirect.status();
         let outcome = if settled {
             Outcome::Stale
+        } else if !suggests.is_final() {
+            // Like a callback claiming a status that is not final: nothing a read must confirm.
+            Outcome::Redirected(suggests)
         } else if self.urgent_since.is_some() {
             Outcome::Duplicate
         } else {
             self.urgent_since = Some(now);
-            Outcome::Redirected(redirect.status())
+            Outcome::Redirected(suggests)
         };
         Ok(self.report(outcome, ActionSet::EMPTY))
     }
@@ -659,7 +679,8 @@ impl Tracker {
     /// before `now`: a read that fell due and was not made stays due ("due since"), so a poller
     /// that wakes on any tick and reads each session whose read [`is_due`](NextRead::is_due)
     /// misses nothing, and one that reads when due never reads twice for one slot. `now` matters
-    /// only before the first read: then a read is due at `now` ([`Urgency::Initial`]).
+    /// only before the first read of a tracker not made by [`Tracker::created`]: then a read is
+    /// due at `now` ([`Urgency::Initial`]).
     ///
     /// The schedule ([`ReadPolicy`]): blind reads anchored on the last confirmed change and
     /// counted from the last read, never more than [`ReadPolicy::blind_gap`] apart; a read at
@@ -674,7 +695,11 @@ impl Tracker {
         }
         let policy = &self.config.reads;
         let (mut at, mut urgency) = match &self.best {
-            None => (now, Urgency::Initial),
+            // Created ([`Tracker::created`]): the first read is due like a blind one.
+            None => match self.changed_at {
+                Some(created) => (policy.blind_due(created, self.last_read), Urgency::Initial),
+                None => (now, Urgency::Initial),
+            },
             Some(best) if best.status().is_final() => return None,
             Some(_) => {
                 let anchor = self.changed_at.or(self.last_read).unwrap_or(now);

@@ -79,7 +79,7 @@ struct Trace {
 fn run(scenario: &mut Scenario, config: TrackerConfig, poller: Poller, hints: bool) -> Trace {
     let origin = scenario.history.created_at;
     let id = SessionId::new(scenario.history.session_id.as_str()).unwrap();
-    let mut tracker = Tracker::for_session(id.clone(), config);
+    let mut tracker = Tracker::created(id.clone(), origin, config);
     let end = scenario
         .history
         .expires_at

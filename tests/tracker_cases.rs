@@ -529,7 +529,18 @@ const MIN: u64 = 60_000;
 
 #[test]
 fn the_read_schedule_backs_off_to_the_guarantee_and_stops() {
-    let mut t = Tracker::default();
+    // The default reads every 45 min after a change; a first read sooner backs off to that.
+    assert_eq!(
+        ReadPolicy::DEFAULT.first(),
+        ReadPolicy::DEFAULT.detect_within()
+    );
+    let reads = ReadPolicy::DEFAULT
+        .with_first(Duration::from_secs(10 * 60))
+        .unwrap();
+    let mut t = Tracker::new(TrackerConfig {
+        reads,
+        ..TrackerConfig::DEFAULT
+    });
     assert_eq!(
         t.next_read(at(0)),
         Some(NextRead {
@@ -541,22 +552,22 @@ fn the_read_schedule_backs_off_to_the_guarantee_and_stops() {
     let _ = t
         .observe_read(&snap(Status::InProgress, 0), at(1_000))
         .unwrap();
-    // 20 min after the change; asking again at the same instant gives the same answer.
+    // 10 min after the change; asking again at the same instant gives the same answer.
     let r = t.next_read(at(1_000)).unwrap();
-    assert_eq!((r.at, r.urgency), (at(1_000 + 20 * MIN), Urgency::Blind));
+    assert_eq!((r.at, r.urgency), (at(1_000 + 10 * MIN), Urgency::Blind));
     assert!(!r.is_due(at(1_000)) && r.overdue(at(1_000)).is_none());
-    // Nobody read at 20 min: at 60 min it is still due, since 20 min.
+    // Nobody read at 10 min: at 60 min it is still due, since 10 min.
     let r = t.next_read(at(1_000 + 60 * MIN)).unwrap();
-    assert_eq!(r.at, at(1_000 + 20 * MIN));
+    assert_eq!(r.at, at(1_000 + 10 * MIN));
     assert!(r.is_due(at(1_000 + 60 * MIN)));
     assert_eq!(
         r.overdue(at(1_000 + 60 * MIN)),
-        Some(Duration::from_secs(40 * 60))
+        Some(Duration::from_secs(50 * 60))
     );
     // Read at each slot (nothing changes): the gap doubles with the time since the change, up
     // to the guarantee's 45 min.
-    let mut now = 1_000 + 20 * MIN;
-    for gap in [20, 40, 45, 45, 45] {
+    let mut now = 1_000 + 10 * MIN;
+    for gap in [10, 20, 40, 45, 45] {
         let r = t
             .observe_read(&snap(Status::InProgress, 0), at(now))
             .unwrap();
@@ -578,7 +589,7 @@ fn the_read_schedule_backs_off_to_the_guarantee_and_stops() {
     let _ = t
         .observe_read(&snap(Status::Back, late), at(late + MIN))
         .unwrap();
-    assert_eq!(due(&t, late + MIN), Some(at(late + 21 * MIN)));
+    assert_eq!(due(&t, late + MIN), Some(at(late + 11 * MIN)));
     // The last slot is `expires_at` itself; after the 404 no read is due.
     let before = EXPIRES - 10 * MIN;
     let _ = t
@@ -884,12 +895,12 @@ fn a_claim_adds_earlier_reads_and_never_delays_the_schedule() {
         .observe_read(&snap(Status::Waiting, 0), at(1_000))
         .unwrap();
     assert_eq!(t.snapshot(), Some(&snap(Status::Waiting, 0)));
-    assert_eq!(due(&t, 1_000), Some(at(1_000 + 20 * MIN)));
+    assert_eq!(due(&t, 1_000), Some(at(1_000 + 45 * MIN)));
     // A non-final claim asks for no read of its own: money waits for a final status.
     let _ = t
         .observe_callback(Some("e1"), &snap(Status::InProgress, 20), at(25_000))
         .unwrap();
-    assert_eq!(due(&t, 25_000), Some(at(1_000 + 20 * MIN)));
+    assert_eq!(due(&t, 25_000), Some(at(1_000 + 45 * MIN)));
     // A final claim asks for one at once.
     let _ = t
         .observe_callback(Some("e2"), &snap(Status::Cancelled, 30_000), at(30_000))

@@ -7,6 +7,7 @@
 
 pub mod check;
 mod error;
+pub mod fleet;
 pub mod lines;
 pub mod log_line;
 pub mod output;

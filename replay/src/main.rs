@@ -137,10 +137,41 @@ struct SimulateArgs {
     /// authorization token's life).
     #[arg(long, default_value_t = 45, value_name = "MINUTES")]
     detect_within: u64,
+    /// The longest the integrator takes to make a read once it is due, in seconds: blind reads
+    /// come that much sooner so the guarantee holds. Default 0, and 60 in fleet mode (reads wait
+    /// for the rate budget there).
+    #[arg(long, value_name = "SECONDS")]
+    poll_lag: Option<u64>,
     /// Disable sessions (and release their carts) that showed no sign of life for this many
     /// minutes (the merchant's own time limit; default: never).
     #[arg(long, value_name = "MINUTES")]
     abandon_after: Option<u64>,
+    /// Fleet mode: sessions arrive at this rate (e.g. `1.16/s`, about 100,000 a day) on one
+    /// clock, against Klarna's per-merchant rate limiter; prints a report instead of a log.
+    #[arg(long, value_name = "PER_SECOND", value_parser = rate)]
+    rate: Option<f64>,
+    /// Fleet mode: Klarna's per-merchant limit on reads, order placement and disables a second
+    /// (200 live, 50 in the playground).
+    #[arg(long, default_value_t = 200, value_name = "PER_SECOND")]
+    limit: u32,
+    /// Fleet mode: the share of the limit the integrator spends on reads (the rest is kept for
+    /// placing orders and disabling sessions).
+    #[arg(long, default_value_t = 0.8, value_parser = probability)]
+    read_share: f64,
+    /// Fleet mode: the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A rate of arrivals: `1.16/s` or `1.16`, above 0 and at most 1000.
+fn rate(s: &str) -> Result<f64, String> {
+    let number = s.strip_suffix("/s").unwrap_or(s);
+    match number.parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1000.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a rate like 1.16/s (above 0, at most 1000)"
+        )),
+    }
 }
 
 /// A probability from 0 to 1.
@@ -225,17 +256,23 @@ fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<ExitCode, Error
         redirect: permille(args.redirect),
         ..SimConfig::DEFAULT
     };
+    // A usage error like clap's own: the message, the usage, exit status 2.
+    let usage = |option: &str, e: hpp_session::PolicyError| -> ! {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '{option}': {e}"),
+            )
+            .exit()
+    };
+    let poll_lag = args
+        .poll_lag
+        .unwrap_or(if args.rate.is_some() { 60 } else { 0 });
     let reads = ReadPolicy::DEFAULT
         .with_detect_within(Duration::from_secs(args.detect_within.saturating_mul(60)))
-        .unwrap_or_else(|e| {
-            // A usage error like clap's own: the message, the usage, exit status 2.
-            Cli::command()
-                .error(
-                    clap::error::ErrorKind::ValueValidation,
-                    format!("invalid value for '--detect-within <MINUTES>': {e}"),
-                )
-                .exit()
-        });
+        .unwrap_or_else(|e| usage("--detect-within <MINUTES>", e))
+        .with_poll_lag(Duration::from_secs(poll_lag))
+        .unwrap_or_else(|e| usage("--poll-lag <SECONDS>", e));
     let tracker = TrackerConfig {
         reads,
         abandon_after: args
@@ -249,6 +286,32 @@ fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<ExitCode, Error
         })?)),
         None => Box::new(io::sink()),
     };
+    if let Some(rate) = args.rate {
+        let fleet = SimConfig {
+            arrival_gap: Duration::from_secs_f64(1.0 / rate),
+            // Reads fail here only by the fleet's own limiter.
+            read_failure: 0,
+            ..config
+        };
+        let report = hpp_replay::fleet::run(
+            &Simulator::new(fleet, args.seed),
+            hpp_replay::fleet::FleetConfig {
+                sessions: args.sessions,
+                limit: args.limit,
+                read_share: args.read_share,
+                tracker,
+            },
+        );
+        let written = if args.json {
+            serde_json::to_writer_pretty(&mut *out, &report)
+                .map_err(io::Error::other)
+                .and_then(|()| writeln!(out))
+        } else {
+            write!(out, "{report}")
+        };
+        written.and_then(|()| out.flush()).map_err(Error::Output)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let simulator = Simulator::new(config, args.seed);
     let stats =
         hpp_replay::simulate::simulate(&simulator, args.sessions, tracker, out, &mut expected)

@@ -152,7 +152,7 @@ fn the_summary_says_what_a_log_came_to() {
         "as_of": "2019-05-13T10:00:50.000Z",
         "open": [
             {"session_id": "s-hint", "status": null, "claim": "IN_PROGRESS", "next_read": "2019-05-13T10:00:50.000Z"},
-            {"session_id": "s-open", "status": "BACK", "next_read": "2019-05-13T10:20:20.000Z"}
+            {"session_id": "s-open", "status": "BACK", "next_read": "2019-05-13T10:45:20.000Z"}
         ]
     });
     assert_eq!(got, expected);

@@ -152,7 +152,8 @@ enum Next {
 /// Runs `scenario` against an integrator (a [`TrackerConfig`], or an [`Integrator`] that checks
 /// callback secrets), handing each step to `on_step` before the tracker observes it.
 ///
-/// The integrator creates the session at its creation time, observes each callback and redirect
+/// The integrator creates the session at its creation time ([`Tracker::created`]), observes
+/// each callback and redirect
 /// as it arrives, and reads whenever [`Tracker::next_read`] says a read is due, the way a
 /// poller that sleeps until the next read does: no spacing of its own, no back-off of its own
 /// (a failed read goes to [`Tracker::observe_read_failure`]). When the tracker asks for
@@ -164,7 +165,11 @@ pub fn drive(
     mut on_step: impl FnMut(Step<'_>),
 ) -> (Tracker, Run) {
     let integrator = integrator.into();
-    let mut tracker = Tracker::new(integrator.tracker);
+    let created = scenario.history.created_at;
+    let mut tracker = match crate::id::SessionId::new(scenario.history.session_id.as_str()) {
+        Ok(id) => Tracker::created(id, created, integrator.tracker),
+        Err(_) => Tracker::new(integrator.tracker),
+    };
     let mut run = Run::default();
     let deadline = scenario.history.expires_at.saturating_add(SETTLE_WITHIN);
     let mut now = scenario.history.created_at;

@@ -1,0 +1,647 @@
+//! `hpp-replay simulate --rate`: many sessions on one clock, against Klarna's rate limiter.
+//!
+//! The per-session simulator cannot show a shared budget: every read, every order placed and
+//! every disable of one merchant count against one limit. Here sessions arrive at a steady rate
+//! and live their simulated histories side by side. Klarna's limiter is modelled as documented:
+//! per merchant, 1-second windows, and once a window is over the limit **every** request in it
+//! is answered 429, money calls included. The integrator reads by the trackers' urgency under a
+//! share of that limit and keeps the rest for money calls (placing orders, disabling sessions);
+//! a money call refused with 429 is retried in the next window.
+//!
+//! Everything judged comes from ground truth the trackers do not write: when the consumer
+//! really paid (the simulator's history), and what the modelled Klarna accepted (orders created,
+//! with the token's 60 minutes checked, and requests over the limit).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+use hpp_session::sim::oracle::{Expected, expected};
+use hpp_session::sim::{DisableAnswer, ReadAnswer, Scenario, Simulator};
+use hpp_session::{
+    AUTHORIZATION_VALIDITY, Action, ReleaseReason, SessionId, Status, Timestamp, Tracker,
+    TrackerConfig, Urgency,
+};
+use serde::Serialize;
+
+/// What the fleet runs.
+#[derive(Clone, Copy, Debug)]
+pub struct FleetConfig {
+    /// Sessions created, one every `arrival_gap` of the simulator's configuration.
+    pub sessions: u64,
+    /// Klarna's per-merchant limit on "other operations" (reads, order placement, disable) a
+    /// second: 200 live, 50 in the playground.
+    pub limit: u32,
+    /// The share of `limit` the integrator spends on reads; the rest is kept for money calls.
+    pub read_share: f64,
+    /// The trackers' configuration.
+    pub tracker: TrackerConfig,
+}
+
+/// How a session ended, by the oracle of its history (with the integrator's disable in it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// Paid with a token: the merchant placed the order.
+    PlacedOrder,
+    /// Paid, Klarna placed the order: the merchant recorded it.
+    RecordedOrder,
+    /// Paid, data unusable: a person reviews it.
+    Review,
+    /// The consumer cancelled.
+    Cancelled,
+    /// The merchant disabled it (its own reasons, not the time limit).
+    Disabled,
+    /// Abandoned, disabled after the merchant's time limit.
+    AbandonedDisabled,
+    /// Abandoned, released at expiry.
+    AbandonedExpired,
+}
+
+impl Ending {
+    const ALL: [Self; 7] = [
+        Self::PlacedOrder,
+        Self::RecordedOrder,
+        Self::Review,
+        Self::Cancelled,
+        Self::Disabled,
+        Self::AbandonedDisabled,
+        Self::AbandonedExpired,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::PlacedOrder => "placed order (token)",
+            Self::RecordedOrder => "recorded order",
+            Self::Review => "paid, review",
+            Self::Cancelled => "cancelled",
+            Self::Disabled => "disabled by the merchant",
+            Self::AbandonedDisabled => "abandoned, disabled at the limit",
+            Self::AbandonedExpired => "abandoned, released at expiry",
+        }
+    }
+
+    fn is_paid(self) -> bool {
+        matches!(self, Self::PlacedOrder | Self::RecordedOrder | Self::Review)
+    }
+}
+
+/// Mean, 99th percentile and maximum of a count per session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Spread {
+    /// Sessions.
+    pub sessions: u64,
+    /// Mean.
+    pub mean: f64,
+    /// 99th percentile.
+    pub p99: u32,
+    /// Maximum.
+    pub max: u32,
+}
+
+impl Spread {
+    fn of(mut values: Vec<u32>) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        values.sort_unstable();
+        let n = values.len();
+        let sum: u64 = values.iter().map(|&v| u64::from(v)).sum();
+        #[expect(clippy::cast_precision_loss, reason = "counts far under 2^52")]
+        let mean = sum as f64 / n as f64;
+        Self {
+            sessions: n as u64,
+            mean,
+            p99: values[(n * 99 / 100).min(n - 1)],
+            max: values[n - 1],
+        }
+    }
+}
+
+/// What a fleet run came to.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FleetReport {
+    /// Sessions simulated.
+    pub sessions: u64,
+    /// Reads per session, by how the session ended.
+    pub reads_by_ending: Vec<(Ending, Spread)>,
+    /// Reads per paid session whose `COMPLETED` callback or success redirect reached the
+    /// merchant.
+    pub reads_paid_hinted: Spread,
+    /// Reads per paid session whose every callback and redirect was lost.
+    pub reads_paid_unhinted: Spread,
+    /// Reads per second over the run (from the first session to the last settled), mean.
+    pub reads_per_second_mean: f64,
+    /// The most reads in one second.
+    pub reads_per_second_peak: u32,
+    /// Requests answered 429 (over Klarna's limit in their window).
+    pub rate_limited: u64,
+    /// Of those, money calls (placing an order, disabling a session).
+    pub rate_limited_money: u64,
+    /// Seconds from a `COMPLETED`'s `updated_at` to the read that confirmed it: maximum.
+    pub detection_max_secs: f64,
+    /// … and 99th percentile.
+    pub detection_p99_secs: f64,
+    /// Slack between an order placed and its token's end (`place_by`), minimum, seconds.
+    pub place_by_slack_min_secs: f64,
+    /// … first percentile.
+    pub place_by_slack_p1_secs: f64,
+    /// Paid-by-token sessions with no order created while the token lived (Klarna's record).
+    pub dead_tokens: u64,
+    /// Sessions with more than one order created.
+    pub orders_twice: u64,
+    /// Sessions whose merchant actions differ from the oracle's (exactly once, by the history).
+    pub mismatched: u64,
+    /// Sessions still open when the run ended.
+    pub unsettled: u64,
+    /// The longest a due read waited for budget, seconds.
+    pub max_read_wait_secs: f64,
+    /// The policy's guarantee, seconds.
+    pub detect_within_secs: f64,
+    /// The wait for budget the policy allows for (its `poll_lag`), seconds.
+    pub poll_lag_secs: f64,
+}
+
+impl FleetReport {
+    /// Whether the run kept the money guarantee: every `COMPLETED` confirmed within
+    /// `detect_within`, no due read waited longer than the policy allows for, no token died, no
+    /// money call refused, no order twice, every session as the oracle says and settled.
+    #[must_use]
+    pub fn kept_the_guarantee(&self) -> bool {
+        self.detection_max_secs <= self.detect_within_secs
+            && self.max_read_wait_secs <= self.poll_lag_secs
+            && self.dead_tokens == 0
+            && self.rate_limited_money == 0
+            && self.orders_twice == 0
+            && self.mismatched == 0
+            && self.unsettled == 0
+    }
+}
+
+/// One session's state.
+struct Session {
+    tracker: Option<Box<Tracker>>,
+    /// The generation of the queued read: older queue entries are stale.
+    generation: u32,
+    reads: u32,
+    disabled_at: Option<Timestamp>,
+    paid_confirmed_at: Option<Timestamp>,
+    orders: u8,
+    first_order_at: Option<Timestamp>,
+    asked: Vec<Expected>,
+}
+
+/// A money call waiting for a window with room.
+#[derive(Clone, Copy)]
+enum MoneyCall {
+    PlaceOrder(u32),
+    Disable(u32),
+}
+
+/// A due read in the queue: the most urgent first, then the longest due.
+type DueKey = (Urgency, Reverse<Timestamp>, Reverse<u32>, u32);
+
+struct Fleet<'s> {
+    simulator: &'s Simulator,
+    config: FleetConfig,
+    sessions: Vec<Session>,
+    hints: BinaryHeap<Reverse<(Timestamp, u32, bool, u16)>>,
+    timed: BinaryHeap<Reverse<(Timestamp, u32, u32, Urgency)>>,
+    due: BinaryHeap<DueKey>,
+    money: VecDeque<MoneyCall>,
+    report: FleetReport,
+    window_requests: u32,
+    max_wait: Duration,
+}
+
+/// The scenario of session `sid` as it is after the integrator's disable, if it made one.
+fn scenario(simulator: &Simulator, sid: u32, disabled_at: Option<Timestamp>) -> Scenario {
+    let mut s = simulator.scenario(u64::from(sid));
+    if let Some(at) = disabled_at {
+        let _ = s.disable(at);
+    }
+    s
+}
+
+impl Fleet<'_> {
+    /// Queues the tracker's next read of `sid`.
+    fn schedule(&mut self, sid: u32, now: Timestamp) {
+        let session = &mut self.sessions[sid as usize];
+        let Some(tracker) = &session.tracker else {
+            return;
+        };
+        session.generation += 1;
+        match tracker.next_read(now) {
+            Some(next) => {
+                self.timed
+                    .push(Reverse((next.at, sid, session.generation, next.urgency)));
+            }
+            None => {
+                // Settled: the tracker is no longer needed.
+                session.tracker = None;
+            }
+        }
+    }
+
+    fn create(&mut self, sid: u32) {
+        let s = self.simulator.scenario(u64::from(sid));
+        let id = SessionId::new(s.history.session_id.as_str()).ok();
+        let tracker = match id {
+            Some(id) => Tracker::created(id, s.history.created_at, self.config.tracker),
+            None => Tracker::new(self.config.tracker),
+        };
+        for (i, d) in s.deliveries.iter().enumerate() {
+            self.hints
+                .push(Reverse((d.at, sid, false, u16::try_from(i).unwrap_or(0))));
+        }
+        for (i, v) in s.visits.iter().enumerate() {
+            self.hints
+                .push(Reverse((v.at, sid, true, u16::try_from(i).unwrap_or(0))));
+        }
+        self.sessions.push(Session {
+            tracker: Some(Box::new(tracker)),
+            generation: 0,
+            reads: 0,
+            disabled_at: None,
+            paid_confirmed_at: None,
+            orders: 0,
+            first_order_at: None,
+            asked: Vec::new(),
+        });
+        self.schedule(sid, s.history.created_at);
+    }
+
+    /// A callback or redirect reaches the integrator at `at`.
+    fn hint(&mut self, at: Timestamp, sid: u32, redirect: bool, index: u16) {
+        let disabled_at = self.sessions[sid as usize].disabled_at;
+        let s = self.simulator.scenario(u64::from(sid));
+        let kept = |change_at: Timestamp, forged: bool| {
+            forged || disabled_at.is_none_or(|d| change_at <= d)
+        };
+        let session = &mut self.sessions[sid as usize];
+        let Some(tracker) = session.tracker.as_deref_mut() else {
+            return;
+        };
+        if redirect {
+            let Some(v) = s.visits.get(usize::from(index)) else {
+                return;
+            };
+            if !kept(v.change_at, v.forged) {
+                return;
+            }
+            if let Ok(id) = SessionId::new(s.history.session_id.as_str()) {
+                let _ = tracker.observe_redirect(&id, v.redirect, at);
+            }
+        } else {
+            let Some(d) = s.deliveries.get(usize::from(index)) else {
+                return;
+            };
+            let change_at = Timestamp::parse(&d.body.updated_at).unwrap_or(Timestamp::MIN);
+            if !kept(change_at, d.forged) {
+                return;
+            }
+            if let Ok(snapshot) = d.body.session_body().snapshot() {
+                // Hints never ask for money (only for a read).
+                let _ = tracker.observe_callback(Some(d.event_id.as_str()), &snapshot, at);
+            }
+        }
+        self.schedule(sid, at);
+    }
+
+    /// Reads session `sid` at `at`.
+    fn read(&mut self, sid: u32, at: Timestamp) {
+        let disabled_at = self.sessions[sid as usize].disabled_at;
+        let mut s = scenario(self.simulator, sid, disabled_at);
+        let answer = s.read(at);
+        let session = &mut self.sessions[sid as usize];
+        let Some(tracker) = session.tracker.as_deref_mut() else {
+            return;
+        };
+        session.reads += 1;
+        let actions: Vec<Action> = match &answer {
+            ReadAnswer::Session(body) => match body.session_body().snapshot() {
+                Ok(snapshot) => tracker
+                    .observe_read(&snapshot, at)
+                    .map(|r| r.actions().collect())
+                    .unwrap_or_default(),
+                Err(_) => Vec::new(),
+            },
+            ReadAnswer::NotFound => {
+                if let Ok(r) = tracker.observe_not_found(at) {
+                    r.actions().collect()
+                } else {
+                    // No confirmed expiry to judge the 404 by.
+                    let _ = tracker.observe_read_failure(hpp_session::ReadFailure::Unexpected, at);
+                    Vec::new()
+                }
+            }
+            ReadAnswer::Failed(_) => Vec::new(),
+        };
+        if session.paid_confirmed_at.is_none() && tracker.status() == Some(Status::Completed) {
+            session.paid_confirmed_at = Some(at);
+        }
+        for action in &actions {
+            if let Some(e) = Expected::of(action) {
+                session.asked.push(e);
+            }
+            match action {
+                Action::PlaceOrder { .. } => self.money.push_back(MoneyCall::PlaceOrder(sid)),
+                Action::Disable => self.money.push_back(MoneyCall::Disable(sid)),
+                _ => {}
+            }
+        }
+        self.schedule(sid, at);
+    }
+
+    /// One window up to `end`: the hints that arrive in it, then the reads due by its end, most
+    /// urgent first, under `budget`, and the money calls they ask for; returns the reads made.
+    fn window(&mut self, end: Timestamp, budget: u32) -> u32 {
+        while let Some(&Reverse((at, sid, redirect, index))) = self.hints.peek() {
+            if at >= end {
+                break;
+            }
+            self.hints.pop();
+            self.hint(at, sid, redirect, index);
+        }
+        while let Some(&Reverse((at, sid, generation, urgency))) = self.timed.peek() {
+            if at >= end {
+                break;
+            }
+            self.timed.pop();
+            if self.sessions[sid as usize].generation == generation {
+                self.due
+                    .push((urgency, Reverse(at), Reverse(sid), generation));
+            }
+        }
+        // The reads are made at the window's end.
+        let read_at = before(end);
+        let mut reads = 0;
+        while reads < budget {
+            let Some((_, Reverse(due_at), Reverse(sid), generation)) = self.due.pop() else {
+                break;
+            };
+            if self.sessions[sid as usize].generation != generation {
+                continue;
+            }
+            let waited = read_at.duration_since(due_at).unwrap_or_default();
+            self.max_wait = self.max_wait.max(waited);
+            self.read(sid, read_at);
+            reads += 1;
+        }
+        self.window_requests += reads;
+        self.money_calls(read_at);
+        reads
+    }
+
+    /// Sends the money calls waiting, at `at`, while the window has room; a call over the
+    /// limit is answered 429 and waits for the next window.
+    fn money_calls(&mut self, at: Timestamp) {
+        let waiting = self.money.len();
+        for _ in 0..waiting {
+            let Some(call) = self.money.pop_front() else {
+                break;
+            };
+            self.window_requests += 1;
+            if self.window_requests > self.config.limit {
+                self.report.rate_limited += 1;
+                self.report.rate_limited_money += 1;
+                self.money.push_back(call);
+                continue;
+            }
+            match call {
+                MoneyCall::PlaceOrder(sid) => {
+                    let s = self.simulator.scenario(u64::from(sid));
+                    // Klarna's side: the token lives 60 minutes after the authorization.
+                    let alive = s.history.ending().is_some_and(|end| {
+                        end.status == Status::Completed
+                            && at <= end.at.saturating_add(AUTHORIZATION_VALIDITY)
+                    });
+                    let session = &mut self.sessions[sid as usize];
+                    if alive {
+                        session.orders = session.orders.saturating_add(1);
+                        session.first_order_at.get_or_insert(at);
+                    }
+                }
+                MoneyCall::Disable(sid) => {
+                    let disabled_at = self.sessions[sid as usize].disabled_at;
+                    let mut s = scenario(self.simulator, sid, disabled_at);
+                    if s.disable(at) == DisableAnswer::Disabled {
+                        self.sessions[sid as usize].disabled_at = Some(at);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs the fleet: `config.sessions` sessions from `simulator` (which sets when they arrive;
+/// its reads must not fail on their own: the limiter here answers 429).
+#[must_use]
+pub fn run(simulator: &Simulator, config: FleetConfig) -> FleetReport {
+    let gap = simulator.config().arrival_gap;
+    let start = simulator.config().start;
+    let sessions = u32::try_from(config.sessions).unwrap_or(u32::MAX);
+    let mut fleet = Fleet {
+        simulator,
+        config,
+        sessions: Vec::with_capacity(sessions as usize),
+        hints: BinaryHeap::new(),
+        timed: BinaryHeap::new(),
+        due: BinaryHeap::new(),
+        money: VecDeque::new(),
+        report: FleetReport {
+            sessions: u64::from(sessions),
+            detect_within_secs: config.tracker.reads.detect_within().as_secs_f64(),
+            poll_lag_secs: config.tracker.reads.poll_lag().as_secs_f64(),
+            ..FleetReport::default()
+        },
+        window_requests: 0,
+        max_wait: Duration::ZERO,
+    };
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a share in 0..=1 of a u32 limit"
+    )]
+    let read_budget = (f64::from(config.limit) * config.read_share).floor() as u32;
+    let second = Duration::from_secs(1);
+    let mut window = start;
+    let mut created = 0u32;
+    let (mut windows, mut total_reads) = (0u64, 0u64);
+    let created_at = |i: u32| start.saturating_add(gap.saturating_mul(i));
+    loop {
+        let end = window.saturating_add(second);
+        fleet.window_requests = 0;
+        while created < sessions && created_at(created) < end {
+            fleet.create(created);
+            created += 1;
+        }
+        let reads = fleet.window(end, read_budget);
+        total_reads += u64::from(reads);
+        windows += 1;
+        fleet.report.reads_per_second_peak = fleet.report.reads_per_second_peak.max(reads);
+        // The next window with something to do.
+        let next = [
+            (created < sessions).then(|| created_at(created)),
+            fleet.hints.peek().map(|Reverse((at, ..))| *at),
+            fleet.timed.peek().map(|Reverse((at, ..))| *at),
+            (!fleet.due.is_empty() || !fleet.money.is_empty()).then_some(end),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(next) = next else {
+            break;
+        };
+        if next >= end {
+            // Idle windows in between count for the mean.
+            let idle = next.duration_since(end).unwrap_or_default().as_secs();
+            windows += idle;
+            window = end.saturating_add(Duration::from_secs(idle));
+        } else {
+            window = end;
+        }
+    }
+    #[expect(clippy::cast_precision_loss, reason = "counts far under 2^52")]
+    {
+        fleet.report.reads_per_second_mean = total_reads as f64 / windows.max(1) as f64;
+    }
+    fleet.report.max_read_wait_secs = fleet.max_wait.as_secs_f64();
+    judge(&mut fleet);
+    fleet.report
+}
+
+/// One nanosecond before `t`.
+fn before(t: Timestamp) -> Timestamp {
+    match t.subsec_nanos() {
+        0 => Timestamp::from_unix(t.unix_seconds() - 1, 999_999_999).unwrap_or(t),
+        n => Timestamp::from_unix(t.unix_seconds(), n - 1).unwrap_or(t),
+    }
+}
+
+/// Judges every session against its history and Klarna's record.
+fn judge(fleet: &mut Fleet<'_>) {
+    let mut reads: Vec<Vec<u32>> = vec![Vec::new(); Ending::ALL.len()];
+    let (mut hinted, mut unhinted) = (Vec::new(), Vec::new());
+    let (mut detection, mut slack) = (Vec::new(), Vec::new());
+    for (sid, session) in fleet.sessions.iter().enumerate() {
+        let sid = u32::try_from(sid).unwrap_or(u32::MAX);
+        let s = scenario(fleet.simulator, sid, session.disabled_at);
+        let want = expected(&s.history);
+        let ending = match want {
+            Expected::PlaceOrder { .. } => Ending::PlacedOrder,
+            Expected::RecordOrder { .. } => Ending::RecordedOrder,
+            Expected::ReviewCompletion => Ending::Review,
+            Expected::Release(ReleaseReason::Cancelled) => Ending::Cancelled,
+            Expected::Release(ReleaseReason::Disabled) if session.disabled_at.is_some() => {
+                Ending::AbandonedDisabled
+            }
+            Expected::Release(ReleaseReason::Disabled) => Ending::Disabled,
+            Expected::Release(_) => Ending::AbandonedExpired,
+        };
+        reads[Ending::ALL.iter().position(|e| *e == ending).unwrap_or(0)].push(session.reads);
+        let report = &mut fleet.report;
+        report.mismatched += u64::from(session.asked.as_slice() != std::slice::from_ref(&want));
+        report.unsettled += u64::from(session.tracker.is_some());
+        if ending.is_paid() {
+            let told = s
+                .deliveries
+                .iter()
+                .any(|d| !d.forged && d.body.status == Status::Completed)
+                || s.visits
+                    .iter()
+                    .any(|v| !v.forged && v.redirect == hpp_session::Redirect::Success);
+            if told { &mut hinted } else { &mut unhinted }.push(session.reads);
+            if let (Some(end), Some(confirmed)) = (s.history.ending(), session.paid_confirmed_at) {
+                detection.push(confirmed.duration_since(end.at).unwrap_or_default());
+            }
+        }
+        if let Expected::PlaceOrder { place_by, .. } = want {
+            match (session.first_order_at, place_by) {
+                (Some(at), Some(by)) => slack.push(by.duration_since(at).unwrap_or_default()),
+                _ => report.dead_tokens += 1,
+            }
+        }
+        report.orders_twice += u64::from(session.orders > 1);
+    }
+    let report = &mut fleet.report;
+    report.reads_by_ending = Ending::ALL
+        .into_iter()
+        .zip(reads)
+        .map(|(e, r)| (e, Spread::of(r)))
+        .filter(|(_, s)| s.sessions > 0)
+        .collect();
+    report.reads_paid_hinted = Spread::of(hinted);
+    report.reads_paid_unhinted = Spread::of(unhinted);
+    detection.sort_unstable();
+    slack.sort_unstable();
+    let pick = |v: &[Duration], per_mille: usize| {
+        v.get((v.len() * per_mille / 1000).min(v.len().saturating_sub(1)))
+            .map_or(0.0, Duration::as_secs_f64)
+    };
+    report.detection_max_secs = detection.last().map_or(0.0, Duration::as_secs_f64);
+    report.detection_p99_secs = pick(&detection, 990);
+    report.place_by_slack_min_secs = slack.first().map_or(0.0, Duration::as_secs_f64);
+    report.place_by_slack_p1_secs = pick(&slack, 10);
+}
+
+impl fmt::Display for FleetReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} sessions", self.sessions)?;
+        writeln!(f, "\nReads per session, by how it ended:")?;
+        writeln!(
+            f,
+            "  {:<34} {:>8} {:>7} {:>5} {:>5}",
+            "ending", "sessions", "mean", "p99", "max"
+        )?;
+        let mut row = |label: &str, s: &Spread| {
+            writeln!(
+                f,
+                "  {:<34} {:>8} {:>7.2} {:>5} {:>5}",
+                label, s.sessions, s.mean, s.p99, s.max
+            )
+        };
+        for (ending, spread) in &self.reads_by_ending {
+            row(ending.label(), spread)?;
+        }
+        row("paid, a callback or redirect came", &self.reads_paid_hinted)?;
+        row("paid, every hint lost", &self.reads_paid_unhinted)?;
+        writeln!(
+            f,
+            "\nReads a second: mean {:.2}, peak {}; longest wait for budget {:.1} s",
+            self.reads_per_second_mean, self.reads_per_second_peak, self.max_read_wait_secs
+        )?;
+        writeln!(
+            f,
+            "429s: {} ({} on money calls)",
+            self.rate_limited, self.rate_limited_money
+        )?;
+        writeln!(
+            f,
+            "COMPLETED confirmed after its updated_at: p99 {:.0} s, max {:.0} s",
+            self.detection_p99_secs, self.detection_max_secs
+        )?;
+        writeln!(
+            f,
+            "Order placed before place_by by: min {:.0} s, p1 {:.0} s",
+            self.place_by_slack_min_secs, self.place_by_slack_p1_secs
+        )?;
+        writeln!(
+            f,
+            "Tokens died unused: {}; orders created twice: {}; sessions off the oracle: {}; unsettled: {}",
+            self.dead_tokens, self.orders_twice, self.mismatched, self.unsettled
+        )?;
+        writeln!(
+            f,
+            "Guarantee (COMPLETED within {:.0} min, reads waiting at most {:.0} s): {}",
+            self.detect_within_secs / 60.0,
+            self.poll_lag_secs,
+            if self.kept_the_guarantee() {
+                "kept"
+            } else {
+                "BROKEN"
+            }
+        )
+    }
+}
