@@ -2,11 +2,13 @@
 //! 404s, contradictory ones included) with any forged callbacks slipped in anywhere. Under the
 //! default trust the forged callbacks change none of the money and release decisions, nor their
 //! data, nor when they are made, nor the confirmed state; they never make a read due later than
-//! the reads alone would, and a refused one (stamped in the future) changes nothing at all.
+//! the reads alone would, and a refused one (stamped in the future) changes nothing at all. The
+//! same for forged redirects (anyone can open the merchant's redirect URLs).
 #![no_main]
 
 use hpp_session::{
-    Action, ActionKind, Completion, CompletionProblem, Snapshot, State, Status, Timestamp, Tracker,
+    Action, ActionKind, Completion, CompletionProblem, Redirect, SessionId, Snapshot, State,
+    Status, Timestamp, Tracker,
 };
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
@@ -24,6 +26,7 @@ enum Input {
     Read(Body),
     NotFound(u16),
     Forged { body: Body, event_id: Option<u8> },
+    ForgedRedirect(u8),
 }
 
 /// Seconds after a base instant; arrivals run from `ARRIVALS` on, so bodies are stamped before,
@@ -96,6 +99,17 @@ fuzz_target!(|inputs: Vec<Input>| {
                     actual, expected,
                     "a forged callback changed what a 404 means"
                 );
+            }
+            Input::ForgedRedirect(which) => {
+                let redirect = Redirect::ALL[usize::from(*which) % Redirect::ALL.len()];
+                let before = attacked.clone();
+                let id = SessionId::new("any-session").expect("a session id");
+                let report = attacked
+                    .observe_redirect(&id, redirect, now)
+                    .expect("no session bound here");
+                assert!(report.action_kinds().is_empty(), "a redirect asked for something");
+                assert_eq!(confirmed(attacked.state()), confirmed(before.state()));
+                assert_eq!(attacked.asked(), before.asked());
             }
             Input::Forged { body, event_id } => {
                 let s = snapshot(body);

@@ -1,8 +1,10 @@
 //! The simulator's closed loop under any delivery conditions and seeds: every session settles,
 //! and the tracker asks for exactly the action the oracle reads off the history, once, with an
 //! adversary posting forged callbacks or not, whether the integrator takes callbacks as hints or
-//! checks their secret (which the adversary does not know). Also: a scenario is a function of
-//! (seed, index).
+//! checks their secret (which the adversary does not know), with redirects reaching the merchant
+//! or not, and with the merchant's time limit (`abandon_after`: the tracker asks for a disable,
+//! which races the consumer's payment) or without. Also: a scenario is a function of (seed,
+//! index).
 #![no_main]
 
 use core::time::Duration;
@@ -26,6 +28,9 @@ struct Input {
     read_failure: u8,
     /// The integrator checks callback secrets and takes matching callbacks as evidence.
     verified: bool,
+    redirect: u16,
+    /// The merchant's time limit in minutes (0: none).
+    abandon_minutes: u16,
 }
 
 fuzz_target!(|input: Input| {
@@ -36,15 +41,20 @@ fuzz_target!(|input: Input| {
         max_delay: Duration::from_secs(u64::from(input.delay_s % 3600)),
         forged: input.forged % 1001,
         read_failure: u16::from(input.read_failure % 96) * 10,
+        redirect: input.redirect % 1001,
         ..SimConfig::DEFAULT
     };
     let simulator = Simulator::new(config, input.seed);
     let index = u64::from(input.index);
     let mut scenario = simulator.scenario(index);
     assert_eq!(scenario, simulator.scenario(index), "deterministic");
-    let want = expected(&scenario.history);
+    let abandon_after = (input.abandon_minutes > 0)
+        .then(|| Duration::from_secs(u64::from(input.abandon_minutes % 3000) * 60 + 60));
     let integrator = Integrator {
-        tracker: TrackerConfig::DEFAULT,
+        tracker: TrackerConfig {
+            abandon_after,
+            ..TrackerConfig::DEFAULT
+        },
         callbacks: if input.verified {
             Callbacks::Verified { leaked: false }
         } else {
@@ -53,6 +63,10 @@ fuzz_target!(|input: Input| {
     };
     let (tracker, run) = drive(&mut scenario, integrator, |_| {});
     assert!(run.settled, "{run:?}");
+    assert!(run.disables <= 1, "{run:?}");
+    // After the run: a disable the tracker asked for is part of the history. Exactly once, and a
+    // session the consumer paid before the disable keeps its money.
+    let want = expected(&scenario.history);
     assert_eq!(run.actions.as_slice(), [want], "{:?}", scenario.history);
     assert_eq!(tracker.next_read(scenario.history.expires_at), None);
 });
