@@ -36,7 +36,10 @@ fuzz_target!(|data: &[u8]| {
                 now = stamp;
             }
             Err(err) => {
-                assert_eq!(session, before, "a rejected event changed the session: {err}");
+                assert_eq!(
+                    session, before,
+                    "a rejected event changed the session: {err}"
+                );
                 match err {
                     SessionError::NotAllowed { .. } => assert!(expected.is_none()),
                     SessionError::BeforeLastChange { .. } => assert!(stamp < now),

@@ -107,7 +107,10 @@ fuzz_target!(|inputs: Vec<Input>| {
                 let report = attacked
                     .observe_redirect(&id, redirect, now)
                     .expect("no session bound here");
-                assert!(report.action_kinds().is_empty(), "a redirect asked for something");
+                assert!(
+                    report.action_kinds().is_empty(),
+                    "a redirect asked for something"
+                );
                 assert_eq!(confirmed(attacked.state()), confirmed(before.state()));
                 assert_eq!(attacked.asked(), before.asked());
             }

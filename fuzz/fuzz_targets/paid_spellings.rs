@@ -40,7 +40,10 @@ fn spell(value: &str, how: &Spelling) -> String {
         Spelling::Plain => plain,
         Spelling::Slashes => plain.replace('/', "\\/"),
         Spelling::Unicode => {
-            let units: String = value.encode_utf16().map(|u| format!("\\u{u:04X}")).collect();
+            let units: String = value
+                .encode_utf16()
+                .map(|u| format!("\\u{u:04X}"))
+                .collect();
             format!("\"{units}\"")
         }
     }
@@ -67,9 +70,10 @@ fn json(body: &Body) -> String {
             Value::Absent => continue,
             Value::Null => "null".to_owned(),
             // The timestamps pick among good and bad texts, spelled as drawn.
-            Value::Text(_, how) if i >= 3 => {
-                spell(TIMES[usize::from(body.pick_times[i - 3]) % TIMES.len()], how)
-            }
+            Value::Text(_, how) if i >= 3 => spell(
+                TIMES[usize::from(body.pick_times[i - 3]) % TIMES.len()],
+                how,
+            ),
             Value::Text(s, how) => spell(s, how),
             Value::Number(n) => n.to_string(),
             Value::Object => "{\"a\":[1,null]}".to_owned(),
@@ -83,7 +87,9 @@ fn json(body: &Body) -> String {
 /// status alone when it does not parse whole.
 fn read(whole: Option<SessionBody<'_>>, text: &str) -> Snapshot {
     match whole {
-        Some(body) => body.snapshot().expect("a COMPLETED body is always a snapshot"),
+        Some(body) => body
+            .snapshot()
+            .expect("a COMPLETED body is always a snapshot"),
         None => serde_json::from_str::<SessionStatus<'_>>(text)
             .expect("any object has a status-only reading")
             .paid_snapshot()
@@ -95,7 +101,9 @@ fn read(whole: Option<SessionBody<'_>>, text: &str) -> Snapshot {
 fuzz_target!(|body: Body| {
     let text = json(&body);
     let ours = serde_json::from_str::<SessionBody<'_>>(&text).ok();
-    let core = serde_json_core::from_str::<SessionBody<'_>>(&text).ok().map(|(b, _)| b);
+    let core = serde_json_core::from_str::<SessionBody<'_>>(&text)
+        .ok()
+        .map(|(b, _)| b);
     assert_eq!(ours.is_some(), core.is_some(), "{text}");
     let snapshot = read(ours, &text);
     assert_eq!(snapshot, read(core, &text), "{text}");
@@ -115,5 +123,9 @@ fuzz_target!(|body: Body| {
         ActionKind::RecordOrder,
         ActionKind::ReviewCompletion,
     ];
-    assert_eq!(money.iter().filter(|&&k| asked.contains(k)).count(), 1, "{text}");
+    assert_eq!(
+        money.iter().filter(|&&k| asked.contains(k)).count(),
+        1,
+        "{text}"
+    );
 });

@@ -16,10 +16,17 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(t) = Timestamp::parse(text) {
         let printed = t.to_string();
         assert!(printed.len() <= Timestamp::MAX_TEXT_LEN);
-        assert_eq!(Timestamp::parse(&printed), Ok(t), "format then parse changed {text:?}");
+        assert_eq!(
+            Timestamp::parse(&printed),
+            Ok(t),
+            "format then parse changed {text:?}"
+        );
     }
     if let Ok(session) = serde_json::from_str::<Session>(text) {
-        assert_eq!(session.completion().is_some(), session.status() == Status::Completed);
+        assert_eq!(
+            session.completion().is_some(),
+            session.status() == Status::Completed
+        );
         let json = serde_json::to_string(&session).unwrap();
         assert_eq!(serde_json::from_str::<Session>(&json).unwrap(), session);
     }

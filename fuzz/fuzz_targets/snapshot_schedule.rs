@@ -65,7 +65,9 @@ fn run(verified: bool, items: &[&Item]) -> Tracker {
             tracker.observe_read(&s, now).expect("no session ids here")
         } else if verified {
             let checked = callback_secret_matches(b"secret", b"secret").unwrap();
-            tracker.observe_verified_callback(checked, id, &s, now).unwrap()
+            tracker
+                .observe_verified_callback(checked, id, &s, now)
+                .unwrap()
         } else {
             // Stamped in 2019, observed in 2020: never refused as coming from the future.
             tracker.observe_callback(id, &s, now).unwrap()
@@ -104,7 +106,10 @@ fn run(verified: bool, items: &[&Item]) -> Tracker {
         if let Some(was) = before.status().filter(|s| s.is_final()) {
             if tracker.status() != Some(was) {
                 assert!(
-                    matches!(outcome, Outcome::Conflict { .. } | Outcome::Contradicts { .. }),
+                    matches!(
+                        outcome,
+                        Outcome::Conflict { .. } | Outcome::Contradicts { .. }
+                    ),
                     "{was} silently gave way"
                 );
                 assert!(tracker.has_conflict());
