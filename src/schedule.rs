@@ -179,9 +179,20 @@ impl ReadPolicy {
     /// `anchor` whose latest read was at `last_read`: `first` after the anchor when no read
     /// came since, else after the last read by the time since the anchor, clamped to
     /// `first..=blind_gap`. Never more than `blind_gap` after the last read.
+    ///
+    /// `spread` (any value; the tracker draws it from the session id) takes up to 1/32 off the
+    /// gap, so that sessions created in the same second do not read in the same second for
+    /// their whole lives: their reads drift apart instead of arriving at Klarna's limiter
+    /// together.
     #[must_use]
-    pub fn blind_due(&self, anchor: Timestamp, last_read: Option<Timestamp>) -> Timestamp {
-        let cap = self.blind_gap();
+    pub fn blind_due(
+        &self,
+        anchor: Timestamp,
+        last_read: Option<Timestamp>,
+        spread: u32,
+    ) -> Timestamp {
+        let gap = self.blind_gap();
+        let cap = gap.saturating_sub((gap / 32).saturating_mul(spread % 1024) / 1024);
         match last_read.filter(|&r| r >= anchor) {
             None => anchor.saturating_add(self.first.min(cap)),
             Some(read) => {

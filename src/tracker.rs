@@ -600,11 +600,7 @@ impl Tracker {
         now: Timestamp,
     ) -> Option<NextRead> {
         let failures = self.retry.map_or(1, |r| r.failures.saturating_add(1));
-        let jitter = self
-            .session
-            .as_ref()
-            .map_or(0, |id| event_hash(id.as_str()))
-            ^ u32::from(failures).wrapping_mul(0x9E37_79B9);
+        let jitter = self.spread() ^ u32::from(failures).wrapping_mul(0x9E37_79B9);
         self.retry = Some(Retry {
             at: now.saturating_add(backoff(failures, failure, jitter)),
             failures,
@@ -697,13 +693,16 @@ impl Tracker {
         let (mut at, mut urgency) = match &self.best {
             // Created ([`Tracker::created`]): the first read is due like a blind one.
             None => match self.changed_at {
-                Some(created) => (policy.blind_due(created, self.last_read), Urgency::Initial),
+                Some(created) => (
+                    policy.blind_due(created, self.last_read, self.spread()),
+                    Urgency::Initial,
+                ),
                 None => (now, Urgency::Initial),
             },
             Some(best) if best.status().is_final() => return None,
             Some(_) => {
                 let anchor = self.changed_at.or(self.last_read).unwrap_or(now);
-                let mut at = policy.blind_due(anchor, self.last_read);
+                let mut at = policy.blind_due(anchor, self.last_read, self.spread());
                 let before_last = |slot: Timestamp| self.last_read.is_none_or(|r| r < slot);
                 if let Some(expiry) = self.expiry.filter(|e| before_last(e.at)) {
                     at = at.min(expiry.at);
@@ -725,6 +724,13 @@ impl Tracker {
             at = at.max(retry.at);
         }
         Some(NextRead { at, urgency })
+    }
+
+    /// This session's spread of reads and retries, drawn from its id (0 before it is known).
+    fn spread(&self) -> u32 {
+        self.session
+            .as_ref()
+            .map_or(0, |id| event_hash(id.as_str()))
     }
 
     /// When the session counts as abandoned ([`TrackerConfig::abandon_after`] after its last

@@ -218,6 +218,19 @@ fn hints_claims_and_every_completion_shape_do_not_allocate() {
             write!(text, " {claim}").unwrap();
         }
         std::hint::black_box(paid.next_read(now));
+        // The schedule's inputs: a failed read (429 with its reset), a redirect, a due read.
+        let retry = paid.observe_read_failure(
+            hpp_session::ReadFailure::RateLimited {
+                reset: Some(core::time::Duration::from_secs(1)),
+            },
+            now,
+        );
+        write!(text, " {}", retry.unwrap().urgency).unwrap();
+        let id = hpp_session::SessionId::new("any").unwrap();
+        let redirect = paid
+            .observe_redirect(&id, hpp_session::Redirect::Success, now)
+            .unwrap();
+        write!(text, " {}", redirect.outcome()).unwrap();
         let used = serde_json_core::to_slice(&paid, &mut json).unwrap();
         let back: Tracker = serde_json_core::from_slice(&json[..used]).unwrap().0;
         assert!(back == paid);

@@ -1,4 +1,4 @@
-//! The read schedule's guarantee (`SPEC.md` S1–S6), checked against the simulator's ground
+//! The read schedule's guarantee (`SPEC.md` G1–G6), checked against the simulator's ground
 //! truth (when the consumer really paid, from the history; which reads failed, from the
 //! simulator), never against the tracker's own report:
 //!
@@ -206,7 +206,7 @@ fn last_failure_before(attempts: &[Attempt], t: Timestamp) -> Option<Timestamp> 
         .max()
 }
 
-/// S1: a `COMPLETED` is confirmed within the guarantee of its `updated_at` (or within
+/// G1: a `COMPLETED` is confirmed within the guarantee of its `updated_at` (or within
 /// `MAX_READ_BACKOFF` (+ the tick) of the last failed read before it, when reads were failing),
 /// and the money action is asked for exactly once.
 fn check_detection(
@@ -238,7 +238,7 @@ fn check_detection(
     Ok(())
 }
 
-/// S2: between two successful reads of an open session with no failure between them, never
+/// G2: between two successful reads of an open session with no failure between them, never
 /// more than the blind gap plus the poller's lag.
 fn check_gaps(trace: &Trace, gap: Duration, lag: Duration) -> Result<(), TestCaseError> {
     for w in trace.attempts.windows(2) {
@@ -253,7 +253,7 @@ fn check_gaps(trace: &Trace, gap: Duration, lag: Duration) -> Result<(), TestCas
             w[0].at,
             w[1].at
         );
-        // S3: a poller that reads when due never reads twice at one instant.
+        // G3: a poller that reads when due never reads twice at one instant.
         prop_assert!(
             between > Duration::ZERO,
             "reads at {} and {}",
@@ -267,7 +267,7 @@ fn check_gaps(trace: &Trace, gap: Duration, lag: Duration) -> Result<(), TestCas
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2_048))]
 
-    /// S1, S2 for a poller that reads when due: any history, any loss (every callback and
+    /// G1, G2 for a poller that reads when due: any history, any loss (every callback and
     /// redirect lost included), forged hints, failing reads, the merchant's time limit or none.
     #[test]
     fn a_paid_session_is_confirmed_within_the_guarantee(
@@ -295,7 +295,7 @@ proptest! {
         prop_assert!(trace.tracker.next_read(at(0)).is_none(), "not settled");
     }
 
-    /// S1, S2 for a cron poller: any tick from `MIN_READ_INTERVAL` to `detect_within`. With the
+    /// G1, G2 for a cron poller: any tick from `MIN_READ_INTERVAL` to `detect_within`. With the
     /// tick as the policy's `poll_lag` the guarantee holds as stated; with the default policy it
     /// holds within one tick more. Every callback and redirect is lost.
     #[test]
@@ -321,7 +321,7 @@ proptest! {
         check_gaps(&trace, reads.blind_gap(), poller.lag())?;
     }
 
-    /// S4: after any run of failed reads, the next read comes at most `MAX_READ_BACKOFF` after
+    /// G4: after any run of failed reads, the next read comes at most `MAX_READ_BACKOFF` after
     /// the last failure, or when it was due anyway; never before the failure, and a 429's
     /// reset is waited for.
     #[test]
@@ -358,7 +358,7 @@ proptest! {
         }
     }
 
-    /// S5: the merchant's disable races the consumer's payment safely in every order. The read
+    /// G5: the merchant's disable races the consumer's payment safely in every order. The read
     /// that finds the session abandoned asks for the disable; then either the consumer paid
     /// first (the `DELETE` answers 400, a read shows `COMPLETED`) or the disable won (a read
     /// shows `DISABLED`). Whatever order the reads, a late stale read and the consumer's

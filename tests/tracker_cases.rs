@@ -681,7 +681,13 @@ fn read_policies_keep_their_guarantee() {
     assert_eq!(p.blind_gap(), p.detect_within());
     // A first read later than the gap is capped at it.
     let slow = p.with_first(Duration::from_secs(24 * 3_600)).unwrap();
-    assert_eq!(slow.blind_due(at(0), None), at(45 * MIN));
+    assert_eq!(slow.blind_due(at(0), None, 0), at(45 * MIN));
+    // A session's spread takes up to 1/32 off the gap, never more.
+    assert_eq!(
+        p.blind_due(at(0), Some(at(0)), 1023),
+        at(45 * MIN - 45 * MIN / 32 * 1023 / 1024)
+    );
+    assert_eq!(p.blind_due(at(0), Some(at(0)), 1024), at(45 * MIN));
     assert!(PolicyError::IntervalTooShort.to_string().contains("200 ms"));
     assert!(
         PolicyError::DetectsAfterTokenExpiry
