@@ -192,7 +192,9 @@ impl ReadPolicy {
         spread: u32,
     ) -> Timestamp {
         let gap = self.blind_gap();
-        let cap = gap.saturating_sub((gap / 32).saturating_mul(spread % 1024) / 1024);
+        // In whole milliseconds, like Klarna's timestamps.
+        let off = (gap.as_millis() / 32) * u128::from(spread % 1024) / 1024;
+        let cap = gap.saturating_sub(Duration::from_millis(u64::try_from(off).unwrap_or(0)));
         match last_read.filter(|&r| r >= anchor) {
             None => anchor.saturating_add(self.first.min(cap)),
             Some(read) => {
@@ -301,9 +303,9 @@ impl fmt::Display for ReadFailure {
 pub(crate) fn backoff(failures: u8, failure: ReadFailure, jitter: u32) -> Duration {
     let exp = u32::from(failures.saturating_sub(1)).min(16);
     let full = Duration::from_secs(1u64 << exp).min(MAX_READ_BACKOFF);
-    // Up to half of it off, in 1/256 steps.
-    let off = full.saturating_mul(jitter % 129) / 256;
-    let spread = full.saturating_sub(off);
+    // Up to half of it off, in 1/256 steps, in whole milliseconds.
+    let off = full.as_millis() * u128::from(jitter % 129) / 256;
+    let spread = full.saturating_sub(Duration::from_millis(u64::try_from(off).unwrap_or(0)));
     match failure {
         ReadFailure::RateLimited { reset: Some(reset) } => spread.max(reset.min(MAX_READ_BACKOFF)),
         _ => spread,

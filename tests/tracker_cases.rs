@@ -683,10 +683,14 @@ fn read_policies_keep_their_guarantee() {
     let slow = p.with_first(Duration::from_secs(24 * 3_600)).unwrap();
     assert_eq!(slow.blind_due(at(0), None, 0), at(45 * MIN));
     // A session's spread takes up to 1/32 off the gap, never more.
+    let gap = p.blind_gap();
+    let shortest =
+        gap - Duration::from_millis(u64::try_from(gap.as_millis() / 32 * 1023 / 1024).unwrap());
     assert_eq!(
         p.blind_due(at(0), Some(at(0)), 1023),
-        at(45 * MIN - 45 * MIN / 32 * 1023 / 1024)
+        at(0).checked_add(shortest).unwrap()
     );
+    assert!(shortest > gap - gap / 32);
     assert_eq!(p.blind_due(at(0), Some(at(0)), 1024), at(45 * MIN));
     assert!(PolicyError::IntervalTooShort.to_string().contains("200 ms"));
     assert!(
