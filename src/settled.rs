@@ -18,7 +18,7 @@ use crate::tracker::{Carried, Expiry, NotFoundError, Tracker, TrackerConfig};
 
 /// What a [`crate::Tracker`] keeps of a settled session ([`crate::Tracker::settled`]): its
 /// confirmed change (status, `updated_at`, and a 64-bit digest of the completion, not the
-/// completion), its expiry, and what was asked. 64 bytes instead of a tracker's 1,368:
+/// completion), its expiry, and what was asked. 64 bytes instead of a tracker's 1,448:
 /// what a service or a replay keeps for each of millions of ended sessions.
 ///
 /// A settled session answers what can reappear without ever asking anything again: the same

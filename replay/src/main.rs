@@ -147,7 +147,9 @@ struct SimulateArgs {
     #[arg(long, value_name = "MINUTES")]
     abandon_after: Option<u64>,
     /// Fleet mode: sessions arrive at this rate (e.g. `1.16/s`, about 100,000 a day) on one
-    /// clock, against Klarna's per-merchant rate limiter; prints a report instead of a log.
+    /// clock, against Klarna's per-merchant rate limiter; prints a report instead of a log, and
+    /// exits 1 when the money guarantee was not kept (a token died, a money call was refused, a
+    /// `COMPLETED` found late, a session off its oracle or unsettled).
     #[arg(long, value_name = "PER_SECOND", value_parser = rate)]
     rate: Option<f64>,
     /// Fleet mode: Klarna's per-merchant limit on reads, order placement and disables a second
@@ -310,7 +312,12 @@ fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<ExitCode, Error
             write!(out, "{report}")
         };
         written.and_then(|()| out.flush()).map_err(Error::Output)?;
-        return Ok(ExitCode::SUCCESS);
+        // A broken guarantee fails the command, so that CI can run it as a check.
+        return Ok(if report.kept_the_guarantee() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     let simulator = Simulator::new(config, args.seed);
     let stats =

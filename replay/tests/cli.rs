@@ -653,3 +653,43 @@ fn an_out_of_range_simulate_option_is_a_usage_error() {
         "{err}"
     );
 }
+
+#[test]
+fn the_fleet_reports_and_fails_when_the_guarantee_breaks() {
+    let o = run(&[
+        "simulate",
+        "--rate",
+        "1.16/s",
+        "--sessions",
+        "2000",
+        "--limit",
+        "50",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("2000 sessions\n"), "{out}");
+    assert!(out.contains("429s: 0 (0 on money calls)"), "{out}");
+    assert!(out.ends_with(": kept\n"), "{out}");
+    let o = run(&[
+        "simulate",
+        "--rate",
+        "1.16",
+        "--sessions",
+        "2000",
+        "--limit",
+        "1",
+        "--read-share",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        report["rate_limited_money"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    for bad in ["0/s", "fast", "-1"] {
+        let o = run(&["simulate", "--rate", bad, "--sessions", "1"]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+    }
+}
