@@ -1251,3 +1251,85 @@ fn a_settled_session_answers_what_reappears_and_revives_for_money() {
         })
     ));
 }
+
+#[test]
+fn redirects_name_their_url_and_suggest_a_status() {
+    use hpp_session::Redirect;
+    let names: Vec<_> = Redirect::ALL.iter().map(|r| r.to_string()).collect();
+    assert_eq!(names, ["success", "failure", "back", "cancel", "error"]);
+    for r in Redirect::ALL {
+        assert_eq!(r.as_str(), r.to_string());
+        // The redirect a status sends the consumer to suggests that status back.
+        assert_eq!(Redirect::after(r.status()), Some(r));
+    }
+    for s in [
+        Status::Waiting,
+        Status::InProgress,
+        Status::ManualIdCheck,
+        Status::Disabled,
+        Status::Timeout,
+    ] {
+        assert_eq!(Redirect::after(s), None, "{s}");
+    }
+    // Only the final ones make a read urgent.
+    let finals: Vec<_> = Redirect::ALL
+        .iter()
+        .filter(|r| r.status().is_final())
+        .map(|r| r.as_str())
+        .collect();
+    assert_eq!(finals, ["success", "cancel"]);
+}
+
+#[test]
+fn a_redirect_brings_one_read_forward_and_decides_nothing() {
+    use hpp_session::Redirect;
+    let id = hpp_session::SessionId::new("s-1").unwrap();
+    let mut t = Tracker::created(id.clone(), at(0), TrackerConfig::DEFAULT);
+    // Created: the first read within the guarantee (less the session's spread), not at once.
+    let first = t.next_read(at(1_000)).unwrap();
+    assert_eq!(first.urgency, Urgency::Initial);
+    assert!(first.at <= at(45 * MIN) && first.at > at(45 * MIN - 45 * MIN / 32));
+    // Another session's redirect: refused, nothing changes.
+    let other = hpp_session::SessionId::new("s-2").unwrap();
+    let before = t.clone();
+    assert!(matches!(
+        t.observe_redirect(&other, Redirect::Success, at(2_000)),
+        Err(Refused::OtherSession(_))
+    ));
+    assert_eq!(t, before);
+    // `back` asks for nothing; `success` for a read at once; again: a duplicate.
+    let r = t.observe_redirect(&id, Redirect::Back, at(2_000)).unwrap();
+    assert_eq!(r.outcome(), Outcome::Redirected(Status::Back));
+    assert!(!r.outcome().changed() && r.action_kinds().is_empty());
+    assert_eq!(t.next_read(at(2_000)), Some(first));
+    let r = t
+        .observe_redirect(&id, Redirect::Success, at(3_000))
+        .unwrap();
+    assert_eq!(r.outcome(), Outcome::Redirected(Status::Completed));
+    assert_eq!(r.outcome().as_str(), "redirected");
+    assert!(r.action_kinds().is_empty());
+    assert_eq!(
+        t.next_read(at(3_000)),
+        Some(NextRead {
+            at: at(3_000),
+            urgency: Urgency::Confirm
+        })
+    );
+    let r = t
+        .observe_redirect(&id, Redirect::Cancel, at(4_000))
+        .unwrap();
+    assert_eq!(r.outcome(), Outcome::Duplicate);
+    // The read clears it; after a confirmed final, redirects are stale.
+    let _ = t
+        .observe_read(&snap(Status::Cancelled, 2_500), at(5_000))
+        .unwrap();
+    let r = t
+        .observe_redirect(&id, Redirect::Success, at(6_000))
+        .unwrap();
+    assert_eq!(r.outcome(), Outcome::Stale);
+    assert_eq!(t.next_read(at(6_000)), None);
+    assert_eq!(
+        Outcome::Redirected(Status::Completed).to_string(),
+        "redirected as COMPLETED (unsigned: read to confirm)"
+    );
+}
