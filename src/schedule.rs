@@ -199,7 +199,8 @@ impl ReadPolicy {
             None => anchor.saturating_add(self.first.min(cap)),
             Some(read) => {
                 let since = read.duration_since(anchor).unwrap_or_default();
-                read.saturating_add(since.max(self.first).min(cap))
+                // Never at the read itself, even with `first` zero: a poller must not spin.
+                read.saturating_add(since.max(self.first).max(MIN_READ_INTERVAL).min(cap))
             }
         }
     }

@@ -663,6 +663,15 @@ fn read_policies_keep_their_guarantee() {
         Err(PolicyError::IntervalTooShort)
     );
     assert_eq!(
+        p.with_hint_gap(MIN_READ_INTERVAL).map(|p| p.hint_gap()),
+        Ok(MIN_READ_INTERVAL)
+    );
+    assert_eq!(
+        p.with_detect_within(Duration::from_secs(3_599))
+            .map(|p| p.detect_within()),
+        Ok(Duration::from_secs(3_599))
+    );
+    assert_eq!(
         p.with_detect_within(Duration::from_secs(3_600)),
         Err(PolicyError::DetectsAfterTokenExpiry)
     );
@@ -679,6 +688,10 @@ fn read_policies_keep_their_guarantee() {
     let cron = p.with_poll_lag(Duration::from_secs(300)).unwrap();
     assert_eq!(cron.blind_gap(), Duration::from_secs(40 * 60));
     assert_eq!(p.blind_gap(), p.detect_within());
+    // A first read at once still leaves a gap after each read.
+    let eager = p.with_first(Duration::ZERO).unwrap();
+    assert_eq!(eager.blind_due(at(0), None, 0), at(0));
+    assert_eq!(eager.blind_due(at(0), Some(at(0)), 0), at(200));
     // A first read later than the gap is capped at it.
     let slow = p.with_first(Duration::from_secs(24 * 3_600)).unwrap();
     assert_eq!(slow.blind_due(at(0), None, 0), at(45 * MIN));
