@@ -4,9 +4,10 @@
 //! every disable of one merchant count against one limit. Here sessions arrive at a steady rate
 //! and live their simulated histories side by side. Klarna's limiter is modelled as documented:
 //! per merchant, 1-second windows, and once a window is over the limit **every** request in it
-//! is answered 429, money calls included. The integrator reads by the trackers' urgency under a
-//! share of that limit and keeps the rest for money calls (placing orders, disabling sessions);
-//! a money call refused with 429 is retried in the next window.
+//! is answered 429, money calls included. The integrator counts its requests in each window (as
+//! Klarna's `X-Ratelimit-Remaining` lets it): money calls (placing orders, disabling sessions)
+//! go first, then reads by the trackers' urgency, up to a share of the limit and never past what
+//! the window has left. A money call refused with 429 is retried in the next window.
 //!
 //! Everything judged comes from ground truth the trackers do not write: when the consumer
 //! really paid (the simulator's history), and what the modelled Klarna accepted (orders created,
@@ -33,8 +34,12 @@ pub struct FleetConfig {
     /// Klarna's per-merchant limit on "other operations" (reads, order placement, disable) a
     /// second: 200 live, 50 in the playground.
     pub limit: u32,
-    /// The share of `limit` the integrator spends on reads; the rest is kept for money calls.
+    /// The most of `limit` the integrator spends on reads in a window.
     pub read_share: f64,
+    /// Whether money calls go first in each window and reads take what is left, so that the
+    /// integrator never exceeds the limit (the default); otherwise money calls are sent as they
+    /// come, on top of the reads (a careless integrator, for the counter-check).
+    pub money_first: bool,
     /// The trackers' configuration.
     pub tracker: TrackerConfig,
 }
@@ -354,9 +359,15 @@ impl Fleet<'_> {
         self.schedule(sid, at);
     }
 
-    /// One window up to `end`: the hints that arrive in it, then the reads due by its end, most
-    /// urgent first, under `budget`, and the money calls they ask for; returns the reads made.
-    fn window(&mut self, end: Timestamp, budget: u32) -> u32 {
+    /// One window up to `end`: the money calls waiting (at its start), the hints that arrive in
+    /// it, then the reads due by its end, most urgent first, under `budget` and what the window
+    /// has left; returns the reads made. The money calls the reads ask for wait for the next
+    /// window (a careless integrator sends them at once).
+    fn window(&mut self, start: Timestamp, end: Timestamp, budget: u32) -> u32 {
+        if self.config.money_first {
+            self.money_calls(start);
+        }
+        let budget = budget.min(self.config.limit.saturating_sub(self.window_requests));
         while let Some(&Reverse((at, sid, redirect, index))) = self.hints.peek() {
             if at >= end {
                 break;
@@ -390,7 +401,9 @@ impl Fleet<'_> {
             reads += 1;
         }
         self.window_requests += reads;
-        self.money_calls(read_at);
+        if !self.config.money_first {
+            self.money_calls(read_at);
+        }
         reads
     }
 
@@ -399,6 +412,10 @@ impl Fleet<'_> {
     fn money_calls(&mut self, at: Timestamp) {
         let waiting = self.money.len();
         for _ in 0..waiting {
+            if self.config.money_first && self.window_requests >= self.config.limit {
+                // The window is full: the rest wait for the next one, unrefused.
+                break;
+            }
             let Some(call) = self.money.pop_front() else {
                 break;
             };
@@ -477,7 +494,7 @@ pub fn run(simulator: &Simulator, config: FleetConfig) -> FleetReport {
             fleet.create(created);
             created += 1;
         }
-        let reads = fleet.window(end, read_budget);
+        let reads = fleet.window(window, end, read_budget);
         total_reads += u64::from(reads);
         windows += 1;
         fleet.report.reads_per_second_peak = fleet.report.reads_per_second_peak.max(reads);

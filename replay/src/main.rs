@@ -301,6 +301,7 @@ fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<ExitCode, Error
                 sessions: args.sessions,
                 limit: args.limit,
                 read_share: args.read_share,
+                money_first: true,
                 tracker,
             },
         );

@@ -18,6 +18,26 @@ fn fleet(
     abandon_minutes: Option<u64>,
     network: SimConfig,
 ) -> FleetReport {
+    careless_or_not(
+        rate,
+        sessions,
+        limit,
+        read_share,
+        abandon_minutes,
+        network,
+        true,
+    )
+}
+
+fn careless_or_not(
+    rate: f64,
+    sessions: u64,
+    limit: u32,
+    read_share: f64,
+    abandon_minutes: Option<u64>,
+    network: SimConfig,
+    money_first: bool,
+) -> FleetReport {
     let config = SimConfig {
         arrival_gap: Duration::from_secs_f64(1.0 / rate),
         read_failure: 0,
@@ -32,6 +52,7 @@ fn fleet(
             sessions,
             limit,
             read_share,
+            money_first,
             tracker: TrackerConfig {
                 reads,
                 abandon_after: abandon_minutes.map(|m| Duration::from_secs(m * 60)),
@@ -97,13 +118,21 @@ fn with_every_hint_lost_a_completed_is_found_within_the_guarantee() {
     assert!(r.place_by_slack_min_secs >= 15.0 * 60.0 - 61.0, "{r}");
 }
 
-/// The harness can fail: an integrator that spends the whole limit on reads gets its money
-/// calls refused (Klarna answers 429 to every request once a window is over), and its reads
-/// wait past what the guarantee allows for.
+/// The harness can fail: an integrator that spends the whole limit on reads and sends money
+/// calls on top gets them refused (Klarna answers 429 to every request once a window is over).
 #[test]
-fn reading_with_the_whole_budget_starves_the_money_calls() {
-    let r = fleet(1.16, 3_000, 1, 1.0, None, SimConfig::DEFAULT);
+fn reading_with_the_whole_budget_gets_the_money_calls_refused() {
+    let r = careless_or_not(1.16, 3_000, 2, 1.0, None, SimConfig::DEFAULT, false);
     assert!(!r.kept_the_guarantee(), "{r}");
     assert!(r.rate_limited_money > 0, "{r}");
+}
+
+/// … and a budget too small for the volume shows as reads waiting past what the guarantee
+/// allows for, even with money calls first.
+#[test]
+fn too_small_a_budget_breaks_the_guarantee_visibly() {
+    let r = fleet(1.16, 3_000, 1, 1.0, None, SimConfig::DEFAULT);
+    assert!(!r.kept_the_guarantee(), "{r}");
+    assert_eq!(r.rate_limited_money, 0, "{r}");
     assert!(r.max_read_wait_secs > 60.0, "{r}");
 }
