@@ -94,7 +94,9 @@ fn run(scenario: &mut Scenario, config: TrackerConfig, poller: Poller, hints: bo
         disables: 0,
         tracker: tracker.clone(),
     };
-    loop {
+    for step in 0.. {
+        // A session's 48 hours take a few hundred steps; a schedule that spins never ends.
+        assert!(step < 100_000, "the poller spins at {now}");
         let read_at = tracker
             .next_read(now)
             .map(|r| poller.wakes_at(r.at.max(now), origin));

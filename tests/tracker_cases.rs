@@ -1346,3 +1346,36 @@ fn a_redirect_brings_one_read_forward_and_decides_nothing() {
         "redirected as COMPLETED (unsigned: read to confirm)"
     );
 }
+
+#[test]
+fn urgencies_and_failures_read_as_what_they_are() {
+    // Least urgent first: a caller with less budget than due reads takes the greatest first.
+    let mut all = [Urgency::Confirm, Urgency::Blind, Urgency::Initial];
+    all.sort();
+    let names: Vec<_> = all.iter().map(ToString::to_string).collect();
+    assert_eq!(names, ["blind", "initial", "confirm"]);
+    assert!(all.iter().all(|u| u.as_str() == u.to_string()));
+    let failures = [
+        (
+            ReadFailure::RateLimited {
+                reset: Some(Duration::from_millis(1_500)),
+            },
+            "rate limited (429), window resets in 1.5s",
+        ),
+        (
+            ReadFailure::RateLimited { reset: None },
+            "rate limited (429)",
+        ),
+        (ReadFailure::ServerError, "server error (5xx)"),
+        (ReadFailure::Timeout, "timed out"),
+        (ReadFailure::Unexpected, "unexpected answer"),
+    ];
+    for (failure, text) in failures {
+        assert_eq!(failure.to_string(), text);
+    }
+    assert!(
+        PolicyError::LagExceedsDetection
+            .to_string()
+            .contains("poll_lag")
+    );
+}
