@@ -2,27 +2,7 @@
 //! tries, designed around the one thing it must guarantee (money) and what it costs (every read
 //! spends the merchant's rate budget, which placing orders shares).
 //!
-//! # The guarantee
-//!
-//! Between two reads of an open session there is never more than [`ReadPolicy::blind_gap`]
-//! (`detect_within − poll_lag`), whatever the tracker was told and whatever it was not: a
-//! consumer's `COMPLETED` is found by a read at most that long after it happened, even when every
-//! callback and every redirect is lost. A caller that performs each due read within `poll_lag`
-//! of the moment it fell due therefore confirms every `COMPLETED` within `detect_within` of its
-//! `updated_at` (plus the skew between Klarna's clock and the caller's), which leaves
-//! `60 min − detect_within` of the authorization token's hour to place the order. The property
-//! tests in `tests/schedule.rs` check this over arbitrary histories, losses and pollers.
-//!
-//! # The cost
-//!
-//! Everything else a read achieves can wait for a hint, so the blind schedule backs off to the
-//! guarantee: after each confirmed change, reads fall due `first` later, then after gaps as long
-//! as the time since the change (doubling), up to `blind_gap`. The default `first` is the gap
-//! itself: a blind read every 45 minutes, nothing sooner. Hints bring reads forward: a final
-//! status claimed by a callback, a consumer's `success` or `cancel` redirect, or a disable just
-//! asked make a read due at once ([`Urgency::Confirm`]), at most one every `hint_gap`. With the
-//! defaults an abandoned session costs 65 reads in its 48 hours instead of 302, and a paid
-//! session whose callback or redirect arrives costs 2 (the simulator's default mix; README).
+//! The guarantee and its cost are documented on [`ReadPolicy`].
 
 use core::fmt;
 use core::time::Duration;
@@ -42,8 +22,32 @@ pub const MAX_READ_BACKOFF: Duration = Duration::from_secs(60);
 /// authorization token's hour to place the order.
 pub const DEFAULT_DETECT_WITHIN: Duration = Duration::from_secs(45 * 60);
 
-/// How a [`crate::Tracker`] schedules reads of its session (see [`crate::Tracker::next_read`]
-/// and the [module docs](self) for the guarantee and its cost).
+/// How a [`crate::Tracker`] schedules reads of its session ([`crate::Tracker::next_read`]).
+///
+/// # The guarantee
+///
+/// Between two reads of an open session there is never more than [`ReadPolicy::blind_gap`]
+/// (`detect_within − poll_lag`), whatever the tracker was told and whatever it was not: a
+/// consumer's `COMPLETED` is found by a read at most that long after it happened, even when every
+/// callback and every redirect is lost. A caller that performs each due read within `poll_lag`
+/// of the moment it fell due therefore confirms every `COMPLETED` within `detect_within` of its
+/// `updated_at` (plus the skew between Klarna's clock and the caller's), which leaves
+/// `60 min − detect_within` of the authorization token's hour to place the order. The property
+/// tests in `tests/schedule.rs` check this over arbitrary histories, losses and pollers.
+///
+/// # The cost
+///
+/// Everything else a read achieves can wait for a hint, so the blind schedule backs off to the
+/// guarantee: after each confirmed change, reads fall due `first` later, then after gaps as long
+/// as the time since the change (doubling), up to `blind_gap`. The default `first` is the gap
+/// itself: a blind read every 45 minutes, nothing sooner. Hints bring reads forward: a final
+/// status claimed by a callback, a consumer's `success` or `cancel` redirect, or a disable just
+/// asked make a read due at once ([`Urgency::Confirm`]), at most one every `hint_gap`. Each
+/// session's gap is shortened by up to 1/32 by a spread drawn from its id, so that sessions
+/// created together do not read together. With the defaults an abandoned session costs about 66
+/// reads in its 48 hours instead of 302, and a paid session made with
+/// [`crate::Tracker::created`] whose callback or redirect arrives costs 1 (the simulator's
+/// default mix; README).
 ///
 /// Built from [`ReadPolicy::DEFAULT`] with checked setters:
 ///
