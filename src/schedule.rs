@@ -349,3 +349,30 @@ impl fmt::Display for PolicyError {
 }
 
 impl core::error::Error for PolicyError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_back_off_doubles_less_its_spread_and_waits_for_the_reset() {
+        let ms = Duration::from_millis;
+        let server = ReadFailure::ServerError;
+        assert_eq!(backoff(1, server, 0), ms(1_000));
+        // Up to half off, by the spread, in 1/256 steps.
+        assert_eq!(backoff(1, server, 128), ms(500));
+        assert_eq!(backoff(1, server, 64), ms(750));
+        assert_eq!(backoff(1, server, 129), ms(1_000));
+        assert_eq!(backoff(2, server, 0), ms(2_000));
+        assert_eq!(backoff(6, server, 0), ms(32_000));
+        assert_eq!(backoff(7, server, 0), MAX_READ_BACKOFF);
+        assert_eq!(backoff(u8::MAX, server, 128), MAX_READ_BACKOFF / 2);
+        let limited = |s| ReadFailure::RateLimited {
+            reset: Some(Duration::from_secs(s)),
+        };
+        assert_eq!(backoff(1, limited(5), 0), ms(5_000));
+        assert_eq!(backoff(1, limited(0), 128), ms(500));
+        // A reset past the longest back-off is taken as that.
+        assert_eq!(backoff(1, limited(3_600), 0), MAX_READ_BACKOFF);
+    }
+}

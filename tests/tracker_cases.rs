@@ -429,6 +429,12 @@ fn not_found_before_expiry_changes_nothing_and_after_it_releases_once() {
         Outcome::Duplicate
     );
     assert_eq!(t, again);
+    // After expiry a redirect is old news.
+    let id = hpp_session::SessionId::new("s-1").unwrap();
+    let r = t
+        .observe_redirect(&id, hpp_session::Redirect::Success, at(EXPIRES + 6))
+        .unwrap();
+    assert_eq!(r.outcome(), Outcome::Stale);
 }
 
 /// A claim never blocks a release: an authorization only a callback claims (and no read ever
@@ -1332,6 +1338,13 @@ fn a_redirect_brings_one_read_forward_and_decides_nothing() {
         .observe_redirect(&id, Redirect::Cancel, at(4_000))
         .unwrap();
     assert_eq!(r.outcome(), Outcome::Duplicate);
+    // The read clears the urgency, whatever it shows: the next read is a blind one.
+    let _ = t
+        .observe_read(&snap(Status::Waiting, 0), at(4_500))
+        .unwrap();
+    let next = t.next_read(at(4_500)).unwrap();
+    assert_eq!(next.urgency, Urgency::Blind);
+    assert!(next.at > at(4_500 + 40 * MIN));
     // The read clears it; after a confirmed final, redirects are stale.
     let _ = t
         .observe_read(&snap(Status::Cancelled, 2_500), at(5_000))
