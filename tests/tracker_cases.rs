@@ -1392,3 +1392,88 @@ fn urgencies_and_failures_read_as_what_they_are() {
             .contains("poll_lag")
     );
 }
+
+#[test]
+fn a_read_at_expiry_that_still_answers_is_not_asked_again_at_once() {
+    // Klarna's clock a little behind: the read at `expires_at` answers 200. The expiry slot is
+    // spent; the next read is a blind one, not the same instant again.
+    let mut t = Tracker::default();
+    let _ = t
+        .observe_read(&snap(Status::Back, 10), at(EXPIRES - 30 * MIN))
+        .unwrap();
+    assert_eq!(t.next_read(at(EXPIRES - 30 * MIN)).unwrap().at, at(EXPIRES));
+    let _ = t
+        .observe_read(&snap(Status::Back, 10), at(EXPIRES))
+        .unwrap();
+    assert!(t.next_read(at(EXPIRES)).unwrap().at > at(EXPIRES + 40 * MIN));
+}
+
+#[test]
+fn sessions_created_together_read_apart() {
+    let due: std::collections::BTreeSet<_> = (0..8)
+        .map(|i| {
+            let id = hpp_session::SessionId::new(&format!("session-{i}")).unwrap();
+            let t = Tracker::created(id, at(0), TrackerConfig::DEFAULT);
+            t.next_read(at(0)).unwrap().at
+        })
+        .collect();
+    assert!(due.len() >= 7, "{due:?}");
+    assert!(
+        due.iter()
+            .all(|&d| d <= at(45 * MIN) && d > at(45 * MIN - 45 * MIN / 32))
+    );
+}
+
+#[test]
+fn the_time_limit_asks_for_one_disable_and_then_reads_blind() {
+    let config = TrackerConfig {
+        abandon_after: Some(Duration::from_secs(2 * 3_600)),
+        ..TrackerConfig::DEFAULT
+    };
+    let mut t = Tracker::for_session(hpp_session::SessionId::new("s-1").unwrap(), config);
+    let waiting = snap(Status::Waiting, 0);
+    let _ = t.observe_read(&waiting, at(1_000)).unwrap();
+    // The deadline is a slot of its own: 2 h after the last change.
+    let mut now = 1_000;
+    while t.next_read(at(now)).unwrap().at < at(2 * 60 * MIN) {
+        now = millis(t.next_read(at(now)).unwrap().at);
+        let r = t.observe_read(&waiting, at(now)).unwrap();
+        assert!(
+            r.action_kinds().is_empty(),
+            "asked before the deadline at {now}"
+        );
+    }
+    assert_eq!(t.next_read(at(now)).unwrap().at, at(2 * 60 * MIN));
+    // A hint past the deadline asks for nothing: only a read finds a session abandoned.
+    let r = t
+        .observe_callback(None, &snap(Status::InProgress, 100), at(2 * 60 * MIN))
+        .unwrap();
+    assert!(r.action_kinds().is_empty());
+    let r = t.observe_read(&waiting, at(2 * 60 * MIN)).unwrap();
+    assert_eq!(r.actions().collect::<Vec<_>>(), [Action::Disable]);
+    let next = t.next_read(at(2 * 60 * MIN)).unwrap();
+    assert_eq!(next.urgency, Urgency::Confirm);
+    // The disable did not take (the `DELETE` failed): reads go on blind, nothing asked again.
+    now = 2 * 60 * MIN + 10_000;
+    for _ in 0..5 {
+        let r = t.observe_read(&waiting, at(now)).unwrap();
+        assert!(r.action_kinds().is_empty());
+        let next = t.next_read(at(now)).unwrap();
+        assert_eq!(next.urgency, Urgency::Blind);
+        now = millis(next.at);
+    }
+    // A session that shows life is not abandoned: a change at the deadline moves it.
+    let mut lively = Tracker::new(config);
+    let _ = lively.observe_read(&waiting, at(1_000)).unwrap();
+    let r = lively
+        .observe_read(
+            &snap(Status::InProgress, 2 * 60 * MIN - 1),
+            at(2 * 60 * MIN),
+        )
+        .unwrap();
+    assert!(r.action_kinds().is_empty());
+}
+
+fn millis(t: Timestamp) -> u64 {
+    u64::try_from(t.duration_since(at(0)).unwrap().as_millis()).unwrap()
+}
