@@ -618,13 +618,7 @@ fn read_failures_back_off_and_keep_the_urgency() {
     let _ = t
         .observe_callback(Some("e1"), &snap(Status::Completed, 20_000), at(20_000))
         .unwrap();
-    assert_eq!(
-        t.next_read(at(20_000)),
-        Some(NextRead {
-            at: at(20_000),
-            urgency: Urgency::Confirm
-        })
-    );
+    assert_read_at_once(&t, 20_000);
     // A 429 with X-Ratelimit-Reset of 1 s: not before the reset; the urgency stays.
     let r = t
         .observe_read_failure(
@@ -934,13 +928,7 @@ fn a_claim_adds_earlier_reads_and_never_delays_the_schedule() {
     let _ = t
         .observe_callback(Some("e2"), &snap(Status::Cancelled, 30_000), at(30_000))
         .unwrap();
-    assert_eq!(
-        t.next_read(at(30_000)),
-        Some(NextRead {
-            at: at(30_000),
-            urgency: Urgency::Confirm
-        })
-    );
+    assert_read_at_once(&t, 30_000);
     let _ = t
         .observe_read(&snap(Status::InProgress, 20), at(30_000))
         .unwrap();
@@ -1327,13 +1315,7 @@ fn a_redirect_brings_one_read_forward_and_decides_nothing() {
     assert_eq!(r.outcome(), Outcome::Redirected(Status::Completed));
     assert_eq!(r.outcome().as_str(), "redirected");
     assert!(r.action_kinds().is_empty());
-    assert_eq!(
-        t.next_read(at(3_000)),
-        Some(NextRead {
-            at: at(3_000),
-            urgency: Urgency::Confirm
-        })
-    );
+    assert_read_at_once(&t, 3_000);
     let r = t
         .observe_redirect(&id, Redirect::Cancel, at(4_000))
         .unwrap();
@@ -1476,4 +1458,15 @@ fn the_time_limit_asks_for_one_disable_and_then_reads_blind() {
 
 fn millis(t: Timestamp) -> u64 {
     u64::try_from(t.duration_since(at(0)).unwrap().as_millis()).unwrap()
+}
+
+/// A read is due at `ms` itself, before every other kind.
+fn assert_read_at_once(t: &Tracker, ms: u64) {
+    assert_eq!(
+        t.next_read(at(ms)),
+        Some(NextRead {
+            at: at(ms),
+            urgency: Urgency::Confirm
+        })
+    );
 }

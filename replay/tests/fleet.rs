@@ -8,58 +8,53 @@ use hpp_replay::fleet::{Ending, FleetConfig, FleetReport, run};
 use hpp_session::sim::{SimConfig, Simulator};
 use hpp_session::{ReadPolicy, TrackerConfig};
 
-/// `sessions` arriving at `rate` a second against `limit`, as `hpp-replay simulate --rate`
-/// runs them (reads may wait up to a minute for budget).
-fn fleet(
+/// A fleet run as `hpp-replay simulate --rate` makes it (reads may wait up to a minute for
+/// budget; money calls first in each window unless `careless`).
+struct Fleet {
     rate: f64,
     sessions: u64,
     limit: u32,
     read_share: f64,
     abandon_minutes: Option<u64>,
     network: SimConfig,
-) -> FleetReport {
-    careless_or_not(
-        rate,
-        sessions,
-        limit,
-        read_share,
-        abandon_minutes,
-        network,
-        true,
-    )
+    careless: bool,
 }
 
-fn careless_or_not(
-    rate: f64,
-    sessions: u64,
-    limit: u32,
-    read_share: f64,
-    abandon_minutes: Option<u64>,
-    network: SimConfig,
-    money_first: bool,
-) -> FleetReport {
-    let config = SimConfig {
-        arrival_gap: Duration::from_secs_f64(1.0 / rate),
-        read_failure: 0,
-        ..network
-    };
-    let reads = ReadPolicy::DEFAULT
-        .with_poll_lag(Duration::from_secs(60))
-        .unwrap();
-    run(
-        &Simulator::new(config, 3),
-        FleetConfig {
-            sessions,
-            limit,
-            read_share,
-            money_first,
-            tracker: TrackerConfig {
-                reads,
-                abandon_after: abandon_minutes.map(|m| Duration::from_secs(m * 60)),
-                ..TrackerConfig::DEFAULT
+const PLAYGROUND: Fleet = Fleet {
+    rate: 1.16,
+    sessions: 12_000,
+    limit: 50,
+    read_share: 0.8,
+    abandon_minutes: None,
+    network: SimConfig::DEFAULT,
+    careless: false,
+};
+
+impl Fleet {
+    fn run(self) -> FleetReport {
+        let config = SimConfig {
+            arrival_gap: Duration::from_secs_f64(1.0 / self.rate),
+            read_failure: 0,
+            ..self.network
+        };
+        let reads = ReadPolicy::DEFAULT
+            .with_poll_lag(Duration::from_secs(60))
+            .unwrap();
+        run(
+            &Simulator::new(config, 3),
+            FleetConfig {
+                sessions: self.sessions,
+                limit: self.limit,
+                read_share: self.read_share,
+                money_first: !self.careless,
+                tracker: TrackerConfig {
+                    reads,
+                    abandon_after: self.abandon_minutes.map(|m| Duration::from_secs(m * 60)),
+                    ..TrackerConfig::DEFAULT
+                },
             },
-        },
-    )
+        )
+    }
 }
 
 fn reads_of(report: &FleetReport, ending: Ending) -> f64 {
@@ -88,7 +83,7 @@ fn assert_zeros(r: &FleetReport) {
 
 #[test]
 fn the_playground_budget_carries_100_000_sessions_a_day() {
-    let r = fleet(1.16, 12_000, 50, 0.8, None, SimConfig::DEFAULT);
+    let r = PLAYGROUND.run();
     assert_zeros(&r);
     assert!(reads_of(&r, Ending::AbandonedExpired) <= 70.0, "{r}");
     assert!(r.reads_paid_hinted.mean <= 2.0, "{r}");
@@ -97,7 +92,13 @@ fn the_playground_budget_carries_100_000_sessions_a_day() {
 
 #[test]
 fn the_live_budget_carries_1_000_000_a_day_with_a_time_limit() {
-    let r = fleet(11.6, 12_000, 200, 0.8, Some(120), SimConfig::DEFAULT);
+    let r = Fleet {
+        rate: 11.6,
+        limit: 200,
+        abandon_minutes: Some(120),
+        ..PLAYGROUND
+    }
+    .run();
     assert_zeros(&r);
     assert!(reads_of(&r, Ending::AbandonedDisabled) <= 12.0, "{r}");
 }
@@ -109,7 +110,12 @@ fn with_every_hint_lost_a_completed_is_found_within_the_guarantee() {
         redirect: 0,
         ..SimConfig::DEFAULT
     };
-    let r = fleet(1.16, 8_000, 50, 0.8, None, lost);
+    let r = Fleet {
+        sessions: 8_000,
+        network: lost,
+        ..PLAYGROUND
+    }
+    .run();
     assert_zeros(&r);
     assert_eq!(r.reads_paid_hinted.sessions, 0);
     assert!(r.reads_paid_unhinted.sessions > 3_000);
@@ -122,7 +128,14 @@ fn with_every_hint_lost_a_completed_is_found_within_the_guarantee() {
 /// calls on top gets them refused (Klarna answers 429 to every request once a window is over).
 #[test]
 fn reading_with_the_whole_budget_gets_the_money_calls_refused() {
-    let r = careless_or_not(1.16, 3_000, 2, 1.0, None, SimConfig::DEFAULT, false);
+    let r = Fleet {
+        sessions: 3_000,
+        limit: 2,
+        read_share: 1.0,
+        careless: true,
+        ..PLAYGROUND
+    }
+    .run();
     assert!(!r.kept_the_guarantee(), "{r}");
     assert!(r.rate_limited_money > 0, "{r}");
 }
@@ -131,7 +144,13 @@ fn reading_with_the_whole_budget_gets_the_money_calls_refused() {
 /// allows for, even with money calls first.
 #[test]
 fn too_small_a_budget_breaks_the_guarantee_visibly() {
-    let r = fleet(1.16, 3_000, 1, 1.0, None, SimConfig::DEFAULT);
+    let r = Fleet {
+        sessions: 3_000,
+        limit: 1,
+        read_share: 1.0,
+        ..PLAYGROUND
+    }
+    .run();
     assert!(!r.kept_the_guarantee(), "{r}");
     assert_eq!(r.rate_limited_money, 0, "{r}");
     assert!(r.max_read_wait_secs > 60.0, "{r}");
