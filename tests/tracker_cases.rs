@@ -1444,6 +1444,16 @@ fn the_time_limit_asks_for_one_disable_and_then_reads_blind() {
         assert_eq!(next.urgency, Urgency::Blind);
         now = millis(next.at);
     }
+    // A session that ended is never disabled, however late a read of it comes.
+    let mut ended = Tracker::new(config);
+    let _ = ended
+        .observe_read(&snap(Status::Cancelled, 0), at(1_000))
+        .unwrap();
+    let late = ended
+        .observe_read(&snap(Status::Cancelled, 0), at(3 * 60 * MIN))
+        .unwrap();
+    assert!(late.action_kinds().is_empty());
+    assert!(!ended.asked().contains(ActionKind::Disable));
     // A session that shows life is not abandoned: a change at the deadline moves it.
     let mut lively = Tracker::new(config);
     let _ = lively.observe_read(&waiting, at(1_000)).unwrap();
