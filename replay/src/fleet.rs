@@ -662,3 +662,63 @@ impl fmt::Display for FleetReport {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hpp_session::sim::SimConfig;
+
+    use super::*;
+
+    /// Klarna's side of placing an order: the token lives 60 minutes after the authorization,
+    /// one order a call, and a window over the limit refuses the call (it waits).
+    #[test]
+    fn an_order_is_created_only_while_the_token_lives() {
+        let simulator = Simulator::new(SimConfig::DEFAULT, 3);
+        let config = FleetConfig {
+            sessions: 100,
+            limit: 1,
+            read_share: 0.8,
+            money_first: true,
+            tracker: TrackerConfig::DEFAULT,
+        };
+        let mut fleet = Fleet {
+            simulator: &simulator,
+            config,
+            sessions: Vec::new(),
+            hints: BinaryHeap::new(),
+            timed: BinaryHeap::new(),
+            due: BinaryHeap::new(),
+            money: VecDeque::new(),
+            report: FleetReport::default(),
+            window_requests: 0,
+            max_wait: Duration::ZERO,
+        };
+        for sid in 0..100 {
+            fleet.create(sid);
+        }
+        let (sid, paid_at) = (0..100)
+            .find_map(|sid| {
+                let s = simulator.scenario(u64::from(sid));
+                matches!(expected(&s.history), Expected::PlaceOrder { .. })
+                    .then(|| (sid, s.history.ending().map(|c| c.at)))
+            })
+            .unwrap();
+        let paid_at = paid_at.unwrap();
+        let late = paid_at.saturating_add(AUTHORIZATION_VALIDITY + Duration::from_secs(1));
+        fleet.money.push_back(MoneyCall::PlaceOrder(sid));
+        fleet.money_calls(late);
+        assert_eq!(
+            fleet.sessions[sid as usize].orders, 0,
+            "a dead token made an order"
+        );
+        // In time, but the window is full: it waits, unrefused, for the next one.
+        fleet.money.push_back(MoneyCall::PlaceOrder(sid));
+        fleet.money_calls(paid_at);
+        assert_eq!(fleet.money.len(), 1);
+        fleet.window_requests = 0;
+        fleet.money_calls(paid_at);
+        let session = &fleet.sessions[sid as usize];
+        assert_eq!((session.orders, session.first_order_at), (1, Some(paid_at)));
+        assert_eq!(fleet.report.rate_limited, 0);
+    }
+}

@@ -84,6 +84,7 @@ fn assert_zeros(r: &FleetReport) {
 #[test]
 fn the_playground_budget_carries_100_000_sessions_a_day() {
     let r = PLAYGROUND.run();
+    assert_eq!(r.sessions, 12_000);
     assert_zeros(&r);
     assert!(reads_of(&r, Ending::AbandonedExpired) <= 70.0, "{r}");
     assert!(r.reads_paid_hinted.mean <= 2.0, "{r}");
@@ -138,6 +139,8 @@ fn reading_with_the_whole_budget_gets_the_money_calls_refused() {
     .run();
     assert!(!r.kept_the_guarantee(), "{r}");
     assert!(r.rate_limited_money > 0, "{r}");
+    // Reads stay under the limit on their own: every 429 here is on a money call.
+    assert_eq!(r.rate_limited, r.rate_limited_money, "{r}");
 }
 
 /// … and a budget too small for the volume shows as reads waiting past what the guarantee
