@@ -15,7 +15,7 @@ use crate::precedence::{
 };
 use crate::redirect::Redirect;
 use crate::refusal::{OtherSession, Refused};
-use crate::schedule::{NextRead, ReadFailure, ReadPolicy, Urgency, backoff};
+use crate::schedule::{MIN_READ_INTERVAL, NextRead, ReadFailure, ReadPolicy, Urgency, backoff};
 use crate::secret::SecretMatched;
 use crate::settled::Settled;
 use crate::snapshot::Snapshot;
@@ -704,11 +704,16 @@ impl Tracker {
                 let anchor = self.changed_at.or(self.last_read).unwrap_or(now);
                 let mut at = policy.blind_due(anchor, self.last_read, self.spread());
                 let before_last = |slot: Timestamp| self.last_read.is_none_or(|r| r < slot);
+                // Never within `MIN_READ_INTERVAL` of the last read, like every other slot.
+                let spaced = |slot: Timestamp| {
+                    self.last_read
+                        .map_or(slot, |r| slot.max(r.saturating_add(MIN_READ_INTERVAL)))
+                };
                 if let Some(expiry) = self.expiry.filter(|e| before_last(e.at)) {
-                    at = at.min(expiry.at);
+                    at = at.min(spaced(expiry.at));
                 }
                 if let Some(deadline) = self.abandon_deadline().filter(|&d| before_last(d)) {
-                    at = at.min(deadline);
+                    at = at.min(spaced(deadline));
                 }
                 (at, Urgency::Blind)
             }

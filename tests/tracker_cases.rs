@@ -1388,6 +1388,15 @@ fn a_read_at_expiry_that_still_answers_is_not_asked_again_at_once() {
         .observe_read(&snap(Status::Back, 10), at(EXPIRES))
         .unwrap();
     assert!(t.next_read(at(EXPIRES)).unwrap().at > at(EXPIRES + 40 * MIN));
+    // A read 100 ms before expiry: the expiry read still keeps 200 ms from it.
+    let mut close = Tracker::default();
+    let _ = close
+        .observe_read(&snap(Status::Back, 10), at(EXPIRES - 100))
+        .unwrap();
+    assert_eq!(
+        close.next_read(at(EXPIRES - 100)).unwrap().at,
+        at(EXPIRES + 100)
+    );
 }
 
 #[test]
