@@ -1,0 +1,297 @@
+//! Klarna's API at Klarna's paths: HPP sessions (create, read, disable), Klarna Payments
+//! sessions (create, read) and create-order. HTTP Basic credentials on every call, the rate
+//! limiter on every call, status codes and body shapes as Klarna documents them.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use hpp_session::sim::DisableAnswer;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::Double;
+use crate::limiter::Verdict;
+use crate::world::{MerchantUrls, OrderAnswer, PaymentSession};
+
+/// Which bucket and counter a request belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Call {
+    Create,
+    Read,
+    Disable,
+    Order,
+    PaymentRead,
+}
+
+/// Klarna's error body.
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({
+        "error_code": code,
+        "error_messages": [message],
+        "correlation_id": "double",
+    });
+    (status, Json(body)).into_response()
+}
+
+/// The merchant (Basic username) if the credentials match, after counting the call against
+/// the limit; the refusal otherwise (401, 429).
+fn admit(double: &Double, headers: &HeaderMap, call: Call) -> Result<String, Box<Response>> {
+    let merchant = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|pair| {
+            let (user, password) = pair.split_once(':')?;
+            (user == double.config.username && password == double.config.password)
+                .then(|| user.to_owned())
+        });
+    let Some(merchant) = merchant else {
+        return Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "Bad credentials",
+        )));
+    };
+    let verdict = if call == Call::Create {
+        double.create_limiter.lock().check(&merchant)
+    } else {
+        double.limiter.lock().check(&merchant)
+    };
+    if verdict.allowed {
+        return Ok(merchant);
+    }
+    {
+        let mut world = double.world.lock();
+        let counter = &mut world.over_limit;
+        match call {
+            Call::Create => counter.creates += 1,
+            Call::Read => counter.reads += 1,
+            Call::Disable => counter.disables += 1,
+            Call::Order => counter.orders += 1,
+            Call::PaymentRead => counter.payment_reads += 1,
+        }
+    }
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        "Too many requests",
+    );
+    rate_headers(response.headers_mut(), verdict);
+    Err(Box::new(response))
+}
+
+fn rate_headers(headers: &mut HeaderMap, v: Verdict) {
+    let reset_s = v.reset_ms.div_ceil(1_000);
+    for (name, value) in [
+        ("x-ratelimit-limit", u64::from(v.limit)),
+        ("x-ratelimit-remaining", u64::from(v.remaining)),
+        ("x-ratelimit-reset", reset_s),
+    ] {
+        headers.insert(name, HeaderValue::from(value));
+    }
+}
+
+/// `POST /payments/v1/sessions`: a Klarna Payments session (the order lines are not checked).
+pub(crate) async fn create_payment_session(
+    State(double): State<Arc<Double>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admit(&double, &headers, Call::Create) {
+        return *r;
+    }
+    let id = double.uuid();
+    double
+        .world
+        .lock()
+        .payment_sessions
+        .insert(id.clone(), PaymentSession::default());
+    Json(json!({
+        "session_id": id,
+        "client_token": format!("double-client-token-{id}"),
+        "payment_method_categories": [{"identifier": "pay_later", "name": "Pay later."}],
+    }))
+    .into_response()
+}
+
+/// `GET /payments/v1/sessions/{id}`: `status` is `complete` once an order was created from it.
+pub(crate) async fn read_payment_session(
+    State(double): State<Arc<Double>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admit(&double, &headers, Call::PaymentRead) {
+        return *r;
+    }
+    let world = double.world.lock();
+    let Some(payment) = world.payment_sessions.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "Session not found");
+    };
+    let ordered = payment
+        .hpp_session_id
+        .as_ref()
+        .and_then(|hpp| world.sessions.get(hpp))
+        .is_some_and(|s| !s.orders.is_empty());
+    let status = if ordered { "complete" } else { "incomplete" };
+    Json(json!({ "status": status })).into_response()
+}
+
+/// The body of `POST /hpp/v1/sessions`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CreateHpp {
+    payment_session_url: String,
+    #[serde(default)]
+    merchant_urls: MerchantUrls,
+}
+
+/// `POST /hpp/v1/sessions`: 201 with the session's URLs; a simulated consumer takes it from here.
+pub(crate) async fn create_session(
+    State(double): State<Arc<Double>>,
+    headers: HeaderMap,
+    body: Result<Json<CreateHpp>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err(r) = admit(&double, &headers, Call::Create) {
+        return *r;
+    }
+    let Ok(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "BAD_VALUE", "Invalid request body");
+    };
+    let Some(payment_session_id) = body
+        .payment_session_url
+        .rsplit('/')
+        .next()
+        .map(str::to_owned)
+    else {
+        return error(StatusCode::BAD_REQUEST, "BAD_VALUE", "payment_session_url");
+    };
+    let created = double.start_consumer(&payment_session_id, body.merchant_urls);
+    let Some((session_id, expires_at)) = created else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BAD_VALUE",
+            "payment_session_url: unknown payment session, or one with an HPP session",
+        );
+    };
+    let base = &double.base_url;
+    let body = json!({
+        "session_id": session_id,
+        "session_url": format!("{base}/hpp/v1/sessions/{session_id}"),
+        "redirect_url": format!("{base}/hpp/{session_id}"),
+        "qr_code_url": format!("{base}/hpp/{session_id}/qr"),
+        "distribution_url": format!("{base}/hpp/v1/sessions/{session_id}/distribution"),
+        "distribution_module": {"token": session_id},
+        "expires_at": expires_at,
+    });
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+/// `GET /hpp/{id}`: the consumer's browser opens the payment page at `redirect_url`; the
+/// simulated consumer takes over.
+pub(crate) async fn open_page(
+    State(double): State<Arc<Double>>,
+    Path(id): Path<String>,
+) -> Response {
+    if double.open_page(&id) {
+        "Klarna double: a simulated consumer is on this page.".into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, "NOT_FOUND", "Session not found")
+    }
+}
+
+/// `GET /hpp/v1/sessions/{id}`: the session as of the double's clock; 404 from `expires_at`;
+/// a configured share of 500s.
+pub(crate) async fn read_session(
+    State(double): State<Arc<Double>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admit(&double, &headers, Call::Read) {
+        return *r;
+    }
+    if double.fault(double.config.server_errors) {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "Internal error",
+        );
+    }
+    let now = double.clock.now();
+    let mut world = double.world.lock();
+    world.reads += 1;
+    let Some(session) = world.sessions.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "Session not found");
+    };
+    let history = &session.scenario.history;
+    if now >= history.expires_at {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "Session not found");
+    }
+    // Until the consumer opens the page, nothing has happened to it.
+    // (The merchant's disable is the one exception.)
+    let change = history
+        .change_at(now)
+        .filter(|c| session.opened || c.status == hpp_session::Status::Disabled);
+    let body = history.body_after(change);
+    Json(body.session_body()).into_response()
+}
+
+/// `DELETE /hpp/v1/sessions/{id}`: 204, 400 when the session is already final, 404 from
+/// `expires_at` or for an unknown id.
+pub(crate) async fn disable_session(
+    State(double): State<Arc<Double>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admit(&double, &headers, Call::Disable) {
+        return *r;
+    }
+    let now = double.clock.now();
+    match double.world.lock().disable(&id, now) {
+        Some(DisableAnswer::Disabled) => StatusCode::NO_CONTENT.into_response(),
+        Some(DisableAnswer::AlreadyFinal) => error(
+            StatusCode::BAD_REQUEST,
+            "NOT_ALLOWED",
+            "The session is final and cannot be disabled",
+        ),
+        Some(DisableAnswer::NotFound) | None => {
+            error(StatusCode::NOT_FOUND, "NOT_FOUND", "Session not found")
+        }
+    }
+}
+
+/// `POST /payments/v1/authorizations/{token}/order`: 200 with the order; 404 for a token
+/// unknown, not issued yet or older than 60 minutes. A configured share of created orders is
+/// answered 500 all the same (the order exists: an ambiguous result).
+pub(crate) async fn create_order(
+    State(double): State<Arc<Double>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admit(&double, &headers, Call::Order) {
+        return *r;
+    }
+    let now = double.clock.now();
+    let answer = double.world.lock().create_order(&token, now);
+    match answer {
+        OrderAnswer::Created if double.fault(double.config.lost_order_answers) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "Internal error",
+        ),
+        OrderAnswer::Created => Json(json!({
+            "order_id": double.uuid(),
+            "fraud_status": "ACCEPTED",
+            "authorized_payment_method": {"type": "invoice"},
+        }))
+        .into_response(),
+        OrderAnswer::InvalidToken => error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "Invalid authorization token",
+        ),
+    }
+}

@@ -1,0 +1,198 @@
+//! A Klarna double for Hosted Payment Page integrations.
+//!
+//! An HTTP server that behaves like the parts of Klarna an HPP integrator touches, at Klarna's
+//! paths, so that an integration (in any language) is tested by changing only its base URL:
+//!
+//! - **Klarna's API** ([`api`]): Klarna Payments sessions, HPP sessions (create, read, disable),
+//!   create-order from an authorization token; HTTP Basic credentials; Klarna's rate limiter
+//!   ([`limiter`]); 500s on demand.
+//! - **Consumers** ([`consumers`]): every HPP session created is played by the crate's
+//!   simulator (a seeded history), on the double's [`clock::Clock`]: status callbacks sent to the
+//!   merchant's `status_update` URL with Klarna's delivery behaviour and the simulator's
+//!   faults (lost calls and events, delays, duplicates), redirects to the merchant's URLs, and
+//!   forged callbacks and redirects from an adversary.
+//! - **The merchant's shop** ([`shop`]): where the integration reports what it did with a
+//!   session that needs no Klarna call (release a cart, record an order Klarna placed, hand a
+//!   session to a person), so that every side effect is recorded outside the integration.
+//! - **Ground truth** ([`admin`]): orders per session, disables, requests over the limit, the
+//!   oracle's verdict per session; the clock, which the test may move forward.
+//!
+//! Where Klarna leaves a behaviour undocumented the double takes the harsher reading; the
+//! README lists each.
+
+pub mod admin;
+pub mod api;
+pub mod clock;
+pub mod consumers;
+pub mod limiter;
+pub mod shop;
+pub mod world;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+use hpp_session::Timestamp;
+use hpp_session::sim::SimConfig;
+use hpp_session::sim::rng::Rng;
+
+use clock::Clock;
+use consumers::Jobs;
+use limiter::Limiter;
+use world::World;
+
+/// How the double behaves.
+#[derive(Clone, Debug)]
+pub struct DoubleConfig {
+    /// Seed of the consumers' histories and of the faults.
+    pub seed: u64,
+    /// Simulated seconds per wall-clock second.
+    pub speed: f64,
+    /// The double's clock at start.
+    pub start: Timestamp,
+    /// Requests a second per merchant for reads, disables and create-order together (Klarna:
+    /// 50 in the playground, 200 live). The window is a wall-clock second.
+    pub limit: u32,
+    /// Session creations a second per merchant (Klarna: 40).
+    pub create_limit: u32,
+    /// The merchant's Basic credentials.
+    pub username: String,
+    /// The merchant's Basic credentials.
+    pub password: String,
+    /// The consumers' histories and the faults on callbacks and redirects (its `start`,
+    /// `arrival_gap` and `read_failure` are not used: sessions start when they are created, and
+    /// read failures are [`DoubleConfig::server_errors`]).
+    pub sim: SimConfig,
+    /// Reads answered 500, per mille.
+    pub server_errors: u16,
+    /// Created orders answered 500 all the same, per mille.
+    pub lost_order_answers: u16,
+    /// How long the double waits for the merchant's 2xx to a callback (Klarna: 3 s). Wall clock.
+    pub callback_timeout: Duration,
+}
+
+impl Default for DoubleConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            speed: 1.0,
+            start: Timestamp::UNIX_EPOCH.saturating_add(Duration::from_secs(1_796_000_000)),
+            limit: 50,
+            create_limit: 40,
+            username: "merchant".to_owned(),
+            password: "secret".to_owned(),
+            sim: SimConfig::DEFAULT,
+            server_errors: 0,
+            lost_order_answers: 0,
+            callback_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A mutex that shrugs off poisoning: the double's state stays usable after a handler panic.
+#[derive(Debug, Default)]
+pub struct Shared<T>(Mutex<T>);
+
+impl<T> Shared<T> {
+    fn new(value: T) -> Self {
+        Self(Mutex::new(value))
+    }
+
+    /// Locks it.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The running double's state.
+#[derive(Debug)]
+pub struct Double {
+    /// Its configuration.
+    pub config: DoubleConfig,
+    /// Its clock.
+    pub clock: Clock,
+    /// Its URL, as the merchant reaches it.
+    pub base_url: String,
+    /// Sessions, orders and the ground truth.
+    pub world: Shared<World>,
+    limiter: Shared<Limiter>,
+    create_limiter: Shared<Limiter>,
+    rng: Shared<Rng>,
+    jobs: Jobs,
+    http: reqwest::Client,
+}
+
+impl Double {
+    fn new(config: DoubleConfig, base_url: String) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(config.callback_timeout)
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap_or_default();
+        Self {
+            clock: Clock::new(config.start, config.speed),
+            limiter: Shared::new(Limiter::new(config.limit)),
+            create_limiter: Shared::new(Limiter::new(config.create_limit)),
+            rng: Shared::new(Rng::derive(config.seed, u64::MAX)),
+            world: Shared::default(),
+            jobs: Jobs::default(),
+            base_url,
+            http,
+            config,
+        }
+    }
+
+    /// A fresh UUID-shaped id.
+    pub(crate) fn uuid(&self) -> String {
+        self.rng.lock().uuid().to_string()
+    }
+
+    /// A fault drawn with probability `per_mille`.
+    pub(crate) fn fault(&self, per_mille: u16) -> bool {
+        per_mille > 0 && self.rng.lock().chance(per_mille)
+    }
+}
+
+/// The double's routes.
+pub fn router(double: Arc<Double>) -> Router {
+    Router::new()
+        .route("/payments/v1/sessions", post(api::create_payment_session))
+        .route("/payments/v1/sessions/{id}", get(api::read_payment_session))
+        .route(
+            "/payments/v1/authorizations/{token}/order",
+            post(api::create_order),
+        )
+        .route("/hpp/v1/sessions", post(api::create_session))
+        .route(
+            "/hpp/v1/sessions/{id}",
+            get(api::read_session).merge(delete(api::disable_session)),
+        )
+        .route("/hpp/{id}", get(api::open_page))
+        .route("/shop/carts/{id}/release", post(shop::release))
+        .route("/shop/orders/{id}/record", post(shop::record_order))
+        .route("/shop/reviews/{id}", post(shop::review))
+        .route("/admin/clock", get(admin::clock))
+        .route("/admin/clock/advance", post(admin::advance))
+        .route("/admin/truth", get(admin::truth))
+        .with_state(double)
+}
+
+/// Serves the double on `listener` until the process ends, with its consumers running.
+///
+/// # Errors
+/// The listener's.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    config: DoubleConfig,
+) -> std::io::Result<(Arc<Double>, tokio::task::JoinHandle<()>)> {
+    let addr: SocketAddr = listener.local_addr()?;
+    let double = Arc::new(Double::new(config, format!("http://{addr}")));
+    tokio::spawn(consumers::run(Arc::clone(&double)));
+    let app = router(Arc::clone(&double));
+    let server = tokio::spawn(async move {
+        let _served = axum::serve(listener, app).await;
+    });
+    Ok((double, server))
+}

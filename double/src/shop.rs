@@ -1,0 +1,83 @@
+//! The merchant's shop: the cart system and order book the integration reports to. Each call
+//! carries the integration's `Idempotency-Key` (the action's stable id); a repeat with the same
+//! key is applied once, as a real shop would, and still counted as a call.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+
+use crate::Double;
+
+/// Records one call of the merchant's shop for `id` with `apply`, keyed by the call's
+/// `Idempotency-Key`: 400 without one, 404 for an unknown session.
+fn record(
+    double: &Double,
+    id: &str,
+    headers: &HeaderMap,
+    apply: impl FnOnce(&mut crate::world::Shop, String),
+) -> StatusCode {
+    let Some(key) = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let mut world = double.world.lock();
+    let Some(session) = world.sessions.get_mut(id) else {
+        return StatusCode::NOT_FOUND;
+    };
+    session.shop.calls += 1;
+    apply(&mut session.shop, key);
+    StatusCode::NO_CONTENT
+}
+
+/// The body of a release: why.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Release {
+    reason: String,
+}
+
+/// `POST /shop/carts/{id}/release`.
+pub(crate) async fn release(
+    State(double): State<Arc<Double>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Release>,
+) -> StatusCode {
+    record(&double, &id, &headers, |shop, key| {
+        shop.releases.entry(key).or_insert(body.reason);
+    })
+}
+
+/// The body of a recorded order.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Record {
+    order_id: String,
+}
+
+/// `POST /shop/orders/{id}/record`: an order Klarna placed.
+pub(crate) async fn record_order(
+    State(double): State<Arc<Double>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Record>,
+) -> StatusCode {
+    record(&double, &id, &headers, |shop, key| {
+        shop.recorded.entry(key).or_insert(body.order_id);
+    })
+}
+
+/// `POST /shop/reviews/{id}`: a paid session a person must look at.
+pub(crate) async fn review(
+    State(double): State<Arc<Double>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> StatusCode {
+    record(&double, &id, &headers, |shop, key| {
+        shop.reviews.insert(key);
+    })
+}

@@ -1,0 +1,323 @@
+//! Storage behind one small seam, two implementations: SQLite (one process, the default) and
+//! PostgreSQL (several processes share the work).
+//!
+//! What both guarantee:
+//! - every observation runs on a tracker loaded under its session row's lock, in the
+//!   transaction that stores the tracker and the actions it asked for (all or nothing);
+//! - a due read, and a pending action, is claimed by one worker at a time: on PostgreSQL with
+//!   `FOR UPDATE SKIP LOCKED`, held until the claim's transaction ends (a worker killed with
+//!   `kill -9` drops its connection, and the server releases its claims at once); on SQLite by
+//!   the one process's own claim set;
+//! - an action's attempt is recorded, committed, before the action is performed, so a worker
+//!   that resumes it knows the outcome may be ambiguous.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::fmt;
+
+use hpp_session::{NextRead, Timestamp, Tracker, Urgency};
+use serde_json::Value;
+
+use crate::observe::{Asked, ReadAnswer};
+
+/// A storage error (the database's message).
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "storage: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl StoreError {
+    pub(crate) fn of(e: impl fmt::Display) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// A session's row, as an observation sees it.
+#[derive(Debug)]
+pub struct Row {
+    /// The secret issued in its callback URL.
+    pub secret: String,
+    /// Its tracker.
+    pub tracker: Tracker,
+}
+
+/// A session to insert.
+#[derive(Debug)]
+pub struct NewSession {
+    /// Klarna's HPP session id.
+    pub session_id: String,
+    /// The secret in its callback URL.
+    pub secret: String,
+    /// The Klarna Payments session it pays.
+    pub payment_session_id: String,
+    /// Its tracker.
+    pub tracker: Tracker,
+    /// Its first read.
+    pub next: Option<NextRead>,
+}
+
+/// An action claimed for performing.
+#[derive(Clone, Debug)]
+pub struct PendingAction {
+    /// Its stable id, `"{session_id}/{kind}"` (the idempotency key).
+    pub action_id: String,
+    /// The HPP session.
+    pub session_id: String,
+    /// The Klarna Payments session.
+    pub payment_session_id: String,
+    /// The crate's serialized action.
+    pub data: Value,
+    /// Earlier attempts (recorded before each was performed): more than zero means the
+    /// outcome of one may be unknown.
+    pub attempts: u32,
+}
+
+/// What became of a claimed action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// Done, with what happened.
+    Done(String),
+    /// Not done: try again this many milliseconds later.
+    Retry(u64),
+}
+
+/// Deliberately broken claims, for the end-to-end test's sabotage check only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sabotage {
+    /// None (the only setting for real use).
+    #[default]
+    None,
+    /// PostgreSQL: claim pending actions with a plain `SELECT` (no lock, no `SKIP LOCKED`).
+    ActionsWithoutLock,
+    /// Place an order again after an ambiguous answer without looking first.
+    ResendBlindly,
+}
+
+/// The storage seam.
+#[derive(Debug)]
+pub enum Store {
+    /// SQLite.
+    Sqlite(sqlite::Sqlite),
+    /// PostgreSQL.
+    Postgres(postgres::Postgres),
+}
+
+/// Due reads claimed by this worker.
+#[derive(Debug)]
+pub enum ReadClaim {
+    /// SQLite's.
+    Sqlite(sqlite::Claim),
+    /// PostgreSQL's (rows locked in an open transaction).
+    Postgres(Box<postgres::Claim>),
+}
+
+impl ReadClaim {
+    /// The claimed sessions.
+    #[must_use]
+    pub fn ids(&self) -> &[String] {
+        match self {
+            Self::Sqlite(c) => &c.ids,
+            Self::Postgres(c) => &c.ids,
+        }
+    }
+}
+
+/// Pending actions claimed by this worker.
+#[derive(Debug)]
+pub enum ActionClaim {
+    /// SQLite's.
+    Sqlite(sqlite::Claim, Vec<PendingAction>),
+    /// PostgreSQL's (rows locked in an open transaction).
+    Postgres(Box<postgres::Claim>, Vec<PendingAction>),
+}
+
+impl ActionClaim {
+    /// The claimed actions.
+    #[must_use]
+    pub fn actions(&self) -> &[PendingAction] {
+        match self {
+            Self::Sqlite(_, a) | Self::Postgres(_, a) => a,
+        }
+    }
+}
+
+impl Store {
+    /// Opens `url`: `postgres://…` for PostgreSQL, anything else is a SQLite file path.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn open(url: &str, sabotage: Sabotage) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(
+                postgres::Postgres::open(url, sabotage).await?,
+            ))
+        } else {
+            Ok(Self::Sqlite(sqlite::Sqlite::open(url).await?))
+        }
+    }
+
+    /// Inserts a session just created at Klarna.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn insert(&self, session: NewSession) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.insert(session).await,
+            Self::Postgres(s) => s.insert(session).await,
+        }
+    }
+
+    /// Runs `observe` on the session's row under its lock, at `now`, and stores the tracker
+    /// and the actions it returns in the same transaction. `None`: no such session.
+    ///
+    /// # Errors
+    /// The database's; then nothing was stored.
+    pub async fn observe<R: Send + 'static>(
+        &self,
+        session_id: &str,
+        now: Timestamp,
+        observe: impl FnOnce(&mut Row) -> (R, Vec<Asked>) + Send + 'static,
+    ) -> Result<Option<R>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.observe(session_id, now, observe).await,
+            Self::Postgres(s) => s.observe(session_id, now, observe).await,
+        }
+    }
+
+    /// Claims up to `limit` sessions whose read is due at `now`, most urgent first.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn claim_reads(&self, now: Timestamp, limit: u32) -> Result<ReadClaim, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.claim_reads(now, limit).await.map(ReadClaim::Sqlite),
+            Self::Postgres(s) => s
+                .claim_reads(now, limit)
+                .await
+                .map(|c| ReadClaim::Postgres(Box::new(c))),
+        }
+    }
+
+    /// Observes the reads' answers on the claimed sessions, stores them, and ends the claim.
+    ///
+    /// # Errors
+    /// The database's; then nothing was stored.
+    pub async fn finish_reads(
+        &self,
+        claim: ReadClaim,
+        answers: Vec<(String, ReadAnswer)>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        match (self, claim) {
+            (Self::Sqlite(s), ReadClaim::Sqlite(c)) => s.finish_reads(c, answers, now).await,
+            (Self::Postgres(s), ReadClaim::Postgres(c)) => s.finish_reads(*c, answers, now).await,
+            _ => Err(StoreError("a claim from another store".to_owned())),
+        }
+    }
+
+    /// Claims up to `limit` pending actions, oldest first.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn claim_actions(&self, limit: u32) -> Result<ActionClaim, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.claim_actions(limit).await,
+            Self::Postgres(s) => s.claim_actions(limit).await,
+        }
+    }
+
+    /// Records, committed at once, that `action_id` is about to be performed.
+    ///
+    /// # Errors
+    /// The database's: then do not perform it.
+    pub async fn attempt(&self, action_id: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.attempt(action_id).await,
+            Self::Postgres(s) => s.attempt(action_id).await,
+        }
+    }
+
+    /// Stores what became of the claimed actions, and ends the claim.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn finish_actions(
+        &self,
+        claim: ActionClaim,
+        finished: Vec<(String, Finished)>,
+    ) -> Result<(), StoreError> {
+        match (self, claim) {
+            (Self::Sqlite(s), ActionClaim::Sqlite(c, _)) => s.finish_actions(c, finished).await,
+            (Self::Postgres(s), ActionClaim::Postgres(c, _)) => {
+                s.finish_actions(*c, finished).await
+            }
+            _ => Err(StoreError("a claim from another store".to_owned())),
+        }
+    }
+
+    /// Counts of sessions and of pending actions (for the service's status page).
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn counts(&self) -> Result<(i64, i64), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.counts().await,
+            Self::Postgres(s) => s.counts().await,
+        }
+    }
+}
+
+/// Unix milliseconds of `t`.
+#[must_use]
+pub fn millis(t: Timestamp) -> i64 {
+    t.unix_seconds()
+        .saturating_mul(1_000)
+        .saturating_add(i64::from(t.subsec_nanos() / 1_000_000))
+}
+
+/// Wall-clock Unix milliseconds (for the executor's own retry delays, a network matter).
+#[must_use]
+pub fn wall_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The stored urgency of a next read: 2 confirm, 1 initial, 0 blind (or none).
+#[must_use]
+pub fn urgency(next: Option<NextRead>) -> i32 {
+    match next.map(|r| r.urgency) {
+        Some(Urgency::Confirm) => 2,
+        Some(Urgency::Initial) => 1,
+        _ => 0,
+    }
+}
+
+/// The tracker's stored form.
+///
+/// # Errors
+/// Never in practice (serializing a tracker cannot fail).
+pub fn to_json(tracker: &Tracker) -> Result<String, StoreError> {
+    serde_json::to_string(tracker).map_err(StoreError::of)
+}
+
+/// A tracker from its stored form.
+///
+/// # Errors
+/// A stored tracker that does not parse.
+pub fn from_json(text: &str) -> Result<Tracker, StoreError> {
+    serde_json::from_str(text).map_err(StoreError::of)
+}
+
+/// The stable id of an action: `"{session_id}/{kind}"`.
+#[must_use]
+pub fn action_id(session_id: &str, asked: &Asked) -> String {
+    format!("{session_id}/{}", asked.0.as_str())
+}

@@ -1,0 +1,110 @@
+//! End to end, with processes killed for real: a throwaway PostgreSQL, the Klarna double, and
+//! the reference service as separate processes, `kill -9`ed every few seconds while consumers
+//! check out, pay, cancel and walk away, callbacks are lost, duplicated, reordered and forged,
+//! reads fail, and order answers are lost. The verdict is the double's ground truth.
+//!
+//! Bounded for CI by default; `E2E_SESSIONS` (and `E2E_WORKERS`, `E2E_SABOTAGE_SESSIONS`)
+//! scale it: `E2E_SESSIONS=10000 cargo test -p hpp-service --release --test e2e -- --nocapture`.
+
+mod support;
+
+use support::{Run, describe, postgres};
+
+/// One run at a time: they share the machine's two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn env(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn server() -> postgres::Postgres {
+    assert!(
+        postgres::available(),
+        "PostgreSQL's server binaries (initdb, pg_ctl) must be on the PATH"
+    );
+    postgres::Postgres::start()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processes_killed_on_postgres_settle_every_session_by_the_doubles_truth() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let pg = server();
+    let cfg = Run::new(&pg.url, env("E2E_SESSIONS", 1_500), env("E2E_WORKERS", 4));
+    let report = support::run(&cfg).await;
+    let text = describe(&cfg, &report);
+    eprintln!("{text}");
+    assert!(
+        report.killed >= 1 || cfg.kill_every.is_none(),
+        "no process was killed\n{text}"
+    );
+    assert_eq!(
+        report.n("sessions") - report.n("not_opened"),
+        u64::from(cfg.sessions) - u64::from(report.lost_checkouts),
+        "{text}"
+    );
+    assert_eq!(report.n("paid_with_one_order"), report.n("paid"), "{text}");
+    assert_eq!(report.n("orders_twice"), 0, "{text}");
+    assert_eq!(report.n("paid_released"), 0, "{text}");
+    assert_eq!(report.n("tokens_expired_unused"), 0, "{text}");
+    assert_eq!(report.n("released_once"), report.n("to_release"), "{text}");
+    assert_eq!(report.truth["over_limit"]["orders"], 0, "{text}");
+    assert_eq!(report.truth["over_limit"]["disables"], 0, "{text}");
+    assert_eq!(report.n("unsettled"), 0, "{text}");
+    assert_eq!(report.n("wrong"), 0, "{text}");
+    assert!(report.n("paid") > 0 && report.n("to_release") > 0, "{text}");
+}
+
+/// A sabotaged service on PostgreSQL, no kills: the double's truth must show orders twice.
+async fn sabotaged(sabotage: &'static str, workers: u32, lost_order_answers: u16) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let pg = server();
+    let mut cfg = Run::new(&pg.url, env("E2E_SABOTAGE_SESSIONS", 400), workers);
+    cfg.sabotage = Some(sabotage);
+    cfg.kill_every = None;
+    cfg.lost_order_answers = lost_order_answers;
+    cfg.settle_within = std::time::Duration::from_mins(1);
+    let report = support::run(&cfg).await;
+    let text = describe(&cfg, &report);
+    eprintln!("{text}");
+    assert!(
+        report.n("orders_twice") > 0,
+        "the sabotage {sabotage} went unnoticed:\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sabotage_claiming_actions_without_a_lock_is_caught_by_the_truth() {
+    sabotaged("actions-without-lock", 4, 50).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sabotage_resending_an_order_after_an_ambiguous_answer_is_caught_by_the_truth() {
+    sabotaged("resend-blindly", 2, 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_process_on_sqlite_killed_for_real_settles_every_session() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = std::env::temp_dir().join(format!("hpp-e2e-sqlite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let db = dir.join("service.db");
+    let mut cfg = Run::new(
+        db.to_str().expect("UTF-8"),
+        env("E2E_SQLITE_SESSIONS", 400),
+        1,
+    );
+    cfg.rate = Some(30.0);
+    let report = support::run(&cfg).await;
+    let text = describe(&cfg, &report);
+    eprintln!("{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(report.n("orders_twice"), 0, "{text}");
+    assert_eq!(report.n("paid_released"), 0, "{text}");
+    assert_eq!(report.n("tokens_expired_unused"), 0, "{text}");
+    assert_eq!(report.n("unsettled"), 0, "{text}");
+    assert_eq!(report.n("wrong"), 0, "{text}");
+    assert_eq!(report.truth["over_limit"]["orders"], 0, "{text}");
+}

@@ -1,0 +1,392 @@
+//! The end-to-end harness: the Klarna double (in this process), the reference service as real
+//! processes, consumers checking out, and a killer that `kill -9`s them.
+
+#![allow(dead_code)]
+
+pub mod postgres;
+
+use std::fmt::Write as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hpp_session::sim::SimConfig;
+use klarna_double::DoubleConfig;
+use serde_json::Value;
+
+/// One end-to-end run.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// Sessions checked out.
+    pub sessions: u32,
+    /// Service processes.
+    pub workers: u32,
+    /// `postgres://…` or a SQLite path.
+    pub database_url: String,
+    /// `kill -9` a random process this often (none: never).
+    pub kill_every: Option<Duration>,
+    /// Checkouts a second (none: as fast as 32 clients go).
+    pub rate: Option<f64>,
+    /// The double's clock speed.
+    pub speed: f64,
+    /// Klarna's budget a second (the double's limit and the service's).
+    pub budget: u32,
+    /// Sessions with forged callbacks and redirects, per mille.
+    pub forged: u16,
+    /// Reads answered 500, per mille.
+    pub server_errors: u16,
+    /// Created orders answered 500, per mille.
+    pub lost_order_answers: u16,
+    /// The service's hidden sabotage setting.
+    pub sabotage: Option<&'static str>,
+    /// Give up waiting for every session to settle after this long (wall clock).
+    pub settle_within: Duration,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Run {
+    /// The defaults of the issue's run: loss, duplicates, reordering, forged callbacks, 5xx,
+    /// lost order answers, kills every 3 s, a 200× clock.
+    pub fn new(database_url: &str, sessions: u32, workers: u32) -> Self {
+        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
+        Self {
+            sessions,
+            workers,
+            database_url: database_url.to_owned(),
+            // E2E_KILL_MS=0: no kills; E2E_RATE=0: as fast as 32 clients go.
+            kill_every: match var("E2E_KILL_MS") {
+                Some(ms) if ms <= 0.0 => None,
+                Some(ms) => Some(Duration::from_secs_f64(ms / 1_000.0)),
+                None => Some(Duration::from_secs(3)),
+            },
+            rate: match var("E2E_RATE") {
+                Some(r) if r <= 0.0 => None,
+                Some(r) => Some(r),
+                None => Some(60.0),
+            },
+            speed: 200.0,
+            budget: 3_000,
+            forged: 200,
+            server_errors: 30,
+            lost_order_answers: 50,
+            sabotage: None,
+            settle_within: Duration::from_mins(3),
+            seed: 16,
+        }
+    }
+}
+
+/// What a run measured. The verdict is the double's, not the service's.
+#[derive(Debug)]
+pub struct Report {
+    /// The double's ground truth (`GET /admin/truth`).
+    pub truth: Value,
+    /// Processes killed with `kill -9`.
+    pub killed: u32,
+    /// Checkouts that failed for good (after retries).
+    pub lost_checkouts: u32,
+    /// Wall time from the first checkout to the last checkout.
+    pub checkout_time: Duration,
+    /// Wall time from the first checkout until every session settled (or the wait gave up).
+    pub settle_time: Duration,
+}
+
+impl Report {
+    /// A field of the truth, as a number.
+    pub fn n(&self, field: &str) -> u64 {
+        self.truth[field].as_u64().unwrap_or(u64::MAX)
+    }
+}
+
+struct Workers {
+    ports: Vec<u16>,
+    children: Vec<Option<Child>>,
+    args: Vec<String>,
+    logs: std::path::PathBuf,
+}
+
+impl Workers {
+    fn spawn(&mut self, i: usize) {
+        let port = self.ports[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("worker-{i}.log")))
+            .expect("a log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_hpp-service"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the service starts");
+        self.children[i] = Some(child);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            // SIGKILL: `kill -9`.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % n as u64).unwrap_or(0)
+    }
+}
+
+/// Runs it.
+pub async fn run(cfg: &Run) -> Report {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port for the double");
+    let double_config = DoubleConfig {
+        seed: cfg.seed,
+        speed: cfg.speed,
+        limit: cfg.budget,
+        create_limit: 100_000,
+        sim: SimConfig {
+            forged: cfg.forged,
+            ..SimConfig::DEFAULT
+        },
+        server_errors: cfg.server_errors,
+        lost_order_answers: cfg.lost_order_answers,
+        ..DoubleConfig::default()
+    };
+    let (double, _server) = klarna_double::serve(listener, double_config).expect("the double");
+    let klarna = double.base_url.clone();
+    let logs = std::env::temp_dir().join(format!("hpp-e2e-logs-{}", std::process::id()));
+    std::fs::create_dir_all(&logs).expect("a log directory");
+    let mut args = vec![
+        "--klarna-url".to_owned(),
+        klarna.clone(),
+        "--database-url".to_owned(),
+        cfg.database_url.clone(),
+        "--double-clock".to_owned(),
+        "--budget".to_owned(),
+        cfg.budget.to_string(),
+        "--processes".to_owned(),
+        cfg.workers.to_string(),
+        "--abandon-after".to_owned(),
+        "60".to_owned(),
+        "--poll-lag".to_owned(),
+        "300".to_owned(),
+    ];
+    if let Some(s) = cfg.sabotage {
+        args.extend(["--sabotage".to_owned(), s.to_owned()]);
+    }
+    let n = cfg.workers as usize;
+    let mut workers = Workers {
+        ports: (0..n).map(|_| postgres::free_port()).collect(),
+        children: (0..n).map(|_| None).collect(),
+        args,
+        logs,
+    };
+    for i in 0..n {
+        workers.spawn(i);
+    }
+    let ports = workers.ports.clone();
+    let workers = Arc::new(Mutex::new(workers));
+    let started = Instant::now();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killer = cfg.kill_every.map(|every| {
+        tokio::spawn(killer(
+            Arc::clone(&workers),
+            Arc::clone(&done),
+            every,
+            cfg.seed,
+        ))
+    });
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("a client");
+    let lost_checkouts = check_out(cfg, &http, &ports, started).await;
+    let checkout_time = started.elapsed();
+    let truth_url = format!("{klarna}/admin/truth");
+    let mut truth = settled(&http, &truth_url, cfg.settle_within).await;
+    let settle_time = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let kills = match killer {
+        Some(k) => k.await.unwrap_or(0),
+        None => 0,
+    };
+    // A last look, with every session's verdict, once the dust settled.
+    if let Ok(r) = http.get(format!("{truth_url}?sessions=true")).send().await
+        && let Ok(t) = r.json::<Value>().await
+    {
+        truth = t;
+    }
+    drop(workers);
+    Report {
+        truth,
+        killed: kills,
+        lost_checkouts,
+        checkout_time,
+        settle_time,
+    }
+}
+
+/// `kill -9`s a random process every few seconds (the period, give or take half of it) and
+/// starts it again, until `done`; how many it killed.
+async fn killer(
+    workers: Arc<Mutex<Workers>>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+    every: Duration,
+    seed: u64,
+) -> u32 {
+    let mut rng = Rng(seed | 1);
+    let mut killed = 0;
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        let jitter = every.mul_f64(f64::from(u32::try_from(rng.below(1000)).unwrap_or(0)) / 1000.0);
+        tokio::time::sleep(every / 2 + jitter).await;
+        let mut w = workers.lock().expect("workers");
+        let i = rng.below(w.children.len());
+        w.kill(i);
+        w.spawn(i);
+        killed += 1;
+    }
+    killed
+}
+
+/// Consumers check out at the rate, on any process (a load balancer's round robin, moving on
+/// when one does not answer), and open the page they are sent to; how many gave up.
+async fn check_out(cfg: &Run, http: &reqwest::Client, ports: &[u16], started: Instant) -> u32 {
+    let ports = ports.to_vec();
+    let lost = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let limit = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut checkouts = tokio::task::JoinSet::new();
+    for i in 0..cfg.sessions {
+        if let Some(rate) = cfg.rate {
+            let due = started + Duration::from_secs_f64(f64::from(i) / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let permit = Arc::clone(&limit).acquire_owned().await.expect("a permit");
+        let (http, ports, lost) = (http.clone(), ports.clone(), Arc::clone(&lost));
+        checkouts.spawn(async move {
+            let _permit = permit;
+            for attempt in 0..50_usize {
+                let port = ports[(i as usize + attempt) % ports.len()];
+                let answer = http
+                    .post(format!("http://127.0.0.1:{port}/checkout"))
+                    .send()
+                    .await;
+                let Ok(answer) = answer else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                if answer.status().as_u16() != 201 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                let Ok(body) = answer.json::<Value>().await else {
+                    continue;
+                };
+                let Some(url) = body["redirect_url"].as_str() else {
+                    continue;
+                };
+                if http.get(url).send().await.is_ok() {
+                    return;
+                }
+            }
+            lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    checkouts.join_all().await;
+    lost.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The double's truth once every session the consumers opened has settled (or the wait gave
+/// up: then the last truth seen).
+async fn settled(http: &reqwest::Client, truth_url: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    let mut truth = Value::Null;
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(truth_url).send().await
+            && let Ok(t) = r.json::<Value>().await
+        {
+            let settled = t["unsettled"].as_u64() == Some(0);
+            truth = t;
+            if settled {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    truth
+}
+
+/// The report as the issue's table, plus what went wrong, per session.
+pub fn describe(cfg: &Run, r: &Report) -> String {
+    let t = &r.truth;
+    let mut s = format!(
+        "{} sessions, {} processes on {}, {} killed with kill -9; checkouts took {:.1} s, \
+         all settled after {:.1} s\n",
+        cfg.sessions,
+        cfg.workers,
+        if cfg.database_url.starts_with("postgres") {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        r.killed,
+        r.checkout_time.as_secs_f64(),
+        r.settle_time.as_secs_f64(),
+    );
+    for field in [
+        "sessions",
+        "not_opened",
+        "paid",
+        "paid_with_one_order",
+        "orders_twice",
+        "paid_released",
+        "tokens_expired_unused",
+        "to_release",
+        "released_once",
+        "klarna_orders",
+        "reviews",
+        "unsettled",
+        "wrong",
+        "over_limit",
+        "order_delay_s",
+        "reads",
+        "callbacks",
+        "callbacks_acknowledged",
+        "redirects",
+    ] {
+        let _ = writeln!(s, "  {field}: {}", t[field]);
+    }
+    let _ = writeln!(s, "  lost checkouts: {}", r.lost_checkouts);
+    if let Some(verdicts) = t["verdicts"].as_array() {
+        for v in verdicts
+            .iter()
+            .filter(|v| v["ok"] != Value::Bool(true))
+            .take(10)
+        {
+            let _ = writeln!(s, "  not ok: {v}");
+        }
+    }
+    s
+}

@@ -1,0 +1,131 @@
+//! A throwaway PostgreSQL server on loopback, from the machine's server binaries. `initdb`
+//! refuses to run as root, and CI runs as root: then the server runs as `nobody`, through
+//! `runuser`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A running server; stopped (immediately) and removed when dropped.
+pub struct Postgres {
+    dir: PathBuf,
+    /// `postgres://…` for the `postgres` database.
+    pub url: String,
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A free port on loopback (free when asked; the server binds it a moment later).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `program` with `args`, as `nobody` when we are root.
+fn run_as_server_user(program: &str, args: &[&str]) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--", program]).args(args);
+        c
+    } else {
+        let mut c = Command::new(program);
+        c.args(args);
+        c
+    }
+}
+
+/// Whether the server binaries are on the `PATH`.
+pub fn available() -> bool {
+    Command::new("initdb").arg("--version").output().is_ok()
+}
+
+impl Postgres {
+    /// Starts a server in a fresh directory, tuned for a test (no fsync: the test kills the
+    /// service's processes, never the server).
+    pub fn start() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("hpp-e2e-pg-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("a directory for the server");
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["nobody", dir.to_str().expect("a UTF-8 path")])
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown the server's directory to nobody");
+        }
+        let data = dir.join("data");
+        let data = data.to_str().expect("a UTF-8 path");
+        let out = run_as_server_user(
+            "initdb",
+            &[
+                "-D",
+                data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        )
+        .output()
+        .expect("initdb runs");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} \
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+             -c max_connections=300",
+            dir.display()
+        );
+        let log = dir.join("log");
+        let out = run_as_server_user(
+            "pg_ctl",
+            &[
+                "-D",
+                data,
+                "-l",
+                log.to_str().expect("a UTF-8 path"),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        )
+        .output()
+        .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Self {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            dir,
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let _ = run_as_server_user(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"],
+        )
+        .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
