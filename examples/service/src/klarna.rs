@@ -20,6 +20,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Budget {
     reads: DefaultDirectRateLimiter,
     money: DefaultDirectRateLimiter,
+    rates: (u32, u32),
 }
 
 impl Budget {
@@ -28,19 +29,30 @@ impl Budget {
     /// more than its rate plus one.
     #[must_use]
     pub fn new(per_second: u32, read_share: f64, processes: u32) -> Self {
-        let processes = f64::from(processes.max(1));
-        let share = read_share.clamp(0.0, 1.0);
-        let rate = |part: f64| {
-            // One under the share, for the extra request a window may see at its edge.
-            let r = (f64::from(per_second) * part / processes).floor() - 1.0;
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            NonZeroU32::new(r.max(1.0) as u32).unwrap_or(NonZeroU32::MIN)
-        };
+        // Each limiter lets at most its rate plus one into a 1-second window: leave room for
+        // both extras in this process's part.
+        let part = per_second / processes.max(1);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let reads = ((f64::from(part) * read_share.clamp(0.0, 1.0)).floor() as u32)
+            .saturating_sub(1)
+            .min(part.saturating_sub(3))
+            .max(1);
+        // The rest, so a read never takes a money call's place (at least one a second).
+        let money = part.saturating_sub(reads + 2).max(1);
+        let rate = |r: u32| NonZeroU32::new(r).unwrap_or(NonZeroU32::MIN);
+        let (reads, money) = (rate(reads), rate(money));
         let quota = |r| Quota::per_second(r).allow_burst(NonZeroU32::MIN);
         Self {
-            reads: RateLimiter::direct(quota(rate(share))),
-            money: RateLimiter::direct(quota(rate(1.0 - share))),
+            reads: RateLimiter::direct(quota(reads)),
+            money: RateLimiter::direct(quota(money)),
+            rates: (reads.get(), money.get()),
         }
+    }
+
+    /// Requests a second this process allows itself: reads, money calls.
+    #[must_use]
+    pub fn rates(&self) -> (u32, u32) {
+        self.rates
     }
 }
 
@@ -269,5 +281,30 @@ impl Klarna {
             Ok(StatusCode::NOT_FOUND) => DisableResult::NotFound,
             _ => DisableResult::Retry,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shares_of_every_process_fit_in_klarnas_window() {
+        for budget in [50, 200, 1_000, 3_000] {
+            for processes in 1..=8 {
+                for share in [0.5, 0.8, 0.9] {
+                    let (reads, money) = Budget::new(budget, share, processes).rates();
+                    // Each limiter lets at most its rate plus one into a 1-second window.
+                    let window = (reads + 1 + money + 1) * processes;
+                    assert!(
+                        window <= budget || reads + money == 2,
+                        "{budget}/s, {processes} processes, {share}: {window} a window"
+                    );
+                    assert!(money >= 1 && reads >= 1);
+                }
+            }
+        }
+        assert_eq!(Budget::new(50, 0.8, 1).rates(), (39, 9));
+        assert_eq!(Budget::new(3_000, 0.8, 4).rates(), (599, 149));
     }
 }
