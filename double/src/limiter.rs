@@ -71,6 +71,10 @@ mod tests {
         // fell between them, the new window would allow more, never fewer).
         assert!(verdicts[..3].iter().all(|&a| a));
         assert!(limiter.check("other").allowed, "per merchant");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let v = limiter.check("m");
+        assert!((1..=1_000).contains(&v.reset_ms), "{v:?}");
+        assert_eq!(v.limit, 3);
         if limiter.origin.elapsed().as_secs() == 0 {
             assert_eq!(verdicts[3..], [false, false]);
         }

@@ -564,4 +564,345 @@ mod tests {
         let t = world.truth(now, false);
         assert_eq!((t.not_opened, t.wrong, t.unsettled), (1, 0, 0));
     }
+
+    /// What the merchant did for one session, and what the truth must count for it, written
+    /// out case by case from the rules in the issue (not from `Verdict::of`).
+    struct Case {
+        expected: fn(&Expected) -> bool,
+        orders: u32,
+        releases: &'static [&'static str],
+        recorded: Option<&'static str>,
+        reviewed: bool,
+        after_the_hour: bool,
+        /// The counts: paid with one order, orders twice, paid released, tokens expired unused,
+        /// released once, Klarna's orders recorded, reviews, unsettled, wrong.
+        counts: [u64; 9],
+    }
+
+    fn place(e: &Expected) -> bool {
+        matches!(e, Expected::PlaceOrder { .. })
+    }
+    fn record(e: &Expected) -> bool {
+        matches!(e, Expected::RecordOrder { .. })
+    }
+    fn review(e: &Expected) -> bool {
+        matches!(e, Expected::ReviewCompletion)
+    }
+    fn cancelled(e: &Expected) -> bool {
+        matches!(e, Expected::Release(ReleaseReason::Cancelled))
+    }
+
+    #[test]
+    #[allow(clippy::too_many_lines, reason = "a table of cases")]
+    fn the_truth_counts_each_behaviour_as_the_issue_defines_it() {
+        let cases = [
+            // Place the order.
+            Case {
+                expected: place,
+                orders: 0,
+                releases: &[],
+                recorded: None,
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 0, 0, 0, 0, 0, 0, 1, 0],
+            },
+            Case {
+                expected: place,
+                orders: 0,
+                releases: &[],
+                recorded: None,
+                reviewed: false,
+                after_the_hour: true,
+                counts: [0, 0, 0, 1, 0, 0, 0, 1, 1],
+            },
+            Case {
+                expected: place,
+                orders: 1,
+                releases: &[],
+                recorded: None,
+                reviewed: false,
+                after_the_hour: true,
+                counts: [1, 0, 0, 0, 0, 0, 0, 0, 0],
+            },
+            Case {
+                expected: place,
+                orders: 2,
+                releases: &[],
+                recorded: None,
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 1, 0, 0, 0, 0, 0, 0, 1],
+            },
+            Case {
+                expected: place,
+                orders: 1,
+                releases: &["EXPIRED"],
+                recorded: None,
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 0, 1, 0, 0, 0, 0, 0, 1],
+            },
+            Case {
+                expected: place,
+                orders: 0,
+                releases: &["EXPIRED"],
+                recorded: None,
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 0, 1, 0, 0, 0, 0, 1, 1],
+            },
+            // Record Klarna's order.
+            Case {
+                expected: record,
+                orders: 0,
+                releases: &[],
+                recorded: None,
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 0, 0, 0, 0, 0, 0, 1, 0],
+            },
+            Case {
+                expected: record,
+                orders: 0,
+                releases: &[],
+                recorded: Some("right"),
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 0, 0, 0, 0, 1, 0, 0, 0],
+            },
+            Case {
+                expected: record,
+                orders: 0,
+                releases: &[],
+                recorded: Some("other"),
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 0, 0, 0, 0, 0, 0, 0, 1],
+            },
+            Case {
+                expected: record,
+                orders: 1,
+                releases: &[],
+                recorded: Some("right"),
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 1, 0, 0, 0, 0, 0, 0, 1],
+            },
+            Case {
+                expected: record,
+                orders: 0,
+                releases: &["CANCELLED"],
+                recorded: Some("right"),
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 0, 1, 0, 0, 0, 0, 0, 1],
+            },
+            // A person must look.
+            Case {
+                expected: review,
+                orders: 0,
+                releases: &[],
+                recorded: None,
+                reviewed: true,
+                after_the_hour: false,
+                counts: [0, 0, 0, 0, 0, 0, 1, 0, 0],
+            },
+            Case {
+                expected: review,
+                orders: 0,
+                releases: &[],
+                recorded: None,
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 0, 0, 0, 0, 0, 0, 1, 0],
+            },
+            Case {
+                expected: review,
+                orders: 0,
+                releases: &["EXPIRED"],
+                recorded: None,
+                reviewed: true,
+                after_the_hour: false,
+                counts: [0, 0, 1, 0, 0, 0, 0, 0, 1],
+            },
+            // Release the cart.
+            Case {
+                expected: cancelled,
+                orders: 0,
+                releases: &[],
+                recorded: None,
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 0, 0, 0, 0, 0, 0, 1, 0],
+            },
+            Case {
+                expected: cancelled,
+                orders: 0,
+                releases: &["CANCELLED"],
+                recorded: None,
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 0, 0, 0, 1, 0, 0, 0, 0],
+            },
+            Case {
+                expected: cancelled,
+                orders: 0,
+                releases: &["EXPIRED"],
+                recorded: None,
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 0, 0, 0, 0, 0, 0, 0, 1],
+            },
+            Case {
+                expected: cancelled,
+                orders: 0,
+                releases: &["CANCELLED", "CANCELLED"],
+                recorded: None,
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 0, 0, 0, 0, 0, 0, 1, 1],
+            },
+            Case {
+                expected: cancelled,
+                orders: 1,
+                releases: &["CANCELLED"],
+                recorded: None,
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 0, 0, 0, 0, 0, 0, 0, 1],
+            },
+            Case {
+                expected: cancelled,
+                orders: 0,
+                releases: &["CANCELLED"],
+                recorded: Some("x"),
+                reviewed: false,
+                after_the_hour: false,
+                counts: [0, 0, 0, 0, 0, 0, 0, 0, 1],
+            },
+            Case {
+                expected: cancelled,
+                orders: 0,
+                releases: &["CANCELLED"],
+                recorded: None,
+                reviewed: true,
+                after_the_hour: false,
+                counts: [0, 0, 0, 0, 0, 0, 0, 0, 1],
+            },
+        ];
+        for (n, case) in cases.iter().enumerate() {
+            let (mut world, id) = world_with(case.expected);
+            let history = &world.sessions[&id].scenario.history;
+            let start = history.changes.last().map_or(history.created_at, |c| c.at);
+            let now = start.saturating_add(if case.after_the_hour {
+                61 * MINUTE
+            } else {
+                MINUTE
+            });
+            let right = history
+                .completion
+                .order_id
+                .as_ref()
+                .map(ToString::to_string);
+            let session = world.sessions.get_mut(&id).expect("the session");
+            session.orders = vec![start; case.orders as usize];
+            for (i, reason) in case.releases.iter().enumerate() {
+                session
+                    .shop
+                    .releases
+                    .insert(format!("k{i}"), (*reason).to_owned());
+            }
+            if let Some(order) = case.recorded {
+                let order = if order == "right" {
+                    right.clone().expect("an order id")
+                } else {
+                    order.to_owned()
+                };
+                session.shop.recorded.insert("r".to_owned(), order);
+            }
+            if case.reviewed {
+                session.shop.reviews.insert("v".to_owned());
+            }
+            let t = world.truth(now, true);
+            let fine = case.counts[7] + case.counts[8] == 0;
+            assert_eq!(t.verdicts[0].verdict.ok, fine, "case {n}");
+            let got = [
+                t.paid_with_one_order,
+                t.orders_twice,
+                t.paid_released,
+                t.tokens_expired_unused,
+                t.released_once,
+                t.klarna_orders.1,
+                t.reviews.1,
+                t.unsettled,
+                t.wrong,
+            ];
+            assert_eq!(got, case.counts, "case {n}");
+            assert_eq!(t.all_ok(), case.counts[7] + case.counts[8] == 0, "case {n}");
+            let kinds = [t.paid, t.klarna_orders.0, t.reviews.0, t.to_release];
+            assert_eq!(kinds.iter().sum::<u64>(), 1, "case {n}: one kind");
+        }
+    }
+
+    #[test]
+    fn the_token_is_good_from_the_authorization_to_just_before_its_hour() {
+        let (mut world, id) = world_with(|e| matches!(e, Expected::PlaceOrder { .. }));
+        let (at, token) = authorized(&world, &id);
+        assert_eq!(
+            world.create_order(&token, at.saturating_add(60 * MINUTE)),
+            OrderAnswer::InvalidToken
+        );
+        assert_eq!(world.create_order(&token, at), OrderAnswer::Created);
+        let (mut world, id) =
+            world_with(|e| matches!(e, Expected::Release(ReleaseReason::Expired)));
+        world.tokens.insert("t".to_owned(), id);
+        assert_eq!(
+            world.create_order("t", at),
+            OrderAnswer::InvalidToken,
+            "never authorized"
+        );
+    }
+
+    #[test]
+    fn the_truth_reports_the_counters_and_a_refused_money_call_fails_it() {
+        let (mut world, id) =
+            world_with(|e| matches!(e, Expected::Release(ReleaseReason::Expired)));
+        let at = world.sessions[&id]
+            .scenario
+            .history
+            .created_at
+            .saturating_add(MINUTE);
+        assert_eq!(world.disable(&id, at), Some(DisableAnswer::Disabled));
+        assert_eq!(world.sessions[&id].disables, 1);
+        assert_eq!(world.disable(&id, at), Some(DisableAnswer::AlreadyFinal));
+        assert_eq!(world.sessions[&id].disables, 1, "a 400 disables nothing");
+        assert_eq!(world.disable("unknown", at), None);
+        let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
+        shop.releases.insert("k".to_owned(), "DISABLED".to_owned());
+        world.reads = 3;
+        world.callbacks = (5, 4);
+        world.redirects = 2;
+        let t = world.truth(at, false);
+        assert!(t.all_ok());
+        assert_eq!((t.now.as_str(), t.sessions), (at.to_string().as_str(), 1));
+        assert_eq!(
+            (t.reads, t.callbacks, t.callbacks_acknowledged, t.redirects),
+            (3, 5, 4, 2)
+        );
+        world.over_limit.orders = 1;
+        let t = world.truth(at, false);
+        assert_eq!(t.over_limit.orders, 1);
+        assert!(
+            !t.all_ok(),
+            "a money call refused over the limit fails the run"
+        );
+    }
+
+    #[test]
+    fn percentiles_are_the_nearest_ranks() {
+        let mut values: Vec<f64> = (1..=100).map(f64::from).collect();
+        let bits = |p: [f64; 3]| p.map(f64::to_bits);
+        assert_eq!(bits(percentiles(&mut values)), bits([51.0, 99.0, 100.0]));
+        assert_eq!(bits(percentiles(&mut [])), bits([0.0; 3]));
+    }
 }

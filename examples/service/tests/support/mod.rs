@@ -41,6 +41,8 @@ pub struct Run {
     pub sabotage: Option<&'static str>,
     /// Give up waiting for every session to settle after this long (wall clock).
     pub settle_within: Duration,
+    /// Stop waiting as soon as the truth shows an order created twice (a sabotage check).
+    pub until_orders_twice: bool,
     /// Seed.
     pub seed: u64,
 }
@@ -72,6 +74,7 @@ impl Run {
             lost_order_answers: 50,
             sabotage: None,
             settle_within: Duration::from_mins(3),
+            until_orders_twice: false,
             seed: 16,
         }
     }
@@ -226,7 +229,7 @@ pub async fn run(cfg: &Run) -> Report {
     let lost_checkouts = check_out(cfg, &http, &ports, started).await;
     let checkout_time = started.elapsed();
     let truth_url = format!("{klarna}/admin/truth");
-    let mut truth = settled(&http, &truth_url, cfg.settle_within).await;
+    let mut truth = settled(&http, &truth_url, cfg).await;
     let settle_time = started.elapsed();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let kills = match killer {
@@ -320,14 +323,15 @@ async fn check_out(cfg: &Run, http: &reqwest::Client, ports: &[u16], started: In
 
 /// The double's truth once every session the consumers opened has settled (or the wait gave
 /// up: then the last truth seen).
-async fn settled(http: &reqwest::Client, truth_url: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
+async fn settled(http: &reqwest::Client, truth_url: &str, cfg: &Run) -> Value {
+    let deadline = Instant::now() + cfg.settle_within;
     let mut truth = Value::Null;
     while Instant::now() < deadline {
         if let Ok(r) = http.get(truth_url).send().await
             && let Ok(t) = r.json::<Value>().await
         {
-            let settled = t["unsettled"].as_u64() == Some(0);
+            let settled = t["unsettled"].as_u64() == Some(0)
+                || (cfg.until_orders_twice && t["orders_twice"].as_u64() > Some(0));
             truth = t;
             if settled {
                 break;
