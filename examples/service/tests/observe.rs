@@ -177,3 +177,27 @@ fn redirects_are_named_by_their_url_and_are_hints() {
     assert!(observe::redirect(&mut t, "another", Redirect::Success, at(NOW)).is_empty());
     assert_eq!(t, before, "another session's redirect changes nothing");
 }
+
+#[test]
+fn a_429_waits_for_its_reset_where_other_failures_retry_soon() {
+    let in_progress = completed().replace("COMPLETED", "IN_PROGRESS").replace(
+        r#""authorization_token":"a1a8f727-2756-6058-bd3c-40069be0994b","#,
+        "",
+    );
+    let wait = |answer: ReadAnswer| {
+        let mut t = tracker();
+        let _ = observe::read(&mut t, &ReadAnswer::Body(in_progress.clone()), at(NOW));
+        // The read falls due, and fails.
+        let due = t.next_read(at(NOW)).expect("a blind read").at;
+        let _ = observe::read(&mut t, &answer, due);
+        let next = t.next_read(due).expect("a read later");
+        next.at.duration_since(due).expect("later")
+    };
+    let reset = Duration::from_secs(30);
+    let limited = wait(ReadAnswer::Failed(ReadFailure::RateLimited {
+        reset: Some(reset),
+    }));
+    assert!(limited >= reset, "{limited:?}");
+    let failed = wait(ReadAnswer::Failed(ReadFailure::ServerError));
+    assert!(failed < reset, "{failed:?}");
+}
