@@ -213,6 +213,22 @@ pub(crate) async fn read_session(
     if let Err(r) = admit(&double, &headers, Call::Read) {
         return *r;
     }
+    if double.fault(double.config.throttled) {
+        double.world.lock().throttled += 1;
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "Too many requests",
+        );
+        let full = Verdict {
+            allowed: false,
+            limit: double.config.limit,
+            remaining: 0,
+            reset_ms: 1_000,
+        };
+        rate_headers(response.headers_mut(), full);
+        return response;
+    }
     if double.fault(double.config.server_errors) {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,

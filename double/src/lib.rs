@@ -67,6 +67,9 @@ pub struct DoubleConfig {
     pub sim: SimConfig,
     /// Reads answered 500, per mille.
     pub server_errors: u16,
+    /// Reads answered 429 on demand, per mille, as if another client of the merchant had
+    /// filled the window (counted apart from the limiter's own refusals).
+    pub throttled: u16,
     /// Created orders answered 500 all the same, per mille.
     pub lost_order_answers: u16,
     /// How long the double waits for the merchant's 2xx to a callback (Klarna: 3 s). Wall clock.
@@ -85,6 +88,7 @@ impl Default for DoubleConfig {
             password: "secret".to_owned(),
             sim: SimConfig::DEFAULT,
             server_errors: 0,
+            throttled: 0,
             lost_order_answers: 0,
             callback_timeout: Duration::from_secs(3),
         }

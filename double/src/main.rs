@@ -61,6 +61,9 @@ struct Args {
     /// Created orders answered 500 all the same, per mille.
     #[arg(long, default_value_t = 0)]
     lost_order_answers: u16,
+    /// Reads answered 429 on demand, per mille (as if another client filled the window).
+    #[arg(long, default_value_t = 0)]
+    throttled: u16,
     /// Consumers arrive at the merchant's shop: POST here to check out (the answer carries
     /// `redirect_url`, in a JSON body or a `Location` header), then open that page.
     #[arg(long)]
@@ -153,6 +156,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..SimConfig::DEFAULT
         },
         server_errors: args.server_errors,
+        throttled: args.throttled,
         lost_order_answers: args.lost_order_answers,
         ..DoubleConfig::default()
     };

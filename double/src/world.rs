@@ -97,8 +97,10 @@ pub struct World {
     pub created: u64,
     /// Requests refused over the limit.
     pub over_limit: OverLimit,
-    /// Reads answered, by answer.
+    /// Reads answered.
     pub reads: u64,
+    /// Reads answered 429 on demand.
+    pub throttled: u64,
     /// Callback calls made (forged ones included) and those the merchant answered 2xx.
     pub callbacks: (u64, u64),
     /// Redirects the consumers' browsers (or an adversary) opened.
@@ -158,6 +160,7 @@ impl World {
             sessions: u64::try_from(self.sessions.len()).unwrap_or(u64::MAX),
             over_limit: self.over_limit,
             reads: self.reads,
+            throttled: self.throttled,
             callbacks: self.callbacks.0,
             callbacks_acknowledged: self.callbacks.1,
             redirects: self.redirects,
@@ -380,6 +383,8 @@ pub struct Truth {
     pub order_delay_s: [f64; 3],
     /// Reads answered.
     pub reads: u64,
+    /// Reads answered 429 on demand (`--throttled`).
+    pub throttled: u64,
     /// Callback calls made.
     pub callbacks: u64,
     /// Callback calls answered 2xx.

@@ -35,6 +35,8 @@ pub struct Run {
     pub forged: u16,
     /// Reads answered 500, per mille.
     pub server_errors: u16,
+    /// Reads answered 429 on demand, per mille.
+    pub throttled: u16,
     /// Created orders answered 500, per mille.
     pub lost_order_answers: u16,
     /// The service's hidden sabotage setting.
@@ -71,6 +73,7 @@ impl Run {
             budget: 3_000,
             forged: 200,
             server_errors: 30,
+            throttled: 30,
             lost_order_answers: 50,
             sabotage: None,
             settle_within: Duration::from_mins(3),
@@ -175,6 +178,7 @@ pub async fn run(cfg: &Run) -> Report {
             ..SimConfig::DEFAULT
         },
         server_errors: cfg.server_errors,
+        throttled: cfg.throttled,
         lost_order_answers: cfg.lost_order_answers,
         ..DoubleConfig::default()
     };
@@ -376,6 +380,7 @@ pub fn describe(cfg: &Run, r: &Report) -> String {
         "over_limit",
         "order_delay_s",
         "reads",
+        "throttled",
         "callbacks",
         "callbacks_acknowledged",
         "redirects",
