@@ -369,6 +369,9 @@ pub struct Truth {
     pub to_release: u64,
     /// ...of which were released exactly once, for the right reason.
     pub released_once: u64,
+    /// ...of which were disabled by the merchant but released as expired: no read confirmed
+    /// the disable before the session expired (accepted: the cart is released once either way).
+    pub disabled_released_as_expired: u64,
     /// Sessions Klarna placed the order for, and those recorded.
     pub klarna_orders: (u64, u64),
     /// Sessions a person must look at, and those handed over.
@@ -407,6 +410,9 @@ impl Truth {
             Kind::Released => {
                 self.to_release += 1;
                 self.released_once += u64::from(v.settled) * ok;
+                // Accepted, and counted apart: the crate's documented limitation.
+                self.disabled_released_as_expired +=
+                    u64::from(v.expected == "release DISABLED" && v.releases == ["EXPIRED"]);
             }
             Kind::Recorded => {
                 self.klarna_orders.0 += 1;
@@ -549,6 +555,13 @@ mod tests {
         shop.releases.insert("k".to_owned(), "DISABLED".to_owned());
         let t = world.truth(at, false);
         assert_eq!((t.released_once, t.wrong, t.unsettled), (1, 0, 0));
+        let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
+        shop.releases.insert("k".to_owned(), "EXPIRED".to_owned());
+        let t = world.truth(at, false);
+        assert_eq!(
+            (t.released_once, t.disabled_released_as_expired, t.wrong),
+            (1, 1, 0)
+        );
         let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
         shop.releases.insert("k2".to_owned(), "DISABLED".to_owned());
         assert_eq!(world.truth(at, false).wrong, 1, "released twice");
