@@ -334,7 +334,9 @@ async fn settled(http: &reqwest::Client, truth_url: &str, cfg: &Run) -> Value {
         if let Ok(r) = http.get(truth_url).send().await
             && let Ok(t) = r.json::<Value>().await
         {
+            // Settled; or a session is wrong already, and no wait will mend it.
             let settled = t["unsettled"].as_u64() == Some(0)
+                || t["wrong"].as_u64() > Some(0)
                 || (cfg.until_orders_twice && t["orders_twice"].as_u64() > Some(0));
             truth = t;
             if settled {
