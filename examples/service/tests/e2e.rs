@@ -66,7 +66,6 @@ async fn sabotaged(sabotage: &'static str, workers: u32, lost_order_answers: u16
     cfg.kill_every = None;
     cfg.lost_order_answers = lost_order_answers;
     cfg.settle_within = std::time::Duration::from_mins(1);
-    cfg.until_orders_twice = true;
     let report = support::run(&cfg).await;
     let text = describe(&cfg, &report);
     eprintln!("{text}");

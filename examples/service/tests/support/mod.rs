@@ -43,8 +43,6 @@ pub struct Run {
     pub sabotage: Option<&'static str>,
     /// Give up waiting for every session to settle after this long (wall clock).
     pub settle_within: Duration,
-    /// Stop waiting as soon as the truth shows an order created twice (a sabotage check).
-    pub until_orders_twice: bool,
     /// Seed.
     pub seed: u64,
 }
@@ -77,7 +75,6 @@ impl Run {
             lost_order_answers: 50,
             sabotage: None,
             settle_within: Duration::from_mins(3),
-            until_orders_twice: false,
             seed: 16,
         }
     }
@@ -335,9 +332,7 @@ async fn settled(http: &reqwest::Client, truth_url: &str, cfg: &Run) -> Value {
             && let Ok(t) = r.json::<Value>().await
         {
             // Settled; or a session is wrong already, and no wait will mend it.
-            let settled = t["unsettled"].as_u64() == Some(0)
-                || t["wrong"].as_u64() > Some(0)
-                || (cfg.until_orders_twice && t["orders_twice"].as_u64() > Some(0));
+            let settled = t["unsettled"].as_u64() == Some(0) || t["wrong"].as_u64() > Some(0);
             truth = t;
             if settled {
                 break;
