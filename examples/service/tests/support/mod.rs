@@ -76,7 +76,8 @@ impl Run {
             throttled: 30,
             lost_order_answers: 50,
             sabotage: None,
-            settle_within: Duration::from_mins(3),
+            // E2E_SETTLE_S: how long to wait for every session to settle (default 3 min).
+            settle_within: Duration::from_secs_f64(var("E2E_SETTLE_S").unwrap_or(180.0)),
             seed: 16,
         }
     }
