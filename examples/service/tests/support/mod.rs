@@ -96,6 +96,8 @@ pub struct Report {
     pub checkout_time: Duration,
     /// Wall time from the first checkout until every session settled (or the wait gave up).
     pub settle_time: Duration,
+    /// The service processes' logs, kept when the run went wrong.
+    pub logs: Option<std::path::PathBuf>,
 }
 
 impl Report {
@@ -209,7 +211,7 @@ pub async fn run(cfg: &Run) -> Report {
         ports: (0..n).map(|_| postgres::free_port()).collect(),
         children: (0..n).map(|_| None).collect(),
         args,
-        logs,
+        logs: logs.clone(),
     };
     for i in 0..n {
         workers.spawn(i);
@@ -247,7 +249,16 @@ pub async fn run(cfg: &Run) -> Report {
         truth = t;
     }
     drop(workers);
+    // The processes' logs are kept for a run that went wrong, and removed otherwise.
+    let logs = if truth["wrong"] == 0 && truth["unsettled"] == 0 {
+        let _ = std::fs::remove_dir_all(&logs);
+        None
+    } else {
+        eprintln!("the service processes' logs: {}", logs.display());
+        Some(logs)
+    };
     Report {
+        logs,
         truth,
         killed: kills,
         lost_checkouts,
