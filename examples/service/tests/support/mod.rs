@@ -384,7 +384,6 @@ pub fn describe(cfg: &Run, r: &Report) -> String {
         "tokens_expired_unused",
         "to_release",
         "released_once",
-        "disabled_released_as_expired",
         "klarna_orders",
         "reviews",
         "unsettled",
