@@ -5,7 +5,10 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use hpp_session::wire::CallbackBody;
-use hpp_session::{Snapshot, Timestamp, Tracker};
+use hpp_session::{Snapshot, Timestamp, Tracker, TrackerConfig};
+
+/// The merchant's policy, held next to the trackers.
+const CFG: TrackerConfig = TrackerConfig::DEFAULT;
 
 const CALLBACK: &str = r#"{"event_id":"27ba32b0-644b-4b22-94a9-dac503bcae18","session":{"session_id":"39a1c773-bafd-754d-af1f-b30c592f1267","status":"COMPLETED","authorization_token":"a1a8f727-2756-6058-bd3c-40069be0994b","updated_at":"2019-05-13T14:54:04.675Z","expires_at":"2019-05-15T13:51:43.507Z"}}"#;
 const IN_PROGRESS: &str = r#"{"session_id":"39a1c773-bafd-754d-af1f-b30c592f1267","status":"IN_PROGRESS","updated_at":"2019-05-13T14:52:57.540Z","expires_at":"2019-05-15T13:51:43.507Z"}"#;
@@ -25,9 +28,9 @@ fn observe(c: &mut Criterion) {
         .snapshot()
         .unwrap();
     let mut in_progress = Tracker::default();
-    let _ = in_progress.observe_read(&parse(IN_PROGRESS), now).unwrap();
+    let _ = in_progress.observe_read(&CFG, &parse(IN_PROGRESS), now).unwrap();
     let mut done = in_progress.clone();
-    let _ = done.observe_read(&completed, now).unwrap();
+    let _ = done.observe_read(&CFG, &completed, now).unwrap();
 
     let mut g = c.benchmark_group("observe");
     // Baseline: copying the tracker, which `advance` below pays for in its (unmeasured) setup
@@ -39,7 +42,7 @@ fn observe(c: &mut Criterion) {
         let mut t = done.clone();
         b.iter(|| {
             black_box(
-                t.observe_read(black_box(&completed), now)
+                t.observe_read(&CFG, black_box(&completed), now)
                     .unwrap()
                     .outcome(),
             )
@@ -49,8 +52,8 @@ fn observe(c: &mut Criterion) {
         b.iter_batched_ref(
             || in_progress.clone(),
             |t| {
-                let r = t.observe_read(black_box(&completed), now).unwrap();
-                black_box((r.outcome(), r.actions().count()))
+                let r = t.observe_read(&CFG, black_box(&completed), now).unwrap();
+                black_box((r.outcome(), t.actions().count()))
             },
             BatchSize::SmallInput,
         );
@@ -61,7 +64,7 @@ fn observe(c: &mut Criterion) {
 fn parse_and_observe(c: &mut Criterion) {
     let now = Timestamp::parse("2019-05-13T14:54:05Z").unwrap();
     let mut in_progress = Tracker::default();
-    let _ = in_progress.observe_read(&parse(IN_PROGRESS), now).unwrap();
+    let _ = in_progress.observe_read(&CFG, &parse(IN_PROGRESS), now).unwrap();
 
     let mut g = c.benchmark_group("callback");
     g.bench_function("baseline_parse_serde_json", |b| {
@@ -76,7 +79,7 @@ fn parse_and_observe(c: &mut Criterion) {
                 let body = serde_json::from_str::<CallbackBody<'_>>(black_box(CALLBACK)).unwrap();
                 let s = body.session.snapshot().unwrap();
                 black_box(
-                    t.observe_callback(body.event_id(), &s, now)
+                    t.observe_callback(&CFG, body.event_id(), &s, now)
                         .unwrap()
                         .outcome(),
                 )
@@ -97,7 +100,7 @@ fn parse_and_observe(c: &mut Criterion) {
                     serde_json_core::from_str::<CallbackBody<'_>>(black_box(CALLBACK)).unwrap();
                 let s = body.session.snapshot().unwrap();
                 black_box(
-                    t.observe_callback(body.event_id(), &s, now)
+                    t.observe_callback(&CFG, body.event_id(), &s, now)
                         .unwrap()
                         .outcome(),
                 )

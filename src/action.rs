@@ -8,8 +8,16 @@ use crate::id::{AuthorizationToken, KlarnaReference, OrderId, SessionId};
 use crate::timestamp::Timestamp;
 
 /// How long a Klarna Payments authorization token stays valid: the order must be placed with it
-/// within this time after authorization.
+/// within this time after authorization ([`Action::PlaceOrder`]'s `place_by`).
 pub const AUTHORIZATION_VALIDITY: Duration = Duration::from_secs(60 * 60);
+
+/// When the token of an authorization at `authorized_at` dies: [`AUTHORIZATION_VALIDITY`] later.
+/// An order placed at that instant or after is refused (Klarna: `NOT_FOUND`, invalid
+/// authorization token). The one place the token's hour is computed.
+#[must_use]
+pub fn place_by(authorized_at: Timestamp) -> Timestamp {
+    authorized_at.saturating_add(AUTHORIZATION_VALIDITY)
+}
 
 /// Why the cart is released: the session ended without payment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -41,13 +49,15 @@ impl fmt::Display for ReleaseReason {
     }
 }
 
-/// One thing the merchant must do now. A [`crate::Tracker`] asks for each kind at most once per
-/// session.
+/// One thing the merchant must do. A [`crate::Tracker`] asks for each kind at most once per
+/// session, and keeps it owed ([`crate::Tracker::actions`]) until the caller reports it done
+/// ([`crate::Tracker::done`]): a tracker stored with what it owes loses nothing across a dropped
+/// value, a crash or a restore.
 ///
-/// Owned, so that it can be stored (in the same transaction as the tracker, then performed) and,
-/// with the `serde` feature, serialized in one form: `{"kind": "place_order", fields…}` with the
-/// wire names of its fields. [`Action::id`] is its stable id, `"{session_id}/{kind}"`: a session
-/// asks for each kind once, so the id names the action across retries and restarts.
+/// Owned, and with the `serde` feature serialized in one form: `{"kind": "place_order",
+/// fields…}` with the wire names of its fields. [`Action::id`] is its stable id,
+/// `"{session_id}/{kind}"`: a session asks for each kind once, so the id names the action across
+/// retries and restarts (an idempotency key for the shop's side of it).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 #[expect(
@@ -60,8 +70,9 @@ pub enum Action {
         /// The token from the confirmed `COMPLETED` session (a secret: see
         /// [`AuthorizationToken::expose_secret`]).
         authorization_token: AuthorizationToken,
-        /// The authorization time (`updated_at`) plus [`AUTHORIZATION_VALIDITY`]; `None` when
-        /// the body did not say when the consumer was authorized: place the order at once.
+        /// The authorization time (`updated_at`) plus [`AUTHORIZATION_VALIDITY`] ([`place_by`]):
+        /// an order placed at that instant or later is refused. `None` when the body did not
+        /// say when the consumer was authorized: place the order at once.
         place_by: Option<Timestamp>,
     },
     /// Record the order Klarna placed. Never place another: Klarna already did.
@@ -83,13 +94,11 @@ pub enum Action {
         /// How it ended.
         reason: ReleaseReason,
     },
-    /// Read the session now, to confirm a final status that only an (unsigned) callback reported.
-    ReadSession,
     /// Disable the session at Klarna (`DELETE`): it showed no confirmed sign of life for the
-    /// configured [`abandon_after`](crate::TrackerConfig::abandon_after). Then read it, as
-    /// [`crate::Tracker::next_read`] asks at once: `DISABLED` releases the cart; `COMPLETED`
-    /// (Klarna answers the `DELETE` with 400 when the consumer paid meanwhile) asks for the
-    /// money action. Nothing is released on the `DELETE`'s answer alone.
+    /// configured [`abandon_after`](crate::TrackerConfig::abandon_after). Report Klarna's answer
+    /// with [`crate::Tracker::observe_disable_answer`], which also marks it done: a 204 shows the
+    /// session `DISABLED` (the cart is released); a 400 (the consumer paid, or cancelled,
+    /// meanwhile) leaves it to the read [`crate::Tracker::next_read`] asks for at once.
     Disable,
 }
 
@@ -112,7 +121,6 @@ impl Action {
             Self::RecordOrder { .. } => ActionKind::RecordOrder,
             Self::ReviewCompletion { .. } => ActionKind::ReviewCompletion,
             Self::Release { .. } => ActionKind::Release,
-            Self::ReadSession => ActionKind::ReadSession,
             Self::Disable => ActionKind::Disable,
         }
     }
@@ -125,6 +133,14 @@ pub struct ActionId<'s> {
     pub session_id: &'s SessionId,
     /// The kind: a session asks for each at most once.
     pub kind: ActionKind,
+}
+
+impl<'s> ActionId<'s> {
+    /// The id of session `session_id`'s action of `kind`.
+    #[must_use]
+    pub const fn new(session_id: &'s SessionId, kind: ActionKind) -> Self {
+        Self { session_id, kind }
+    }
 }
 
 impl fmt::Display for ActionId<'_> {
@@ -160,15 +176,14 @@ impl fmt::Display for Action {
                 write!(f, "a person must review this paid session: {problem}")
             }
             Self::Release { reason } => write!(f, "release the cart ({reason})"),
-            Self::ReadSession => f.write_str("read the session now"),
-            Self::Disable => f.write_str("disable the session, then read it"),
+            Self::Disable => f.write_str("disable the session, and report Klarna's answer"),
         }
     }
 }
 
-/// The kinds of [`Action`], in the order a report lists them: money first, then the cart, then
-/// the confirming read; `Ord` is that order. The discriminants are the bits of an [`ActionSet`]
-/// (stored by persistence), not the order.
+/// The kinds of [`Action`], in the order a tracker lists them: money first (what a token's hour
+/// binds), then the cart, then the disable; `Ord` is that order. The discriminants are the bits
+/// of an [`ActionSet`] (stored by persistence), not the order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 #[non_exhaustive]
@@ -181,21 +196,18 @@ pub enum ActionKind {
     ReviewCompletion = 16,
     /// [`Action::Release`].
     Release = 4,
-    /// [`Action::ReadSession`].
-    ReadSession = 8,
     /// [`Action::Disable`].
     Disable = 32,
 }
 
 impl ActionKind {
     /// Every kind, in report order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 5] = [
         Self::PlaceOrder,
         Self::RecordOrder,
         Self::ReviewCompletion,
         Self::Release,
         Self::Disable,
-        Self::ReadSession,
     ];
 
     /// The kind's place in report order.
@@ -206,7 +218,6 @@ impl ActionKind {
             Self::ReviewCompletion => 2,
             Self::Release => 3,
             Self::Disable => 4,
-            Self::ReadSession => 5,
         }
     }
 
@@ -228,9 +239,15 @@ impl ActionKind {
             Self::RecordOrder => "record_order",
             Self::ReviewCompletion => "review_completion",
             Self::Release => "release",
-            Self::ReadSession => "read_session",
             Self::Disable => "disable",
         }
+    }
+
+    /// The kind named `name` ([`ActionKind::as_str`]), if any: what an executor that stored an
+    /// action id `"{session_id}/{kind}"` reads back.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
 }
 
@@ -293,11 +310,24 @@ impl ActionSet {
     /// The set with these bits, or `None` if a bit names no kind.
     #[must_use]
     pub const fn from_bits(bits: u8) -> Option<Self> {
-        if bits & !0b11_1111 == 0 {
+        if bits & !Self::EVERY == 0 {
             Some(Self(bits))
         } else {
             None
         }
+    }
+
+    /// The bits of every kind.
+    const EVERY: u8 = ActionKind::PlaceOrder as u8
+        | ActionKind::RecordOrder as u8
+        | ActionKind::ReviewCompletion as u8
+        | ActionKind::Release as u8
+        | ActionKind::Disable as u8;
+
+    /// How many kinds the set holds.
+    #[must_use]
+    pub const fn len(self) -> usize {
+        self.0.count_ones() as usize
     }
 
     /// The kinds in the set, in report order.
@@ -305,5 +335,42 @@ impl ActionSet {
         ActionKind::ALL
             .into_iter()
             .filter(move |&k| self.contains(k))
+    }
+}
+
+/// Klarna's answer to the merchant's `DELETE` of an HPP session ([`Action::Disable`]), as
+/// [`crate::Tracker::observe_disable_answer`] takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DisableAnswer {
+    /// 204: the session is `DISABLED` from now on. Authenticated evidence of the final status
+    /// (undated: the answer does not say when it changed).
+    Disabled,
+    /// 400: the session is final already (the consumer paid, or cancelled, first). A read
+    /// decides what follows.
+    AlreadyFinal,
+    /// 404: the session expired (or the id or credentials are wrong). A read decides.
+    NotFound,
+}
+
+impl DisableAnswer {
+    /// The HTTP status code Klarna answers with: 204, 400 or 404.
+    #[must_use]
+    pub const fn http_status(self) -> u16 {
+        match self {
+            Self::Disabled => 204,
+            Self::AlreadyFinal => 400,
+            Self::NotFound => 404,
+        }
+    }
+}
+
+impl fmt::Display for DisableAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Disabled => "204: disabled",
+            Self::AlreadyFinal => "400: the session is final already",
+            Self::NotFound => "404: the session is gone (expired)",
+        })
     }
 }

@@ -25,6 +25,9 @@
 )]
 #![warn(clippy::pedantic)]
 
+#[cfg(feature = "std")]
+extern crate std;
+
 mod action;
 mod claim;
 mod completion;
@@ -54,7 +57,10 @@ mod tracker;
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod wire;
 
-pub use action::{AUTHORIZATION_VALIDITY, Action, ActionId, ActionKind, ActionSet, ReleaseReason};
+pub use action::{
+    AUTHORIZATION_VALIDITY, Action, ActionId, ActionKind, ActionSet, DisableAnswer, ReleaseReason,
+    place_by,
+};
 pub use claim::{Claim, DEFAULT_MAX_CLOCK_SKEW, FutureHint};
 pub use completion::{Completion, CompletionProblem};
 pub use event::Event;
@@ -66,8 +72,8 @@ pub use outcome::{ConflictKind, Outcome};
 pub use redirect::Redirect;
 pub use refusal::{OtherSession, Refused};
 pub use schedule::{
-    DEFAULT_DETECT_WITHIN, MAX_READ_BACKOFF, MIN_READ_INTERVAL, NextRead, PolicyError, ReadFailure,
-    ReadPolicy, Urgency,
+    DEFAULT_DETECT_WITHIN, MAX_DETECT_WITHIN, MAX_READ_BACKOFF, MIN_READ_INTERVAL, NextRead,
+    PLACE_ORDER_MARGIN, PolicyError, READ_TIMEOUT, ReadFailure, ReadPolicy, Urgency,
 };
 pub use secret::{SecretMatched, callback_secret_matches};
 pub use session::{InvalidSession, Session, SessionError};

@@ -2,11 +2,14 @@
 
 use core::fmt;
 
+use crate::action::DisableAnswer;
 use crate::status::Status;
 
 /// What an observation did. [`Outcome::Advanced`], [`Outcome::Confirmed`], [`Outcome::Claimed`],
-/// [`Outcome::Conflict`] and [`Outcome::Expired`] change the tracker; [`Outcome::Duplicate`] and
-/// [`Outcome::Stale`] leave it exactly as it was.
+/// [`Outcome::Conflict`], [`Outcome::Refuted`], [`Outcome::Contradicts`] and [`Outcome::Expired`]
+/// change the tracker; [`Outcome::Duplicate`] and [`Outcome::Stale`] leave it exactly as it was;
+/// [`Outcome::Redirected`] and [`Outcome::DisableRefused`] change only when the next read falls
+/// due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Outcome {
@@ -30,9 +33,9 @@ pub enum Outcome {
     Duplicate,
     /// Older than what is known.
     Stale,
-    /// The snapshot contradicts what is known. Between confirmed snapshots the tracker keeps
-    /// the one of higher precedence (an authorization always wins); a hint never displaces
-    /// confirmed evidence. Either way it remembers the conflict.
+    /// Confirmed evidence contradicts confirmed evidence: the tracker keeps the one of higher
+    /// precedence (an authorization always wins) and remembers the conflict
+    /// ([`crate::Tracker::has_conflict`]: a person should look).
     Conflict {
         /// The status known before.
         known: Status,
@@ -43,11 +46,19 @@ pub enum Outcome {
     },
     /// The session expired: a read answered 404 at or after `expires_at`.
     Expired,
-    /// Confirmed evidence moved the state, as [`Outcome::Advanced`] does, and showed that
-    /// something seen before cannot be true: an unsigned claim it contradicts (a forged
-    /// callback, most likely), or a release already asked for a session it shows paid. Nothing
-    /// is undone and the money is never dropped; a person should look
-    /// ([`crate::Tracker::has_conflict`]).
+    /// An unsigned callback claims what confirmed evidence shows false (a forged callback, most
+    /// likely): counted ([`crate::Tracker::refuted_claims`]), never acted on, never a conflict.
+    Refuted {
+        /// The confirmed status.
+        known: Status,
+        /// The status the callback claims.
+        claimed: Status,
+        /// How they contradict each other.
+        kind: ConflictKind,
+    },
+    /// Confirmed evidence moved the state, as [`Outcome::Advanced`] does, and made money meet a
+    /// release: a release already asked for a session it shows paid. Nothing is undone and the
+    /// money is never dropped; a person should look ([`crate::Tracker::has_conflict`]).
     Contradicts {
         /// The confirmed status before (`None` when unknown or when it confirmed a claim).
         from: Option<Status>,
@@ -58,12 +69,15 @@ pub enum Outcome {
     /// status ([`crate::Redirect`]): when it is a final status, a read is due at once. The state
     /// does not change.
     Redirected(Status),
+    /// Klarna refused the merchant's disable (400: final already; 404: gone): the state is as
+    /// it was, and a read is due at once to see why.
+    DisableRefused(DisableAnswer),
 }
 
 impl Outcome {
     /// The outcome's name in the replay tool's JSON: `advanced` (also for `Confirmed`),
-    /// `claimed`, `duplicate`, `stale`, `conflict` (also for `Contradicts`), `expired`,
-    /// `redirected`.
+    /// `claimed`, `duplicate`, `stale`, `conflict` (also for `Contradicts`), `refuted`,
+    /// `expired`, `redirected`, `disable_refused`.
     #[must_use]
     pub const fn as_str(&self) -> &'static str {
         match self {
@@ -72,16 +86,21 @@ impl Outcome {
             Self::Duplicate => "duplicate",
             Self::Stale => "stale",
             Self::Conflict { .. } | Self::Contradicts { .. } => "conflict",
+            Self::Refuted { .. } => "refuted",
             Self::Expired => "expired",
             Self::Redirected(_) => "redirected",
+            Self::DisableRefused(_) => "disable_refused",
         }
     }
 
-    /// Whether the observation changed the tracker's state (a redirect changes only when the
-    /// next read falls due).
+    /// Whether the observation changed the tracker's state (a redirect or a refused disable
+    /// changes only when the next read falls due).
     #[must_use]
     pub const fn changed(&self) -> bool {
-        !matches!(self, Self::Duplicate | Self::Stale | Self::Redirected(_))
+        !matches!(
+            self,
+            Self::Duplicate | Self::Stale | Self::Redirected(_) | Self::DisableRefused(_)
+        )
     }
 }
 
@@ -113,12 +132,23 @@ impl fmt::Display for Outcome {
             Self::Redirected(status) => {
                 write!(f, "redirected as {status} (unsigned: read to confirm)")
             }
+            Self::Refuted {
+                known,
+                claimed,
+                kind,
+            } => write!(
+                f,
+                "refuted: an unsigned claim of {claimed} {kind} {known}"
+            ),
             Self::Contradicts { from, to } => {
                 match from {
                     Some(from) => write!(f, "advanced {from} -> {to}")?,
                     None => write!(f, "advanced to {to}")?,
                 }
                 f.write_str(", contradicting what was seen before")
+            }
+            Self::DisableRefused(answer) => {
+                write!(f, "disable refused ({answer}): read to see why")
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use crate::completion::Completion;
 use crate::outcome::ConflictKind;
-use crate::snapshot::Snapshot;
+use crate::snapshot::Change;
 use crate::status::Status;
 use crate::table;
 use crate::timestamp::Timestamp;
@@ -25,20 +25,18 @@ pub(crate) const fn change_key(status: Status, updated_at: Timestamp) -> ChangeK
     (rank(status), updated_at, status)
 }
 
-/// Where a snapshot stands in time for ordering: its `updated_at`, or the earliest instant for an
-/// undated `COMPLETED` one (which its rank already puts above every other status).
-pub(crate) fn sort_time(s: &Snapshot) -> Timestamp {
+/// Where a change stands in time for ordering: its `updated_at`, or the earliest instant for an
+/// undated one (a `COMPLETED` whose body did not say when, or the `DISABLED` a disable's 204
+/// shows: their rank already puts them above every status that is not final).
+pub(crate) fn sort_time(s: &Change) -> Timestamp {
     s.updated_at().unwrap_or(Timestamp::MIN)
 }
 
-/// The precedence of a snapshot: its change key, then the completion data and `expires_at` as
-/// deterministic tie-breaks. A total order on snapshots.
-pub(crate) fn precedence(s: &Snapshot) -> (ChangeKey, Option<&Completion>, Option<Timestamp>) {
-    (
-        change_key(s.status(), sort_time(s)),
-        s.completion(),
-        s.expires_at(),
-    )
+/// The precedence of a change: its change key, then the completion data as a deterministic
+/// tie-break. A total order on changes. (Two snapshots of one change that differ only in
+/// `expires_at` are the same change: the tracker keeps the expiry apart.)
+pub(crate) fn precedence(s: &Change) -> (ChangeKey, Option<&Completion>) {
+    (change_key(s.status(), sort_time(s)), s.completion())
 }
 
 /// Two different status changes of one history, the later of higher precedence.
@@ -60,8 +58,8 @@ pub(crate) fn contradiction(pair: Pair) -> Option<ConflictKind> {
     if a.is_final() && b.is_final() {
         return Some(ConflictKind::TwoFinals);
     }
-    // An undated change (a `COMPLETED` body without a readable `updated_at`) cannot be placed in
-    // time, so only the table can rule it out.
+    // An undated change (a `COMPLETED` body without a readable `updated_at`, a disable's 204)
+    // cannot be placed in time, so only the table can rule it out.
     let stamped_before = matches!((a_at, b_at), (Some(a_at), Some(b_at)) if b_at < a_at);
     if stamped_before || !table::is_reachable(a, b) {
         return Some(ConflictKind::CannotFollow);
@@ -69,9 +67,9 @@ pub(crate) fn contradiction(pair: Pair) -> Option<ConflictKind> {
     None
 }
 
-/// [`contradiction`] between two snapshots, `later` of higher precedence; `None` for the same
+/// [`contradiction`] between two changes, `later` of higher precedence; `None` for the same
 /// change.
-pub(crate) fn snapshots_contradict(earlier: &Snapshot, later: &Snapshot) -> Option<ConflictKind> {
+pub(crate) fn snapshots_contradict(earlier: &Change, later: &Change) -> Option<ConflictKind> {
     if earlier.same_change(later) {
         return None;
     }

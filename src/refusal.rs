@@ -2,18 +2,21 @@
 
 use core::fmt;
 
+use crate::action::ActionKind;
 use crate::claim::FutureHint;
 use crate::excerpt::Excerpt;
 use crate::id::SessionId;
 
-/// An observation a [`crate::Tracker`] refused; nothing changed.
+/// An observation or a report a [`crate::Tracker`] refused; nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Refused {
-    /// The snapshot is of another session than the tracker's.
+    /// The snapshot, redirect or action is of another session than the tracker's.
     OtherSession(OtherSession),
     /// An unsigned callback stamped in the future.
     FutureHint(FutureHint),
+    /// An action reported done ([`crate::Tracker::done`]) that this tracker never asked for.
+    NotAsked(ActionKind),
 }
 
 impl fmt::Display for Refused {
@@ -21,6 +24,11 @@ impl fmt::Display for Refused {
         match self {
             Self::OtherSession(e) => e.fmt(f),
             Self::FutureHint(e) => e.fmt(f),
+            Self::NotAsked(kind) => write!(
+                f,
+                "`{}` reported done, but this session's tracker never asked for it: refused",
+                kind.as_str()
+            ),
         }
     }
 }
@@ -33,8 +41,9 @@ impl From<FutureHint> for Refused {
     }
 }
 
-/// A snapshot of another session than the tracker's: a mixed-up id (the read of one session fed
-/// to another's tracker) must never place an order with the other session's token.
+/// A snapshot (or a redirect, or an action reported done) of another session than the tracker's:
+/// a mixed-up id (the read of one session fed to another's tracker) must never place an order
+/// with the other session's token, nor mark another session's order placed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct OtherSession {
     /// The tracker's session (a bounded excerpt).
@@ -56,7 +65,7 @@ impl fmt::Display for OtherSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "a snapshot of session {} given to the tracker of session {}: refused",
+            "session {} given to the tracker of session {}: refused",
             self.observed, self.tracked
         )
     }

@@ -8,6 +8,7 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::action::AUTHORIZATION_VALIDITY;
+use crate::claim::DEFAULT_MAX_CLOCK_SKEW;
 use crate::timestamp::Timestamp;
 
 /// The shortest interval [`ReadPolicy`] accepts between two reads of one session: Klarna's
@@ -22,25 +23,61 @@ pub const MAX_READ_BACKOFF: Duration = Duration::from_secs(60);
 /// authorization token's hour to place the order.
 pub const DEFAULT_DETECT_WITHIN: Duration = Duration::from_secs(45 * 60);
 
+/// How long a read the caller started ([`crate::Tracker::start_read`]) may go unanswered before
+/// it counts as failed (timed out): 30 s. Until then it counts as the read that is due, so a
+/// poller that asks again does not read the session twice; after it the tracker backs off as
+/// after any failure. Set your HTTP client's timeout under it.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The least of the authorization token's hour the guarantee leaves for placing the order
+/// (the money call, and its wait for a window of the budget): 2 minutes.
+pub const PLACE_ORDER_MARGIN: Duration = Duration::from_secs(2 * 60);
+
+/// The longest [`ReadPolicy::detect_within`] accepted (with twice the `poll_lag` added): 55
+/// minutes. The 5 minutes it leaves of the token's hour hold what the guarantee allows for on
+/// top of it (a failed read's back-off, up to [`MAX_READ_BACKOFF`]; a read that never answers,
+/// [`READ_TIMEOUT`] and its retry; [`DEFAULT_MAX_CLOCK_SKEW`] between Klarna's clock and the
+/// caller's; for a poller with a lag, its lag once more for each of the two retries) and
+/// [`PLACE_ORDER_MARGIN`] to place the order. Within it, no token found by a read is dead when
+/// the order is placed.
+pub const MAX_DETECT_WITHIN: Duration = Duration::from_secs(55 * 60);
+
+// What the 5 minutes hold, with 29 s to spare: the back-off ceiling, a timed-out read and its
+// first retry's back-off (at most 1 s), clock skew, and the margin to place the order.
+const _: () = assert!(
+    MAX_DETECT_WITHIN.as_secs()
+        + MAX_READ_BACKOFF.as_secs()
+        + READ_TIMEOUT.as_secs()
+        + 1
+        + DEFAULT_MAX_CLOCK_SKEW.as_secs()
+        + PLACE_ORDER_MARGIN.as_secs()
+        < AUTHORIZATION_VALIDITY.as_secs()
+);
+
 /// How a [`crate::Tracker`] schedules reads of its session ([`crate::Tracker::next_read`]).
 ///
 /// # The guarantee
 ///
-/// Between two reads of an open session there is never more than [`ReadPolicy::blind_gap`]
-/// (`detect_within − poll_lag`), whatever the tracker was told and whatever it was not: a
-/// consumer's `COMPLETED` is found by a read at most that long after it happened, even when every
-/// callback and every redirect is lost. A caller that performs each due read within `poll_lag`
-/// of the moment it fell due therefore confirms every `COMPLETED` within `detect_within` of its
-/// `updated_at` (plus the skew between Klarna's clock and the caller's), which leaves
-/// `60 min − detect_within` of the authorization token's hour to place the order. The property
-/// tests in `tests/schedule.rs` check this over arbitrary histories, losses and pollers.
+/// While a session is open, the next blind read is due no later than `last read + blind_gap`
+/// (`blind_gap` = `detect_within − poll_lag`; before any read, `created + first` for a tracker
+/// made by [`crate::Tracker::created`]), whatever arrives and whenever: no callback, however late
+/// or however dated, and no redirect can put it off, and a read that fell due stays due until a
+/// read is made. So a consumer's `COMPLETED` is found by a read at most `blind_gap` after it
+/// happened, even when every callback and every redirect is lost. A caller that performs each
+/// due read within `poll_lag` of the moment it fell due therefore confirms every `COMPLETED`
+/// within `detect_within` of its `updated_at`, allowing for the skew between Klarna's clock and
+/// the caller's, a failed read's back-off ([`MAX_READ_BACKOFF`]) and a read that never answers
+/// ([`READ_TIMEOUT`]). [`MAX_DETECT_WITHIN`] keeps all of that inside the authorization token's
+/// hour with [`PLACE_ORDER_MARGIN`] to spare. The property tests in `tests/schedule.rs` check
+/// this over arbitrary histories, losses, late callbacks of earlier changes and pollers.
 ///
 /// # The cost
 ///
 /// Everything else a read achieves can wait for a hint, so the blind schedule backs off to the
 /// guarantee: after each confirmed change, reads fall due `first` later, then after gaps as long
-/// as the time since the change (doubling), up to `blind_gap`. The default `first` is the gap
-/// itself: a blind read every 45 minutes, nothing sooner. Hints bring reads forward: a final
+/// as the time since the change (doubling), up to `blind_gap`, and never later than the
+/// guarantee. `first` is the gap itself unless set: a blind read every 45 minutes by default,
+/// nothing sooner. Hints bring reads forward: a final
 /// status claimed by a callback, a consumer's `success` or `cancel` redirect, or a disable just
 /// asked make a read due at once ([`Urgency::Confirm`]), at most one every `hint_gap`. Each
 /// session's gap is shortened by up to 1/32 by a spread drawn from its id, so that sessions
@@ -64,7 +101,8 @@ pub const DEFAULT_DETECT_WITHIN: Duration = Duration::from_secs(45 * 60);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ReadPolicy {
-    first: Duration,
+    /// `None`: the gap.
+    first: Option<Duration>,
     hint_gap: Duration,
     detect_within: Duration,
     poll_lag: Duration,
@@ -81,7 +119,7 @@ impl ReadPolicy {
     /// 45 minutes after a change (the guarantee and nothing more: what else a read finds can
     /// wait for a hint); reads a hint asks for at most one every 10 s.
     pub const DEFAULT: Self = Self {
-        first: DEFAULT_DETECT_WITHIN,
+        first: None,
         hint_gap: Duration::from_secs(10),
         detect_within: DEFAULT_DETECT_WITHIN,
         poll_lag: Duration::ZERO,
@@ -91,7 +129,9 @@ impl ReadPolicy {
     /// `updated_at` when every hint is lost.
     ///
     /// # Errors
-    /// [`PolicyError::DetectsAfterTokenExpiry`] when it is not under the token's 60 minutes;
+    /// [`PolicyError::DetectsAfterTokenExpiry`] when it plus twice `poll_lag` is over
+    /// [`MAX_DETECT_WITHIN`] (the guarantee and its allowances would not leave time to place the
+    /// order in the token's hour);
     /// [`PolicyError::LagExceedsDetection`] when it leaves under [`MIN_READ_INTERVAL`] between
     /// reads after `poll_lag`.
     pub const fn with_detect_within(self, detect_within: Duration) -> Result<Self, PolicyError> {
@@ -108,19 +148,25 @@ impl ReadPolicy {
     ///
     /// # Errors
     /// [`PolicyError::LagExceedsDetection`] when less than [`MIN_READ_INTERVAL`] would be left
-    /// between reads.
+    /// between reads; [`PolicyError::DetectsAfterTokenExpiry`] when `detect_within` plus twice
+    /// the lag (a failed read's retry and a timed-out one's wait for the poller too) is over
+    /// [`MAX_DETECT_WITHIN`].
     pub const fn with_poll_lag(self, poll_lag: Duration) -> Result<Self, PolicyError> {
         Self { poll_lag, ..self }.checked()
     }
 
     /// The policy with `first`: how long after a confirmed change the first blind read falls
-    /// due (capped at [`ReadPolicy::blind_gap`]). Any value keeps the guarantee; shorter ones
-    /// cost reads.
+    /// due (capped at [`ReadPolicy::blind_gap`]; unset, it is the gap). Any value keeps the
+    /// guarantee; shorter ones cost reads.
     ///
     /// # Errors
     /// None today; a `Result` like the other setters.
     pub const fn with_first(self, first: Duration) -> Result<Self, PolicyError> {
-        Self { first, ..self }.checked()
+        Self {
+            first: Some(first),
+            ..self
+        }
+        .checked()
     }
 
     /// The policy with `hint_gap`: the shortest gap before a read a hint asks for (a forged
@@ -136,7 +182,8 @@ impl ReadPolicy {
         if self.hint_gap.as_nanos() < MIN_READ_INTERVAL.as_nanos() {
             return Err(PolicyError::IntervalTooShort);
         }
-        if self.detect_within.as_nanos() >= AUTHORIZATION_VALIDITY.as_nanos() {
+        let with_retries = self.detect_within.as_nanos() + 2 * self.poll_lag.as_nanos();
+        if with_retries > MAX_DETECT_WITHIN.as_nanos() {
             return Err(PolicyError::DetectsAfterTokenExpiry);
         }
         match self.detect_within.checked_sub(self.poll_lag) {
@@ -145,9 +192,20 @@ impl ReadPolicy {
         }
     }
 
-    /// How long after a confirmed change the first blind read falls due.
+    /// How long after a confirmed change the first blind read falls due: the one set
+    /// ([`ReadPolicy::with_first`]), capped at the gap, or the gap.
     #[must_use]
     pub const fn first(&self) -> Duration {
+        let gap = self.blind_gap();
+        match self.first {
+            Some(first) if first.as_nanos() < gap.as_nanos() => first,
+            _ => gap,
+        }
+    }
+
+    /// `first` as set ([`ReadPolicy::with_first`]); `None`: the gap.
+    #[cfg(feature = "serde")]
+    pub(crate) const fn first_setting(&self) -> Option<Duration> {
         self.first
     }
 
@@ -180,33 +238,34 @@ impl ReadPolicy {
     }
 
     /// When the next blind read falls due, for a schedule anchored at the confirmed change
-    /// `anchor` whose latest read was at `last_read`: `first` after the anchor when no read
-    /// came since, else after the last read by the time since the anchor, clamped to
-    /// `first..=blind_gap`. Never more than `blind_gap` after the last read.
+    /// `anchor` (when the caller learned it) whose latest read was at `last_read`: after the
+    /// last read by the time since the anchor, clamped to `first..=blind_gap`; for a change
+    /// learned after the last read, `first` after it. Never more than `blind_gap` after the
+    /// last read, whatever the anchor: that is the guarantee.
     ///
     /// `spread` (any value; the tracker draws it from the session id) takes up to 1/32 off the
     /// gap, so that sessions created in the same second do not read in the same second for
     /// their whole lives: their reads drift apart instead of arriving at Klarna's limiter
     /// together.
     #[must_use]
-    pub fn blind_due(
-        &self,
-        anchor: Timestamp,
-        last_read: Option<Timestamp>,
-        spread: u32,
-    ) -> Timestamp {
+    pub fn blind_due(&self, anchor: Timestamp, last_read: Timestamp, spread: u32) -> Timestamp {
         let gap = self.blind_gap();
         // In whole milliseconds, like Klarna's timestamps.
         let off = (gap.as_millis() / 32) * u128::from(spread % 1024) / 1024;
         let cap = gap.saturating_sub(Duration::from_millis(u64::try_from(off).unwrap_or(0)));
-        match last_read.filter(|&r| r >= anchor) {
-            None => anchor.saturating_add(self.first.min(cap)),
-            Some(read) => {
-                let since = read.duration_since(anchor).unwrap_or_default();
-                // Never at the read itself, even with `first` zero: a poller must not spin.
-                read.saturating_add(since.max(self.first).max(MIN_READ_INTERVAL).min(cap))
+        let first = self.first().min(cap);
+        // Never at the read itself, even with `first` zero: a poller must not spin.
+        let latest = last_read.saturating_add(cap.max(MIN_READ_INTERVAL));
+        let due = match anchor.duration_since(last_read) {
+            // A change learned after the last read: `first` after it.
+            Some(after) if !after.is_zero() => anchor.saturating_add(first),
+            _ => {
+                let since = last_read.duration_since(anchor).unwrap_or_default();
+                last_read.saturating_add(since.max(first).min(cap))
             }
-        }
+        };
+        due.max(last_read.saturating_add(MIN_READ_INTERVAL))
+            .min(latest)
     }
 }
 
@@ -283,8 +342,10 @@ pub enum ReadFailure {
     ServerError,
     /// No answer in time.
     Timeout,
-    /// Any other answer that says nothing usable: a body that does not parse, or a 404 the
-    /// tracker refused ([`crate::NotFoundError`]: wrong id or credentials).
+    /// Any other answer that says nothing usable: a body that does not parse or that the
+    /// tracker refused, or a 404 it refused ([`crate::NotFoundError`]: wrong id or
+    /// credentials). (A read started with [`crate::Tracker::start_read`] and never reported
+    /// counts as failed after [`READ_TIMEOUT`] all the same.)
     Unexpected,
 }
 
@@ -303,8 +364,10 @@ impl fmt::Display for ReadFailure {
 }
 
 /// The back-off after `failures` consecutive failed reads (1 s, 2 s, 4 s, … up to
-/// [`MAX_READ_BACKOFF`]), less up to half of it by `jitter` (any value; the caller's spread),
-/// and never before a rate limit's `reset`.
+/// [`MAX_READ_BACKOFF`]), less up to half of it by `jitter` (any value; the caller's spread);
+/// after a rate limit's `reset`, never before it and spread over the second after it (Klarna
+/// asks for jitter: sessions refused together must not all come back at the reset instant),
+/// never past [`MAX_READ_BACKOFF`].
 pub(crate) fn backoff(failures: u8, failure: ReadFailure, jitter: u32) -> Duration {
     let exp = u32::from(failures.saturating_sub(1)).min(16);
     let full = Duration::from_secs(1u64 << exp).min(MAX_READ_BACKOFF);
@@ -312,7 +375,14 @@ pub(crate) fn backoff(failures: u8, failure: ReadFailure, jitter: u32) -> Durati
     let off = full.as_millis() * u128::from(jitter % 129) / 256;
     let spread = full.saturating_sub(Duration::from_millis(u64::try_from(off).unwrap_or(0)));
     match failure {
-        ReadFailure::RateLimited { reset: Some(reset) } => spread.max(reset.min(MAX_READ_BACKOFF)),
+        ReadFailure::RateLimited { reset: Some(reset) } => {
+            let after_reset = Duration::from_millis(u64::from((jitter >> 8) % 1_000));
+            let after = reset
+                .min(MAX_READ_BACKOFF)
+                .saturating_add(after_reset)
+                .min(MAX_READ_BACKOFF);
+            spread.max(after)
+        }
         _ => spread,
     }
 }
@@ -323,8 +393,10 @@ pub(crate) fn backoff(failures: u8, failure: ReadFailure, jitter: u32) -> Durati
 pub enum PolicyError {
     /// `hint_gap` is under [`MIN_READ_INTERVAL`].
     IntervalTooShort,
-    /// `detect_within` is not under the authorization token's 60 minutes: the order could not be
-    /// placed with a token found that late.
+    /// `detect_within` plus twice `poll_lag` is over [`MAX_DETECT_WITHIN`]: with the
+    /// guarantee's allowances (a failed read's back-off, a read that never answers, clock skew,
+    /// the poller's lag on each retry) the order could not be placed with a token found that
+    /// late.
     DetectsAfterTokenExpiry,
     /// `poll_lag` leaves less than [`MIN_READ_INTERVAL`] of `detect_within` between reads.
     LagExceedsDetection,
@@ -338,9 +410,12 @@ impl fmt::Display for PolicyError {
                 "read interval under {} ms would exceed Klarna's rate limits",
                 MIN_READ_INTERVAL.as_millis()
             ),
-            Self::DetectsAfterTokenExpiry => {
-                f.write_str("detect_within must be under the authorization token's 60 minutes")
-            }
+            Self::DetectsAfterTokenExpiry => write!(
+                f,
+                "detect_within plus twice poll_lag over {} s would not leave time to place the \
+                 order within the authorization token's 60 minutes",
+                MAX_DETECT_WITHIN.as_secs()
+            ),
             Self::LagExceedsDetection => {
                 f.write_str("poll_lag leaves no time between reads within detect_within")
             }
@@ -374,5 +449,10 @@ mod tests {
         assert_eq!(backoff(1, limited(0), 128), ms(500));
         // A reset past the longest back-off is taken as that.
         assert_eq!(backoff(1, limited(3_600), 0), MAX_READ_BACKOFF);
+        // After a reset, spread over the second after it by the upper bits of the jitter.
+        assert_eq!(backoff(1, limited(5), 999 << 8), ms(5_999));
+        assert_eq!(backoff(1, limited(5), 1_000 << 8), ms(5_000));
+        assert_eq!(backoff(1, limited(5), (250 << 8) | 128), ms(5_250));
+        assert_eq!(backoff(1, limited(59), 999 << 8), MAX_READ_BACKOFF);
     }
 }

@@ -21,10 +21,10 @@ use crate::id::{
 };
 use crate::schedule::ReadPolicy;
 use crate::session::Session;
-use crate::snapshot::{Snapshot, SnapshotError};
+use crate::snapshot::{Change, Snapshot, SnapshotError};
 use crate::status::Status;
 use crate::timestamp::Timestamp;
-use crate::tracker::{Expiry, Parts, REMEMBERED_EVENTS, Retry, Tracker, TrackerConfig};
+use crate::tracker::{Expiry, Parts, REMEMBERED_EVENTS, Retry, Tracker};
 
 /// A visitor that accepts one string and converts it with `parse`.
 struct StrVisitor<F> {
@@ -274,7 +274,6 @@ enum ActionRepr<T, O, K> {
     Release {
         reason: ReleaseReason,
     },
-    ReadSession,
     Disable,
 }
 
@@ -299,7 +298,6 @@ impl Serialize for Action {
                 problem: (*problem).into(),
             },
             Action::Release { reason } => ActionRepr::Release { reason: *reason },
-            Action::ReadSession => ActionRepr::ReadSession,
             Action::Disable => ActionRepr::Disable,
         };
         repr.serialize(serializer)
@@ -359,7 +357,6 @@ impl<'de> Deserialize<'de> for Action {
             ActionKind::Release if only([false, false, false, false, false, true]) => {
                 f.reason.map(|reason| Action::Release { reason })
             }
-            ActionKind::ReadSession if only([false; 6]) => Some(Action::ReadSession),
             ActionKind::Disable if only([false; 6]) => Some(Action::Disable),
             _ => None,
         };
@@ -451,7 +448,7 @@ struct ReadPolicyRepr {
     detect_within: Option<Duration>,
     #[serde(default = "none")]
     poll_lag: Option<Duration>,
-    #[serde(default = "none")]
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
     first: Option<Duration>,
     #[serde(default = "none")]
     hint_gap: Option<Duration>,
@@ -462,7 +459,7 @@ impl Serialize for ReadPolicy {
         ReadPolicyRepr {
             detect_within: Some(self.detect_within()),
             poll_lag: Some(self.poll_lag()),
-            first: Some(self.first()),
+            first: self.first_setting(),
             hint_gap: Some(self.hint_gap()),
         }
         .serialize(serializer)
@@ -479,7 +476,10 @@ impl<'de> Deserialize<'de> for ReadPolicy {
         let d = ReadPolicy::DEFAULT;
         d.with_detect_within(r.detect_within.unwrap_or(d.detect_within()))
             .and_then(|p| p.with_poll_lag(r.poll_lag.unwrap_or(d.poll_lag())))
-            .and_then(|p| p.with_first(r.first.unwrap_or(d.first())))
+            .and_then(|p| match r.first {
+                Some(first) => p.with_first(first),
+                None => Ok(p),
+            })
             .and_then(|p| p.with_hint_gap(r.hint_gap.unwrap_or(d.hint_gap())))
             .map_err(de::Error::custom)
     }
@@ -513,37 +513,68 @@ struct ClaimRepr {
     updated_at: Timestamp,
 }
 
-/// [`Tracker`]'s stored form; `S` is the snapshot, owned or borrowed.
+/// The confirmed change's stored form; `C` is the completion, owned or borrowed. (Trackers
+/// stored before the change was kept apart from its snapshot also carry `session_id` and
+/// `expires_at` here: the one is ignored, the other stands for the expiry when none is stored.)
 #[derive(Serialize, Deserialize)]
-struct TrackerRepr<S> {
-    #[serde(default = "none")]
+struct ChangeRepr<C> {
+    status: Status,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    updated_at: Option<Timestamp>,
+    #[serde(default = "none", skip_serializing)]
+    expires_at: Option<Timestamp>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    completion: Option<C>,
+}
+
+/// [`Tracker`]'s stored form; `C` is the completion, owned or borrowed. It holds what the
+/// tracker owes (`owed`) and the read in flight, and not the policy ([`TrackerConfig`]): the
+/// caller passes that in, so a changed policy applies to every stored tracker.
+///
+/// Trackers stored by earlier versions still load: their policy fields (`reads`,
+/// `max_clock_skew`, `abandon_after`) are ignored; without `owed`, everything they asked for is
+/// taken as owed (a money action done twice is refused by Klarna or de-duplicated by its action
+/// id; one lost is a dead token), so a caller that kept its pending actions elsewhere marks done
+/// what it had done; the read a claim asked for (`asked` bit 8) is dropped, since reads are the
+/// schedule's; a tracker made by `Tracker::created` and never read counts its creation as its
+/// first read, as it does now.
+#[derive(Serialize, Deserialize)]
+struct TrackerRepr<C> {
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
     session_id: Option<SessionId>,
-    reads: ReadPolicy,
-    max_clock_skew: Duration,
     #[serde(default = "none")]
-    best: Option<S>,
-    #[serde(default = "none")]
+    best: Option<ChangeRepr<C>>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    expiry: Option<ExpiryRepr>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
     claim: Option<ClaimRepr>,
+    asked: u8,
+    /// Absent in trackers stored by earlier versions.
+    #[serde(default = "none")]
+    owed: Option<u8>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    released: Option<ReleaseReason>,
     expired: bool,
     conflicted: bool,
-    asked: u8,
-    #[serde(default = "none")]
-    released: Option<ReleaseReason>,
-    #[serde(default = "none")]
+    #[serde(default, skip_serializing_if = "is_zero")]
+    refuted: u8,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
     changed_at: Option<Timestamp>,
-    /// When a read became urgent (a final claim, a redirect, a disable asked).
-    #[serde(default = "none")]
+    /// When a read became urgent (a final claim, a redirect, a disable asked or refused).
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
     urgent_since: Option<Timestamp>,
-    #[serde(default = "none")]
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
     last_read: Option<Timestamp>,
-    #[serde(default = "none")]
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    reading_since: Option<Timestamp>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
     retry: Option<RetryRepr>,
-    #[serde(default = "none")]
-    abandon_after: Option<Duration>,
     events: heapless::Vec<u32, REMEMBERED_EVENTS>,
-    /// Absent in trackers stored before the expiry was kept apart: then the best snapshot's.
-    #[serde(default = "none")]
-    expiry: Option<ExpiryRepr>,
+}
+
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's signature")]
+const fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 /// The back-off after failed reads, stored.
@@ -562,36 +593,44 @@ struct ExpiryRepr {
     expires_at: Timestamp,
 }
 
+/// The bit the read a claim asked for had in `asked`, before reads left the actions.
+const LEGACY_READ_SESSION: u8 = 8;
+
 impl Serialize for Tracker {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let p = self.parts();
         TrackerRepr {
             session_id: p.session,
-            reads: p.config.reads,
-            max_clock_skew: p.config.max_clock_skew,
-            abandon_after: p.config.abandon_after,
-            best: p.best.as_ref(),
-            claim: p.claim.map(|c| ClaimRepr {
-                status: c.status(),
-                updated_at: c.updated_at(),
+            best: p.best.as_ref().map(|b| ChangeRepr {
+                status: b.status(),
+                updated_at: b.updated_at(),
+                expires_at: None,
+                completion: b.completion(),
             }),
-            expired: p.expired,
-            conflicted: p.conflicted,
-            asked: p.asked.bits(),
-            released: p.released,
-            changed_at: p.changed_at,
-            urgent_since: p.urgent_since,
-            last_read: p.last_read,
-            retry: p.retry.map(|r| RetryRepr {
-                at: r.at,
-                failures: r.failures,
-            }),
-            events: p.events,
             expiry: p.expiry.map(|e| ExpiryRepr {
                 status: e.status,
                 updated_at: Some(e.stated_at).filter(|&at| at != Timestamp::MIN),
                 expires_at: e.at,
             }),
+            claim: p.claim.map(|c| ClaimRepr {
+                status: c.status(),
+                updated_at: c.updated_at(),
+            }),
+            asked: p.asked.bits(),
+            owed: Some(p.owed.bits()),
+            released: p.released,
+            expired: p.expired,
+            conflicted: p.conflicted,
+            refuted: p.refuted,
+            changed_at: p.changed_at,
+            urgent_since: p.urgent_since,
+            last_read: p.last_read,
+            reading_since: p.reading_since,
+            retry: p.retry.map(|r| RetryRepr {
+                at: r.at,
+                failures: r.failures,
+            }),
+            events: p.events,
         }
         .serialize(serializer)
     }
@@ -599,35 +638,68 @@ impl Serialize for Tracker {
 
 impl<'de> Deserialize<'de> for Tracker {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let r = TrackerRepr::<Snapshot>::deserialize(deserializer)?;
-        let asked = ActionSet::from_bits(r.asked)
-            .ok_or_else(|| de::Error::custom("unknown action bits in `asked`"))?;
+        let r = TrackerRepr::<Completion>::deserialize(deserializer)?;
+        let bits = |b: u8| {
+            ActionSet::from_bits(b).ok_or_else(|| de::Error::custom("unknown action bits"))
+        };
+        let legacy = r.owed.is_none();
+        let asked = bits(if legacy {
+            r.asked & !LEGACY_READ_SESSION
+        } else {
+            r.asked
+        })?;
+        let owed = r.owed.map_or(Ok(asked), bits)?;
+        let mut expiry = r.expiry.map(|e| Expiry {
+            at: e.expires_at,
+            status: e.status,
+            stated_at: e.updated_at.unwrap_or(Timestamp::MIN),
+        });
+        let best = match r.best {
+            None => None,
+            Some(b) => {
+                let change = match (b.updated_at, b.status, b.completion) {
+                    (Some(at), status, completion) => {
+                        Snapshot::new(status, at, b.expires_at, completion)
+                    }
+                    (None, Status::Completed, Some(completion)) => {
+                        Ok(Snapshot::paid_undated(completion, b.expires_at))
+                    }
+                    (None, Status::Disabled, None) => Ok(Snapshot::of_change(
+                        Change::disabled_undated(),
+                        b.expires_at,
+                    )),
+                    (None, ..) => Err(SnapshotError::MissingUpdatedAt),
+                }
+                .map_err(de::Error::custom)?;
+                expiry = expiry.or_else(|| Expiry::of(&change));
+                Some(change.change().clone())
+            }
+        };
+        let mut last_read = r.last_read;
+        if legacy && best.is_none() && last_read.is_none() {
+            // Made by `Tracker::created` and never read: the creation was its first read.
+            last_read = r.changed_at;
+        }
         Tracker::restore(Parts {
             session: r.session_id,
-            config: TrackerConfig {
-                reads: r.reads,
-                max_clock_skew: r.max_clock_skew,
-                abandon_after: r.abandon_after,
-            },
-            best: r.best,
+            best,
+            expiry,
             claim: r.claim.map(|c| Claim::new(c.status, c.updated_at)),
+            asked,
+            owed,
+            released: r.released,
             expired: r.expired,
             conflicted: r.conflicted,
-            asked,
-            released: r.released,
+            refuted: r.refuted,
             changed_at: r.changed_at,
             urgent_since: r.urgent_since,
-            last_read: r.last_read,
+            last_read,
+            reading_since: r.reading_since,
             retry: r.retry.map(|r| Retry {
                 at: r.at,
                 failures: r.failures,
             }),
             events: r.events,
-            expiry: r.expiry.map(|e| Expiry {
-                at: e.expires_at,
-                status: e.status,
-                stated_at: e.updated_at.unwrap_or(Timestamp::MIN),
-            }),
         })
         .map_err(de::Error::custom)
     }

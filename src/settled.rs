@@ -11,19 +11,20 @@ use crate::id::SessionId;
 use crate::outcome::{ConflictKind, Outcome};
 use crate::precedence::{Pair, change_key, contradiction};
 use crate::refusal::Refused;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Change, Snapshot};
 use crate::status::Status;
 use crate::timestamp::Timestamp;
 use crate::tracker::{Carried, Expiry, NotFoundError, Tracker, TrackerConfig};
 
-/// What a [`crate::Tracker`] keeps of a settled session ([`crate::Tracker::settled`]): its
-/// confirmed change (status, `updated_at`, and a 64-bit digest of the completion, not the
-/// completion), its expiry, and what was asked. 64 bytes instead of a tracker's 1,448:
-/// what a service or a replay keeps for each of millions of ended sessions.
+/// What a [`crate::Tracker`] keeps of a settled session ([`crate::Tracker::settled`]: final or
+/// expired, and nothing owed): its confirmed change (status, `updated_at`, and a 64-bit digest
+/// of the completion, not the completion), its expiry, and what was asked. 64 bytes instead of a
+/// tracker's 968: what a service or a replay keeps for each of millions of ended sessions.
 ///
 /// A settled session answers what can reappear without ever asking anything again: the same
 /// change (a retried callback, a second read) is a duplicate; older news is stale; an unsigned
-/// claim that contradicts it is a conflict; a 404 after expiry marks it expired. Confirmed
+/// claim that contradicts it is refuted (not counted: a settled session keeps no counter); a
+/// 404 after expiry marks it expired. Confirmed
 /// evidence of *higher* precedence (an authorization read after a cancel: contradictory, and
 /// money) needs the whole tracker: [`Settled::observe_read`] answers `None`, and
 /// [`Settled::revive`] makes a tracker that observes it exactly as the original would have.
@@ -134,7 +135,7 @@ fn stand_in(kind: u8) -> Option<Completion> {
 
 impl Settled {
     pub(crate) fn new(
-        best: &Snapshot,
+        best: &Change,
         expiry: Option<Expiry>,
         claim: Option<Claim>,
         asked: ActionSet,
@@ -224,11 +225,12 @@ impl Settled {
         self.expiry_at.get()
     }
 
-    /// Whether `s` is the settled change itself ([`Snapshot::same_change`]).
+    /// Whether `s` is the settled change itself ([`Snapshot::same_change`]: an undated change
+    /// is the same as any of its status and completion).
     fn same_change(&self, s: &Snapshot) -> bool {
         let same_time = match (self.updated_at.get(), s.updated_at()) {
             (Some(a), Some(b)) => a == b,
-            _ => self.status == Status::Completed,
+            _ => true,
         };
         self.status == s.status() && same_time && self.completion() == s.completion().map(digest)
     }
@@ -269,7 +271,7 @@ impl Settled {
     pub fn observe_read(&mut self, s: &Snapshot) -> Option<Outcome> {
         let outcome = if self.same_change(s) {
             if self.updated_at.get().is_none() && s.updated_at().is_some() {
-                // The same completion, now dated: it outranks the undated one and replaces it.
+                // The same change, now dated: it outranks the undated one and replaces it.
                 self.updated_at = Time::of(s.updated_at());
                 Outcome::Advanced {
                     from: Some(self.status),
@@ -308,36 +310,49 @@ impl Settled {
         config: &TrackerConfig,
     ) -> Result<Option<Outcome>, Refused> {
         refuse_future(s.updated_at(), now, config.max_clock_skew)?;
-        Ok(self.weigh_hint(s))
+        Ok(self.weigh_hint(s, now))
     }
 
     /// The tracker's weighing of a hint against a final confirmed change.
-    fn weigh_hint(&mut self, s: &Snapshot) -> Option<Outcome> {
+    fn weigh_hint(&mut self, s: &Snapshot, now: Timestamp) -> Option<Outcome> {
         if !self.status.is_final() {
             return None;
         }
         if self.same_change(s) {
             return Some(Outcome::Duplicate);
         }
-        let Some(updated_at) = s.updated_at() else {
-            // Undated hints are stamped when they arrive: the tracker's own business.
-            return None;
-        };
-        let claim = Claim::new(s.status(), updated_at);
+        // An undated hint claims its change when it arrived, as the tracker takes it.
+        let claim = Claim::new(s.status(), s.updated_at().unwrap_or(now));
         let mine = change_key(self.status, self.updated_at.get().unwrap_or(Timestamp::MIN));
-        if claim.key() <= mine {
-            return Some(match self.weigh(s) {
-                (Some(kind), _) => self.conflict(s.status(), kind),
-                (None, _) => Outcome::Stale,
-            });
-        }
-        // Nothing can follow a final status: a claim that outranks it contradicts it, and the
-        // conflict is flagged now. (The tracker also remembers such a claim; against a final
-        // status it can never open, nor flag anything the flag does not already say.)
-        Some(match self.weigh(s) {
-            (Some(kind), _) => self.conflict(s.status(), kind),
-            (None, _) => Outcome::Claimed(s.status()),
+        let (settled, hinted) = ((self.status, self.updated_at.get()), (s.status(), s.updated_at()));
+        let outranks = claim.key() > mine;
+        let pair = if outranks {
+            Pair {
+                earlier: settled,
+                later: hinted,
+            }
+        } else {
+            Pair {
+                earlier: hinted,
+                later: settled,
+            }
+        };
+        // Nothing can follow a final status: a claim that outranks it is refuted. (The tracker
+        // also remembers such a claim; against a final status it can never open.)
+        Some(match contradiction(pair) {
+            Some(kind) => self.refuted(s.status(), kind),
+            None if outranks => Outcome::Claimed(s.status()),
+            None => Outcome::Stale,
         })
+    }
+
+    /// A hint the settled change shows false: refuted, never a conflict.
+    const fn refuted(&self, claimed: Status, kind: ConflictKind) -> Outcome {
+        Outcome::Refuted {
+            known: self.status,
+            claimed,
+            kind,
+        }
     }
 
     /// Observes a read that answered 404 at `now`, as [`crate::Tracker::observe_not_found`]
@@ -373,14 +388,10 @@ impl Settled {
     /// tracker would have done: that evidence outranks the change, so it replaces it, and the
     /// actions it warrants are asked for unless they were.
     #[must_use]
-    pub fn revive(&self, config: TrackerConfig, session: Option<SessionId>) -> Tracker {
+    pub fn revive(&self, session: Option<SessionId>) -> Tracker {
         let completion = self.completion().and_then(|(kind, _)| stand_in(kind));
-        let best = match self.updated_at.get() {
-            Some(at) => Snapshot::new(self.status, at, None, completion).ok(),
-            None => completion.map(|c| Snapshot::paid_undated(c, None)),
-        };
+        let best = Some(Change::new(self.status, self.updated_at.get(), completion));
         Tracker::revived(
-            config,
             session,
             Carried {
                 best,

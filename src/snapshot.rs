@@ -16,11 +16,68 @@ use crate::timestamp::{Timestamp, TimestampError};
 pub struct Snapshot {
     /// The session it is of, when the body said (Klarna's own fixtures often do not).
     session_id: Option<SessionId>,
-    status: Status,
-    /// `None` only for a `COMPLETED` body that did not say when (or said it unreadably).
-    updated_at: Option<Timestamp>,
+    /// The status change it reports: what a tracker keeps of it.
+    change: Change,
     expires_at: Option<Timestamp>,
+}
+
+/// One status change of a session: its status, when it happened, and the completion data of a
+/// `COMPLETED` one. What a tracker keeps of the confirmed snapshot of highest precedence (it
+/// knows its session, and keeps the expiry apart).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Change {
     completion: Option<Completion>,
+    /// `None` only for an undated `COMPLETED` (a body that did not say when) or the undated
+    /// `DISABLED` a disable's 204 shows.
+    updated_at: Option<Timestamp>,
+    status: Status,
+}
+
+impl Change {
+    /// The status.
+    pub(crate) const fn status(&self) -> Status {
+        self.status
+    }
+
+    /// When the status changed, when known.
+    pub(crate) const fn updated_at(&self) -> Option<Timestamp> {
+        self.updated_at
+    }
+
+    /// The completion data; `Some` exactly when the status is `COMPLETED`.
+    pub(crate) const fn completion(&self) -> Option<&Completion> {
+        self.completion.as_ref()
+    }
+
+    /// A change of `status` at `updated_at` with `completion`, trusted to fit together (the
+    /// caller made it from a checked snapshot or a settled session's).
+    pub(crate) const fn new(
+        status: Status,
+        updated_at: Option<Timestamp>,
+        completion: Option<Completion>,
+    ) -> Self {
+        Self {
+            completion,
+            updated_at,
+            status,
+        }
+    }
+
+    /// The `DISABLED` a `DELETE` answered 204 shows: undated, since the answer does not say
+    /// when, and the caller's clock must not stand in for Klarna's.
+    pub(crate) const fn disabled_undated() -> Self {
+        Self::new(Status::Disabled, None, None)
+    }
+
+    /// Whether `other` is the same status change: same status and completion, and the same
+    /// `updated_at`, or either undated (a session completes once, and is disabled once).
+    pub(crate) fn same_change(&self, other: &Self) -> bool {
+        let same_time = match (self.updated_at, other.updated_at) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        self.status == other.status && same_time && self.completion == other.completion
+    }
 }
 
 impl Snapshot {
@@ -40,10 +97,8 @@ impl Snapshot {
             (Status::Completed, None) => Err(SnapshotError::MissingCompletion),
             (Status::Completed, Some(_)) | (_, None) => Ok(Self {
                 session_id: None,
-                status,
-                updated_at: Some(updated_at),
+                change: Change::new(status, Some(updated_at), completion),
                 expires_at,
-                completion,
             }),
             (_, Some(_)) => Err(SnapshotError::UnexpectedCompletion(status)),
         }
@@ -58,10 +113,17 @@ impl Snapshot {
     pub const fn paid_undated(completion: Completion, expires_at: Option<Timestamp>) -> Self {
         Self {
             session_id: None,
-            status: Status::Completed,
-            updated_at: None,
+            change: Change::new(Status::Completed, None, Some(completion)),
             expires_at,
-            completion: Some(completion),
+        }
+    }
+
+    /// The snapshot of a change, without a session id.
+    pub(crate) const fn of_change(change: Change, expires_at: Option<Timestamp>) -> Self {
+        Self {
+            session_id: None,
+            change,
+            expires_at,
         }
     }
 
@@ -79,28 +141,22 @@ impl Snapshot {
         self.session_id.as_ref()
     }
 
-    /// The snapshot without its session id (what a tracker keeps: it knows its session).
-    pub(crate) fn without_session(&self) -> Self {
-        Self {
-            session_id: None,
-            status: self.status,
-            updated_at: self.updated_at,
-            expires_at: self.expires_at,
-            completion: self.completion.clone(),
-        }
+    /// The status change it reports.
+    pub(crate) const fn change(&self) -> &Change {
+        &self.change
     }
 
     /// The session's status.
     #[must_use]
     pub const fn status(&self) -> Status {
-        self.status
+        self.change.status
     }
 
     /// When the status last changed (`updated_at`); `None` only for an undated `COMPLETED`
     /// snapshot ([`Snapshot::paid_undated`]).
     #[must_use]
     pub const fn updated_at(&self) -> Option<Timestamp> {
-        self.updated_at
+        self.change.updated_at
     }
 
     /// When the session expires (`expires_at`), if the snapshot says.
@@ -112,19 +168,16 @@ impl Snapshot {
     /// The completion data; `Some` exactly when the status is `COMPLETED`.
     #[must_use]
     pub const fn completion(&self) -> Option<&Completion> {
-        self.completion.as_ref()
+        self.change.completion.as_ref()
     }
 
     /// Whether `other` reports the same status change: same status, same `updated_at`, same
-    /// completion (`expires_at` and the session id may differ). An undated `COMPLETED` snapshot is the same change as
-    /// any `COMPLETED` snapshot with the same completion: a session completes once.
+    /// completion (`expires_at` and the session id may differ). An undated `COMPLETED` snapshot
+    /// is the same change as any `COMPLETED` snapshot with the same completion: a session
+    /// completes once.
     #[must_use]
     pub fn same_change(&self, other: &Self) -> bool {
-        let same_time = match (self.updated_at, other.updated_at) {
-            (Some(a), Some(b)) => a == b,
-            _ => self.status == Status::Completed,
-        };
-        self.status == other.status && same_time && self.completion == other.completion
+        self.change.same_change(&other.change)
     }
 }
 

@@ -1,6 +1,7 @@
 //! RFC 3339 instants, normalised to UTC, written the way Klarna writes them.
 
 use core::fmt;
+use core::num::NonZeroU32;
 use core::str::FromStr;
 use core::time::Duration;
 
@@ -24,28 +25,45 @@ const MAX_SECS: i64 = 253_402_300_799;
 /// (`2019-05-13T14:54:04.675Z`); six or nine when the instant has finer precision, so that
 /// parsing what was written always gives back the same instant.
 ///
-/// Ordering is chronological. `Copy`, 16 bytes.
+/// Ordering is chronological. `Copy`, 16 bytes, and so is an `Option<Timestamp>`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp {
     /// Seconds since 1970-01-01T00:00:00Z, in `MIN_SECS..=MAX_SECS`.
     secs: i64,
-    /// Nanoseconds into the second, `< NANOS_PER_SEC`.
-    nanos: u32,
+    /// Nanoseconds into the second plus one, `1..=NANOS_PER_SEC`: never zero, so that an
+    /// `Option<Timestamp>` takes no more room than a timestamp (a tracker keeps several).
+    /// The order of the field is the order of the nanoseconds.
+    nanos_plus_one: NonZeroU32,
+}
+
+/// `nanos + 1` for `nanos` below one second.
+const fn plus_one(nanos: u32) -> NonZeroU32 {
+    match NonZeroU32::new(nanos.saturating_add(1)) {
+        Some(n) => n,
+        None => NonZeroU32::MIN,
+    }
 }
 
 impl Timestamp {
     /// The earliest instant: `0000-01-01T00:00:00Z`.
-    pub const MIN: Self = Self {
-        secs: MIN_SECS,
-        nanos: 0,
-    };
+    pub const MIN: Self = Self::at(MIN_SECS, 0);
     /// The latest instant: `9999-12-31T23:59:59.999999999Z`.
-    pub const MAX: Self = Self {
-        secs: MAX_SECS,
-        nanos: NANOS_PER_SEC - 1,
-    };
+    pub const MAX: Self = Self::at(MAX_SECS, NANOS_PER_SEC - 1);
     /// The Unix epoch, `1970-01-01T00:00:00Z`.
-    pub const UNIX_EPOCH: Self = Self { secs: 0, nanos: 0 };
+    pub const UNIX_EPOCH: Self = Self::at(0, 0);
+
+    /// The instant, unchecked: `secs` in range and `nanos` below one second.
+    const fn at(secs: i64, nanos: u32) -> Self {
+        Self {
+            secs,
+            nanos_plus_one: plus_one(nanos),
+        }
+    }
+
+    /// Nanoseconds into the second.
+    const fn nanos(self) -> u32 {
+        self.nanos_plus_one.get() - 1
+    }
     /// The longest text `Display` writes (`9999-12-31T23:59:59.999999999Z`).
     pub const MAX_TEXT_LEN: usize = 30;
 
@@ -56,7 +74,7 @@ impl Timestamp {
         if secs < MIN_SECS || secs > MAX_SECS || nanos >= NANOS_PER_SEC {
             None
         } else {
-            Some(Self { secs, nanos })
+            Some(Self::at(secs, nanos))
         }
     }
 
@@ -69,7 +87,7 @@ impl Timestamp {
     /// Nanoseconds past [`Timestamp::unix_seconds`], below one second.
     #[must_use]
     pub const fn subsec_nanos(self) -> u32 {
-        self.nanos
+        self.nanos()
     }
 
     /// `self + d`, or `None` past [`Timestamp::MAX`].
@@ -81,7 +99,7 @@ impl Timestamp {
         }
         // Both fit an i64 now, and so does their sum.
         let mut secs = self.secs + d_secs.cast_signed();
-        let mut nanos = self.nanos + d.subsec_nanos();
+        let mut nanos = self.nanos() + d.subsec_nanos();
         if nanos >= NANOS_PER_SEC {
             nanos -= NANOS_PER_SEC;
             secs += 1;
@@ -101,19 +119,39 @@ impl Timestamp {
     /// How long after `earlier` this instant is, or `None` when it is before `earlier`.
     #[must_use]
     pub const fn duration_since(self, earlier: Self) -> Option<Duration> {
-        if self.secs < earlier.secs || (self.secs == earlier.secs && self.nanos < earlier.nanos) {
+        let (mine, theirs) = (self.nanos(), earlier.nanos());
+        if self.secs < earlier.secs || (self.secs == earlier.secs && mine < theirs) {
             return None;
         }
         // In range: both lie in MIN_SECS..=MAX_SECS and self >= earlier.
-        let (secs, nanos) = if self.nanos >= earlier.nanos {
-            (self.secs - earlier.secs, self.nanos - earlier.nanos)
+        let (secs, nanos) = if mine >= theirs {
+            (self.secs - earlier.secs, mine - theirs)
         } else {
-            (
-                self.secs - earlier.secs - 1,
-                self.nanos + NANOS_PER_SEC - earlier.nanos,
-            )
+            (self.secs - earlier.secs - 1, mine + NANOS_PER_SEC - theirs)
         };
         Some(Duration::new(secs.cast_unsigned(), nanos))
+    }
+
+    /// The system clock's instant now (feature `std`): the `now` every observation takes.
+    /// A clock before 1970 or after 9999 reads as the nearest instant in range. The tracker never
+    /// reads a clock itself: pass this, or your own clock's reading, to each call.
+    #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+    #[must_use]
+    pub fn now() -> Self {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(after) => Self::UNIX_EPOCH.saturating_add(after),
+            Err(before) => {
+                let back = before.duration();
+                let secs = i64::try_from(back.as_secs()).unwrap_or(i64::MAX);
+                let (secs, nanos) = match back.subsec_nanos() {
+                    0 => (secs.saturating_neg(), 0),
+                    n => (secs.saturating_neg().saturating_sub(1), NANOS_PER_SEC - n),
+                };
+                Self::from_unix(secs.max(MIN_SECS), nanos).unwrap_or(Self::MIN)
+            }
+        }
     }
 
     /// Parses an RFC 3339 `date-time` (see the type's docs for what is accepted).
@@ -148,7 +186,7 @@ impl fmt::Display for Timestamp {
             secs_of_day / 60 % 60,
             secs_of_day % 60
         )?;
-        let n = self.nanos;
+        let n = self.nanos();
         if n.is_multiple_of(1_000_000) {
             write!(f, ".{:03}Z", n / 1_000_000)
         } else if n.is_multiple_of(1_000) {

@@ -31,6 +31,11 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
+
+/// The default policy, held by the caller.
+#[cfg(feature = "serde")]
+const CFG: hpp_session::TrackerConfig = hpp_session::TrackerConfig::DEFAULT;
+
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
@@ -163,17 +168,21 @@ fn parsing_borrowed_bodies_and_observing_do_not_allocate() {
         let body: CallbackBody<'_> = serde_json::from_slice(callback).unwrap();
         let snapshot = body.session.snapshot().unwrap();
         let report = tracker
-            .observe_callback(body.event_id(), &snapshot, now)
+            .observe_callback(&CFG, body.event_id(), &snapshot, now)
             .unwrap();
         write!(text, "{}", report.outcome()).unwrap();
         let (body, _) = serde_json_core::from_slice::<SessionBody<'_>>(read).unwrap();
         let snapshot = body.snapshot().unwrap();
-        let report = tracker.observe_read(&snapshot, now).unwrap();
-        for action in report.actions() {
+        let report = tracker.observe_read(&CFG, &snapshot, now).unwrap();
+        write!(text, " {}", report.outcome()).unwrap();
+        // What it owes, with its data, until reported done.
+        let id = hpp_session::SessionId::new("39a1c773-bafd-754d-af1f-b30c592f1267").unwrap();
+        while let Some(action) = tracker.next_action() {
             write!(text, " {action}").unwrap();
             placed += usize::from(matches!(action, Action::PlaceOrder { .. }));
+            tracker.done(action.id(&id)).unwrap();
         }
-        std::hint::black_box(tracker.next_read(now));
+        std::hint::black_box(tracker.next_read(&CFG, now));
         let _ = tracker.observe_not_found(later).unwrap();
         let used = serde_json_core::to_slice(&tracker, &mut json).unwrap();
         let back: Tracker = serde_json_core::from_slice(&json[..used]).unwrap().0;
@@ -204,28 +213,35 @@ fn hints_claims_and_every_completion_shape_do_not_allocate() {
     let n = allocations_in(|| {
         let body: CallbackBody<'_> = serde_json::from_slice(forged).unwrap();
         let err = paid
-            .observe_callback(body.event_id(), &body.session.snapshot().unwrap(), now)
+            .observe_callback(&CFG, body.event_id(), &body.session.snapshot().unwrap(), now)
             .unwrap_err();
         write!(text, "{err}").unwrap();
         let body: SessionBody<'_> = serde_json::from_slice(in_progress).unwrap();
-        let _ = paid.observe_read(&body.snapshot().unwrap(), now).unwrap();
+        let _ = paid.observe_read(&CFG, &body.snapshot().unwrap(), now).unwrap();
         let body: CallbackBody<'_> = serde_json::from_slice(claim).unwrap();
         let report = paid
-            .observe_callback(body.event_id(), &body.session.snapshot().unwrap(), now)
+            .observe_callback(&CFG, body.event_id(), &body.session.snapshot().unwrap(), now)
             .unwrap();
         write!(text, " {}", report.outcome()).unwrap();
         if let Some(claim) = paid.claim() {
             write!(text, " {claim}").unwrap();
         }
-        std::hint::black_box(paid.next_read(now));
-        // The schedule's inputs: a failed read (429 with its reset), a redirect, a due read.
-        let retry = paid.observe_read_failure(
+        std::hint::black_box(paid.next_read(&CFG, now));
+        // The schedule's inputs: a read handed out, it failed (429 with its reset), a redirect,
+        // a due read, a disable's answer.
+        let soon = now.saturating_add(core::time::Duration::from_secs(10));
+        let started = paid.start_read(&CFG, soon);
+        write!(text, " {}", started.unwrap().urgency).unwrap();
+        paid.observe_read_failure(
             hpp_session::ReadFailure::RateLimited {
                 reset: Some(core::time::Duration::from_secs(1)),
             },
             now,
         );
-        write!(text, " {}", retry.unwrap().urgency).unwrap();
+        write!(text, " {}", paid.next_read(&CFG, now).unwrap().urgency).unwrap();
+        let mut disabled = Tracker::default();
+        let answer = disabled.observe_disable_answer(hpp_session::DisableAnswer::Disabled, now);
+        write!(text, " {}", answer.outcome()).unwrap();
         let id = hpp_session::SessionId::new("any").unwrap();
         let redirect = paid
             .observe_redirect(&id, hpp_session::Redirect::Success, now)
@@ -237,9 +253,10 @@ fn hints_claims_and_every_completion_shape_do_not_allocate() {
         for (tracker, body) in [(&mut paid, &all_three[..]), (&mut review, &nothing[..])] {
             let body: SessionBody<'_> = serde_json::from_slice(body).unwrap();
             let report = tracker
-                .observe_read(&body.snapshot().unwrap(), now)
+                .observe_read(&CFG, &body.snapshot().unwrap(), now)
                 .unwrap();
-            for action in report.actions() {
+            for kind in report.newly_owed().iter() {
+                let action = tracker.action(kind).unwrap();
                 write!(text, " {action}").unwrap();
                 kinds.push(action.kind().as_str()).unwrap();
             }
@@ -247,13 +264,17 @@ fn hints_claims_and_every_completion_shape_do_not_allocate() {
         let used = serde_json_core::to_slice(&review, &mut json).unwrap();
         let back: Tracker = serde_json_core::from_slice(&json[..used]).unwrap().0;
         assert!(back == review);
-        assert!(matches!(
+        let body: SessionBody<'_> = serde_json::from_slice(nothing).unwrap();
+        assert!(
             review
-                .observe_read(&review.snapshot().unwrap().clone(), now)
+                .observe_read(&CFG, &body.snapshot().unwrap(), now)
                 .unwrap()
-                .actions()
-                .next(),
-            None | Some(Action::ReadSession)
+                .newly_owed()
+                .is_empty()
+        );
+        assert!(matches!(
+            review.next_action(),
+            Some(Action::ReviewCompletion { .. })
         ));
     });
     assert_eq!(n, 0, "{text}");

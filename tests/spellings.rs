@@ -4,8 +4,11 @@
 #![cfg(feature = "serde")]
 
 use hpp_session::wire::{SessionBody, SessionStatus};
-use hpp_session::{ActionKind, Snapshot, Status, Timestamp, Tracker};
+use hpp_session::{ActionKind, Snapshot, Status, Timestamp, Tracker, TrackerConfig};
 use proptest::prelude::*;
+
+/// The default policy, held by the caller.
+const CFG: TrackerConfig = TrackerConfig::DEFAULT;
 
 /// How a JSON string is spelled.
 #[derive(Clone, Copy, Debug)]
@@ -197,13 +200,13 @@ proptest! {
         let snapshot = read_snapshot(&json).expect("a COMPLETED body is a paid session");
         prop_assert_eq!(snapshot.status(), Status::Completed);
         let mut tracker = Tracker::default();
-        let mut asked = tracker.observe_read(&snapshot, at("2019-05-13T14:55:00Z")).unwrap().action_kinds();
+        let mut asked = tracker.observe_read(&CFG, &snapshot, at("2019-05-13T14:55:00Z")).unwrap().newly_owed();
         let later = Snapshot::new(later_status, at("2019-05-14T00:00:00Z"), Some(at("2019-05-15T00:00:00Z")), None);
         if let Ok(later) = later {
-            asked = asked.union(tracker.observe_read(&later, at("2019-05-14T00:00:01Z")).unwrap().action_kinds());
+            asked = asked.union(tracker.observe_read(&CFG, &later, at("2019-05-14T00:00:01Z")).unwrap().newly_owed());
         }
         if let Ok(r) = tracker.observe_not_found(at("2030-01-01T00:00:00Z")) {
-            asked = asked.union(r.action_kinds());
+            asked = asked.union(r.newly_owed());
         }
         prop_assert!(!asked.contains(ActionKind::Release), "{json}: released");
         let money = [ActionKind::PlaceOrder, ActionKind::RecordOrder, ActionKind::ReviewCompletion];
@@ -245,10 +248,10 @@ fn a_numeric_order_id_is_a_paid_session_to_review() {
     let snapshot = read_snapshot(json).unwrap();
     let mut tracker = Tracker::default();
     let report = tracker
-        .observe_read(&snapshot, at("2019-05-13T14:54:10Z"))
+        .observe_read(&CFG, &snapshot, at("2019-05-13T14:54:10Z"))
         .unwrap();
     assert_eq!(
-        report.action_kinds(),
+        report.newly_owed(),
         hpp_session::ActionSet::EMPTY.with(ActionKind::ReviewCompletion)
     );
     assert!(
@@ -309,7 +312,7 @@ fn a_newer_read_without_expires_at_keeps_the_known_expiry() {
     for order in [[&first, &newer], [&newer, &first]] {
         let mut tracker = Tracker::default();
         for s in order {
-            let _ = tracker.observe_read(s, at("2019-05-13T14:10:00Z")).unwrap();
+            let _ = tracker.observe_read(&CFG, s, at("2019-05-13T14:10:00Z")).unwrap();
         }
         assert_eq!(
             tracker.state().expires_at,
@@ -318,7 +321,7 @@ fn a_newer_read_without_expires_at_keeps_the_known_expiry() {
         let report = tracker
             .observe_not_found(at("2019-05-16T00:00:00Z"))
             .unwrap();
-        assert!(report.action_kinds().contains(ActionKind::Release));
+        assert!(report.newly_owed().contains(ActionKind::Release));
     }
 }
 

@@ -374,3 +374,15 @@ fn era_boundaries_print_and_parse() {
         assert_eq!(t.unix_seconds(), theirs.unix_timestamp(), "{text}");
     }
 }
+
+/// `Timestamp::now()` (feature `std`) is the system clock's reading, to the nanosecond.
+#[cfg(feature = "std")]
+#[test]
+fn now_is_the_system_clock() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let now = hpp_session::Timestamp::now();
+    let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let since = now.duration_since(hpp_session::Timestamp::UNIX_EPOCH).unwrap();
+    assert!(before <= since && since <= after, "{before:?} {since:?} {after:?}");
+}

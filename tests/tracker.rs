@@ -11,10 +11,10 @@ mod common;
 
 use core::time::Duration;
 
-use common::{at, oracle};
+use common::{CFG, at, new_actions, oracle};
 use hpp_session::{
-    Action, ActionSet, Claim, Completion, CompletionProblem, Event, Outcome, Redirect, Refused,
-    ReleaseReason, SessionId, Snapshot, State, Status, Timestamp, Tracker, TrackerConfig,
+    Action, ActionId, ActionSet, Claim, Completion, CompletionProblem, Event, Outcome, Redirect,
+    Refused, ReleaseReason, SessionId, Snapshot, State, Status, Timestamp, Tracker,
 };
 use proptest::prelude::*;
 
@@ -27,15 +27,15 @@ enum CallbackTrust {
 }
 
 /// Observes a callback as the integrator of `trust` does.
-fn callback<'t>(
-    tracker: &'t mut Tracker,
+fn callback(
+    tracker: &mut Tracker,
     trust: CallbackTrust,
     event_id: Option<&str>,
     s: &Snapshot,
     now: Timestamp,
-) -> Result<hpp_session::Report<'t>, Refused> {
+) -> Result<hpp_session::Report, Refused> {
     match trust {
-        CallbackTrust::Hint => tracker.observe_callback(event_id, s, now),
+        CallbackTrust::Hint => tracker.observe_callback(&CFG, event_id, s, now),
         CallbackTrust::Verified => {
             let checked = hpp_session::callback_secret_matches(b"secret", b"secret").unwrap();
             tracker.observe_verified_callback(checked, event_id, s, now)
@@ -156,15 +156,8 @@ enum Asked {
     Record(String, Option<String>),
     Review(CompletionProblem),
     Release(ReleaseReason),
-    Read,
 }
 
-impl Asked {
-    /// Whether it decides money or the cart (everything but the read a claim asks for).
-    fn decides(&self) -> bool {
-        *self != Asked::Read
-    }
-}
 
 /// The claim a dated hint makes (every generated snapshot is dated).
 fn claim_of(s: &Snapshot) -> Claim {
@@ -186,7 +179,6 @@ fn own(a: Action) -> Asked {
         ),
         Action::ReviewCompletion { problem } => Asked::Review(problem),
         Action::Release { reason } => Asked::Release(reason),
-        Action::ReadSession => Asked::Read,
         other => panic!("an action the oracle does not know: {other:?}"),
     }
 }
@@ -235,8 +227,8 @@ fn run(
             Outcome::Claimed(status) => {
                 // A claim moves nothing confirmed.
                 prop_assert_eq!(tracker.claim().map(|c| c.status()), Some(status));
-                prop_assert_eq!(tracker.snapshot(), before.snapshot());
-                prop_assert!(new.iter().all(|a| !a.decides()), "{:?}", new);
+                prop_assert_eq!(confirmed(tracker.state()), confirmed(before.state()));
+                prop_assert!(new.is_empty(), "{:?}", new);
             }
             _ => {}
         }
@@ -281,7 +273,7 @@ fn run(
         }
         // The read schedule: after a read, the next is later (a poller never spins); none once
         // a final is confirmed.
-        let next = tracker.next_read(now);
+        let next = tracker.next_read(&CFG, now);
         let done = tracker.status().is_some_and(Status::is_final);
         prop_assert_eq!(next.is_none(), done);
         if d.is_read() {
@@ -291,7 +283,7 @@ fn run(
             let r = next.unwrap();
             prop_assert_eq!(r.urgency, hpp_session::Urgency::Confirm);
             // At once, or a hint gap after the read before it.
-            prop_assert!(r.at <= now.checked_add(tracker.config().reads.hint_gap()).unwrap());
+            prop_assert!(r.at <= now.checked_add(CFG.reads.hint_gap()).unwrap());
         }
         asked.extend(new);
     }
@@ -302,12 +294,12 @@ fn run(
             .observe_not_found(now)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let outcome = report.outcome();
-        asked.extend(report.actions().map(own));
+        asked.extend(new_actions(&tracker, &report).map(own));
         if k > 0 {
             prop_assert_eq!(outcome, Outcome::Duplicate);
             prop_assert_eq!(&tracker, &before);
         }
-        prop_assert_eq!(tracker.next_read(now), None);
+        prop_assert_eq!(tracker.next_read(&CFG, now), None);
     }
     Ok((tracker, asked))
 }
@@ -370,31 +362,17 @@ fn expect(delivered: &[Delivery], trust: CallbackTrust, expired: bool) -> Expect
     }
 }
 
-fn check_run(
-    tracker: &Tracker,
-    asked: &[Asked],
-    order: &[Delivery],
-    expected: &Expected,
-    trust: CallbackTrust,
-) -> Result<(), TestCaseError> {
+fn check_run(tracker: &Tracker, asked: &[Asked], expected: &Expected) -> Result<(), TestCaseError> {
     let state = tracker.state();
     prop_assert_eq!(state.status, expected.status);
     prop_assert_eq!(state.updated_at, expected.updated_at);
     prop_assert_eq!(state.claim, expected.claim);
     prop_assert!(!tracker.has_conflict());
-    let decisions: Vec<Asked> = asked.iter().filter(|a| a.decides()).cloned().collect();
-    prop_assert_eq!(&decisions, &expected.decisions, "money and release");
-    // A confirming read is asked for exactly when the first final this tracker saw came from an
-    // unsigned callback.
-    let first_final = order.iter().find(|d| d.snapshot().status().is_final());
-    let wants_read = first_final.is_some_and(|d| !confirms(d, trust));
-    let reads = asked.iter().filter(|a| **a == Asked::Read).count();
-    prop_assert_eq!(
-        reads,
-        usize::from(wants_read),
-        "read_session asked {} times",
-        reads
-    );
+    // One history: no claim of it is false.
+    prop_assert_eq!(tracker.refuted_claims(), 0);
+    prop_assert_eq!(asked, expected.decisions.as_slice(), "money and release");
+    // Owed until done: nothing was reported done here.
+    prop_assert_eq!(tracker.owed(), tracker.asked());
     Ok(())
 }
 
@@ -433,7 +411,7 @@ proptest! {
             let mut order = delivered.clone();
             shuffle(&mut order, seed);
             let (tracker, asked) = run(trust, &order, not_found)?;
-            check_run(&tracker, &asked, &order, &expected, trust)?;
+            check_run(&tracker, &asked, &expected)?;
             results.push(tracker);
         }
         prop_assert_eq!(results[0].state(), results[1].state());
@@ -536,7 +514,7 @@ fn confirmed(state: State<'_>) -> State<'_> {
 
 /// A step's decisions (money and release), for comparing runs.
 fn decisions(actions: &[Asked]) -> Vec<Asked> {
-    actions.iter().filter(|a| a.decides()).cloned().collect()
+    actions.to_vec()
 }
 
 proptest! {
@@ -566,11 +544,10 @@ proptest! {
         let told = genuine.iter().any(Delivery::is_read);
         let not_found = if told { not_found } else { 0 };
 
-        let config = TrackerConfig::default();
-        let mut clean = Tracker::new(config);
-        let mut under_attack = Tracker::new(config);
+        let mut clean = Tracker::new();
+        let mut under_attack = Tracker::new();
         // The confirmed schedule alone: the same reads, no callbacks at all.
-        let mut reads_only = Tracker::new(config);
+        let mut reads_only = Tracker::new();
         // Arrival times are shared: the genuine `i`-th arrival of the attacked schedule comes at
         // the same time in every run, so the runs can be compared step by step.
         for (k, arrival_k) in attacked.iter().enumerate() {
@@ -586,10 +563,13 @@ proptest! {
                     prop_assert_eq!(decisions(&actual), decisions(&expected), "decisions at step {}", k);
                 }
                 Arrival::Forged(d) => {
-                    let before = under_attack.snapshot().cloned();
+                    let before = under_attack.clone();
                     let (_, actual) = deliver(&mut under_attack, CallbackTrust::Hint, d, now)?;
                     prop_assert_eq!(decisions(&actual), vec![], "a forged callback decided something");
-                    prop_assert_eq!(under_attack.snapshot(), before.as_ref());
+                    prop_assert_eq!(confirmed(under_attack.state()), confirmed(before.state()));
+                    prop_assert_eq!(under_attack.owed(), before.owed());
+                    // A forged claim never pages a person.
+                    prop_assert!(!under_attack.has_conflict());
                 }
                 Arrival::StrayNotFound => {
                     let before = under_attack.clone();
@@ -601,7 +581,7 @@ proptest! {
                     let id = SessionId::new(id).unwrap();
                     match under_attack.observe_redirect(&id, *redirect, now) {
                         Ok(report) => {
-                            prop_assert_eq!(report.action_kinds(), ActionSet::EMPTY);
+                            prop_assert_eq!(report.newly_owed(), ActionSet::EMPTY);
                             prop_assert_eq!(under_attack.state(), before.state());
                         }
                         Err(Refused::OtherSession(_)) => {
@@ -614,18 +594,22 @@ proptest! {
             prop_assert_eq!(confirmed(under_attack.state()), confirmed(clean.state()));
             prop_assert_eq!(under_attack.is_confirmed(), clean.is_confirmed());
             // Never later than the confirmed schedule, never stopped while it goes on.
-            let (attacked_next, scheduled) = (under_attack.next_read(now), reads_only.next_read(now));
+            let (attacked_next, scheduled) = (under_attack.next_read(&CFG, now), reads_only.next_read(&CFG, now));
             prop_assert_eq!(attacked_next.is_none(), scheduled.is_none());
             let at = |r: Option<hpp_session::NextRead>| r.map(|r| r.at);
             prop_assert!(at(attacked_next) <= at(scheduled), "{:?} after {:?}", attacked_next, scheduled);
         }
         for k in 0..not_found {
             let now = at(EXPIRES_MS + k as u64 * 1_000);
-            let expected: Vec<Asked> = clean.observe_not_found(now).map_err(|e| TestCaseError::fail(e.to_string()))?.actions().map(own).collect();
-            let actual: Vec<Asked> = under_attack.observe_not_found(now).map_err(|e| TestCaseError::fail(e.to_string()))?.actions().map(own).collect();
+            let expected = clean.observe_not_found(now).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let expected: Vec<Asked> = new_actions(&clean, &expected).map(own).collect();
+            let actual = under_attack.observe_not_found(now).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let actual: Vec<Asked> = new_actions(&under_attack, &actual).map(own).collect();
             prop_assert_eq!(decisions(&actual), decisions(&expected));
         }
         prop_assert_eq!(confirmed(under_attack.state()), confirmed(clean.state()));
+        prop_assert_eq!(under_attack.owed(), clean.owed());
+        prop_assert!(!under_attack.has_conflict(), "forgeries flagged the session for a person");
     }
 }
 
@@ -665,11 +649,11 @@ fn observe(
     now: Timestamp,
 ) -> Option<(Outcome, Vec<Asked>)> {
     let report = if read {
-        tracker.observe_read(s, now).unwrap()
+        tracker.observe_read(&CFG, s, now).unwrap()
     } else {
         callback(tracker, trust, None, s, now).ok()?
     };
-    Some((report.outcome(), report.actions().map(own).collect()))
+    Some((report.outcome(), new_actions(tracker, &report).map(own).collect()))
 }
 
 proptest! {
@@ -755,7 +739,7 @@ proptest! {
                     // A 404 before, at or after the expiry the snapshots tell.
                     let now = at(EXPIRES_MS + not_found_at.get(i).copied().unwrap_or(1));
                     match tracker.observe_not_found(now) {
-                        Ok(report) => report.actions().map(own).collect(),
+                        Ok(report) => new_actions(&tracker, &report).map(own).collect(),
                         Err(_) => continue,
                     }
                 }
@@ -795,12 +779,12 @@ fn deliver(
                 }
             }
         }
-        Delivery::Read(snapshot) => tracker.observe_read(snapshot, now).unwrap(),
+        Delivery::Read(snapshot) => tracker.observe_read(&CFG, snapshot, now).unwrap(),
     };
-    let actions: Vec<Asked> = report.actions().map(own).collect();
+    let actions: Vec<Asked> = new_actions(tracker, &report).map(own).collect();
     prop_assert_eq!(
         actions.len(),
-        report.action_kinds().iter().count(),
+        report.newly_owed().iter().count(),
         "every new kind has its action"
     );
     Ok((report.outcome(), actions))
@@ -838,9 +822,7 @@ impl Kept {
             Kept::Settled(s) => {
                 let answered = match input {
                     Some((true, snap)) => s.observe_read(snap),
-                    Some((false, snap)) => s
-                        .observe_callback(snap, now, &TrackerConfig::DEFAULT)
-                        .ok()?,
+                    Some((false, snap)) => s.observe_callback(snap, now, &CFG).ok()?,
                     None => {
                         s.observe_not_found(not_found_time(now)).ok()?;
                         Some(Outcome::Duplicate)
@@ -849,7 +831,7 @@ impl Kept {
                 if answered.is_some() {
                     ActionSet::EMPTY
                 } else {
-                    let mut t = s.revive(TrackerConfig::DEFAULT, None);
+                    let mut t = s.revive(None);
                     let asked = observe_input(&mut t, input, now)?;
                     *self = Kept::Live(Box::new(t));
                     asked
@@ -891,14 +873,26 @@ fn observe_input(
     input: &Option<(bool, Snapshot)>,
     now: Timestamp,
 ) -> Option<hpp_session::ActionSet> {
-    Some(match input {
-        Some((true, s)) => t.observe_read(s, now).ok()?.action_kinds(),
-        Some((false, s)) => t.observe_callback(None, s, now).ok()?.action_kinds(),
+    let asked = match input {
+        Some((true, s)) => t.observe_read(&CFG, s, now).ok()?.newly_owed(),
+        Some((false, s)) => t.observe_callback(&CFG, None, s, now).ok()?.newly_owed(),
         None => t
             .observe_not_found(not_found_time(now))
             .ok()?
-            .action_kinds(),
-    })
+            .newly_owed(),
+    };
+    // The executor performs what is owed, and reports it done.
+    perform_all(t);
+    Some(asked)
+}
+
+/// Reports everything `t` owes done, as an executor that performed it does.
+fn perform_all(t: &mut Tracker) {
+    let id = SessionId::new("s-1").unwrap();
+    for kind in t.owed().iter() {
+        t.done(ActionId::new(&id, kind)).unwrap();
+    }
+    assert!(t.owed().is_empty());
 }
 
 /// Snapshots of every shape, undated `COMPLETED` ones too.

@@ -5,10 +5,11 @@ mod common;
 
 use core::time::Duration;
 
-use common::at;
+use common::{CFG, at, new_actions};
 use hpp_session::{
-    Action, ActionKind, ActionSet, Claim, Completion, CompletionProblem, ConflictKind,
-    DEFAULT_MAX_CLOCK_SKEW, FutureHint, MAX_READ_BACKOFF, MIN_READ_INTERVAL, NextRead,
+    Action, ActionId, ActionKind, ActionSet, Claim, Completion, CompletionProblem, ConflictKind,
+    DEFAULT_MAX_CLOCK_SKEW, FutureHint, MAX_DETECT_WITHIN, MAX_READ_BACKOFF, MIN_READ_INTERVAL,
+    NextRead,
     NotFoundError, Outcome, PolicyError, ReadFailure, ReadPolicy, Refused, ReleaseReason, Snapshot,
     Status, Timestamp, Tracker, TrackerConfig, Urgency, callback_secret_matches,
 };
@@ -27,14 +28,23 @@ fn token(t: &str, at_ms: u64) -> Snapshot {
     Snapshot::new(Status::Completed, at(at_ms), Some(at(EXPIRES)), Some(c)).unwrap()
 }
 
-fn kinds(r: &hpp_session::Report<'_>) -> Vec<&'static str> {
-    r.actions().map(|a| a.kind().as_str()).collect()
+fn kinds(r: &hpp_session::Report) -> Vec<&'static str> {
+    r.newly_owed().iter().map(ActionKind::as_str).collect()
+}
+
+/// What a hint claiming a final status does: it asks for nothing, and makes a read urgent.
+fn assert_claim_reads_at_once(t: &Tracker, r: &hpp_session::Report) {
+    assert!(kinds(r).is_empty(), "a hint asked for {:?}", kinds(r));
+    assert_eq!(
+        t.next_read(&CFG, Timestamp::MAX).map(|n| n.urgency),
+        Some(Urgency::Confirm)
+    );
 }
 
 #[test]
 fn the_sample_journey_asks_each_action_once() {
     let mut t = Tracker::default();
-    let r = t.observe_read(&snap(Status::Waiting, 0), at(1)).unwrap();
+    let r = t.observe_read(&CFG, &snap(Status::Waiting, 0), at(1)).unwrap();
     assert_eq!(
         r.outcome(),
         Outcome::Advanced {
@@ -45,7 +55,7 @@ fn the_sample_journey_asks_each_action_once() {
     );
     // An unsigned callback: a claim, awaiting confirmation; the confirmed status stays.
     let r = t
-        .observe_callback(Some("e1"), &snap(Status::InProgress, 10), at(11))
+        .observe_callback(&CFG, Some("e1"), &snap(Status::InProgress, 10), at(11))
         .unwrap();
     assert_eq!(r.outcome(), Outcome::Claimed(Status::InProgress));
     assert_eq!(t.status(), Some(Status::Waiting));
@@ -56,19 +66,19 @@ fn the_sample_journey_asks_each_action_once() {
     );
     // e2 (BACK at 20) is lost; the consumer comes back at 30.
     let r = t
-        .observe_callback(Some("e3"), &snap(Status::InProgress, 30), at(31))
+        .observe_callback(&CFG, Some("e3"), &snap(Status::InProgress, 30), at(31))
         .unwrap();
     assert_eq!(r.outcome(), Outcome::Claimed(Status::InProgress));
     // e1 again (Klarna's retry): a duplicate, even though it is older than what is claimed.
     assert_eq!(
-        t.observe_callback(Some("e1"), &snap(Status::InProgress, 10), at(32))
+        t.observe_callback(&CFG, Some("e1"), &snap(Status::InProgress, 10), at(32))
             .unwrap()
             .outcome(),
         Outcome::Duplicate
     );
     // A read that was on its way before: it moves the confirmed state, the newer claim stays.
     let r = t
-        .observe_read(&snap(Status::InProgress, 10), at(33))
+        .observe_read(&CFG, &snap(Status::InProgress, 10), at(33))
         .unwrap();
     assert_eq!(
         r.outcome(),
@@ -81,13 +91,13 @@ fn the_sample_journey_asks_each_action_once() {
     assert_eq!(t.claim(), Some(Claim::new(Status::InProgress, at(30))));
     // COMPLETED by callback: a hint; asks for a read at once, no money yet.
     let r = t
-        .observe_callback(Some("e4"), &snap(Status::Completed, 40), at(41))
+        .observe_callback(&CFG, Some("e4"), &snap(Status::Completed, 40), at(41))
         .unwrap();
     assert_eq!(r.outcome(), Outcome::Claimed(Status::Completed));
-    assert_eq!(kinds(&r), ["read_session"]);
+    assert_claim_reads_at_once(&t, &r);
     // Due at once, but a hint's read comes at most one every 10 s: the last read was at 33 ms.
     assert_eq!(
-        t.next_read(at(41)),
+        t.next_read(&CFG, at(41)),
         Some(NextRead {
             at: at(10_033),
             urgency: Urgency::Confirm
@@ -96,16 +106,16 @@ fn the_sample_journey_asks_each_action_once() {
     // The same claim again, under another event id: a duplicate of the claim, not stale news.
     let before = t.clone();
     let r = t
-        .observe_callback(Some("e4-again"), &snap(Status::Completed, 40), at(41))
+        .observe_callback(&CFG, Some("e4-again"), &snap(Status::Completed, 40), at(41))
         .unwrap();
     assert_eq!(r.outcome(), Outcome::Duplicate);
     assert_eq!(t, before);
     // The read confirms: place the order, by authorization + 60 min.
     let r = t
-        .observe_read(&snap(Status::Completed, 40), at(42))
+        .observe_read(&CFG, &snap(Status::Completed, 40), at(42))
         .unwrap();
     assert_eq!(r.outcome(), Outcome::Confirmed(Status::Completed));
-    let actions: Vec<Action> = r.actions().collect();
+    let actions: Vec<Action> = new_actions(&t, &r).collect();
     assert_eq!(actions.len(), 1);
     let Action::PlaceOrder {
         authorization_token,
@@ -126,18 +136,18 @@ fn the_sample_journey_asks_each_action_once() {
     assert_eq!(t.claim(), None);
     // Everything after: duplicates, no actions, no reads.
     assert_eq!(
-        t.observe_read(&snap(Status::Completed, 40), at(50))
+        t.observe_read(&CFG, &snap(Status::Completed, 40), at(50))
             .unwrap()
             .outcome(),
         Outcome::Duplicate
     );
     assert_eq!(
-        t.observe_callback(Some("e4"), &snap(Status::Completed, 40), at(51))
+        t.observe_callback(&CFG, Some("e4"), &snap(Status::Completed, 40), at(51))
             .unwrap()
             .outcome(),
         Outcome::Duplicate
     );
-    assert_eq!(t.next_read(at(50)), None);
+    assert_eq!(t.next_read(&CFG, at(50)), None);
     // 404 after expiry: nothing more to do for a paid session.
     let r = t.observe_not_found(at(EXPIRES)).unwrap();
     assert_eq!((r.outcome(), kinds(&r).len()), (Outcome::Expired, 0));
@@ -151,9 +161,9 @@ fn an_authorization_wins_over_a_cancel_in_either_order() {
         let mut asked = Vec::new();
         let mut outcomes = Vec::new();
         for i in order {
-            let r = t.observe_read(&seen[i], at(60)).unwrap();
+            let r = t.observe_read(&CFG, &seen[i], at(60)).unwrap();
             outcomes.push(r.outcome());
-            asked.extend(r.actions().map(|a| a.kind().as_str()));
+            asked.extend(new_actions(&t, &r).map(|a| a.kind().as_str()));
         }
         assert_eq!(t.status(), Some(Status::Completed), "{order:?}");
         assert!(t.has_conflict());
@@ -172,10 +182,10 @@ fn an_authorization_wins_over_a_cancel_in_either_order() {
 fn two_tokens_conflict_and_only_one_order_is_asked_for() {
     let mut t = Tracker::default();
     assert_eq!(
-        kinds(&t.observe_read(&token("tok-a", 40), at(50)).unwrap()),
+        kinds(&t.observe_read(&CFG, &token("tok-a", 40), at(50)).unwrap()),
         ["place_order"]
     );
-    let r = t.observe_read(&token("tok-b", 40), at(51)).unwrap();
+    let r = t.observe_read(&CFG, &token("tok-b", 40), at(51)).unwrap();
     assert!(matches!(
         r.outcome(),
         Outcome::Conflict {
@@ -192,11 +202,11 @@ fn two_tokens_conflict_and_only_one_order_is_asked_for() {
 #[test]
 fn a_forged_completion_neither_pays_nor_blocks_the_real_one() {
     let mut t = Tracker::default();
-    let _ = t.observe_read(&snap(Status::InProgress, 0), at(1)).unwrap();
+    let _ = t.observe_read(&CFG, &snap(Status::InProgress, 0), at(1)).unwrap();
     // Stamped hours ahead: refused, nothing changes.
     let before = t.clone();
     let err = t
-        .observe_callback(Some("forged-1"), &token("ffff", 9 * 3_600_000), at(2))
+        .observe_callback(&CFG, Some("forged-1"), &token("ffff", 9 * 3_600_000), at(2))
         .unwrap_err();
     assert_eq!(
         err,
@@ -213,73 +223,77 @@ fn a_forged_completion_neither_pays_nor_blocks_the_real_one() {
     assert_eq!(t, before);
     // Stamped just inside the tolerance, with another token: a claim, never money.
     let r = t
-        .observe_callback(Some("forged-2"), &token("ffff", 60_002), at(3))
+        .observe_callback(&CFG, Some("forged-2"), &token("ffff", 60_002), at(3))
         .unwrap();
-    assert_eq!(kinds(&r), ["read_session"]);
+    assert_claim_reads_at_once(&t, &r);
     // The real authorization, by callback then by read: the read places the real token.
     let real = token("a1a8f727", 30_000);
     let r = t
-        .observe_callback(Some("real-1"), &real, at(30_500))
+        .observe_callback(&CFG, Some("real-1"), &real, at(30_500))
         .unwrap();
     assert_eq!(r.outcome(), Outcome::Stale, "below the forged claim");
-    let r = t.observe_read(&real, at(31_000)).unwrap();
-    let actions: Vec<Action> = r.actions().collect();
+    let r = t.observe_read(&CFG, &real, at(31_000)).unwrap();
+    let actions: Vec<Action> = new_actions(&t, &r).collect();
     assert!(
         matches!(&actions[..], [Action::PlaceOrder { authorization_token, .. }] if authorization_token.expose_secret() == "a1a8f727"),
         "{actions:?}"
     );
-    // The forged claim is hidden and reported.
+    // The forged claim is hidden and counted; no person is paged for it.
     assert_eq!(t.claim(), None);
-    assert!(t.has_conflict());
-    assert_eq!(t.next_read(at(31_000)), None);
+    assert!(!t.has_conflict());
+    assert_eq!(t.refuted_claims(), 1);
+    assert_eq!(t.next_read(&CFG, at(31_000)), None);
 }
 
 #[test]
 fn a_forged_final_claim_is_hidden_by_a_newer_read_and_decides_nothing() {
     let mut t = Tracker::default();
     let r = t
-        .observe_callback(None, &snap(Status::Completed, 20), at(21))
+        .observe_callback(&CFG, None, &snap(Status::Completed, 20), at(21))
         .unwrap();
-    assert_eq!(kinds(&r), ["read_session"]);
+    assert_claim_reads_at_once(&t, &r);
     assert_eq!(t.status(), None);
     assert!(!t.is_confirmed());
-    let before_read = t.clone();
     let r = t
-        .observe_read(&snap(Status::InProgress, 25), at(26))
+        .observe_read(&CFG, &snap(Status::InProgress, 25), at(26))
         .unwrap();
-    // The read that shows the claim false says so in its own outcome.
+    // The read that shows the claim false moves the state, and counts the refuted claim: a
+    // sign of forgery, not a conflict for a person.
     assert_eq!(
         r.outcome(),
-        Outcome::Contradicts {
+        Outcome::Advanced {
             from: None,
             to: Status::InProgress,
+            skipped: false,
         }
     );
-    assert_eq!(r.outcome().as_str(), "conflict");
-    assert_eq!(kinds(&r).len(), 0, "no money from a contradicted callback");
-    assert!(t.has_conflict() && !before_read.has_conflict());
+    assert_eq!(kinds(&r).len(), 0, "no money from a refuted callback");
+    assert!(!t.has_conflict());
+    assert_eq!(t.refuted_claims(), 1);
     assert_eq!(t.status(), Some(Status::InProgress));
     assert_eq!(t.claim(), None);
     assert!(t.is_confirmed());
     // The reverse order meets the same contradiction.
     let mut u = Tracker::default();
     let _ = u
-        .observe_read(&snap(Status::InProgress, 25), at(26))
+        .observe_read(&CFG, &snap(Status::InProgress, 25), at(26))
         .unwrap();
     let r = u
-        .observe_callback(None, &snap(Status::Completed, 20), at(27))
+        .observe_callback(&CFG, None, &snap(Status::Completed, 20), at(27))
         .unwrap();
     assert_eq!(
         r.outcome(),
-        Outcome::Conflict {
+        Outcome::Refuted {
             known: Status::InProgress,
-            observed: Status::Completed,
+            claimed: Status::Completed,
             kind: ConflictKind::CannotFollow
         }
     );
+    assert_eq!(r.outcome().as_str(), "refuted");
     assert_eq!(kinds(&r).len(), 0);
     assert_eq!(t.state(), u.state());
-    assert!(u.has_conflict());
+    assert!(!u.has_conflict());
+    assert_eq!(u.refuted_claims(), 1);
 }
 
 /// The issue's second report: a forged hint's `expires_at` must not turn a stray 404 into an
@@ -287,10 +301,10 @@ fn a_forged_final_claim_is_hidden_by_a_newer_read_and_decides_nothing() {
 #[test]
 fn a_forged_expiry_or_cancel_never_releases_the_cart() {
     let mut t = Tracker::default();
-    let _ = t.observe_read(&snap(Status::InProgress, 0), at(1)).unwrap();
+    let _ = t.observe_read(&CFG, &snap(Status::InProgress, 0), at(1)).unwrap();
     let forged = Snapshot::new(Status::Cancelled, at(5), Some(at(3)), None).unwrap();
-    let r = t.observe_callback(Some("forged"), &forged, at(10)).unwrap();
-    assert_eq!(kinds(&r), ["read_session"]);
+    let r = t.observe_callback(&CFG, Some("forged"), &forged, at(10)).unwrap();
+    assert_claim_reads_at_once(&t, &r);
     let before = t.clone();
     assert_eq!(
         t.observe_not_found(at(20)).unwrap_err(),
@@ -300,15 +314,15 @@ fn a_forged_expiry_or_cancel_never_releases_the_cart() {
         }
     );
     assert_eq!(t, before);
-    assert!(t.next_read(at(20)).is_some());
+    assert!(t.next_read(&CFG, at(20)).is_some());
     // The consumer went back, then paid: the forged cancel decides nothing.
-    let _ = t.observe_read(&snap(Status::Back, 30), at(31)).unwrap();
+    let _ = t.observe_read(&CFG, &snap(Status::Back, 30), at(31)).unwrap();
     let r = t
-        .observe_read(&snap(Status::Completed, 60), at(61))
+        .observe_read(&CFG, &snap(Status::Completed, 60), at(61))
         .unwrap();
     assert_eq!(kinds(&r), ["place_order"]);
     assert_eq!(
-        t.observe_not_found(at(EXPIRES)).unwrap().action_kinds(),
+        t.observe_not_found(at(EXPIRES)).unwrap().newly_owed(),
         ActionSet::EMPTY
     );
     assert!(!t.asked().contains(ActionKind::Release));
@@ -317,8 +331,8 @@ fn a_forged_expiry_or_cancel_never_releases_the_cart() {
 #[test]
 fn a_status_that_cannot_follow_is_a_conflict() {
     let mut t = Tracker::default();
-    let _ = t.observe_read(&snap(Status::Failed, 10), at(11)).unwrap();
-    let r = t.observe_read(&snap(Status::Waiting, 20), at(21)).unwrap();
+    let _ = t.observe_read(&CFG, &snap(Status::Failed, 10), at(11)).unwrap();
+    let r = t.observe_read(&CFG, &snap(Status::Waiting, 20), at(21)).unwrap();
     assert!(matches!(
         r.outcome(),
         Outcome::Conflict {
@@ -340,7 +354,7 @@ fn verified_callbacks_confirm_by_themselves() {
         .observe_verified_callback(checked(), Some("e"), &snap(Status::Completed, 40), at(41))
         .unwrap();
     assert_eq!(kinds(&r), ["place_order"]);
-    assert_eq!(t.next_read(at(41)), None);
+    assert_eq!(t.next_read(&CFG, at(41)), None);
 }
 
 /// A callback is evidence only through a matched secret: no secret, a wrong one, or an empty
@@ -356,9 +370,9 @@ fn only_a_matched_secret_makes_a_callback_evidence() {
     assert_eq!(format!("{:?}", checked()), "SecretMatched");
     let mut t = Tracker::default();
     let r = t
-        .observe_callback(Some("e"), &snap(Status::Completed, 40), at(41))
+        .observe_callback(&CFG, Some("e"), &snap(Status::Completed, 40), at(41))
         .unwrap();
-    assert_eq!(kinds(&r), ["read_session"]);
+    assert_claim_reads_at_once(&t, &r);
     assert_eq!(t.status(), None);
 }
 
@@ -367,14 +381,14 @@ fn an_order_placed_by_klarna_is_recorded_once() {
     let c = Completion::order_placed("93d644a2-43f3-11e9-b210-d663bd873d93", "X438HG0Q").unwrap();
     let s = Snapshot::new(Status::Completed, at(40), None, Some(c)).unwrap();
     let mut t = Tracker::default();
-    let r = t.observe_read(&s, at(41)).unwrap();
-    let actions: Vec<String> = r.actions().map(|a| a.to_string()).collect();
+    let r = t.observe_read(&CFG, &s, at(41)).unwrap();
+    let actions: Vec<String> = new_actions(&t, &r).map(|a| a.to_string()).collect();
     assert_eq!(
         actions,
         ["record order 93d644a2-43f3-11e9-b210-d663bd873d93 (X438HG0Q)"]
     );
     assert_eq!(
-        t.observe_read(&s, at(42)).unwrap().outcome(),
+        t.observe_read(&CFG, &s, at(42)).unwrap().outcome(),
         Outcome::Duplicate
     );
 }
@@ -386,13 +400,13 @@ fn cancelled_and_disabled_release_the_cart_once_when_confirmed() {
         (Status::Disabled, ReleaseReason::Disabled),
     ] {
         let mut t = Tracker::default();
+        let r = t
+            .observe_callback(&CFG, None, &snap(status, 10), at(11))
+            .unwrap();
+        assert_claim_reads_at_once(&t, &r);
+        let r = t.observe_read(&CFG, &snap(status, 10), at(12)).unwrap();
         assert_eq!(
-            kinds(&t.observe_callback(None, &snap(status, 10), at(11)).unwrap()),
-            ["read_session"]
-        );
-        let r = t.observe_read(&snap(status, 10), at(12)).unwrap();
-        assert_eq!(
-            r.actions().collect::<Vec<_>>(),
+            new_actions(&t, &r).collect::<Vec<_>>(),
             [Action::Release { reason }]
         );
         assert_eq!(kinds(&t.observe_not_found(at(EXPIRES)).unwrap()).len(), 0);
@@ -409,7 +423,7 @@ fn not_found_before_expiry_changes_nothing_and_after_it_releases_once() {
             expires_at: None
         }
     );
-    let _ = t.observe_read(&snap(Status::Back, 10), at(11)).unwrap();
+    let _ = t.observe_read(&CFG, &snap(Status::Back, 10), at(11)).unwrap();
     let before = t.clone();
     let err = t.observe_not_found(at(EXPIRES - 1)).unwrap_err();
     assert_eq!(t, before);
@@ -417,12 +431,12 @@ fn not_found_before_expiry_changes_nothing_and_after_it_releases_once() {
     let r = t.observe_not_found(at(EXPIRES)).unwrap();
     assert_eq!(r.outcome(), Outcome::Expired);
     assert_eq!(
-        r.actions().collect::<Vec<_>>(),
+        new_actions(&t, &r).collect::<Vec<_>>(),
         [Action::Release {
             reason: ReleaseReason::Expired
         }]
     );
-    assert!(t.is_expired() && t.next_read(at(EXPIRES)).is_none());
+    assert!(t.is_expired() && t.next_read(&CFG, at(EXPIRES)).is_none());
     let again = t.clone();
     assert_eq!(
         t.observe_not_found(at(EXPIRES + 5)).unwrap().outcome(),
@@ -442,13 +456,13 @@ fn not_found_before_expiry_changes_nothing_and_after_it_releases_once() {
 #[test]
 fn a_claimed_authorization_does_not_block_the_release_at_expiry() {
     let mut t = Tracker::default();
-    let _ = t.observe_read(&snap(Status::Back, 5), at(6)).unwrap();
+    let _ = t.observe_read(&CFG, &snap(Status::Back, 5), at(6)).unwrap();
     let _ = t
-        .observe_callback(None, &snap(Status::Completed, 10), at(11))
+        .observe_callback(&CFG, None, &snap(Status::Completed, 10), at(11))
         .unwrap();
     let r = t.observe_not_found(at(EXPIRES)).unwrap();
     assert_eq!(
-        r.actions().collect::<Vec<_>>(),
+        new_actions(&t, &r).collect::<Vec<_>>(),
         [Action::Release {
             reason: ReleaseReason::Expired
         }]
@@ -456,7 +470,7 @@ fn a_claimed_authorization_does_not_block_the_release_at_expiry() {
     // And an authorization confirmed by a read does block it.
     let mut t = Tracker::default();
     let _ = t
-        .observe_read(&snap(Status::Completed, 10), at(11))
+        .observe_read(&CFG, &snap(Status::Completed, 10), at(11))
         .unwrap();
     assert_eq!(kinds(&t.observe_not_found(at(EXPIRES)).unwrap()).len(), 0);
 }
@@ -466,15 +480,15 @@ fn a_claimed_authorization_does_not_block_the_release_at_expiry() {
 fn a_newer_expiry_counts_only_from_a_read() {
     let mut t = Tracker::default();
     let _ = t
-        .observe_read(&snap(Status::InProgress, 10), at(11))
+        .observe_read(&CFG, &snap(Status::InProgress, 10), at(11))
         .unwrap();
     let later =
         Snapshot::new(Status::InProgress, at(10), Some(at(EXPIRES + 60_000)), None).unwrap();
     let before = t.clone();
-    let r = t.observe_callback(None, &later, at(12)).unwrap();
+    let r = t.observe_callback(&CFG, None, &later, at(12)).unwrap();
     assert_eq!(r.outcome(), Outcome::Duplicate);
     assert_eq!(t, before);
-    let r = t.observe_read(&later, at(13)).unwrap();
+    let r = t.observe_read(&CFG, &later, at(13)).unwrap();
     assert_eq!(
         r.outcome(),
         Outcome::Advanced {
@@ -497,18 +511,18 @@ fn event_ids_are_remembered_up_to_the_bound_then_forgotten_oldest_first() {
             Status::Back
         };
         let _ = t
-            .observe_callback(Some(&format!("e{i}")), &snap(s, 10 * (i + 1)), at(i))
+            .observe_callback(&CFG, Some(&format!("e{i}")), &snap(s, 10 * (i + 1)), at(i))
             .unwrap();
     }
     // The newest `n` are remembered: a redelivery is a duplicate even though it is stale.
     assert_eq!(
-        t.observe_callback(Some("e1"), &snap(Status::Back, 20), at(99))
+        t.observe_callback(&CFG, Some("e1"), &snap(Status::Back, 20), at(99))
             .unwrap()
             .outcome(),
         Outcome::Duplicate
     );
     assert_eq!(
-        t.observe_callback(
+        t.observe_callback(&CFG, 
             Some(&format!("e{n}")),
             &snap(Status::InProgress, 10 * (n + 1)),
             at(99)
@@ -519,7 +533,7 @@ fn event_ids_are_remembered_up_to_the_bound_then_forgotten_oldest_first() {
     );
     // The oldest fell out: its redelivery is only stale. Nothing changes either way.
     assert_eq!(
-        t.observe_callback(Some("e0"), &snap(Status::InProgress, 10), at(99))
+        t.observe_callback(&CFG, Some("e0"), &snap(Status::InProgress, 10), at(99))
             .unwrap()
             .outcome(),
         Outcome::Stale
@@ -528,7 +542,11 @@ fn event_ids_are_remembered_up_to_the_bound_then_forgotten_oldest_first() {
 
 /// When the next read falls due, at `now`.
 fn due(t: &Tracker, now: u64) -> Option<Timestamp> {
-    t.next_read(at(now)).map(|r| r.at)
+    due_in(t, &CFG, now)
+}
+
+fn due_in(t: &Tracker, config: &TrackerConfig, now: u64) -> Option<Timestamp> {
+    t.next_read(config, at(now)).map(|r| r.at)
 }
 
 const MIN: u64 = 60_000;
@@ -543,12 +561,13 @@ fn the_read_schedule_backs_off_to_the_guarantee_and_stops() {
     let reads = ReadPolicy::DEFAULT
         .with_first(Duration::from_secs(10 * 60))
         .unwrap();
-    let mut t = Tracker::new(TrackerConfig {
+    let config = TrackerConfig {
         reads,
         ..TrackerConfig::DEFAULT
-    });
+    };
+    let mut t = Tracker::new();
     assert_eq!(
-        t.next_read(at(0)),
+        t.next_read(&config, at(0)),
         Some(NextRead {
             at: at(0),
             urgency: Urgency::Initial
@@ -556,14 +575,14 @@ fn the_read_schedule_backs_off_to_the_guarantee_and_stops() {
         "knowing nothing: read now"
     );
     let _ = t
-        .observe_read(&snap(Status::InProgress, 0), at(1_000))
+        .observe_read(&config, &snap(Status::InProgress, 0), at(1_000))
         .unwrap();
     // 10 min after the change; asking again at the same instant gives the same answer.
-    let r = t.next_read(at(1_000)).unwrap();
+    let r = t.next_read(&config, at(1_000)).unwrap();
     assert_eq!((r.at, r.urgency), (at(1_000 + 10 * MIN), Urgency::Blind));
     assert!(!r.is_due(at(1_000)) && r.overdue(at(1_000)).is_none());
     // Nobody read at 10 min: at 60 min it is still due, since 10 min.
-    let r = t.next_read(at(1_000 + 60 * MIN)).unwrap();
+    let r = t.next_read(&config, at(1_000 + 60 * MIN)).unwrap();
     assert_eq!(r.at, at(1_000 + 10 * MIN));
     assert!(r.is_due(at(1_000 + 60 * MIN)));
     assert_eq!(
@@ -575,11 +594,11 @@ fn the_read_schedule_backs_off_to_the_guarantee_and_stops() {
     let mut now = 1_000 + 10 * MIN;
     for gap in [10, 20, 40, 45, 45] {
         let r = t
-            .observe_read(&snap(Status::InProgress, 0), at(now))
+            .observe_read(&config, &snap(Status::InProgress, 0), at(now))
             .unwrap();
         assert_eq!(r.outcome(), Outcome::Duplicate);
         assert_eq!(
-            due(&t, now),
+            due_in(&t, &config, now),
             Some(at(now + gap * MIN)),
             "after the read at {now}"
         );
@@ -588,55 +607,51 @@ fn the_read_schedule_backs_off_to_the_guarantee_and_stops() {
     // A read made late counts from when it was made.
     let late = now + 7 * MIN;
     let _ = t
-        .observe_read(&snap(Status::InProgress, 0), at(late))
+        .observe_read(&config, &snap(Status::InProgress, 0), at(late))
         .unwrap();
-    assert_eq!(due(&t, late), Some(at(late + 45 * MIN)));
+    assert_eq!(due_in(&t, &config, late), Some(at(late + 45 * MIN)));
     // A change resets the backoff.
     let _ = t
-        .observe_read(&snap(Status::Back, late), at(late + MIN))
+        .observe_read(&config, &snap(Status::Back, late), at(late + MIN))
         .unwrap();
-    assert_eq!(due(&t, late + MIN), Some(at(late + 11 * MIN)));
+    assert_eq!(due_in(&t, &config, late + MIN), Some(at(late + 11 * MIN)));
     // The last slot is `expires_at` itself; after the 404 no read is due.
     let before = EXPIRES - 10 * MIN;
     let _ = t
-        .observe_read(&snap(Status::Back, late), at(before))
+        .observe_read(&config, &snap(Status::Back, late), at(before))
         .unwrap();
-    assert_eq!(due(&t, before), Some(at(EXPIRES)));
+    assert_eq!(due_in(&t, &config, before), Some(at(EXPIRES)));
     let _ = t.observe_not_found(at(EXPIRES)).unwrap();
-    assert_eq!(due(&t, EXPIRES), None);
+    assert_eq!(due_in(&t, &config, EXPIRES), None);
 }
 
 #[test]
 fn read_failures_back_off_and_keep_the_urgency() {
-    let mut t = Tracker::for_session(
-        hpp_session::SessionId::new("s-1").unwrap(),
-        TrackerConfig::DEFAULT,
-    );
+    let mut t = Tracker::for_session(hpp_session::SessionId::new("s-1").unwrap());
     let _ = t
-        .observe_read(&snap(Status::Waiting, 0), at(1_000))
+        .observe_read(&CFG, &snap(Status::Waiting, 0), at(1_000))
         .unwrap();
     let _ = t
-        .observe_callback(Some("e1"), &snap(Status::Completed, 20_000), at(20_000))
+        .observe_callback(&CFG, Some("e1"), &snap(Status::Completed, 20_000), at(20_000))
         .unwrap();
     assert_read_at_once(&t, 20_000);
-    // A 429 with X-Ratelimit-Reset of 1 s: not before the reset; the urgency stays.
-    let r = t
-        .observe_read_failure(
-            ReadFailure::RateLimited {
-                reset: Some(Duration::from_secs(1)),
-            },
-            at(20_000),
-        )
-        .unwrap();
+    // A 429 with X-Ratelimit-Reset of 1 s: not before the reset, within the second after it
+    // (Klarna asks for jitter); the urgency stays.
+    t.observe_read_failure(
+        ReadFailure::RateLimited {
+            reset: Some(Duration::from_secs(1)),
+        },
+        at(20_000),
+    );
+    let r = t.next_read(&CFG, at(20_000)).unwrap();
     assert_eq!(r.urgency, Urgency::Confirm);
-    assert!(r.at >= at(21_000) && r.at <= at(21_000), "{r:?}");
+    assert!(r.at >= at(21_000) && r.at < at(22_000), "{r:?}");
     // 5xx after 5xx: 1 s, 2 s, 4 s … (less up to half), never more than a minute.
     let mut now = 21_000;
     let mut waits = Vec::new();
     for _ in 0..12 {
-        let r = t
-            .observe_read_failure(ReadFailure::ServerError, at(now))
-            .unwrap();
+        t.observe_read_failure(ReadFailure::ServerError, at(now));
+        let r = t.next_read(&CFG, at(now)).unwrap();
         let wait = r.at.duration_since(at(now)).unwrap();
         assert!(wait <= MAX_READ_BACKOFF, "{wait:?}");
         waits.push(wait);
@@ -649,7 +664,7 @@ fn read_failures_back_off_and_keep_the_urgency() {
     }
     // Reads answer again: the urgent read confirms the money, no read is due any more.
     let r = t
-        .observe_read(&snap(Status::Completed, 20_000), at(now))
+        .observe_read(&CFG, &snap(Status::Completed, 20_000), at(now))
         .unwrap();
     assert_eq!(kinds(&r), ["place_order"]);
     assert_eq!(due(&t, now), None);
@@ -666,50 +681,82 @@ fn read_policies_keep_their_guarantee() {
         p.with_hint_gap(MIN_READ_INTERVAL).map(|p| p.hint_gap()),
         Ok(MIN_READ_INTERVAL)
     );
+    // The guarantee and its allowances (a back-off, a read that never answers, clock skew)
+    // and the time to place the order stay inside the token's hour.
+    assert_eq!(MAX_DETECT_WITHIN, Duration::from_secs(55 * 60));
     assert_eq!(
-        p.with_detect_within(Duration::from_secs(3_599))
+        p.with_detect_within(MAX_DETECT_WITHIN)
             .map(|p| p.detect_within()),
-        Ok(Duration::from_secs(3_599))
+        Ok(MAX_DETECT_WITHIN)
     );
     assert_eq!(
-        p.with_detect_within(Duration::from_secs(3_600)),
+        p.with_detect_within(MAX_DETECT_WITHIN + Duration::from_nanos(1)),
         Err(PolicyError::DetectsAfterTokenExpiry)
     );
     assert_eq!(
-        p.with_poll_lag(p.detect_within()),
+        p.with_detect_within(Duration::from_secs(3_599)),
+        Err(PolicyError::DetectsAfterTokenExpiry)
+    );
+    // `first` is the gap unless set: a new guarantee moves it.
+    let tight = p.with_detect_within(Duration::from_secs(20 * 60)).unwrap();
+    assert_eq!(tight.first(), Duration::from_secs(20 * 60));
+    let cron_first = tight.with_poll_lag(Duration::from_secs(60)).unwrap();
+    assert_eq!(cron_first.first(), Duration::from_secs(19 * 60));
+    let short = p.with_detect_within(Duration::from_secs(600)).unwrap();
+    assert_eq!(
+        short.with_poll_lag(short.detect_within()),
         Err(PolicyError::LagExceedsDetection)
     );
     assert_eq!(
-        p.with_poll_lag(p.detect_within() - MIN_READ_INTERVAL)
+        short
+            .with_poll_lag(short.detect_within() - MIN_READ_INTERVAL)
             .unwrap()
             .blind_gap(),
         MIN_READ_INTERVAL
     );
     let cron = p.with_poll_lag(Duration::from_secs(300)).unwrap();
     assert_eq!(cron.blind_gap(), Duration::from_secs(40 * 60));
+    // A cron poller's lag counts again on each retry: a 10-minute tick needs a tighter
+    // guarantee than 45 minutes.
+    assert_eq!(
+        p.with_poll_lag(Duration::from_secs(301)),
+        Err(PolicyError::DetectsAfterTokenExpiry)
+    );
+    assert!(
+        p.with_detect_within(Duration::from_secs(35 * 60))
+            .and_then(|p| p.with_poll_lag(Duration::from_secs(600)))
+            .is_ok()
+    );
     assert_eq!(p.blind_gap(), p.detect_within());
     // A first read at once still leaves a gap after each read.
     let eager = p.with_first(Duration::ZERO).unwrap();
-    assert_eq!(eager.blind_due(at(0), None, 0), at(0));
-    assert_eq!(eager.blind_due(at(0), Some(at(0)), 0), at(200));
+    assert_eq!(eager.blind_due(at(0), at(0), 0), at(200));
+    assert_eq!(eager.blind_due(at(1_000), at(0), 0), at(1_000));
     // A first read later than the gap is capped at it.
     let slow = p.with_first(Duration::from_secs(24 * 3_600)).unwrap();
-    assert_eq!(slow.blind_due(at(0), None, 0), at(45 * MIN));
+    assert_eq!(slow.first(), p.blind_gap());
+    assert_eq!(slow.blind_due(at(0), at(0), 0), at(45 * MIN));
+    // A change learned after the last read never puts the next read past the guarantee,
+    // however late it was learned.
+    let sooner = p.with_first(Duration::from_secs(10 * 60)).unwrap();
+    assert_eq!(sooner.blind_due(at(MIN), at(0), 0), at(11 * MIN));
+    assert_eq!(sooner.blind_due(at(40 * MIN), at(0), 0), at(45 * MIN));
+    assert_eq!(p.blind_due(at(20 * MIN), at(0), 0), at(45 * MIN));
     // A session's spread takes up to 1/32 off the gap, never more.
     let gap = p.blind_gap();
     let shortest =
         gap - Duration::from_millis(u64::try_from(gap.as_millis() / 32 * 1023 / 1024).unwrap());
     assert_eq!(
-        p.blind_due(at(0), Some(at(0)), 1023),
+        p.blind_due(at(0), at(0), 1023),
         at(0).checked_add(shortest).unwrap()
     );
     assert!(shortest > gap - gap / 32);
-    assert_eq!(p.blind_due(at(0), Some(at(0)), 1024), at(45 * MIN));
+    assert_eq!(p.blind_due(at(0), at(0), 1024), at(45 * MIN));
     assert!(PolicyError::IntervalTooShort.to_string().contains("200 ms"));
-    assert!(
-        PolicyError::DetectsAfterTokenExpiry
-            .to_string()
-            .contains("60 minutes")
+    assert_eq!(
+        PolicyError::DetectsAfterTokenExpiry.to_string(),
+        "detect_within plus twice poll_lag over 3300 s would not leave time to place the order \
+         within the authorization token's 60 minutes"
     );
 }
 
@@ -742,8 +789,8 @@ fn two_different_finals_never_silently_replace_each_other() {
     let cancelled = snap(Status::Cancelled, 49_000);
     let disabled = snap(Status::Disabled, 10_000);
     let mut a = Tracker::default();
-    let _ = a.observe_read(&cancelled, at(1)).unwrap();
-    let r = a.observe_read(&disabled, at(2)).unwrap();
+    let _ = a.observe_read(&CFG, &cancelled, at(1)).unwrap();
+    let r = a.observe_read(&CFG, &disabled, at(2)).unwrap();
     assert!(matches!(
         r.outcome(),
         Outcome::Conflict {
@@ -752,8 +799,8 @@ fn two_different_finals_never_silently_replace_each_other() {
         }
     ));
     let mut b = Tracker::default();
-    let _ = b.observe_read(&disabled, at(1)).unwrap();
-    let r = b.observe_read(&cancelled, at(2)).unwrap();
+    let _ = b.observe_read(&CFG, &disabled, at(1)).unwrap();
+    let r = b.observe_read(&CFG, &cancelled, at(2)).unwrap();
     assert_eq!(
         r.outcome(),
         Outcome::Conflict {
@@ -765,22 +812,23 @@ fn two_different_finals_never_silently_replace_each_other() {
     assert_eq!(a.state(), b.state());
     assert_eq!(a.status(), Some(Status::Cancelled));
     assert!(a.has_conflict() && b.has_conflict());
-    // An unsigned callback's final never displaces a confirmed one: a conflict, nothing more.
+    // An unsigned callback's final never displaces a confirmed one: refuted, nothing more.
     let mut c = Tracker::default();
-    let _ = c.observe_read(&cancelled, at(1)).unwrap();
+    let _ = c.observe_read(&CFG, &cancelled, at(1)).unwrap();
     let before = c.status();
     let r = c
-        .observe_callback(None, &snap(Status::Completed, 50_000), at(2))
+        .observe_callback(&CFG, None, &snap(Status::Completed, 50_000), at(2))
         .unwrap();
     assert!(matches!(
         r.outcome(),
-        Outcome::Conflict {
+        Outcome::Refuted {
             kind: ConflictKind::TwoFinals,
             ..
         }
     ));
     assert_eq!(kinds(&r).len(), 0);
     assert_eq!((c.status(), c.claim()), (before, None));
+    assert!(!c.has_conflict());
 }
 
 #[test]
@@ -860,26 +908,23 @@ fn stored_trackers_round_trip_and_are_checked() {
     assert_eq!(serde_json::from_str::<Tracker>(&old).unwrap(), t);
     assert_eq!(serde_json::from_str::<Tracker>(&json).unwrap(), t);
 
-    // A claim, and the read it asked for, round-trip too.
+    // A claim, and the urgent read it makes, round-trip too.
     let mut claimed = Tracker::default();
     let _ = claimed
-        .observe_callback(Some("e"), &snap(Status::Cancelled, 10), at(11))
+        .observe_callback(&CFG, Some("e"), &snap(Status::Cancelled, 10), at(11))
         .unwrap();
     let stored = serde_json::to_string(&claimed).unwrap();
     assert!(
-        stored.contains(r#""claim":{"status":"CANCELLED""#) && stored.contains(r#""asked":8"#),
+        stored.contains(r#""claim":{"status":"CANCELLED""#) && stored.contains(r#""urgent_since""#),
         "{stored}"
     );
     assert_eq!(serde_json::from_str::<Tracker>(&stored).unwrap(), claimed);
-    // The read a claim asked for needs the claim.
-    let bad = stored.replace(
-        r#""claim":{"status":"CANCELLED","updated_at":"2019-05-13T14:52:57.550Z"}"#,
-        r#""claim":null"#,
-    );
-    assert_ne!(bad, stored);
-    assert!(serde_json::from_str::<Tracker>(&bad).is_err(), "{bad}");
 
     let fresh = serde_json::to_string(&Tracker::default()).unwrap();
+    assert_eq!(
+        fresh,
+        r#"{"best":null,"asked":0,"owed":0,"expired":false,"conflicted":false,"events":[]}"#
+    );
     assert_eq!(
         serde_json::from_str::<Tracker>(&fresh).unwrap(),
         Tracker::default()
@@ -890,10 +935,14 @@ fn stored_trackers_round_trip_and_are_checked() {
         (r#""asked":0"#, r#""asked":4"#),
         (r#""asked":0"#, r#""asked":16"#),
         (r#""asked":0"#, r#""asked":32"#),
-        (r#""released":null"#, r#""released":"CANCELLED""#),
+        // Reads are not actions any more: the bit of the old read request names nothing.
+        (r#""asked":0"#, r#""asked":8"#),
+        // Owed, never asked.
+        (r#""owed":0"#, r#""owed":1"#),
+        (r#""asked":0"#, r#""asked":0,"released":"CANCELLED""#),
         (
-            r#""expiry":null"#,
-            r#""expiry":{"status":"WAITING","expires_at":"x"}"#,
+            r#""asked":0"#,
+            r#""asked":0,"expiry":{"status":"WAITING","expires_at":"2019-05-15T12:00:00Z"}"#,
         ),
     ] {
         assert!(fresh.contains(from), "{fresh}");
@@ -907,37 +956,37 @@ fn stored_trackers_round_trip_and_are_checked() {
 #[test]
 fn a_claim_adds_earlier_reads_and_never_delays_the_schedule() {
     let mut t = Tracker::default();
-    assert!(t.snapshot().is_none() && !t.is_expired() && !t.is_confirmed());
+    assert!(t.status().is_none() && !t.is_expired() && !t.is_confirmed());
     // Before any read: read at once, whatever callbacks claim.
     let _ = t
-        .observe_callback(Some("e0"), &snap(Status::InProgress, 10), at(500))
+        .observe_callback(&CFG, Some("e0"), &snap(Status::InProgress, 10), at(500))
         .unwrap();
     assert_eq!(due(&t, 500), Some(at(500)));
-    assert!(t.snapshot().is_none() && !t.is_confirmed());
+    assert!(t.status().is_none() && !t.is_confirmed());
     let _ = t
-        .observe_read(&snap(Status::Waiting, 0), at(1_000))
+        .observe_read(&CFG, &snap(Status::Waiting, 0), at(1_000))
         .unwrap();
-    assert_eq!(t.snapshot(), Some(&snap(Status::Waiting, 0)));
+    assert_eq!((t.status(), t.state().updated_at), (Some(Status::Waiting), Some(at(0))));
     assert_eq!(due(&t, 1_000), Some(at(1_000 + 45 * MIN)));
     // A non-final claim asks for no read of its own: money waits for a final status.
     let _ = t
-        .observe_callback(Some("e1"), &snap(Status::InProgress, 20), at(25_000))
+        .observe_callback(&CFG, Some("e1"), &snap(Status::InProgress, 20), at(25_000))
         .unwrap();
     assert_eq!(due(&t, 25_000), Some(at(1_000 + 45 * MIN)));
     // A final claim asks for one at once.
     let _ = t
-        .observe_callback(Some("e2"), &snap(Status::Cancelled, 30_000), at(30_000))
+        .observe_callback(&CFG, Some("e2"), &snap(Status::Cancelled, 30_000), at(30_000))
         .unwrap();
     assert_read_at_once(&t, 30_000);
     let _ = t
-        .observe_read(&snap(Status::InProgress, 20), at(30_000))
+        .observe_read(&CFG, &snap(Status::InProgress, 20), at(30_000))
         .unwrap();
     // Claims arriving every 9 s never push the confirmed slots later.
     let schedule = t.clone();
     for k in 0..20u64 {
         let now = 40_000 + k * 9_000;
         let _ = t
-            .observe_callback(None, &snap(Status::InProgress, 30_001 + k), at(now))
+            .observe_callback(&CFG, None, &snap(Status::InProgress, 30_001 + k), at(now))
             .unwrap();
         assert!(due(&t, now) <= due(&schedule, now));
     }
@@ -955,34 +1004,34 @@ fn the_clock_skew_tolerance_is_configurable_and_only_for_hints() {
         Duration::from_secs(60)
     );
     assert_eq!(TrackerConfig::default(), TrackerConfig::DEFAULT);
-    let mut t = Tracker::new(strict);
+    let mut t = Tracker::new();
     assert!(
-        t.observe_callback(None, &snap(Status::Back, 10), at(10))
+        t.observe_callback(&strict, None, &snap(Status::Back, 10), at(10))
             .is_ok()
     );
     assert!(
-        t.observe_callback(None, &snap(Status::Back, 11), at(10))
+        t.observe_callback(&strict, None, &snap(Status::Back, 11), at(10))
             .is_err()
     );
     // At the default, exactly 60 s ahead is accepted, a millisecond more is not.
     let mut t = Tracker::default();
     assert!(
-        t.observe_callback(None, &snap(Status::Back, 60_010), at(10))
+        t.observe_callback(&CFG, None, &snap(Status::Back, 60_010), at(10))
             .is_ok()
     );
     assert!(
-        t.observe_callback(None, &snap(Status::Back, 60_011), at(10))
+        t.observe_callback(&CFG, None, &snap(Status::Back, 60_011), at(10))
             .is_err()
     );
     // Authenticated evidence is Klarna's own clock: never refused.
-    let mut t = Tracker::new(strict);
+    let mut t = Tracker::new();
     assert!(
         t.observe_verified_callback(checked(), None, &snap(Status::Back, 99_000), at(10))
             .is_ok()
     );
     assert_eq!(t.status(), Some(Status::Back));
-    let mut t = Tracker::new(strict);
-    let _ = t.observe_read(&snap(Status::Back, 99_000), at(10)).unwrap();
+    let mut t = Tracker::new();
+    let _ = t.observe_read(&CFG, &snap(Status::Back, 99_000), at(10)).unwrap();
     assert_eq!(t.status(), Some(Status::Back));
 }
 
@@ -1004,11 +1053,11 @@ fn every_completion_shape_asks_for_its_own_action() {
     let mut seen = Vec::new();
     for c in [all_three, order_only, unusable] {
         let mut t = Tracker::default();
-        let r = t.observe_read(&completed(c), at(41)).unwrap();
-        seen.push(r.actions().map(|a| a.to_string()).collect::<Vec<_>>());
+        let r = t.observe_read(&CFG, &completed(c), at(41)).unwrap();
+        seen.push(new_actions(&t, &r).map(|a| a.to_string()).collect::<Vec<_>>());
         let r = t.observe_not_found(at(EXPIRES)).unwrap();
         assert_eq!(
-            r.action_kinds(),
+            r.newly_owed(),
             ActionSet::EMPTY,
             "a paid cart is never released"
         );
@@ -1033,13 +1082,13 @@ fn every_completion_shape_asks_for_its_own_action() {
 fn money_after_a_release_is_reported_as_a_conflict() {
     let mut t = Tracker::default();
     let _ = t
-        .observe_read(&snap(Status::InProgress, 10), at(11))
+        .observe_read(&CFG, &snap(Status::InProgress, 10), at(11))
         .unwrap();
     let r = t.observe_not_found(at(EXPIRES)).unwrap();
     assert_eq!(kinds(&r), ["release"]);
     assert!(!t.has_conflict());
     let r = t
-        .observe_read(&snap(Status::Completed, 20), at(EXPIRES + 1))
+        .observe_read(&CFG, &snap(Status::Completed, 20), at(EXPIRES + 1))
         .unwrap();
     assert_eq!(kinds(&r), ["place_order"]);
     assert_eq!(
@@ -1052,7 +1101,7 @@ fn money_after_a_release_is_reported_as_a_conflict() {
     assert!(t.has_conflict());
     // Once flagged, later news is reported as what it is.
     let r = t
-        .observe_read(&snap(Status::Completed, 20), at(EXPIRES + 2))
+        .observe_read(&CFG, &snap(Status::Completed, 20), at(EXPIRES + 2))
         .unwrap();
     assert_eq!(r.outcome(), Outcome::Duplicate);
 }
@@ -1065,7 +1114,7 @@ fn changes_in_the_same_millisecond_are_not_a_conflict() {
         let seen = [snap(Status::InProgress, 10), snap(Status::Failed, 10)];
         let mut t = Tracker::default();
         for i in order {
-            let r = t.observe_read(&seen[i], at(20)).unwrap();
+            let r = t.observe_read(&CFG, &seen[i], at(20)).unwrap();
             assert!(
                 !matches!(r.outcome(), Outcome::Conflict { .. }),
                 "{order:?}: {:?}",
@@ -1088,25 +1137,25 @@ fn a_snapshot_of_another_session_is_refused_and_changes_nothing() {
     let mine = session("39a1c773");
     let theirs = || token("their-token", 20).of_session(session("other"));
     // Bound at creation.
-    let mut t = Tracker::for_session(mine.clone(), TrackerConfig::DEFAULT);
+    let mut t = Tracker::for_session(mine.clone());
     let _ = t
-        .observe_read(&snap(Status::InProgress, 10), at(11))
+        .observe_read(&CFG, &snap(Status::InProgress, 10), at(11))
         .unwrap();
     let before = t.clone();
-    let err = t.observe_read(&theirs(), at(21)).unwrap_err();
+    let err = t.observe_read(&CFG, &theirs(), at(21)).unwrap_err();
     assert!(matches!(err, Refused::OtherSession(_)), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "a snapshot of session other given to the tracker of session 39a1c773: refused"
+        "session other given to the tracker of session 39a1c773: refused"
     );
     assert!(matches!(
-        t.observe_callback(Some("e"), &theirs(), at(21)),
+        t.observe_callback(&CFG, Some("e"), &theirs(), at(21)),
         Err(Refused::OtherSession(_))
     ));
     assert_eq!(t, before);
     // Its own session's snapshot, named or not, is taken.
     let r = t
-        .observe_read(
+        .observe_read(&CFG, 
             &snap(Status::Completed, 20).of_session(mine.clone()),
             at(22),
         )
@@ -1116,7 +1165,7 @@ fn a_snapshot_of_another_session_is_refused_and_changes_nothing() {
     // Unbound: a hint naming a session does not bind it; the first read naming one does.
     let mut u = Tracker::default();
     let _ = u
-        .observe_callback(
+        .observe_callback(&CFG, 
             None,
             &snap(Status::InProgress, 5).of_session(session("forged")),
             at(6),
@@ -1124,14 +1173,14 @@ fn a_snapshot_of_another_session_is_refused_and_changes_nothing() {
         .unwrap();
     assert_eq!(u.session_id(), None);
     let _ = u
-        .observe_read(
+        .observe_read(&CFG, 
             &snap(Status::InProgress, 10).of_session(mine.clone()),
             at(11),
         )
         .unwrap();
     assert_eq!(u.session_id(), Some(&mine));
     let before = u.clone();
-    assert!(u.observe_read(&theirs(), at(21)).is_err());
+    assert!(u.observe_read(&CFG, &theirs(), at(21)).is_err());
     assert_eq!(u, before);
     // The binding is kept by persistence.
     #[cfg(feature = "serde")]
@@ -1152,15 +1201,15 @@ proptest! {
         seen in prop::collection::vec((0usize..Status::ALL.len(), 0u64..100, any::<bool>()), 0..8),
         other in (0usize..Status::ALL.len(), 0u64..200, any::<bool>()),
     ) {
-        let mut t = Tracker::for_session(session("mine"), TrackerConfig::DEFAULT);
+        let mut t = Tracker::for_session(session("mine"));
         for (i, &(s, ms, read)) in seen.iter().enumerate() {
             let s = snap(Status::ALL[s], ms * 1_000);
             let now = at(200_000 + i as u64);
-            let _ = if read { t.observe_read(&s, now).map(|_| ()) } else { t.observe_callback(None, &s, now).map(|_| ()) };
+            let _ = if read { t.observe_read(&CFG, &s, now).map(|_| ()) } else { t.observe_callback(&CFG, None, &s, now).map(|_| ()) };
         }
         let before = t.clone();
         let s = snap(Status::ALL[other.0], other.1 * 1_000).of_session(session("theirs"));
-        let refused = if other.2 { t.observe_read(&s, at(300_000)).is_err() } else { t.observe_callback(None, &s, at(300_000)).is_err() };
+        let refused = if other.2 { t.observe_read(&CFG, &s, at(300_000)).is_err() } else { t.observe_callback(&CFG, None, &s, at(300_000)).is_err() };
         prop_assert!(refused);
         prop_assert_eq!(t, before);
     }
@@ -1178,13 +1227,17 @@ fn a_settled_session_answers_what_reappears_and_revives_for_money() {
     assert!(size <= 64, "{size}");
     let mut t = Tracker::default();
     let _ = t
-        .observe_read(&snap(Status::InProgress, 10), at(11))
+        .observe_read(&CFG, &snap(Status::InProgress, 10), at(11))
         .unwrap();
     assert!(t.settled().is_none(), "an open session is not settled");
     let r = t
-        .observe_read(&snap(Status::Cancelled, 20), at(21))
+        .observe_read(&CFG, &snap(Status::Cancelled, 20), at(21))
         .unwrap();
     assert_eq!(kinds(&r), ["release"]);
+    // Final, but the release is owed: not settled until it is done.
+    assert!(t.settled().is_none());
+    let id = hpp_session::SessionId::new("s").unwrap();
+    t.done(ActionId::new(&id, ActionKind::Release)).unwrap();
     let mut s = t.settled().unwrap();
     assert_eq!(
         (s.status(), s.asked(), s.has_conflict()),
@@ -1206,17 +1259,14 @@ fn a_settled_session_answers_what_reappears_and_revives_for_money() {
     );
     assert!(!s.has_conflict());
     let forged = s
-        .observe_callback(
-            &snap(Status::Completed, 30),
-            at(31),
-            &TrackerConfig::DEFAULT,
-        )
+        .observe_callback(&snap(Status::Completed, 30), at(31), &TrackerConfig::DEFAULT)
         .unwrap();
     assert!(
-        matches!(forged, Some(Outcome::Conflict { .. })),
+        matches!(forged, Some(Outcome::Refuted { .. })),
         "{forged:?}"
     );
-    assert!(s.has_conflict());
+    // A forged claim against a settled session pages no one.
+    assert!(!s.has_conflict());
     assert!(matches!(
         s.observe_callback(
             &snap(Status::Completed, 99_000_000),
@@ -1231,17 +1281,21 @@ fn a_settled_session_answers_what_reappears_and_revives_for_money() {
     // Money after the cancel: the stand-in cannot answer it; the revived tracker asks once.
     let paid = snap(Status::Completed, 40);
     assert_eq!(s.observe_read(&paid), None);
-    let mut revived = s.revive(TrackerConfig::DEFAULT, None);
-    let r = revived.observe_read(&paid, at(EXPIRES + 2)).unwrap();
+    let mut revived = s.revive(None);
+    let r = revived.observe_read(&CFG, &paid, at(EXPIRES + 2)).unwrap();
     assert_eq!(kinds(&r), ["place_order"]);
     assert!(revived.has_conflict());
+    assert!(revived.settled().is_none(), "the order is owed");
+    revived
+        .done(ActionId::new(&id, ActionKind::PlaceOrder))
+        .unwrap();
     let again = revived.settled().unwrap();
     assert_eq!(
         revived
             .clone()
-            .observe_read(&paid, at(EXPIRES + 3))
+            .observe_read(&CFG, &paid, at(EXPIRES + 3))
             .unwrap()
-            .action_kinds(),
+            .newly_owed(),
         ActionSet::EMPTY
     );
     assert_eq!(again.status(), Status::Completed);
@@ -1291,9 +1345,9 @@ fn redirects_name_their_url_and_suggest_a_status() {
 fn a_redirect_brings_one_read_forward_and_decides_nothing() {
     use hpp_session::Redirect;
     let id = hpp_session::SessionId::new("s-1").unwrap();
-    let mut t = Tracker::created(id.clone(), at(0), TrackerConfig::DEFAULT);
+    let mut t = Tracker::created(id.clone(), at(0));
     // Created: the first read within the guarantee (less the session's spread), not at once.
-    let first = t.next_read(at(1_000)).unwrap();
+    let first = t.next_read(&CFG, at(1_000)).unwrap();
     assert_eq!(first.urgency, Urgency::Initial);
     assert!(first.at <= at(45 * MIN) && first.at > at(45 * MIN - 45 * MIN / 32));
     // Another session's redirect: refused, nothing changes.
@@ -1307,35 +1361,43 @@ fn a_redirect_brings_one_read_forward_and_decides_nothing() {
     // `back` asks for nothing; `success` for a read at once; again: a duplicate.
     let r = t.observe_redirect(&id, Redirect::Back, at(2_000)).unwrap();
     assert_eq!(r.outcome(), Outcome::Redirected(Status::Back));
-    assert!(!r.outcome().changed() && r.action_kinds().is_empty());
-    assert_eq!(t.next_read(at(2_000)), Some(first));
+    assert!(!r.outcome().changed() && r.newly_owed().is_empty());
+    assert_eq!(t.next_read(&CFG, at(2_000)), Some(first));
     let r = t
         .observe_redirect(&id, Redirect::Success, at(3_000))
         .unwrap();
     assert_eq!(r.outcome(), Outcome::Redirected(Status::Completed));
     assert_eq!(r.outcome().as_str(), "redirected");
-    assert!(r.action_kinds().is_empty());
-    assert_read_at_once(&t, 3_000);
+    assert!(r.newly_owed().is_empty());
+    // At once, spaced like every hint's read from the last read: the creation, which Klarna's
+    // authenticated answer to the create call counts as.
+    assert_eq!(
+        t.next_read(&CFG, at(3_000)),
+        Some(NextRead {
+            at: at(10_000),
+            urgency: Urgency::Confirm
+        })
+    );
     let r = t
         .observe_redirect(&id, Redirect::Cancel, at(4_000))
         .unwrap();
     assert_eq!(r.outcome(), Outcome::Duplicate);
     // The read clears the urgency, whatever it shows: the next read is a blind one.
     let _ = t
-        .observe_read(&snap(Status::Waiting, 0), at(4_500))
+        .observe_read(&CFG, &snap(Status::Waiting, 0), at(4_500))
         .unwrap();
-    let next = t.next_read(at(4_500)).unwrap();
+    let next = t.next_read(&CFG, at(4_500)).unwrap();
     assert_eq!(next.urgency, Urgency::Blind);
     assert!(next.at > at(4_500 + 40 * MIN));
     // The read clears it; after a confirmed final, redirects are stale.
     let _ = t
-        .observe_read(&snap(Status::Cancelled, 2_500), at(5_000))
+        .observe_read(&CFG, &snap(Status::Cancelled, 2_500), at(5_000))
         .unwrap();
     let r = t
         .observe_redirect(&id, Redirect::Success, at(6_000))
         .unwrap();
     assert_eq!(r.outcome(), Outcome::Stale);
-    assert_eq!(t.next_read(at(6_000)), None);
+    assert_eq!(t.next_read(&CFG, at(6_000)), None);
     assert_eq!(
         Outcome::Redirected(Status::Completed).to_string(),
         "redirected as COMPLETED (unsigned: read to confirm)"
@@ -1381,20 +1443,20 @@ fn a_read_at_expiry_that_still_answers_is_not_asked_again_at_once() {
     // spent; the next read is a blind one, not the same instant again.
     let mut t = Tracker::default();
     let _ = t
-        .observe_read(&snap(Status::Back, 10), at(EXPIRES - 30 * MIN))
+        .observe_read(&CFG, &snap(Status::Back, 10), at(EXPIRES - 30 * MIN))
         .unwrap();
-    assert_eq!(t.next_read(at(EXPIRES - 30 * MIN)).unwrap().at, at(EXPIRES));
+    assert_eq!(t.next_read(&CFG, at(EXPIRES - 30 * MIN)).unwrap().at, at(EXPIRES));
     let _ = t
-        .observe_read(&snap(Status::Back, 10), at(EXPIRES))
+        .observe_read(&CFG, &snap(Status::Back, 10), at(EXPIRES))
         .unwrap();
-    assert!(t.next_read(at(EXPIRES)).unwrap().at > at(EXPIRES + 40 * MIN));
+    assert!(t.next_read(&CFG, at(EXPIRES)).unwrap().at > at(EXPIRES + 40 * MIN));
     // A read 100 ms before expiry: the expiry read still keeps 200 ms from it.
     let mut close = Tracker::default();
     let _ = close
-        .observe_read(&snap(Status::Back, 10), at(EXPIRES - 100))
+        .observe_read(&CFG, &snap(Status::Back, 10), at(EXPIRES - 100))
         .unwrap();
     assert_eq!(
-        close.next_read(at(EXPIRES - 100)).unwrap().at,
+        close.next_read(&CFG, at(EXPIRES - 100)).unwrap().at,
         at(EXPIRES + 100)
     );
 }
@@ -1404,8 +1466,8 @@ fn sessions_created_together_read_apart() {
     let due: std::collections::BTreeSet<_> = (0..8)
         .map(|i| {
             let id = hpp_session::SessionId::new(&format!("session-{i}")).unwrap();
-            let t = Tracker::created(id, at(0), TrackerConfig::DEFAULT);
-            t.next_read(at(0)).unwrap().at
+            let t = Tracker::created(id, at(0));
+            t.next_read(&CFG, at(0)).unwrap().at
         })
         .collect();
     assert!(due.len() >= 7, "{due:?}");
@@ -1421,58 +1483,58 @@ fn the_time_limit_asks_for_one_disable_and_then_reads_blind() {
         abandon_after: Some(Duration::from_secs(2 * 3_600)),
         ..TrackerConfig::DEFAULT
     };
-    let mut t = Tracker::for_session(hpp_session::SessionId::new("s-1").unwrap(), config);
+    let mut t = Tracker::for_session(hpp_session::SessionId::new("s-1").unwrap());
     let waiting = snap(Status::Waiting, 0);
-    let _ = t.observe_read(&waiting, at(1_000)).unwrap();
+    let _ = t.observe_read(&config, &waiting, at(1_000)).unwrap();
     // The deadline is a slot of its own: 2 h after the last change.
     let mut now = 1_000;
-    while t.next_read(at(now)).unwrap().at < at(2 * 60 * MIN) {
-        now = millis(t.next_read(at(now)).unwrap().at);
-        let r = t.observe_read(&waiting, at(now)).unwrap();
+    while t.next_read(&config, at(now)).unwrap().at < at(2 * 60 * MIN) {
+        now = millis(t.next_read(&config, at(now)).unwrap().at);
+        let r = t.observe_read(&config, &waiting, at(now)).unwrap();
         assert!(
-            r.action_kinds().is_empty(),
+            r.newly_owed().is_empty(),
             "asked before the deadline at {now}"
         );
     }
-    assert_eq!(t.next_read(at(now)).unwrap().at, at(2 * 60 * MIN));
+    assert_eq!(t.next_read(&config, at(now)).unwrap().at, at(2 * 60 * MIN));
     // A hint past the deadline asks for nothing: only a read finds a session abandoned.
     let r = t
-        .observe_callback(None, &snap(Status::InProgress, 100), at(2 * 60 * MIN))
+        .observe_callback(&config, None, &snap(Status::InProgress, 100), at(2 * 60 * MIN))
         .unwrap();
-    assert!(r.action_kinds().is_empty());
-    let r = t.observe_read(&waiting, at(2 * 60 * MIN)).unwrap();
-    assert_eq!(r.actions().collect::<Vec<_>>(), [Action::Disable]);
-    let next = t.next_read(at(2 * 60 * MIN)).unwrap();
+    assert!(r.newly_owed().is_empty());
+    let r = t.observe_read(&config, &waiting, at(2 * 60 * MIN)).unwrap();
+    assert_eq!(new_actions(&t, &r).collect::<Vec<_>>(), [Action::Disable]);
+    let next = t.next_read(&config, at(2 * 60 * MIN)).unwrap();
     assert_eq!(next.urgency, Urgency::Confirm);
     // The disable did not take (the `DELETE` failed): reads go on blind, nothing asked again.
     now = 2 * 60 * MIN + 10_000;
     for _ in 0..5 {
-        let r = t.observe_read(&waiting, at(now)).unwrap();
-        assert!(r.action_kinds().is_empty());
-        let next = t.next_read(at(now)).unwrap();
+        let r = t.observe_read(&config, &waiting, at(now)).unwrap();
+        assert!(r.newly_owed().is_empty());
+        let next = t.next_read(&config, at(now)).unwrap();
         assert_eq!(next.urgency, Urgency::Blind);
         now = millis(next.at);
     }
     // A session that ended is never disabled, however late a read of it comes.
-    let mut ended = Tracker::new(config);
+    let mut ended = Tracker::new();
     let _ = ended
-        .observe_read(&snap(Status::Cancelled, 0), at(1_000))
+        .observe_read(&config, &snap(Status::Cancelled, 0), at(1_000))
         .unwrap();
     let late = ended
-        .observe_read(&snap(Status::Cancelled, 0), at(3 * 60 * MIN))
+        .observe_read(&config, &snap(Status::Cancelled, 0), at(3 * 60 * MIN))
         .unwrap();
-    assert!(late.action_kinds().is_empty());
+    assert!(late.newly_owed().is_empty());
     assert!(!ended.asked().contains(ActionKind::Disable));
     // A session that shows life is not abandoned: a change at the deadline moves it.
-    let mut lively = Tracker::new(config);
-    let _ = lively.observe_read(&waiting, at(1_000)).unwrap();
+    let mut lively = Tracker::new();
+    let _ = lively.observe_read(&config, &waiting, at(1_000)).unwrap();
     let r = lively
-        .observe_read(
+        .observe_read(&config, 
             &snap(Status::InProgress, 2 * 60 * MIN - 1),
             at(2 * 60 * MIN),
         )
         .unwrap();
-    assert!(r.action_kinds().is_empty());
+    assert!(r.newly_owed().is_empty());
 }
 
 fn millis(t: Timestamp) -> u64 {
@@ -1482,7 +1544,7 @@ fn millis(t: Timestamp) -> u64 {
 /// A read is due at `ms` itself, before every other kind.
 fn assert_read_at_once(t: &Tracker, ms: u64) {
     assert_eq!(
-        t.next_read(at(ms)),
+        t.next_read(&CFG, at(ms)),
         Some(NextRead {
             at: at(ms),
             urgency: Urgency::Confirm

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use hpp_session::sim::DisableAnswer;
+use hpp_session::DisableAnswer;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -273,9 +273,8 @@ pub(crate) async fn disable_session(
             "NOT_ALLOWED",
             "The session is final and cannot be disabled",
         ),
-        Some(DisableAnswer::NotFound) | None => {
-            error(StatusCode::NOT_FOUND, "NOT_FOUND", "Session not found")
-        }
+        // 404, and any answer a later version of the model adds.
+        _ => error(StatusCode::NOT_FOUND, "NOT_FOUND", "Session not found"),
     }
 }
 

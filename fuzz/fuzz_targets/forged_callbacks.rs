@@ -7,7 +7,7 @@
 #![no_main]
 
 use hpp_session::{
-    Action, ActionKind, Completion, CompletionProblem, Redirect, SessionId, Snapshot, State,
+    Action, Completion, CompletionProblem, Redirect, Report, SessionId, Snapshot, State,
     Status, Timestamp, Tracker,
 };
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
@@ -49,14 +49,19 @@ fn snapshot(b: &Body) -> Snapshot {
     Snapshot::new(status, t(b.updated_at), b.expires_at.map(t), completion).unwrap()
 }
 
-/// The money and release decisions of one step, with their data (serialized: `Debug` hides
-/// the token, and a forged token must show as a different decision).
-fn decisions(actions: impl Iterator<Item = Action>) -> Vec<String> {
-    actions
-        .filter(|a| a.kind() != ActionKind::ReadSession)
-        .map(|a| serde_json::to_string(&a).expect("an action serializes"))
+/// The money and release decisions one step asked for, with their data (serialized: `Debug`
+/// hides the token, and a forged token must show as a different decision).
+fn decisions(tracker: &Tracker, report: &Report) -> Vec<String> {
+    report
+        .newly_owed()
+        .iter()
+        .filter_map(|k| tracker.action(k))
+        .map(|a: Action| serde_json::to_string(&a).expect("an action serializes"))
         .collect()
 }
+
+/// The merchant's policy, held next to the trackers.
+const CONFIG: TrackerConfig = TrackerConfig::DEFAULT;
 
 fn confirmed(state: State<'_>) -> State<'_> {
     State {
@@ -73,28 +78,24 @@ fuzz_target!(|inputs: Vec<Input>| {
         match input {
             Input::Read(body) => {
                 let s = snapshot(body);
-                let expected = decisions(
-                    reads_only
-                        .observe_read(&s, now)
-                        .expect("no session ids here")
-                        .actions(),
-                );
-                let actual = decisions(
-                    attacked
-                        .observe_read(&s, now)
-                        .expect("no session ids here")
-                        .actions(),
-                );
+                let r = reads_only
+                    .observe_read(&CONFIG, &s, now)
+                    .expect("no session ids here");
+                let expected = decisions(&reads_only, &r);
+                let r = attacked
+                    .observe_read(&CONFIG, &s, now)
+                    .expect("no session ids here");
+                let actual = decisions(&attacked, &r);
                 assert_eq!(actual, expected, "a forged callback changed a decision");
             }
             Input::NotFound(at) => {
                 let at = t(*at);
                 let expected = reads_only
                     .observe_not_found(at)
-                    .map(|r| decisions(r.actions()));
+                    .map(|r| decisions(&reads_only, &r));
                 let actual = attacked
                     .observe_not_found(at)
-                    .map(|r| decisions(r.actions()));
+                    .map(|r| decisions(&attacked, &r));
                 assert_eq!(
                     actual, expected,
                     "a forged callback changed what a 404 means"
@@ -108,7 +109,7 @@ fuzz_target!(|inputs: Vec<Input>| {
                     .observe_redirect(&id, redirect, now)
                     .expect("no session bound here");
                 assert!(
-                    report.action_kinds().is_empty(),
+                    report.newly_owed().is_empty(),
                     "a redirect asked for something"
                 );
                 assert_eq!(confirmed(attacked.state()), confirmed(before.state()));
@@ -118,9 +119,9 @@ fuzz_target!(|inputs: Vec<Input>| {
                 let s = snapshot(body);
                 let id = event_id.map(|e| format!("event-{e}"));
                 let before = attacked.clone();
-                match attacked.observe_callback(id.as_deref(), &s, now) {
+                match attacked.observe_callback(&CONFIG, id.as_deref(), &s, now) {
                     Ok(report) => {
-                        assert_eq!(decisions(report.actions()), Vec::<String>::new());
+                        assert_eq!(decisions(&attacked, &report), Vec::<String>::new());
                     }
                     Err(e) => {
                         let hpp_session::Refused::FutureHint(e) = e else {
@@ -130,12 +131,16 @@ fuzz_target!(|inputs: Vec<Input>| {
                         assert_eq!(attacked, before, "a refused callback changed the tracker");
                     }
                 }
-                assert_eq!(attacked.snapshot(), before.snapshot());
+                assert_eq!(confirmed(attacked.state()), confirmed(before.state()));
+                assert_eq!(attacked.owed(), before.owed());
             }
         }
         assert_eq!(confirmed(attacked.state()), confirmed(reads_only.state()));
         assert_eq!(attacked.is_confirmed(), reads_only.is_confirmed());
-        let due = |t: &Tracker| t.next_read(now).map(|r| r.at);
+        assert_eq!(attacked.owed(), reads_only.owed());
+        // Forged claims page no one: only confirmed evidence against confirmed evidence does.
+        assert_eq!(attacked.has_conflict(), reads_only.has_conflict());
+        let due = |t: &Tracker| t.next_read(&CONFIG, now).map(|r| r.at);
         let (a, r) = (due(&attacked), due(&reads_only));
         assert_eq!(
             a.is_none(),

@@ -5,7 +5,7 @@
 #![no_main]
 
 use hpp_session::wire::{CallbackBody, SessionBody};
-use hpp_session::{ActionSet, Timestamp, Tracker};
+use hpp_session::{ActionSet, Timestamp, Tracker, TrackerConfig};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -34,9 +34,9 @@ fuzz_target!(|data: &[u8]| {
         // Bodies name any session: the tracker binds to the first read that names one and
         // refuses the others, changing nothing.
         let observed = if i % 2 == 0 {
-            tracker.observe_callback(event_id.as_deref(), &snapshot, now)
+            tracker.observe_callback(&TrackerConfig::DEFAULT, event_id.as_deref(), &snapshot, now)
         } else {
-            tracker.observe_read(&snapshot, now)
+            tracker.observe_read(&TrackerConfig::DEFAULT, &snapshot, now)
         };
         let report = match observed {
             Ok(report) => report,
@@ -45,10 +45,11 @@ fuzz_target!(|data: &[u8]| {
                 continue;
             }
         };
-        let (outcome, new) = (report.outcome(), report.action_kinds());
-        let _ = report.actions().count();
+        let (outcome, new) = (report.outcome(), report.newly_owed());
         for kind in new.iter() {
             assert!(!asked.contains(kind), "{kind:?} asked twice");
+            // Owed, with its data, until reported done.
+            assert!(tracker.owed().contains(kind) && tracker.action(kind).is_some());
         }
         asked = asked.union(new);
         if !outcome.changed() {

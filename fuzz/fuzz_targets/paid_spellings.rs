@@ -111,11 +111,15 @@ fuzz_target!(|body: Body| {
     let mut tracker = Tracker::default();
     let t = |s: &str| s.parse::<Timestamp>().expect("a timestamp");
     let mut asked = tracker
-        .observe_read(&snapshot, t("2019-05-13T14:55:00Z"))
+        .observe_read(
+            &hpp_session::TrackerConfig::DEFAULT,
+            &snapshot,
+            t("2019-05-13T14:55:00Z"),
+        )
         .expect("no session id")
-        .action_kinds();
+        .newly_owed();
     if let Ok(r) = tracker.observe_not_found(t("2030-01-01T00:00:00Z")) {
-        asked = asked.union(r.action_kinds());
+        asked = asked.union(r.newly_owed());
     }
     assert!(!asked.contains(ActionKind::Release), "{text}: released");
     let money = [

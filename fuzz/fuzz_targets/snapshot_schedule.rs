@@ -8,7 +8,7 @@
 
 use hpp_session::{
     Action, ActionKind, ActionSet, Completion, CompletionProblem, Outcome, Snapshot, Status,
-    Timestamp, Tracker, callback_secret_matches,
+    Timestamp, Tracker, TrackerConfig, callback_secret_matches,
 };
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
@@ -62,7 +62,9 @@ fn run(verified: bool, items: &[&Item]) -> Tracker {
         let before = tracker.clone();
         let confirming = item.read || verified;
         let report = if item.read {
-            tracker.observe_read(&s, now).expect("no session ids here")
+            tracker
+                .observe_read(&TrackerConfig::DEFAULT, &s, now)
+                .expect("no session ids here")
         } else if verified {
             let checked = callback_secret_matches(b"secret", b"secret").unwrap();
             tracker
@@ -70,12 +72,16 @@ fn run(verified: bool, items: &[&Item]) -> Tracker {
                 .unwrap()
         } else {
             // Stamped in 2019, observed in 2020: never refused as coming from the future.
-            tracker.observe_callback(id, &s, now).unwrap()
+            tracker
+                .observe_callback(&TrackerConfig::DEFAULT, id, &s, now)
+                .unwrap()
         };
         let outcome = report.outcome();
-        let new = report.action_kinds();
-        let actions: Vec<Action> = report.actions().collect();
+        let new = report.newly_owed();
+        let actions: Vec<Action> = new.iter().filter_map(|k| tracker.action(k)).collect();
         assert_eq!(actions.len(), new.iter().count());
+        // What it asked for stays owed: nothing here reports it done.
+        assert_eq!(tracker.owed(), tracker.asked());
         assert!(new.without(ActionSet::EMPTY) == new);
         for kind in new.iter() {
             assert!(!asked.contains(kind), "{kind:?} asked twice");

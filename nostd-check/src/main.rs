@@ -28,13 +28,14 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
         return 8;
     };
     let mut tracker = Tracker::default();
-    match tracker.observe_read(&snapshot, t0) {
-        Ok(report) if report.actions().count() == 1 => {}
+    let config = hpp_session::TrackerConfig::DEFAULT;
+    match tracker.observe_read(&config, &snapshot, t0) {
+        Ok(report) if report.newly_owed().len() == 1 && tracker.actions().count() == 1 => {}
         _ => return 9,
     }
     // An unsigned callback is a claim: a read is asked for, no money.
     let mut hinted = Tracker::default();
-    match hinted.observe_callback(Some("e0"), &snapshot, t0) {
+    match hinted.observe_callback(&config, Some("e0"), &snapshot, t0) {
         Ok(r) if r.outcome() == hpp_session::Outcome::Claimed(Status::Completed) => {}
         _ => return 12,
     }

@@ -19,10 +19,10 @@ use std::fmt;
 use std::time::Duration;
 
 use hpp_session::sim::oracle::{Expected, expected};
-use hpp_session::sim::{DisableAnswer, ReadAnswer, Scenario, Simulator};
+use hpp_session::sim::{ReadAnswer, Scenario, Simulator};
 use hpp_session::{
-    AUTHORIZATION_VALIDITY, Action, ReleaseReason, SessionId, Status, Timestamp, Tracker,
-    TrackerConfig, Urgency,
+    ActionKind, ReleaseReason, SessionId, Status, Timestamp, Tracker, TrackerConfig, Urgency,
+    place_by,
 };
 use serde::Serialize;
 
@@ -195,6 +195,8 @@ struct Session {
     orders: u8,
     first_order_at: Option<Timestamp>,
     asked: Vec<Expected>,
+    /// The money calls queued for a window (they stay owed until answered).
+    queued: hpp_session::ActionSet,
 }
 
 /// A money call waiting for a window with room.
@@ -237,14 +239,47 @@ impl Fleet<'_> {
             return;
         };
         session.generation += 1;
-        match tracker.next_read(now) {
+        match tracker.next_read(&self.config.tracker, now) {
             Some(next) => {
                 self.timed
                     .push(Reverse((next.at, sid, session.generation, next.urgency)));
             }
-            None => {
+            None if tracker.owed().is_empty() => {
                 // Settled: the tracker is no longer needed.
                 session.tracker = None;
+            }
+            // No more reads, but a money call is owed: the tracker waits for its answer.
+            None => {}
+        }
+    }
+
+    /// Performs what the tracker of `sid` owes: the calls to the shop at once (they
+    /// spend no Klarna budget), the money calls (placing the order, disabling) queued for a
+    /// window with room. Each is reported done once it happened.
+    fn perform(&mut self, sid: u32) {
+        let session = &mut self.sessions[sid as usize];
+        let Some(tracker) = session.tracker.as_deref_mut() else {
+            return;
+        };
+        let Some(id) = tracker.session_id().cloned() else {
+            return;
+        };
+        for action in tracker.actions().collect::<Vec<_>>() {
+            match action.kind() {
+                ActionKind::PlaceOrder | ActionKind::Disable => {
+                    // Queued once: it stays owed until its answer comes.
+                    if !session.queued.contains(action.kind()) {
+                        session.queued = session.queued.with(action.kind());
+                        self.money.push_back(match action.kind() {
+                            ActionKind::PlaceOrder => MoneyCall::PlaceOrder(sid),
+                            _ => MoneyCall::Disable(sid),
+                        });
+                    }
+                }
+                _ => {
+                    session.asked.extend(Expected::of(&action));
+                    let _ = tracker.done(action.id(&id));
+                }
             }
         }
     }
@@ -253,8 +288,8 @@ impl Fleet<'_> {
         let s = self.simulator.scenario(u64::from(sid));
         let id = SessionId::new(s.history.session_id.as_str()).ok();
         let tracker = match id {
-            Some(id) => Tracker::created(id, s.history.created_at, self.config.tracker),
-            None => Tracker::new(self.config.tracker),
+            Some(id) => Tracker::created(id, s.history.created_at),
+            None => Tracker::new(),
         };
         for (i, d) in s.deliveries.iter().enumerate() {
             self.hints
@@ -273,6 +308,7 @@ impl Fleet<'_> {
             orders: 0,
             first_order_at: None,
             asked: Vec::new(),
+            queued: hpp_session::ActionSet::EMPTY,
         });
         self.schedule(sid, s.history.created_at);
     }
@@ -308,7 +344,8 @@ impl Fleet<'_> {
             }
             if let Ok(snapshot) = d.body.session_body().snapshot() {
                 // Hints never ask for money (only for a read).
-                let _ = tracker.observe_callback(Some(d.event_id.as_str()), &snapshot, at);
+                let config = &self.config.tracker;
+                let _ = tracker.observe_callback(config, Some(d.event_id.as_str()), &snapshot, at);
             }
         }
         self.schedule(sid, at);
@@ -324,38 +361,30 @@ impl Fleet<'_> {
             return;
         };
         session.reads += 1;
-        let actions: Vec<Action> = match &answer {
+        let config = &self.config.tracker;
+        let _ = tracker.start_read(config, at);
+        let unusable = hpp_session::ReadFailure::Unexpected;
+        match &answer {
             ReadAnswer::Session(body) => match body.session_body().snapshot() {
-                Ok(snapshot) => tracker
-                    .observe_read(&snapshot, at)
-                    .map(|r| r.actions().collect())
-                    .unwrap_or_default(),
-                Err(_) => Vec::new(),
+                Ok(snapshot) => {
+                    if tracker.observe_read(config, &snapshot, at).is_err() {
+                        tracker.observe_read_failure(unusable, at);
+                    }
+                }
+                Err(_) => tracker.observe_read_failure(unusable, at),
             },
             ReadAnswer::NotFound => {
-                if let Ok(r) = tracker.observe_not_found(at) {
-                    r.actions().collect()
-                } else {
+                if tracker.observe_not_found(at).is_err() {
                     // No confirmed expiry to judge the 404 by.
-                    let _ = tracker.observe_read_failure(hpp_session::ReadFailure::Unexpected, at);
-                    Vec::new()
+                    tracker.observe_read_failure(unusable, at);
                 }
             }
-            ReadAnswer::Failed(_) => Vec::new(),
-        };
+            ReadAnswer::Failed(failure) => tracker.observe_read_failure(*failure, at),
+        }
         if session.paid_confirmed_at.is_none() && tracker.status() == Some(Status::Completed) {
             session.paid_confirmed_at = Some(at);
         }
-        for action in &actions {
-            if let Some(e) = Expected::of(action) {
-                session.asked.push(e);
-            }
-            match action {
-                Action::PlaceOrder { .. } => self.money.push_back(MoneyCall::PlaceOrder(sid)),
-                Action::Disable => self.money.push_back(MoneyCall::Disable(sid)),
-                _ => {}
-            }
-        }
+        self.perform(sid);
         self.schedule(sid, at);
     }
 
@@ -429,33 +458,104 @@ impl Fleet<'_> {
             match call {
                 MoneyCall::PlaceOrder(sid) => {
                     let s = self.simulator.scenario(u64::from(sid));
-                    // Klarna's side: the token lives 60 minutes after the authorization.
+                    // Klarna's side: the token lives 60 minutes after the authorization; an
+                    // order at that instant or later is refused.
                     let alive = s.history.ending().is_some_and(|end| {
-                        end.status == Status::Completed
-                            && at <= end.at.saturating_add(AUTHORIZATION_VALIDITY)
+                        end.status == Status::Completed && at < place_by(end.at)
                     });
                     let session = &mut self.sessions[sid as usize];
                     if alive {
                         session.orders = session.orders.saturating_add(1);
                         session.first_order_at.get_or_insert(at);
                     }
+                    // Placed, or refused for good: done either way.
+                    if let Some(tracker) = session.tracker.as_deref_mut() {
+                        if let Some(action) = tracker.action(ActionKind::PlaceOrder) {
+                            session.asked.extend(Expected::of(&action));
+                        }
+                        if let Some(id) = tracker.session_id().cloned() {
+                            let _ = tracker.done(action_id(&id, ActionKind::PlaceOrder));
+                        }
+                    }
+                    self.schedule(sid, at);
                 }
                 MoneyCall::Disable(sid) => {
                     let disabled_at = self.sessions[sid as usize].disabled_at;
                     let mut s = scenario(self.simulator, sid, disabled_at);
-                    if s.disable(at) == DisableAnswer::Disabled {
-                        self.sessions[sid as usize].disabled_at = Some(at);
+                    let answer = s.disable(at);
+                    let session = &mut self.sessions[sid as usize];
+                    if answer == hpp_session::DisableAnswer::Disabled {
+                        session.disabled_at = Some(at);
                     }
+                    if let Some(tracker) = session.tracker.as_deref_mut() {
+                        tracker.observe_disable_answer(answer, at);
+                    }
+                    // A 204 asks for the release; a 400 for a read at once.
+                    self.perform(sid);
+                    self.schedule(sid, at);
                 }
             }
         }
     }
 }
 
+/// A fleet that cannot end: with no read in any window, due reads wait forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoReadBudget {
+    /// The limit a second.
+    pub limit: u32,
+    /// The share of it for reads, in per mille.
+    pub read_share_permille: u32,
+}
+
+impl fmt::Display for NoReadBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a read share of {}.{:03} of a limit of {} a second leaves no read a second: \
+             due reads would wait forever (raise --limit or --read-share)",
+            self.read_share_permille / 1000,
+            self.read_share_permille % 1000,
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for NoReadBudget {}
+
+impl FleetConfig {
+    /// The reads a window may make: the read share of the limit, rounded down.
+    #[must_use]
+    pub fn read_budget(&self) -> u32 {
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a share in 0..=1 of a u32 limit"
+        )]
+        let budget = (f64::from(self.limit) * self.read_share).floor() as u32;
+        budget
+    }
+}
+
 /// Runs the fleet: `config.sessions` sessions from `simulator` (which sets when they arrive;
 /// its reads must not fail on their own: the limiter here answers 429).
-#[must_use]
-pub fn run(simulator: &Simulator, config: FleetConfig) -> FleetReport {
+///
+/// # Errors
+/// [`NoReadBudget`] when the read budget rounds to 0 a second: such a fleet could never end.
+pub fn run(simulator: &Simulator, config: FleetConfig) -> Result<FleetReport, NoReadBudget> {
+    let read_budget = config.read_budget();
+    if read_budget == 0 {
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a share in 0..=1, in per mille"
+        )]
+        let read_share_permille = (config.read_share * 1000.0).round() as u32;
+        return Err(NoReadBudget {
+            limit: config.limit,
+            read_share_permille,
+        });
+    }
     let gap = simulator.config().arrival_gap;
     let start = simulator.config().start;
     let sessions = u32::try_from(config.sessions).unwrap_or(u32::MAX);
@@ -476,12 +576,6 @@ pub fn run(simulator: &Simulator, config: FleetConfig) -> FleetReport {
         window_requests: 0,
         max_wait: Duration::ZERO,
     };
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "a share in 0..=1 of a u32 limit"
-    )]
-    let read_budget = (f64::from(config.limit) * config.read_share).floor() as u32;
     let second = Duration::from_secs(1);
     let mut window = start;
     let mut created = 0u32;
@@ -526,7 +620,12 @@ pub fn run(simulator: &Simulator, config: FleetConfig) -> FleetReport {
     }
     fleet.report.max_read_wait_secs = fleet.max_wait.as_secs_f64();
     judge(&mut fleet);
-    fleet.report
+    Ok(fleet.report)
+}
+
+/// The id of session `id`'s action of `kind`.
+const fn action_id(id: &SessionId, kind: ActionKind) -> hpp_session::ActionId<'_> {
+    hpp_session::ActionId::new(id, kind)
 }
 
 /// One nanosecond before `t`.
@@ -704,7 +803,8 @@ mod tests {
             })
             .unwrap();
         let paid_at = paid_at.unwrap();
-        let late = paid_at.saturating_add(AUTHORIZATION_VALIDITY + Duration::from_secs(1));
+        // At the token's 60 minutes exactly: dead (Klarna refuses it, and so does the fleet).
+        let late = paid_at.saturating_add(hpp_session::AUTHORIZATION_VALIDITY);
         fleet.money.push_back(MoneyCall::PlaceOrder(sid));
         fleet.money_calls(late);
         assert_eq!(

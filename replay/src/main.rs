@@ -122,6 +122,10 @@ struct SimulateArgs {
     /// The longest network delay of a call, in seconds (calls overtake each other).
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     max_delay: u64,
+    /// The probability that a callback call arrives late, 1 minute to 2 hours after it was made
+    /// (after the callbacks of later changes).
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    late: f64,
     /// The probability that an adversary posts 1–3 forged callbacks to a session.
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     forged: f64,
@@ -154,7 +158,7 @@ struct SimulateArgs {
     rate: Option<f64>,
     /// Fleet mode: Klarna's per-merchant limit on reads, order placement and disables a second
     /// (200 live, 50 in the playground).
-    #[arg(long, default_value_t = 200, value_name = "PER_SECOND")]
+    #[arg(long, default_value_t = 200, value_name = "PER_SECOND", value_parser = clap::value_parser!(u32).range(1..))]
     limit: u32,
     /// Fleet mode: the share of the limit the integrator spends on reads (the rest is kept for
     /// placing orders and disabling sessions).
@@ -253,6 +257,7 @@ fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<ExitCode, Error
         slow_ack: permille(args.slow_ack),
         event_loss: permille(args.event_loss),
         max_delay: Duration::from_secs(args.max_delay),
+        late: permille(args.late),
         forged: permille(args.forged),
         read_failure: permille(args.read_failure),
         redirect: permille(args.redirect),
@@ -304,7 +309,12 @@ fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<ExitCode, Error
                 money_first: true,
                 tracker,
             },
-        );
+        )
+        .unwrap_or_else(|e| {
+            Cli::command()
+                .error(clap::error::ErrorKind::ValueValidation, e.to_string())
+                .exit()
+        });
         let written = if args.json {
             serde_json::to_writer_pretty(&mut *out, &report)
                 .map_err(io::Error::other)

@@ -123,7 +123,6 @@ fn describe(action: &Action) -> String {
             format!("REVIEW: paid, but the data cannot be acted on ({problem})")
         }
         Action::Release { reason } => format!("RELEASE CART ({reason})"),
-        Action::ReadSession => "READ SESSION now (confirm the callback)".to_owned(),
         other => other.to_string().to_uppercase(),
     }
 }

@@ -7,9 +7,9 @@ use hpp_session::wire::{CallbackBody, CallbackStatus, SessionBody, SessionStatus
 use crate::log_line::LogLine;
 use crate::sessions::{Sessions, View};
 use hpp_session::{
-    Action, ActionKind, ActionSet, Completion, CompletionProblem, Outcome, Report, SecretMatched,
-    SessionId, Settled, Snapshot, SnapshotError, Status, Timestamp, Tracker, TrackerConfig,
-    callback_secret_matches,
+    Action, ActionId, ActionKind, ActionSet, Completion, CompletionProblem, Outcome, Report,
+    SecretMatched, SessionId, Settled, Snapshot, SnapshotError, Status, Timestamp, Tracker,
+    TrackerConfig, callback_secret_matches,
 };
 
 /// What one observation did, owned (the session may settle right after it).
@@ -26,17 +26,21 @@ pub struct Observed {
 }
 
 impl Observed {
-    fn of(report: &Report<'_>, now: Timestamp) -> Self {
-        let kinds = report.action_kinds();
+    /// What `report` did on `tracker`. The replay is the log of an executor: the actions it
+    /// reports are done once reported, so that a session settles.
+    fn of(report: Report, tracker: &mut Tracker, config: &TrackerConfig, now: Timestamp) -> Self {
+        let kinds = report.newly_owed();
+        let actions = if kinds.is_empty() {
+            Vec::new()
+        } else {
+            kinds.iter().filter_map(|k| tracker.action(k)).collect()
+        };
+        report_done(tracker, kinds);
         Self {
             outcome: report.outcome(),
             kinds,
-            actions: if kinds.is_empty() {
-                Vec::new()
-            } else {
-                report.actions().collect()
-            },
-            next_read: report.next_read(now).map(|r| r.at),
+            actions,
+            next_read: tracker.next_read(config, now).map(|r| r.at),
         }
     }
 
@@ -140,6 +144,12 @@ impl Replayer {
             actions: [0; ActionKind::ALL.len()],
             latest: None,
         }
+    }
+
+    /// The trackers' configuration and how callbacks are taken.
+    #[must_use]
+    pub const fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The trackers of the open sessions (and of those that settled but were revived), by
@@ -252,40 +262,26 @@ fn observe<'a>(
             }
             // Confirmed evidence that outranks the settled change: its tracker comes back.
             Ok(None) => {
-                sessions.revive(id, config.tracker);
+                sessions.revive(id);
             }
         }
     } else if sessions.live_mut(id).is_none() {
         // A line that names a new session is tried on a tracker of its own first: one it
         // rejects (a 404 with no known expiry, a callback stamped in the future) leaves no
         // session.
-        let mut fresh = Tracker::new(config.tracker);
+        let mut fresh = Tracker::new();
         // Only whether it is refused counts: this tracker is thrown away.
-        let _ = observe_on(
-            &mut fresh,
-            config.callbacks,
-            &line.what,
-            event_id,
-            snapshot,
-            now,
-        )?;
-        sessions.insert(id, config.tracker);
+        let _ = observe_on(&mut fresh, config, &line.what, event_id, snapshot, now)?;
+        sessions.insert(id);
     }
     let Some(tracker) = sessions.live_mut(id) else {
         return Err("internal error: the session's tracker is gone".to_owned());
     };
     record.status = shown_status(View::Live(tracker));
     record.claim = tracker.claim().map(|c| c.status().as_str());
-    let report = observe_on(
-        tracker,
-        config.callbacks,
-        &line.what,
-        event_id,
-        snapshot,
-        now,
-    )?;
-    let observed = Observed::of(&report, now);
-    let state = report.state();
+    let report = observe_on(tracker, config, &line.what, event_id, snapshot, now)?;
+    let observed = Observed::of(report, tracker, &config.tracker, now);
+    let state = tracker.state();
     record.status = shown(state.status, state.expired);
     record.claim = state.claim.map(|c| c.status().as_str());
     // A session that settled keeps only its stand-in from now on.
@@ -321,28 +317,40 @@ fn on_settled<S>(
 
 /// Observes what a line says on `tracker`; `Err` (and nothing changed) when the tracker
 /// refuses it.
-fn observe_on<'t, S>(
-    tracker: &'t mut Tracker,
-    callbacks: Callbacks,
+fn observe_on<S>(
+    tracker: &mut Tracker,
+    config: Config,
     what: &What<S>,
     event_id: Option<&str>,
     snapshot: Option<&Snapshot>,
     now: Timestamp,
-) -> Result<Report<'t>, String> {
-    match (what, snapshot, callbacks) {
+) -> Result<Report, String> {
+    match (what, snapshot, config.callbacks) {
         (What::Callback { .. }, Some(snapshot), Callbacks::Hints) => tracker
-            .observe_callback(event_id, snapshot, now)
+            .observe_callback(&config.tracker, event_id, snapshot, now)
             .map_err(|e| e.to_string()),
         (What::Callback { .. }, Some(snapshot), Callbacks::Verified) => tracker
             .observe_verified_callback(checked_when_logged(), event_id, snapshot, now)
             .map_err(|e| e.to_string()),
         (What::Read(_), Some(snapshot), _) => tracker
-            .observe_read(snapshot, now)
+            .observe_read(&config.tracker, snapshot, now)
             .map_err(|e| e.to_string()),
         (What::NotFound, ..) => tracker.observe_not_found(now).map_err(|e| e.to_string()),
         (What::Callback { .. } | What::Read(_), None, _) => {
             Err("the line's snapshot is missing".to_owned())
         }
+    }
+}
+
+/// Reports `kinds` done on `tracker`: the replay reported them.
+fn report_done(tracker: &mut Tracker, kinds: ActionSet) {
+    // A tracker not bound to a session takes any id (its lines' bodies name none).
+    let Some(id) = tracker.session_id().cloned().or_else(|| SessionId::new("-").ok()) else {
+        return;
+    };
+    for kind in kinds.iter() {
+        // Cannot be refused: the tracker just asked for it, for its own session.
+        let _ = tracker.done(ActionId::new(&id, kind));
     }
 }
 

@@ -75,9 +75,9 @@ impl View<'_> {
         }
     }
 
-    pub(crate) fn next_read(self, now: Timestamp) -> Option<Timestamp> {
+    pub(crate) fn next_read(self, config: &TrackerConfig, now: Timestamp) -> Option<Timestamp> {
         match self {
-            View::Live(t) => t.next_read(now).map(|r| r.at),
+            View::Live(t) => t.next_read(config, now).map(|r| r.at),
             View::Settled(_) => None,
         }
     }
@@ -128,16 +128,16 @@ impl Sessions {
     }
 
     /// The tracker of a new session `id`, bound to it (the replay routes lines by it).
-    pub(crate) fn insert(&mut self, id: &str, config: TrackerConfig) -> &mut Tracker {
+    pub(crate) fn insert(&mut self, id: &str) -> &mut Tracker {
         let tracker = match SessionId::new(id) {
-            Ok(session) => Tracker::for_session(session, config),
-            Err(_) => Tracker::new(config),
+            Ok(session) => Tracker::for_session(session),
+            Err(_) => Tracker::new(),
         };
         self.live.entry(id.into()).or_insert(Box::new(tracker))
     }
 
     /// Makes the settled session `id` a live tracker again ([`Settled::revive`]).
-    pub(crate) fn revive(&mut self, id: &str, config: TrackerConfig) -> Option<&mut Tracker> {
+    pub(crate) fn revive(&mut self, id: &str) -> Option<&mut Tracker> {
         let key = self.key(id);
         let i = self.settled_at(key)?;
         let (_, settled) = self.settled.swap_remove(i);
@@ -156,7 +156,7 @@ impl Sessions {
             }
         }
         self.conflicted.remove(&key);
-        let tracker = settled.revive(config, SessionId::new(id).ok());
+        let tracker = settled.revive(SessionId::new(id).ok());
         Some(self.live.entry(id.into()).or_insert(Box::new(tracker)))
     }
 

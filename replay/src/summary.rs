@@ -85,7 +85,10 @@ impl<'r> Summary<'r> {
             {
                 conflicts.push(id);
             }
-            let next = replayer.latest.and_then(|now| session.next_read(now));
+            let config = &replayer.config().tracker;
+            let next = replayer
+                .latest
+                .and_then(|now| session.next_read(config, now));
             if let (Some(next_read), Some(id)) = (next, id) {
                 open.push(Open {
                     session_id: id,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use hpp_replay::fleet::{Ending, FleetConfig, FleetReport, run};
+use hpp_replay::fleet::{Ending, FleetConfig, FleetReport, NoReadBudget};
 use hpp_session::sim::{SimConfig, Simulator};
 use hpp_session::{ReadPolicy, TrackerConfig};
 
@@ -32,6 +32,10 @@ const PLAYGROUND: Fleet = Fleet {
 
 impl Fleet {
     fn run(self) -> FleetReport {
+        self.try_run().unwrap()
+    }
+
+    fn try_run(self) -> Result<FleetReport, NoReadBudget> {
         let config = SimConfig {
             arrival_gap: Duration::from_secs_f64(1.0 / self.rate),
             read_failure: 0,
@@ -40,7 +44,7 @@ impl Fleet {
         let reads = ReadPolicy::DEFAULT
             .with_poll_lag(Duration::from_secs(60))
             .unwrap();
-        run(
+        hpp_replay::fleet::run(
             &Simulator::new(config, 3),
             FleetConfig {
                 sessions: self.sessions,
@@ -157,4 +161,32 @@ fn too_small_a_budget_breaks_the_guarantee_visibly() {
     assert!(!r.kept_the_guarantee(), "{r}");
     assert_eq!(r.rate_limited_money, 0, "{r}");
     assert!(r.max_read_wait_secs > 60.0, "{r}");
+}
+
+/// The hang: a read budget that rounds to 0 a second (`--limit 1` with the default
+/// 80 % for reads) looped forever on a full core. It is refused, and says why.
+#[test]
+fn a_budget_without_reads_is_refused_not_looped_on() {
+    for (limit, read_share) in [(1, 0.8), (50, 0.0), (3, 0.3)] {
+        let e = Fleet {
+            sessions: 5,
+            limit,
+            read_share,
+            ..PLAYGROUND
+        }
+        .try_run()
+        .unwrap_err();
+        assert_eq!(e.limit, limit);
+        assert!(e.to_string().contains("leaves no read a second"), "{e}");
+    }
+    assert!(
+        Fleet {
+            sessions: 5,
+            limit: 2,
+            read_share: 0.5,
+            ..PLAYGROUND
+        }
+        .try_run()
+        .is_ok()
+    );
 }

@@ -1,14 +1,17 @@
-//! The closed loop: an integrator with one [`Tracker`] receives a scenario's callbacks and reads
-//! the session whenever the tracker says, on a test clock.
+//! The closed loop: an integrator with one [`Tracker`] receives a scenario's callbacks and
+//! redirects, reads the session whenever the tracker says, and performs what the tracker owes,
+//! reporting each done, on a test clock.
 
 use core::time::Duration;
 
 use super::Scenario;
-use super::klarna::{Delivery, DisableAnswer, ReadAnswer, ReadFailure as SimFailure, Visit};
+use super::klarna::{Delivery, ReadAnswer, Visit};
 use super::oracle::Expected;
-use crate::action::ActionKind;
+use crate::action::{Action, DisableAnswer};
+use crate::id::SessionId;
 use crate::schedule::ReadFailure;
 use crate::secret::callback_secret_matches;
+use crate::snapshot::Snapshot;
 use crate::timestamp::Timestamp;
 use crate::tracker::{Report, Tracker, TrackerConfig};
 
@@ -84,10 +87,10 @@ pub enum Step<'s> {
 /// What a closed-loop run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Run {
-    /// The merchant actions the tracker asked for, in order.
+    /// The merchant actions performed, in order (each reported done once performed).
     pub actions: heapless::Vec<Expected, MAX_RUN_ACTIONS>,
-    /// Whether the tracker needed no more reads at the end (a confirmed final status, or
-    /// expiry) within [`SETTLE_WITHIN`] after expiry.
+    /// Whether the tracker needed no more reads and owed nothing at the end (a confirmed final
+    /// status, or expiry) within [`SETTLE_WITHIN`] after expiry.
     pub settled: bool,
     /// Reads made (failed ones too).
     pub reads: u32,
@@ -104,31 +107,18 @@ pub struct Run {
     pub conflict: bool,
 }
 
-impl Run {
-    /// Records the report's merchant actions; says whether it asks for a disable.
-    fn record(&mut self, report: &Report<'_>) -> bool {
-        for action in report.actions() {
-            if let Some(expected) = Expected::of(&action) {
-                // Past the bound is far past a failure already.
-                let _ = self.actions.push(expected);
-            }
-        }
-        report.action_kinds().contains(ActionKind::Disable)
-    }
-}
-
 /// The integrator takes callback `d` (its snapshot `s`) as `callbacks` says; `Err` when it is
 /// refused (a secret that does not match, or the tracker's refusal).
-fn take_callback<'t>(
-    tracker: &'t mut Tracker,
-    callbacks: Callbacks,
+fn take_callback(
+    tracker: &mut Tracker,
+    integrator: &Integrator,
     d: &Delivery,
-    s: &crate::snapshot::Snapshot,
+    s: &Snapshot,
     now: Timestamp,
-) -> Result<Report<'t>, ()> {
+) -> Result<Report, ()> {
     let event_id = Some(d.event_id.as_str());
-    let observed = match callbacks {
-        Callbacks::Hints => tracker.observe_callback(event_id, s, now),
+    let observed = match integrator.callbacks {
+        Callbacks::Hints => tracker.observe_callback(&integrator.tracker, event_id, s, now),
         Callbacks::Verified { leaked } => {
             let presented = if d.forged && !leaked {
                 GUESSED_SECRET
@@ -153,29 +143,32 @@ enum Next {
 /// callback secrets), handing each step to `on_step` before the tracker observes it.
 ///
 /// The integrator creates the session at its creation time ([`Tracker::created`]), observes
-/// each callback and redirect
-/// as it arrives, and reads whenever [`Tracker::next_read`] says a read is due, the way a
-/// poller that sleeps until the next read does: no spacing of its own, no back-off of its own
-/// (a failed read goes to [`Tracker::observe_read_failure`]). When the tracker asks for
-/// [`crate::Action::Disable`], the merchant disables the session at once. The loop ends when no
-/// callback or redirect is left and no read is needed, or [`SETTLE_WITHIN`] after expiry.
+/// each callback and redirect as it arrives, and reads whenever [`Tracker::next_read`] says a
+/// read is due ([`Tracker::start_read`]), the way a poller that sleeps until the next read
+/// does: no spacing of its own, no back-off of its own (a failed read goes to
+/// [`Tracker::observe_read_failure`]). After each step it performs what the tracker owes and
+/// reports each done: a disable at once, with Klarna's answer
+/// ([`Tracker::observe_disable_answer`]). The loop ends when no callback or redirect is left,
+/// no read is needed and nothing is owed, or [`SETTLE_WITHIN`] after expiry.
 pub fn drive(
     scenario: &mut Scenario,
     integrator: impl Into<Integrator>,
     mut on_step: impl FnMut(Step<'_>),
 ) -> (Tracker, Run) {
     let integrator = integrator.into();
+    let config = integrator.tracker;
     let created = scenario.history.created_at;
-    let mut tracker = match crate::id::SessionId::new(scenario.history.session_id.as_str()) {
-        Ok(id) => Tracker::created(id, created, integrator.tracker),
-        Err(_) => Tracker::new(integrator.tracker),
+    let session = SessionId::new(scenario.history.session_id.as_str()).ok();
+    let mut tracker = match &session {
+        Some(id) => Tracker::created(id.clone(), created),
+        None => Tracker::new(),
     };
     let mut run = Run::default();
     let deadline = scenario.history.expires_at.saturating_add(SETTLE_WITHIN);
     let mut now = scenario.history.created_at;
     let (mut next_delivery, mut next_visit) = (0, 0);
     loop {
-        let read_at = tracker.next_read(now).map(|r| r.at.max(now));
+        let read_at = tracker.next_read(&config, now).map(|r| r.at.max(now));
         let delivery = scenario.deliveries.get(next_delivery).map(|d| d.at);
         let visit = scenario.visits.get(next_visit).map(|v| v.at);
         // Ties: a callback first, then a redirect, then the read (a read at the same instant
@@ -189,15 +182,15 @@ pub fn drive(
         .filter_map(|(at, next)| at.map(|at| (at, next)))
         .min_by_key(|&(at, ref next)| (at, next_rank(next)));
         let Some((step_at, next)) = next else {
-            run.settled = true;
+            run.settled = tracker.owed().is_empty();
             break;
         };
         if step_at > deadline {
-            run.settled = read_at.is_none();
+            run.settled = read_at.is_none() && tracker.owed().is_empty();
             break;
         }
         now = step_at;
-        let disable = match next {
+        match next {
             Next::Callback => {
                 let Some(d) = scenario.deliveries.get(next_delivery) else {
                     break;
@@ -210,12 +203,8 @@ pub fn drive(
                     .session_body()
                     .snapshot()
                     .map_err(|_| ())
-                    .and_then(|s| {
-                        take_callback(&mut tracker, integrator.callbacks, d, &s, now)
-                            .map(|r| run.record(&r))
-                    });
+                    .and_then(|s| take_callback(&mut tracker, &integrator, d, &s, now));
                 run.refused += u32::from(observed.is_err());
-                observed.unwrap_or(false)
             }
             Next::Visit => {
                 let Some(v) = scenario.visits.get(next_visit) else {
@@ -224,22 +213,16 @@ pub fn drive(
                 next_visit += 1;
                 run.redirects += 1;
                 on_step(Step::Redirect(v));
-                let id = crate::id::SessionId::new(scenario.history.session_id.as_str());
-                let observed = id.map_err(|_| ()).and_then(|id| {
-                    tracker
-                        .observe_redirect(&id, v.redirect, now)
-                        .map(|r| run.record(&r))
-                        .map_err(|_| ())
-                });
+                let observed = session
+                    .as_ref()
+                    .ok_or(())
+                    .and_then(|id| tracker.observe_redirect(id, v.redirect, now).map_err(|_| ()));
                 run.refused += u32::from(observed.is_err());
-                observed.unwrap_or(false)
             }
-            Next::Read => read(scenario, &mut tracker, &mut run, now, &mut on_step),
-        };
-        if disable {
-            run.disables += 1;
-            let answer = scenario.disable(now);
-            on_step(Step::Disable { at: now, answer });
+            Next::Read => read(scenario, &config, &mut tracker, &mut run, now, &mut on_step),
+        }
+        if let Some(id) = &session {
+            perform(scenario, &mut tracker, id, &mut run, now, &mut on_step);
         }
     }
     run.conflict = tracker.has_conflict();
@@ -254,14 +237,47 @@ fn next_rank(next: &Next) -> u8 {
     }
 }
 
-/// One read at `now`; says whether it asks for a disable.
+/// Performs what the tracker owes at `now`, and reports each done: the merchant's actions are
+/// recorded in the run; a disable is made at Klarna and its answer observed.
+fn perform(
+    scenario: &mut Scenario,
+    tracker: &mut Tracker,
+    id: &SessionId,
+    run: &mut Run,
+    now: Timestamp,
+    on_step: &mut impl FnMut(Step<'_>),
+) {
+    // Until nothing is owed: a disable's answer may ask for a release.
+    while let Some(action) = tracker.next_action() {
+        if action == Action::Disable {
+            run.disables += 1;
+            let answer = scenario.disable(now);
+            on_step(Step::Disable { at: now, answer });
+            let _ = tracker.observe_disable_answer(answer, now);
+            continue;
+        }
+        if let Some(expected) = Expected::of(&action) {
+            // Past the bound is far past a failure already.
+            let _ = run.actions.push(expected);
+        }
+        // Cannot be refused: the tracker asked for it, for this session.
+        let _ = tracker.done(action.id(id));
+    }
+}
+
+/// One read at `now`.
 fn read(
     scenario: &mut Scenario,
+    config: &TrackerConfig,
     tracker: &mut Tracker,
     run: &mut Run,
     now: Timestamp,
     on_step: &mut impl FnMut(Step<'_>),
-) -> bool {
+) {
+    if tracker.start_read(config, now).is_none() {
+        // Not due: the loop only comes here when it is.
+        return;
+    }
     run.reads += 1;
     let answer = scenario.read(now);
     on_step(Step::Read {
@@ -276,31 +292,22 @@ fn read(
                 .session_body()
                 .snapshot()
                 .map_err(|_| ())
-                .and_then(|s| {
-                    tracker
-                        .observe_read(&s, now)
-                        .map(|r| run.record(&r))
-                        .map_err(|_| ())
-                });
-            if let Ok(disable) = observed {
-                return disable;
+                .and_then(|s| tracker.observe_read(config, &s, now).map_err(|_| ()));
+            if observed.is_ok() {
+                return;
             }
             run.refused += 1;
             ReadFailure::Unexpected
         }
         ReadAnswer::NotFound => {
-            if let Ok(report) = tracker.observe_not_found(now) {
-                return run.record(&report);
+            if tracker.observe_not_found(now).is_ok() {
+                return;
             }
             // No confirmed `expires_at` to judge the 404 by.
             run.refused += 1;
             ReadFailure::Unexpected
         }
-        ReadAnswer::Failed(SimFailure::RateLimited) => ReadFailure::RateLimited {
-            reset: Some(Duration::from_secs(1)),
-        },
-        ReadAnswer::Failed(SimFailure::ServerError) => ReadFailure::ServerError,
+        ReadAnswer::Failed(failure) => *failure,
     };
-    let _ = tracker.observe_read_failure(failure, now);
-    false
+    tracker.observe_read_failure(failure, now);
 }

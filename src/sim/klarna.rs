@@ -7,6 +7,7 @@ use super::history::{Change, CompletionFields, History};
 use super::rng::Rng;
 use super::{SimConfig, Text};
 use crate::redirect::Redirect;
+use crate::schedule::ReadFailure;
 use crate::status::Status;
 use crate::timestamp::Timestamp;
 use crate::wire::SessionBody;
@@ -27,6 +28,11 @@ pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How many times Klarna calls for one event (one call and three retries).
 pub const CALLS_PER_EVENT: usize = 4;
+
+/// How late a late call ([`SimConfig::late`]) arrives, in milliseconds: 1 minute to 2 hours
+/// after it was made (held in a queue, a proxy, a retrying load balancer), so after the
+/// callbacks of later changes.
+pub const LATE: (u64, u64) = (60_000, 2 * 3_600_000);
 
 /// Room for `Timestamp`'s text.
 pub type Stamp = heapless::String<{ Timestamp::MAX_TEXT_LEN }>;
@@ -120,26 +126,6 @@ pub struct Visit {
     pub forged: bool,
 }
 
-/// Klarna's answer to the merchant's `DELETE` (disable) of the session.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DisableAnswer {
-    /// 204: the session is `DISABLED` from now on.
-    Disabled,
-    /// 400: the session is already final (the consumer paid, or cancelled, meanwhile).
-    AlreadyFinal,
-    /// 404: the session expired.
-    NotFound,
-}
-
-/// Why a read failed; the integrator reads again a little later.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ReadFailure {
-    /// 429: over the rate limit.
-    RateLimited,
-    /// A 5xx, or a timeout.
-    ServerError,
-}
-
 /// What a read answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[allow(
@@ -151,7 +137,8 @@ pub enum ReadAnswer {
     Session(Body),
     /// 404: the session expired.
     NotFound,
-    /// The read failed and says nothing about the session.
+    /// The read failed and says nothing about the session: a 429 (with Klarna's
+    /// `X-Ratelimit-Reset` of one second) or a 5xx.
     Failed(ReadFailure),
 }
 
@@ -179,7 +166,11 @@ pub(super) fn deliveries(
             let reached = !rng.chance(config.call_loss);
             let acknowledged = reached && !rng.chance(config.slow_ack);
             if reached {
-                let delay = rng.range(0, millis(config.max_delay) + 1);
+                let mut delay = rng.range(0, millis(config.max_delay) + 1);
+                // Drawn only when asked for, so that the other streams stay as they were.
+                if config.late > 0 && rng.chance(config.late) {
+                    delay += rng.range(LATE.0, LATE.1);
+                }
                 let delivery = Delivery {
                     at: after(call, delay),
                     event_id: event_id.clone(),

@@ -43,9 +43,7 @@ pub mod rng;
 use core::time::Duration;
 
 pub use history::{History, MAX_CHANGES};
-pub use klarna::{
-    Body, Delivery, DisableAnswer, MAX_DELIVERIES, MAX_VISITS, ReadAnswer, ReadFailure, Visit,
-};
+pub use klarna::{Body, Delivery, LATE, MAX_DELIVERIES, MAX_VISITS, ReadAnswer, Visit};
 
 use crate::timestamp::Timestamp;
 use rng::Rng;
@@ -70,6 +68,10 @@ pub struct SimConfig {
     pub event_loss: u16,
     /// The longest network and queueing delay of a call: calls overtake each other.
     pub max_delay: Duration,
+    /// A call that arrives late, 1 minute to 2 hours after it was made ([`LATE`]): evidence of
+    /// an earlier change after evidence of a later one. 0 (the default) draws nothing, so the
+    /// scenarios of a seed stay as they were.
+    pub late: u16,
     /// Sessions an adversary posts one to three forged callbacks to.
     pub forged: u16,
     /// Reads answered 429 or 5xx.
@@ -94,6 +96,7 @@ impl SimConfig {
         slow_ack: 100,
         event_loss: 20,
         max_delay: Duration::from_secs(10),
+        late: 0,
         forged: 0,
         read_failure: 0,
         redirect: 500,
@@ -172,7 +175,8 @@ impl Scenario {
     /// The merchant disables the session at `at` (`DELETE`): 404 from `expires_at`, 400 when it
     /// is final already, else 204, and then the consumer's later changes never happen (their
     /// callbacks and redirects are not sent) and the session is `DISABLED`.
-    pub fn disable(&mut self, at: Timestamp) -> DisableAnswer {
+    pub fn disable(&mut self, at: Timestamp) -> crate::DisableAnswer {
+        use crate::DisableAnswer;
         if at >= self.history.expires_at {
             return DisableAnswer::NotFound;
         }
@@ -202,9 +206,11 @@ impl Scenario {
         }
         if self.rng.chance(self.read_failure) {
             let failure = if self.rng.chance(500) {
-                ReadFailure::RateLimited
+                crate::ReadFailure::RateLimited {
+                    reset: Some(Duration::from_secs(1)),
+                }
             } else {
-                ReadFailure::ServerError
+                crate::ReadFailure::ServerError
             };
             return ReadAnswer::Failed(failure);
         }

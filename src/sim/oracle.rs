@@ -11,7 +11,7 @@ use crate::status::Status;
 use crate::timestamp::Timestamp;
 
 /// A merchant action with its data, owned: what the oracle expects and what a run saw.
-/// (Reads are not merchant actions: [`Action::ReadSession`] has no counterpart.)
+/// (The disable is the integrator's own means, not an outcome: it has no counterpart.)
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Expected {
     /// Place the order with this token before `place_by`.
@@ -46,7 +46,7 @@ impl Expected {
         }
     }
 
-    /// The merchant action `action` stands for, or `None` for a read. Ids longer than a
+    /// The merchant action `action` stands for, or `None` for a disable. Ids longer than a
     /// [`Text`] (never made by the simulator) are cut, so they compare unequal.
     #[must_use]
     pub fn of(action: &Action) -> Option<Self> {
@@ -72,7 +72,7 @@ impl Expected {
             },
             Action::ReviewCompletion { .. } => Self::ReviewCompletion,
             Action::Release { reason } => Self::Release(*reason),
-            Action::ReadSession | Action::Disable => return None,
+            Action::Disable => return None,
         })
     }
 }

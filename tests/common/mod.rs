@@ -11,3 +11,17 @@ pub fn at(ms: u64) -> Timestamp {
         .checked_add(core::time::Duration::from_millis(ms))
         .unwrap()
 }
+
+/// The default policy, which most tests run with (the caller holds the policy, not the tracker).
+pub const CFG: hpp_session::TrackerConfig = hpp_session::TrackerConfig::DEFAULT;
+
+/// The actions `report` newly asked for, with their data as `tracker` has it now.
+pub fn new_actions<'t>(
+    tracker: &'t hpp_session::Tracker,
+    report: &hpp_session::Report,
+) -> impl Iterator<Item = hpp_session::Action> + 't {
+    report
+        .newly_owed()
+        .iter()
+        .filter_map(move |k| tracker.action(k))
+}

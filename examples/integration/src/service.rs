@@ -156,10 +156,16 @@ impl Service {
         let tx = self.conn.transaction()?;
         // Bound to its session: a snapshot of another session is refused by the tracker.
         let tracker = match SessionId::new(session_id) {
-            Ok(id) => Tracker::for_session(id, self.config),
-            Err(_) => Tracker::new(self.config),
+            Ok(id) => Tracker::for_session(id),
+            Err(_) => Tracker::new(),
         };
-        store::insert(&tx, session_id, secret, &tracker, tracker.next_read(now))?;
+        store::insert(
+            &tx,
+            session_id,
+            secret,
+            &tracker,
+            tracker.next_read(&self.config, now),
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -193,19 +199,23 @@ impl Service {
             Err(e) => return Ok(Handled::Refused(e.to_string())),
         };
         let observed = match self.callbacks {
-            Callbacks::Hints => row
-                .tracker
-                .observe_callback(callback.event_id(), &snapshot, now),
+            Callbacks::Hints => {
+                row.tracker
+                    .observe_callback(&self.config, callback.event_id(), &snapshot, now)
+            }
             Callbacks::Verified => {
                 row.tracker
                     .observe_verified_callback(checked, callback.event_id(), &snapshot, now)
             }
         };
         let (outcome, actions) = match observed {
-            Ok(report) => (report.outcome(), store::owned(report.actions())),
+            Ok(report) => (
+                report.outcome(),
+                store::owned(&row.tracker, report.newly_owed()),
+            ),
             Err(e) => return Ok(Handled::Refused(e.to_string())),
         };
-        let next = row.tracker.next_read(now);
+        let next = row.tracker.next_read(&self.config, now);
         store::save(&tx, session_id, &row.tracker, next, &actions)?;
         faults.check(CrashPoint::BeforeCommit)?;
         tx.commit()?;
@@ -241,13 +251,13 @@ impl Service {
                 ReadResult::Body(body) => serde_json::from_str::<SessionBody<'_>>(body)
                     .ok()
                     .and_then(|b| b.snapshot().ok())
-                    .and_then(|s| row.tracker.observe_read(&s, now).ok())
-                    .map(|r| store::owned(r.actions())),
+                    .and_then(|s| row.tracker.observe_read(&self.config, &s, now).ok())
+                    .map(|r| store::owned(&row.tracker, r.newly_owed())),
                 ReadResult::NotFound => row
                     .tracker
                     .observe_not_found(now)
                     .ok()
-                    .map(|r| store::owned(r.actions())),
+                    .map(|r| store::owned(&row.tracker, r.newly_owed())),
                 ReadResult::Failed => None,
             };
             let actions = learned.unwrap_or_else(|| {
@@ -255,10 +265,10 @@ impl Service {
                     ReadResult::Failed => ReadFailure::ServerError,
                     _ => ReadFailure::Unexpected,
                 };
-                let _ = row.tracker.observe_read_failure(failure, now);
+                row.tracker.observe_read_failure(failure, now);
                 Vec::new()
             });
-            let next = row.tracker.next_read(now);
+            let next = row.tracker.next_read(&self.config, now);
             store::save(&tx, session_id, &row.tracker, next, &actions)?;
             faults.check(CrashPoint::BeforeCommit)?;
             tx.commit()?;
@@ -281,7 +291,8 @@ impl Service {
     }
 
     /// Performs pending actions (at most `limit`) with `perform`, marking each done after it
-    /// succeeded. An action whose `perform` fails stays pending. Returns how many were done.
+    /// succeeded: the row, and on the tracker (which owes it until then), in one transaction.
+    /// An action whose `perform` fails stays pending. Returns how many were done.
     ///
     /// `perform` receives each action with its stable id: an action performed just before a
     /// crash is performed again after the restart (at least once), so pass the id on as an
@@ -301,7 +312,17 @@ impl Service {
                 continue;
             }
             faults.check(CrashPoint::AfterPerform)?;
-            store::mark_done(&self.conn, &action.action_id)?;
+            let tx = self.conn.transaction()?;
+            if let Some(mut row) = store::load(&tx, &action.session_id)? {
+                let kind = hpp_session::ActionKind::from_name(&action.kind);
+                if let (Some(kind), Ok(id)) = (kind, SessionId::new(&action.session_id)) {
+                    // Refused only for a kind never asked: a row this service did not write.
+                    let _ = row.tracker.done(hpp_session::ActionId::new(&id, kind));
+                }
+                store::save_tracker(&tx, &action.session_id, &row.tracker)?;
+            }
+            store::mark_done(&tx, &action.action_id)?;
+            tx.commit()?;
             faults.check(CrashPoint::AfterMarkDone)?;
             done += 1;
         }

@@ -1,6 +1,6 @@
 //! The database: sessions with their trackers, and the actions they asked for.
 
-use hpp_session::{Action, ActionKind, NextRead, Timestamp, Tracker, Urgency};
+use hpp_session::{Action, ActionKind, ActionSet, NextRead, Timestamp, Tracker, Urgency};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::Value;
 
@@ -149,23 +149,23 @@ pub fn save(
     Ok(())
 }
 
-/// The merchant actions among `actions`, with their data as stored, owned (so the tracker can be
-/// saved while they are). A read is not stored: the poller reads when the tracker says.
-pub fn owned(actions: impl Iterator<Item = Action>) -> Vec<(ActionKind, Value)> {
-    actions
+/// The actions of `kinds` that `tracker` owes, with their data as stored, owned (so the tracker
+/// can be saved while they are): the rows that project what it owes, stored with it.
+#[must_use]
+pub fn owned(tracker: &Tracker, kinds: ActionSet) -> Vec<(ActionKind, Value)> {
+    kinds
+        .iter()
+        .filter_map(|k| tracker.action(k))
         .filter_map(|a| action_data(&a).map(|data| (a.kind(), data)))
         .collect()
 }
 
 /// A merchant action as stored: the crate's one serialized form of an action
-/// (`{"kind", fields…}`), or `None` for a read.
+/// (`{"kind", fields…}`).
 #[must_use]
 pub fn action_data(action: &Action) -> Option<Value> {
-    match action {
-        Action::ReadSession => None,
-        // Serializing ids and timestamps cannot fail.
-        action => serde_json::to_value(action).ok(),
-    }
+    // Serializing ids and timestamps cannot fail.
+    serde_json::to_value(action).ok()
 }
 
 /// A stored action.
@@ -199,6 +199,24 @@ pub fn pending(conn: &Connection, limit: u32) -> rusqlite::Result<Vec<StoredActi
         })
     })?
     .collect()
+}
+
+/// Stores `tracker` alone (what it owes changed; its schedule did not).
+///
+/// # Errors
+/// SQLite's.
+pub fn save_tracker(
+    tx: &Transaction<'_>,
+    session_id: &str,
+    tracker: &Tracker,
+) -> rusqlite::Result<()> {
+    let json = serde_json::to_string(tracker)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    tx.execute(
+        "UPDATE sessions SET tracker = ?2 WHERE session_id = ?1",
+        params![session_id, json],
+    )?;
+    Ok(())
 }
 
 /// Marks an action done.

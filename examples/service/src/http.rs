@@ -77,8 +77,8 @@ async fn checkout(State(app): State<Arc<App>>) -> Response {
         Ok(now) => now,
         Err(e) => return failed(e),
     };
-    let tracker = Tracker::created(id, now, app.tracker);
-    let next = tracker.next_read(now);
+    let tracker = Tracker::created(id, now);
+    let next = tracker.next_read(&app.tracker, now);
     let new = NewSession {
         session_id: session_id.clone(),
         secret,
@@ -105,10 +105,18 @@ async fn status_callback(
         Ok(now) => now,
         Err(e) => return failed(e),
     };
+    let config = app.tracker;
     let observed = app
         .store
         .observe(&session_id, now, move |row| {
-            observe::callback(&mut row.tracker, &row.secret, &presented, &body, now)
+            observe::callback(
+                &mut row.tracker,
+                &config,
+                &row.secret,
+                &presented,
+                &body,
+                now,
+            )
         })
         .await;
     match observed {

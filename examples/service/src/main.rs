@@ -80,7 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..TrackerConfig::DEFAULT
     };
     let app = Arc::new(App {
-        store: Store::open(&args.database_url, args.sabotage).await?,
+        store: Store::open(&args.database_url, args.sabotage, tracker).await?,
         klarna: Klarna::new(
             &args.klarna_url,
             &args.username,

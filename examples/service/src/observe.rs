@@ -3,7 +3,7 @@
 
 use hpp_session::wire::{CallbackBody, SessionBody};
 use hpp_session::{
-    Action, ActionKind, ReadFailure, Redirect, SessionId, Timestamp, Tracker,
+    ActionKind, ActionSet, ReadFailure, Redirect, SessionId, Timestamp, Tracker, TrackerConfig,
     callback_secret_matches,
 };
 use serde_json::Value;
@@ -22,11 +22,14 @@ pub enum ReadAnswer {
     Failed(ReadFailure),
 }
 
-/// The merchant actions among `actions`, with their data (a read is not stored: the poller
-/// reads when the tracker says).
-pub fn asked(actions: impl Iterator<Item = Action>) -> Vec<Asked> {
-    actions
-        .filter(|a| !matches!(a, Action::ReadSession))
+/// The actions of `kinds` the tracker owes, with their data: the rows that project what it owes
+/// into a table the executor claims from (stored in the same transaction as the tracker; the
+/// tracker's own `owed` set is the truth, and the executor reports each done on it).
+#[must_use]
+pub fn asked(tracker: &Tracker, kinds: ActionSet) -> Vec<Asked> {
+    kinds
+        .iter()
+        .filter_map(|k| tracker.action(k))
         .filter_map(|a| serde_json::to_value(&a).ok().map(|v| (a.kind(), v)))
         .collect()
 }
@@ -47,6 +50,7 @@ pub enum CallbackOutcome {
 /// session's `issued` secret (checked in constant time), a hint otherwise.
 pub fn callback(
     tracker: &mut Tracker,
+    config: &TrackerConfig,
     issued: &str,
     presented: &str,
     body: &[u8],
@@ -71,12 +75,12 @@ pub fn callback(
         Some(proof) => {
             tracker.observe_verified_callback(proof, callback.event_id(), &snapshot, now)
         }
-        None => tracker.observe_callback(callback.event_id(), &snapshot, now),
+        None => tracker.observe_callback(config, callback.event_id(), &snapshot, now),
     };
     match observed {
         Ok(report) => (
             CallbackOutcome::Observed { verified },
-            asked(report.actions()),
+            asked(tracker, report.newly_owed()),
         ),
         Err(e) => (CallbackOutcome::Refused(e.to_string()), vec![]),
     }
@@ -84,27 +88,58 @@ pub fn callback(
 
 /// Observes a read's answer. A body that does not parse, or that the tracker refuses, and a
 /// 404 it cannot judge yet, count as a failed read (the tracker backs off).
-pub fn read(tracker: &mut Tracker, answer: &ReadAnswer, now: Timestamp) -> Vec<Asked> {
+pub fn read(
+    tracker: &mut Tracker,
+    config: &TrackerConfig,
+    answer: &ReadAnswer,
+    now: Timestamp,
+) -> Vec<Asked> {
     let learned = match answer {
         ReadAnswer::Body(body) => serde_json::from_str::<SessionBody<'_>>(body)
             .ok()
             .and_then(|b| b.snapshot().ok())
-            .and_then(|s| tracker.observe_read(&s, now).ok())
-            .map(|r| asked(r.actions())),
-        ReadAnswer::NotFound => tracker
-            .observe_not_found(now)
-            .ok()
-            .map(|r| asked(r.actions())),
+            .and_then(|s| tracker.observe_read(config, &s, now).ok())
+            .map(|r| r.newly_owed()),
+        ReadAnswer::NotFound => tracker.observe_not_found(now).ok().map(|r| r.newly_owed()),
         ReadAnswer::Failed(_) => None,
     };
-    learned.unwrap_or_else(|| {
-        let failure = match answer {
-            ReadAnswer::Failed(failure) => *failure,
-            _ => ReadFailure::Unexpected,
-        };
-        let _next = tracker.observe_read_failure(failure, now);
-        Vec::new()
-    })
+    if let Some(new) = learned {
+        return asked(tracker, new);
+    }
+    let failure = match answer {
+        ReadAnswer::Failed(failure) => *failure,
+        _ => ReadFailure::Unexpected,
+    };
+    tracker.observe_read_failure(failure, now);
+    Vec::new()
+}
+
+/// Reports the action `kind` done on the tracker (its effect happened, or is known not to be
+/// needed), or, for a disable, Klarna's answer to it; returns what that newly asks for (a 204
+/// releases the cart).
+pub fn done(tracker: &mut Tracker, session_id: &str, done: &Done, now: Timestamp) -> Vec<Asked> {
+    match done {
+        Done::Kind(kind) => {
+            if let Ok(id) = SessionId::new(session_id) {
+                // Refused only for a kind never asked (a row not written by this service).
+                let _ = tracker.done(hpp_session::ActionId::new(&id, *kind));
+            }
+            Vec::new()
+        }
+        Done::Disable(answer) => {
+            let report = tracker.observe_disable_answer(*answer, now);
+            asked(tracker, report.newly_owed())
+        }
+    }
+}
+
+/// What an executor reports of an action it performed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Done {
+    /// The action of this kind is done.
+    Kind(ActionKind),
+    /// Klarna answered the disable so.
+    Disable(hpp_session::DisableAnswer),
 }
 
 /// The redirect named `kind` in the URL.
@@ -123,6 +158,6 @@ pub fn redirect(
     SessionId::new(session_id)
         .ok()
         .and_then(|id| tracker.observe_redirect(&id, redirect, now).ok())
-        .map(|r| asked(r.actions()))
+        .map(|r| asked(tracker, r.newly_owed()))
         .unwrap_or_default()
 }

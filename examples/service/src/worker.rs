@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hpp_session::Action;
+use hpp_session::{Action, DisableAnswer};
 use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::App;
 use crate::klarna::{DisableResult, OrderResult};
+use crate::observe::Done;
 use crate::store::{Finished, PendingAction, Sabotage};
 
 /// Sessions or actions claimed at once.
@@ -97,8 +98,10 @@ pub async fn execute_once(app: &Arc<App>) -> Result<usize, String> {
     }
     let finished = performing.join_all().await;
     let count = finished.len();
+    // Reported done at the time of the answers.
+    let now = app.clock.now().await?;
     app.store
-        .finish_actions(claim, finished)
+        .finish_actions(claim, finished, now)
         .await
         .map_err(|e| e.to_string())?;
     Ok(count)
@@ -113,9 +116,11 @@ pub async fn perform(app: &App, pending: &PendingAction) -> Finished {
     };
     let key = &pending.action_id;
     let session = &pending.session_id;
+    let kind = action.kind();
+    let done = |what: &str| Finished::Done(Done::Kind(kind), what.to_owned());
     let shop = |ok: bool, what: &str| {
         if ok {
-            Finished::Done(what.to_owned())
+            done(what)
         } else {
             Finished::Retry(RETRY_MS)
         }
@@ -132,7 +137,7 @@ pub async fn perform(app: &App, pending: &PendingAction) -> Finished {
                     .payment_session_ordered(&pending.payment_session_id)
                     .await
                 {
-                    Some(true) => return Finished::Done("ordered by an earlier attempt".into()),
+                    Some(true) => return done("ordered by an earlier attempt"),
                     Some(false) => {}
                     None => return retry,
                 }
@@ -145,8 +150,8 @@ pub async fn perform(app: &App, pending: &PendingAction) -> Finished {
                 .create_order(authorization_token.expose_secret(), key)
                 .await
             {
-                OrderResult::Created(order_id) => Finished::Done(format!("order {order_id}")),
-                OrderResult::Refused(status) => Finished::Done(format!("refused: {status}")),
+                OrderResult::Created(order_id) => done(&format!("order {order_id}")),
+                OrderResult::Refused(status) => done(&format!("refused: {status}")),
                 OrderResult::RateLimited | OrderResult::Ambiguous => retry,
             }
         }
@@ -173,12 +178,18 @@ pub async fn perform(app: &App, pending: &PendingAction) -> Finished {
                 .await;
             shop(ok, "released")
         }
-        Action::Disable => match app.klarna.disable(session).await {
-            DisableResult::Disabled => Finished::Done("disabled".into()),
-            DisableResult::AlreadyFinal => Finished::Done("already final".into()),
-            DisableResult::NotFound => Finished::Done("expired".into()),
-            DisableResult::Retry => retry,
-        },
+        Action::Disable => {
+            // Klarna's answer is evidence: a 204 shows the session `DISABLED`.
+            let answered = |answer, what: &str| Finished::Done(Done::Disable(answer), what.into());
+            match app.klarna.disable(session).await {
+                DisableResult::Disabled => answered(DisableAnswer::Disabled, "disabled"),
+                DisableResult::AlreadyFinal => {
+                    answered(DisableAnswer::AlreadyFinal, "already final")
+                }
+                DisableResult::NotFound => answered(DisableAnswer::NotFound, "expired"),
+                DisableResult::Retry => retry,
+            }
+        }
         // A read is never stored; a kind this service does not know stays pending, for a
         // person to see.
         _ => Finished::Retry(60_000),

@@ -9,6 +9,9 @@ use hpp_session::{
     ActionKind, ReadFailure, Redirect, SessionId, Timestamp, Tracker, TrackerConfig,
 };
 
+/// The merchant's policy, held next to the trackers.
+const CFG: TrackerConfig = TrackerConfig::DEFAULT;
+
 const ID: &str = "39a1c773-bafd-754d-af1f-b30c592f1267";
 
 fn at(text: &str) -> Timestamp {
@@ -17,7 +20,7 @@ fn at(text: &str) -> Timestamp {
 
 fn tracker() -> Tracker {
     let id = SessionId::new(ID).expect("an id");
-    Tracker::created(id, at("2019-05-13T14:51:43.507Z"), TrackerConfig::DEFAULT)
+    Tracker::created(id, at("2019-05-13T14:51:43.507Z"))
 }
 
 fn completed() -> String {
@@ -41,7 +44,7 @@ const NOW: &str = "2019-05-13T14:54:05Z";
 fn a_callback_with_the_secret_is_evidence_and_asks_for_the_order() {
     let mut t = tracker();
     let (outcome, asked) =
-        observe::callback(&mut t, "s3cret", "s3cret", &callback(&completed()), at(NOW));
+        observe::callback(&mut t, &CFG, "s3cret", "s3cret", &callback(&completed()), at(NOW));
     assert_eq!(outcome, CallbackOutcome::Observed { verified: true });
     assert_eq!(kinds(&asked), [ActionKind::PlaceOrder]);
     assert_eq!(asked[0].1["kind"], "place_order");
@@ -55,8 +58,7 @@ fn a_callback_with_the_secret_is_evidence_and_asks_for_the_order() {
 fn a_callback_without_the_secret_is_a_hint_that_asks_for_no_money() {
     for presented in ["wrong", "", "s3cre", "s3cret "] {
         let mut t = tracker();
-        let (outcome, asked) = observe::callback(
-            &mut t,
+        let (outcome, asked) = observe::callback(&mut t, &CFG,
             "s3cret",
             presented,
             &callback(&completed()),
@@ -68,7 +70,7 @@ fn a_callback_without_the_secret_is_a_hint_that_asks_for_no_money() {
             "{presented:?}"
         );
         assert!(asked.is_empty(), "a hint asked for {asked:?}");
-        let next = t.next_read(at(NOW)).expect("a read");
+        let next = t.next_read(&CFG, at(NOW)).expect("a read");
         assert!(next.is_due(at(NOW)), "the claim makes a read urgent");
     }
 }
@@ -82,7 +84,7 @@ fn a_body_that_is_not_a_callback_is_refused_and_changes_nothing() {
     ] {
         let mut t = tracker();
         let before = t.clone();
-        let (outcome, asked) = observe::callback(&mut t, "s", "s", body, at(NOW));
+        let (outcome, asked) = observe::callback(&mut t, &CFG, "s", "s", body, at(NOW));
         assert!(
             matches!(outcome, CallbackOutcome::Refused(_)),
             "{outcome:?}"
@@ -96,7 +98,7 @@ fn a_body_that_is_not_a_callback_is_refused_and_changes_nothing() {
 fn another_sessions_callback_is_refused_even_with_the_secret() {
     let other = completed().replace(ID, "00000000-0000-0000-0000-000000000000");
     let mut t = tracker();
-    let (outcome, asked) = observe::callback(&mut t, "s", "s", &callback(&other), at(NOW));
+    let (outcome, asked) = observe::callback(&mut t, &CFG, "s", "s", &callback(&other), at(NOW));
     assert!(
         matches!(outcome, CallbackOutcome::Refused(_)),
         "{outcome:?}"
@@ -107,10 +109,10 @@ fn another_sessions_callback_is_refused_even_with_the_secret() {
 #[test]
 fn a_read_decides_and_a_failed_or_bad_read_only_moves_the_schedule() {
     let mut t = tracker();
-    let asked = observe::read(&mut t, &ReadAnswer::Body(completed()), at(NOW));
+    let asked = observe::read(&mut t, &CFG, &ReadAnswer::Body(completed()), at(NOW));
     assert_eq!(kinds(&asked), [ActionKind::PlaceOrder]);
     assert_eq!(
-        t.next_read(at(NOW)),
+        t.next_read(&CFG, at(NOW)),
         None,
         "a confirmed final needs no read"
     );
@@ -127,8 +129,7 @@ fn a_read_decides_and_a_failed_or_bad_read_only_moves_the_schedule() {
     ];
     for answer in failures {
         let mut t = tracker();
-        let _ = observe::read(
-            &mut t,
+        let _ = observe::read(&mut t, &CFG,
             &ReadAnswer::Body(completed().replace("COMPLETED", "IN_PROGRESS").replace(
                 r#""authorization_token":"a1a8f727-2756-6058-bd3c-40069be0994b","#,
                 "",
@@ -136,10 +137,10 @@ fn a_read_decides_and_a_failed_or_bad_read_only_moves_the_schedule() {
             at(NOW),
         );
         let state = t.status();
-        let asked = observe::read(&mut t, &answer, at(NOW));
+        let asked = observe::read(&mut t, &CFG, &answer, at(NOW));
         assert!(asked.is_empty(), "{answer:?} asked for {asked:?}");
         assert_eq!(t.status(), state, "{answer:?}");
-        let next = t.next_read(at(NOW)).expect("a read later");
+        let next = t.next_read(&CFG, at(NOW)).expect("a read later");
         assert!(
             !next.is_due(at(NOW)),
             "{answer:?}: backs off instead of spinning"
@@ -154,13 +155,13 @@ fn a_404_after_expiry_releases_the_cart_once() {
         r#""authorization_token":"a1a8f727-2756-6058-bd3c-40069be0994b","#,
         "",
     );
-    let _ = observe::read(&mut t, &ReadAnswer::Body(waiting), at(NOW));
+    let _ = observe::read(&mut t, &CFG, &ReadAnswer::Body(waiting), at(NOW));
     let after = at("2019-05-15T13:51:44Z");
     assert_eq!(
-        kinds(&observe::read(&mut t, &ReadAnswer::NotFound, after)),
+        kinds(&observe::read(&mut t, &CFG, &ReadAnswer::NotFound, after)),
         [ActionKind::Release]
     );
-    assert!(observe::read(&mut t, &ReadAnswer::NotFound, after).is_empty());
+    assert!(observe::read(&mut t, &CFG, &ReadAnswer::NotFound, after).is_empty());
 }
 
 #[test]
@@ -171,7 +172,7 @@ fn redirects_are_named_by_their_url_and_are_hints() {
     assert_eq!(observe::redirect_kind("paid"), None);
     let mut t = tracker();
     assert!(observe::redirect(&mut t, ID, Redirect::Success, at(NOW)).is_empty());
-    assert!(t.next_read(at(NOW)).expect("a read").is_due(at(NOW)));
+    assert!(t.next_read(&CFG, at(NOW)).expect("a read").is_due(at(NOW)));
     let mut t = tracker();
     let before = t.clone();
     assert!(observe::redirect(&mut t, "another", Redirect::Success, at(NOW)).is_empty());
@@ -186,11 +187,11 @@ fn a_429_waits_for_its_reset_where_other_failures_retry_soon() {
     );
     let wait = |answer: ReadAnswer| {
         let mut t = tracker();
-        let _ = observe::read(&mut t, &ReadAnswer::Body(in_progress.clone()), at(NOW));
+        let _ = observe::read(&mut t, &CFG, &ReadAnswer::Body(in_progress.clone()), at(NOW));
         // The read falls due, and fails.
-        let due = t.next_read(at(NOW)).expect("a blind read").at;
-        let _ = observe::read(&mut t, &answer, due);
-        let next = t.next_read(due).expect("a read later");
+        let due = t.next_read(&CFG, at(NOW)).expect("a blind read").at;
+        let _ = observe::read(&mut t, &CFG, &answer, due);
+        let next = t.next_read(&CFG, due).expect("a read later");
         next.at.duration_since(due).expect("later")
     };
     let reset = Duration::from_secs(30);

@@ -16,10 +16,10 @@ pub mod sqlite;
 
 use std::fmt;
 
-use hpp_session::{NextRead, Timestamp, Tracker, Urgency};
+use hpp_session::{ActionKind, ActionSet, NextRead, Timestamp, Tracker, TrackerConfig, Urgency};
 use serde_json::Value;
 
-use crate::observe::{Asked, ReadAnswer};
+use crate::observe::{Asked, Done, ReadAnswer};
 
 /// A storage error (the database's message).
 #[derive(Debug)]
@@ -82,9 +82,9 @@ pub struct PendingAction {
 /// What became of a claimed action.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Finished {
-    /// Done, with what happened.
-    Done(String),
-    /// Not done: try again this many milliseconds later.
+    /// Done, with what happened: reported done on the tracker too.
+    Done(Done, String),
+    /// Not done: try again this many milliseconds later (it stays owed).
     Retry(u64),
 }
 
@@ -153,13 +153,19 @@ impl Store {
     ///
     /// # Errors
     /// The database's.
-    pub async fn open(url: &str, sabotage: Sabotage) -> Result<Self, StoreError> {
+    /// `config` is the merchant's policy, held here next to the stored trackers: a changed
+    /// policy applies to every stored session.
+    pub async fn open(
+        url: &str,
+        sabotage: Sabotage,
+        config: TrackerConfig,
+    ) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self::Postgres(
-                postgres::Postgres::open(url, sabotage).await?,
+                postgres::Postgres::open(url, sabotage, config).await?,
             ))
         } else {
-            Ok(Self::Sqlite(sqlite::Sqlite::open(url).await?))
+            Ok(Self::Sqlite(sqlite::Sqlite::open(url, config).await?))
         }
     }
 
@@ -244,7 +250,8 @@ impl Store {
         }
     }
 
-    /// Stores what became of the claimed actions, and ends the claim.
+    /// Stores what became of the claimed actions (reported done on their trackers, in the same
+    /// transaction), and ends the claim.
     ///
     /// # Errors
     /// The database's.
@@ -252,11 +259,14 @@ impl Store {
         &self,
         claim: ActionClaim,
         finished: Vec<(String, Finished)>,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         match (self, claim) {
-            (Self::Sqlite(s), ActionClaim::Sqlite(c, _)) => s.finish_actions(c, finished).await,
+            (Self::Sqlite(s), ActionClaim::Sqlite(c, _)) => {
+                s.finish_actions(c, finished, now).await
+            }
             (Self::Postgres(s), ActionClaim::Postgres(c, _)) => {
-                s.finish_actions(*c, finished).await
+                s.finish_actions(*c, finished, now).await
             }
             _ => Err(StoreError("a claim from another store".to_owned())),
         }
@@ -308,12 +318,30 @@ pub fn to_json(tracker: &Tracker) -> Result<String, StoreError> {
     serde_json::to_string(tracker).map_err(StoreError::of)
 }
 
-/// A tracker from its stored form.
+/// A tracker from its stored form. A tracker stored before trackers kept what they owe (no
+/// `owed` field) owes what this service's action rows still show pending: `pending()` says
+/// which kinds, and is asked only then.
 ///
 /// # Errors
 /// A stored tracker that does not parse.
-pub fn from_json(text: &str) -> Result<Tracker, StoreError> {
-    serde_json::from_str(text).map_err(StoreError::of)
+pub fn from_json(
+    text: &str,
+    pending: impl FnOnce() -> Result<ActionSet, StoreError>,
+) -> Result<Tracker, StoreError> {
+    let mut value: Value = serde_json::from_str(text).map_err(StoreError::of)?;
+    if let Some(fields) = value.as_object_mut().filter(|o| !o.contains_key("owed")) {
+        fields.insert("owed".to_owned(), Value::from(pending()?.bits()));
+    }
+    serde_json::from_value(value).map_err(StoreError::of)
+}
+
+/// The kinds named by pending action rows.
+#[must_use]
+pub fn kinds<'a>(names: impl IntoIterator<Item = &'a str>) -> ActionSet {
+    names
+        .into_iter()
+        .filter_map(ActionKind::from_name)
+        .fold(ActionSet::EMPTY, ActionSet::with)
 }
 
 /// The stable id of an action: `"{session_id}/{kind}"`.

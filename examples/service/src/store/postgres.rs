@@ -5,12 +5,12 @@
 //! action, and a worker that dies (its connection drops) releases its claims at once.
 
 use deadpool_postgres::{GenericClient, Object, Pool, Runtime};
-use hpp_session::Timestamp;
+use hpp_session::{Timestamp, TrackerConfig};
 use tokio_postgres::NoTls;
 
 use super::{
     ActionClaim, Finished, NewSession, PendingAction, Row, Sabotage, StoreError, action_id,
-    from_json, millis, to_json, urgency, wall_millis,
+    from_json, kinds, millis, to_json, urgency, wall_millis,
 };
 use crate::observe::{self, Asked, ReadAnswer};
 
@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS attempts (
 pub struct Postgres {
     pool: Pool,
     sabotage: Sabotage,
+    config: TrackerConfig,
 }
 
 /// Rows locked by this worker in an open transaction; dropped unfinished, the connection is
@@ -83,12 +84,13 @@ impl Claim {
 
 async fn save(
     client: &impl GenericClient,
+    config: &TrackerConfig,
     session_id: &str,
     row: &Row,
     now: Timestamp,
     asked: &[Asked],
 ) -> Result<(), StoreError> {
-    let next = row.tracker.next_read(now);
+    let next = row.tracker.next_read(config, now);
     client
         .execute(
             "UPDATE sessions SET tracker = $2, next_read_ms = $3, urgency = $4 \
@@ -131,13 +133,29 @@ async fn load_locked(
         )
         .await
         .map_err(StoreError::of)?;
-    row.map(|r| {
-        Ok(Row {
-            secret: r.get(0),
-            tracker: from_json(r.get(1))?,
-        })
-    })
-    .transpose()
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let stored: String = r.get(1);
+    let pending = if stored.contains("\"owed\"") {
+        Vec::new()
+    } else {
+        // Stored before trackers kept what they owe: the pending rows say.
+        client
+            .query(
+                "SELECT kind FROM actions WHERE session_id = $1 AND NOT done",
+                &[&session_id],
+            )
+            .await
+            .map_err(StoreError::of)?
+            .iter()
+            .map(|k| k.get::<_, String>(0))
+            .collect()
+    };
+    Ok(Some(Row {
+        secret: r.get(0),
+        tracker: from_json(&stored, || Ok(kinds(pending.iter().map(String::as_str))))?,
+    }))
 }
 
 impl Postgres {
@@ -146,18 +164,26 @@ impl Postgres {
     ///
     /// # Errors
     /// PostgreSQL's.
-    pub async fn open(url: &str, sabotage: Sabotage) -> Result<Self, StoreError> {
-        let mut config = deadpool_postgres::Config::new();
-        config.url = Some(url.to_owned());
-        config.pool = Some(deadpool_postgres::PoolConfig::new(16));
-        let pool = config
+    pub async fn open(
+        url: &str,
+        sabotage: Sabotage,
+        config: TrackerConfig,
+    ) -> Result<Self, StoreError> {
+        let mut pool_config = deadpool_postgres::Config::new();
+        pool_config.url = Some(url.to_owned());
+        pool_config.pool = Some(deadpool_postgres::PoolConfig::new(16));
+        let pool = pool_config
             .create_pool(Some(Runtime::Tokio1), NoTls)
             .map_err(StoreError::of)?;
         let mut client = pool.get().await.map_err(StoreError::of)?;
         let tx = client.transaction().await.map_err(StoreError::of)?;
         tx.batch_execute(SCHEMA).await.map_err(StoreError::of)?;
         tx.commit().await.map_err(StoreError::of)?;
-        Ok(Self { pool, sabotage })
+        Ok(Self {
+            pool,
+            sabotage,
+            config,
+        })
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
@@ -197,7 +223,7 @@ impl Postgres {
             return Ok(None);
         };
         let (result, asked) = observe(&mut row);
-        save(&tx, session_id, &row, now, &asked).await?;
+        save(&tx, &self.config, session_id, &row, now, &asked).await?;
         tx.commit().await.map_err(StoreError::of)?;
         Ok(Some(result))
     }
@@ -243,8 +269,8 @@ impl Postgres {
                 let Some(mut row) = load_locked(client, session_id).await? else {
                     continue;
                 };
-                let asked = observe::read(&mut row.tracker, answer, now);
-                save(client, session_id, &row, now, &asked).await?;
+                let asked = observe::read(&mut row.tracker, &self.config, answer, now);
+                save(client, &self.config, session_id, &row, now, &asked).await?;
             }
         }
         claim.commit().await
@@ -306,11 +332,18 @@ impl Postgres {
         &self,
         claim: Claim,
         finished: Vec<(String, Finished)>,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         if let Some(client) = &claim.client {
             for (action_id, f) in &finished {
                 match f {
-                    Finished::Done(outcome) => {
+                    Finished::Done(done, outcome) => {
+                        // Reported done on the tracker, in the same transaction as the row.
+                        let session_id = action_id.rsplit_once('/').map_or("", |(s, _)| s);
+                        if let Some(mut row) = load_locked(client, session_id).await? {
+                            let asked = observe::done(&mut row.tracker, session_id, done, now);
+                            save(client, &self.config, session_id, &row, now, &asked).await?;
+                        }
                         client
                             .execute(
                                 "UPDATE actions SET done = TRUE, outcome = $2 WHERE action_id = $1",

@@ -5,12 +5,12 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use hpp_session::Timestamp;
+use hpp_session::{Timestamp, TrackerConfig};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     ActionClaim, Finished, NewSession, PendingAction, Row, StoreError, action_id, from_json,
-    millis, to_json, urgency, wall_millis,
+    kinds, millis, to_json, urgency, wall_millis,
 };
 use crate::observe::{self, Asked, ReadAnswer};
 
@@ -48,6 +48,7 @@ pub struct Sqlite {
     conn: Arc<Mutex<Connection>>,
     reads: Claimed,
     actions: Claimed,
+    config: TrackerConfig,
 }
 
 /// What this process holds: released when dropped.
@@ -73,12 +74,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn save(
     tx: &rusqlite::Transaction<'_>,
+    config: &TrackerConfig,
     session_id: &str,
     row: &Row,
     now: Timestamp,
     asked: &[Asked],
 ) -> Result<(), StoreError> {
-    let next = row.tracker.next_read(now);
+    let next = row.tracker.next_read(config, now);
     tx.execute(
         "UPDATE sessions SET tracker = ?2, next_read_ms = ?3, urgency = ?4 WHERE session_id = ?1",
         params![
@@ -116,9 +118,21 @@ fn load(tx: &rusqlite::Transaction<'_>, session_id: &str) -> Result<Option<Row>,
         .map_err(StoreError::of)?;
     found
         .map(|(secret, tracker)| {
+            // Stored before trackers kept what they owe: the pending rows say.
+            let pending = || {
+                let mut stmt = tx
+                    .prepare_cached("SELECT kind FROM actions WHERE session_id = ?1 AND done = 0")
+                    .map_err(StoreError::of)?;
+                let names: Vec<String> = stmt
+                    .query_map([session_id], |r| r.get(0))
+                    .map_err(StoreError::of)?
+                    .collect::<Result<_, _>>()
+                    .map_err(StoreError::of)?;
+                Ok(kinds(names.iter().map(String::as_str)))
+            };
             Ok(Row {
                 secret,
-                tracker: from_json(&tracker)?,
+                tracker: from_json(&tracker, pending)?,
             })
         })
         .transpose()
@@ -129,7 +143,7 @@ impl Sqlite {
     ///
     /// # Errors
     /// SQLite's.
-    pub async fn open(path: &str) -> Result<Self, StoreError> {
+    pub async fn open(path: &str, config: TrackerConfig) -> Result<Self, StoreError> {
         let path = path.strip_prefix("sqlite://").unwrap_or(path).to_owned();
         let conn = tokio::task::spawn_blocking(move || -> rusqlite::Result<Connection> {
             let conn = Connection::open(path)?;
@@ -146,6 +160,7 @@ impl Sqlite {
             conn: Arc::new(Mutex::new(conn)),
             reads: Claimed::default(),
             actions: Claimed::default(),
+            config,
         })
     }
 
@@ -187,6 +202,7 @@ impl Sqlite {
         observe: impl FnOnce(&mut Row) -> (R, Vec<Asked>) + Send + 'static,
     ) -> Result<Option<R>, StoreError> {
         let session_id = session_id.to_owned();
+        let config = self.config;
         self.with(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -195,7 +211,7 @@ impl Sqlite {
                 return Ok(None);
             };
             let (result, asked) = observe(&mut row);
-            save(&tx, &session_id, &row, now, &asked)?;
+            save(&tx, &config, &session_id, &row, now, &asked)?;
             tx.commit().map_err(StoreError::of)?;
             Ok(Some(result))
         })
@@ -240,6 +256,7 @@ impl Sqlite {
         answers: Vec<(String, ReadAnswer)>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        let config = self.config;
         self.with(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -248,8 +265,8 @@ impl Sqlite {
                 let Some(mut row) = load(&tx, session_id)? else {
                     continue;
                 };
-                let asked = observe::read(&mut row.tracker, answer, now);
-                save(&tx, session_id, &row, now, &asked)?;
+                let asked = observe::read(&mut row.tracker, &config, answer, now);
+                save(&tx, &config, session_id, &row, now, &asked)?;
             }
             tx.commit().map_err(StoreError::of)?;
             drop(claim);
@@ -317,15 +334,27 @@ impl Sqlite {
         &self,
         claim: Claim,
         finished: Vec<(String, Finished)>,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
+        let config = self.config;
         self.with(move |conn| {
-            let tx = conn.transaction().map_err(StoreError::of)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(StoreError::of)?;
             for (action_id, f) in &finished {
                 match f {
-                    Finished::Done(outcome) => tx.execute(
-                        "UPDATE actions SET done = 1, outcome = ?2 WHERE action_id = ?1",
-                        params![action_id, outcome],
-                    ),
+                    Finished::Done(done, outcome) => {
+                        // Reported done on the tracker, in the same transaction as the row.
+                        let session_id = action_id.rsplit_once('/').map_or("", |(s, _)| s);
+                        if let Some(mut row) = load(&tx, session_id)? {
+                            let asked = observe::done(&mut row.tracker, session_id, done, now);
+                            save(&tx, &config, session_id, &row, now, &asked)?;
+                        }
+                        tx.execute(
+                            "UPDATE actions SET done = 1, outcome = ?2 WHERE action_id = ?1",
+                            params![action_id, outcome],
+                        )
+                    }
                     Finished::Retry(after) => tx.execute(
                         "UPDATE actions SET not_before_ms = ?2 WHERE action_id = ?1",
                         params![
