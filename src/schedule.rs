@@ -453,6 +453,8 @@ mod tests {
         assert_eq!(backoff(1, limited(5), 999 << 8), ms(5_999));
         assert_eq!(backoff(1, limited(5), 1_000 << 8), ms(5_000));
         assert_eq!(backoff(1, limited(5), (250 << 8) | 128), ms(5_250));
-        assert_eq!(backoff(1, limited(59), 999 << 8), MAX_READ_BACKOFF);
+        assert_eq!(backoff(1, limited(59), 999 << 8), ms(59_999));
+        // Never past the longest back-off.
+        assert_eq!(backoff(1, limited(60), 999 << 8), MAX_READ_BACKOFF);
     }
 }

@@ -570,6 +570,10 @@ struct TrackerRepr<C> {
     #[serde(default = "none", skip_serializing_if = "Option::is_none")]
     retry: Option<RetryRepr>,
     events: heapless::Vec<u32, REMEMBERED_EVENTS>,
+    /// The policy trackers stored by earlier versions carried: only its presence is read (it
+    /// says the form is the earlier one, even when a caller added `owed` to it).
+    #[serde(default = "none", skip_serializing)]
+    reads: Option<de::IgnoredAny>,
 }
 
 #[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's signature")]
@@ -631,6 +635,7 @@ impl Serialize for Tracker {
                 failures: r.failures,
             }),
             events: p.events,
+            reads: None,
         }
         .serialize(serializer)
     }
@@ -642,7 +647,7 @@ impl<'de> Deserialize<'de> for Tracker {
         let bits = |b: u8| {
             ActionSet::from_bits(b).ok_or_else(|| de::Error::custom("unknown action bits"))
         };
-        let legacy = r.owed.is_none();
+        let legacy = r.owed.is_none() || r.reads.is_some();
         let asked = bits(if legacy {
             r.asked & !LEGACY_READ_SESSION
         } else {

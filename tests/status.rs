@@ -65,6 +65,8 @@ fn sizes_stay_small() {
     use hpp_session::*;
     // Printed for the README's bounds table; asserted so a growth is noticed.
     assert_eq!(core::mem::size_of::<Timestamp>(), 16);
+    // The nanoseconds are stored plus one: `None` takes no room of its own.
+    assert_eq!(core::mem::size_of::<Option<Timestamp>>(), 16);
     assert_eq!(core::mem::size_of::<Event>(), 1);
     assert!(
         core::mem::size_of::<SessionError>() <= 40,

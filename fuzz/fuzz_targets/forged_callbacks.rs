@@ -8,7 +8,7 @@
 
 use hpp_session::{
     Action, Completion, CompletionProblem, Redirect, Report, SessionId, Snapshot, State,
-    Status, Timestamp, Tracker,
+    Status, Timestamp, Tracker, TrackerConfig,
 };
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
