@@ -28,7 +28,9 @@ fn observe(c: &mut Criterion) {
         .snapshot()
         .unwrap();
     let mut in_progress = Tracker::default();
-    let _ = in_progress.observe_read(&CFG, &parse(IN_PROGRESS), now).unwrap();
+    let _ = in_progress
+        .observe_read(&CFG, &parse(IN_PROGRESS), now)
+        .unwrap();
     let mut done = in_progress.clone();
     let _ = done.observe_read(&CFG, &completed, now).unwrap();
 
@@ -64,7 +66,9 @@ fn observe(c: &mut Criterion) {
 fn parse_and_observe(c: &mut Criterion) {
     let now = Timestamp::parse("2019-05-13T14:54:05Z").unwrap();
     let mut in_progress = Tracker::default();
-    let _ = in_progress.observe_read(&CFG, &parse(IN_PROGRESS), now).unwrap();
+    let _ = in_progress
+        .observe_read(&CFG, &parse(IN_PROGRESS), now)
+        .unwrap();
 
     let mut g = c.benchmark_group("callback");
     g.bench_function("baseline_parse_serde_json", |b| {

@@ -136,10 +136,7 @@ impl fmt::Display for Outcome {
                 known,
                 claimed,
                 kind,
-            } => write!(
-                f,
-                "refuted: an unsigned claim of {claimed} {kind} {known}"
-            ),
+            } => write!(f, "refuted: an unsigned claim of {claimed} {kind} {known}"),
             Self::Contradicts { from, to } => {
                 match from {
                     Some(from) => write!(f, "advanced {from} -> {to}")?,

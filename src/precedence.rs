@@ -56,6 +56,14 @@ pub(crate) fn contradiction(pair: Pair) -> Option<ConflictKind> {
         return Some(ConflictKind::TwoCompletions);
     }
     if a.is_final() && b.is_final() {
+        // The `DISABLED` a disable's 204 shows is undated: it says the session ended unpaid by
+        // the time Klarna answered, not which way. A cancel is not a contradiction of it.
+        let unpaid = |s: Status| matches!(s, Status::Cancelled | Status::Disabled);
+        let undated_disable =
+            (a == Status::Disabled && a_at.is_none()) || (b == Status::Disabled && b_at.is_none());
+        if undated_disable && unpaid(a) && unpaid(b) {
+            return None;
+        }
         return Some(ConflictKind::TwoFinals);
     }
     // An undated change (a `COMPLETED` body without a readable `updated_at`, a disable's 204)

@@ -42,8 +42,10 @@ pub const PLACE_ORDER_MARGIN: Duration = Duration::from_secs(2 * 60);
 /// the order is placed.
 pub const MAX_DETECT_WITHIN: Duration = Duration::from_secs(55 * 60);
 
-// What the 5 minutes hold, with 29 s to spare: the back-off ceiling, a timed-out read and its
-// first retry's back-off (at most 1 s), clock skew, and the margin to place the order.
+// What the 5 minutes hold, with 29 s to spare: a failed read's back-off at its ceiling, a read
+// that timed out and the back-off before its retry (1 s when it is the first failure; a
+// timeout after a run of failures waits longer, and G1 allows for that from the last
+// failure), clock skew, and the margin to place the order.
 const _: () = assert!(
     MAX_DETECT_WITHIN.as_secs()
         + MAX_READ_BACKOFF.as_secs()

@@ -532,12 +532,12 @@ struct ChangeRepr<C> {
 /// caller passes that in, so a changed policy applies to every stored tracker.
 ///
 /// Trackers stored by earlier versions still load: their policy fields (`reads`,
-/// `max_clock_skew`, `abandon_after`) are ignored; without `owed`, everything they asked for is
-/// taken as owed (a money action done twice is refused by Klarna or de-duplicated by its action
-/// id; one lost is a dead token), so a caller that kept its pending actions elsewhere marks done
-/// what it had done; the read a claim asked for (`asked` bit 8) is dropped, since reads are the
-/// schedule's; a tracker made by `Tracker::created` and never read counts its creation as its
-/// first read, as it does now.
+/// `max_clock_skew`, `abandon_after`) are ignored; without `owed`, they owe nothing: in 0.1 the
+/// actions were return values, kept in the caller's own queue, which stays the record of what
+/// is pending (a caller that wants the tracker to owe them adds `owed` from that queue before it
+/// loads them, as the reference service does); the read a claim asked for (`asked` bit 8) is
+/// dropped, since reads are the schedule's; a tracker made by `Tracker::created` and never read
+/// counts its creation as its first read, as it does now.
 #[derive(Serialize, Deserialize)]
 struct TrackerRepr<C> {
     #[serde(default = "none", skip_serializing_if = "Option::is_none")]
@@ -644,16 +644,16 @@ impl Serialize for Tracker {
 impl<'de> Deserialize<'de> for Tracker {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let r = TrackerRepr::<Completion>::deserialize(deserializer)?;
-        let bits = |b: u8| {
-            ActionSet::from_bits(b).ok_or_else(|| de::Error::custom("unknown action bits"))
-        };
+        let bits =
+            |b: u8| ActionSet::from_bits(b).ok_or_else(|| de::Error::custom("unknown action bits"));
         let legacy = r.owed.is_none() || r.reads.is_some();
         let asked = bits(if legacy {
             r.asked & !LEGACY_READ_SESSION
         } else {
             r.asked
         })?;
-        let owed = r.owed.map_or(Ok(asked), bits)?;
+        // Stored by 0.1 without it: what was pending is in the caller's queue, not owed again.
+        let owed = r.owed.map_or(Ok(ActionSet::EMPTY), bits)?;
         let mut expiry = r.expiry.map(|e| Expiry {
             at: e.expires_at,
             status: e.status,

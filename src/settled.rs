@@ -1,6 +1,6 @@
 //! A settled session in a few dozen bytes: what a tracker must still know once its session ended
-//! and every action was asked for, so that the session can reappear (a retried callback, a late
-//! read, a forged claim) without anything asked twice.
+//! and nothing is owed (every action asked for was done), so that the session can reappear (a
+//! retried callback, a late read, a forged claim) without anything asked twice.
 
 use core::hash::{Hash, Hasher};
 
@@ -19,7 +19,7 @@ use crate::tracker::{Carried, Expiry, NotFoundError, Tracker, TrackerConfig};
 /// What a [`crate::Tracker`] keeps of a settled session ([`crate::Tracker::settled`]: final or
 /// expired, and nothing owed): its confirmed change (status, `updated_at`, and a 64-bit digest
 /// of the completion, not the completion), its expiry, and what was asked. 64 bytes instead of a
-/// tracker's 968: what a service or a replay keeps for each of millions of ended sessions.
+/// tracker's 1,024: what a service or a replay keeps for each of millions of ended sessions.
 ///
 /// A settled session answers what can reappear without ever asking anything again: the same
 /// change (a retried callback, a second read) is a duplicate; older news is stale; an unsigned
@@ -30,7 +30,8 @@ use crate::tracker::{Carried, Expiry, NotFoundError, Tracker, TrackerConfig};
 /// [`Settled::revive`] makes a tracker that observes it exactly as the original would have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Settled {
-    /// `None`: an undated `COMPLETED`.
+    /// `None`: an undated change (a `COMPLETED` body that did not say when, or the `DISABLED` a
+    /// disable's 204 showed).
     updated_at: Time,
     /// The known expiry, with the change that stated it (as the tracker keeps it).
     expiry_at: Time,
@@ -324,7 +325,10 @@ impl Settled {
         // An undated hint claims its change when it arrived, as the tracker takes it.
         let claim = Claim::new(s.status(), s.updated_at().unwrap_or(now));
         let mine = change_key(self.status, self.updated_at.get().unwrap_or(Timestamp::MIN));
-        let (settled, hinted) = ((self.status, self.updated_at.get()), (s.status(), s.updated_at()));
+        let (settled, hinted) = (
+            (self.status, self.updated_at.get()),
+            (s.status(), s.updated_at()),
+        );
         let outranks = claim.key() > mine;
         let pair = if outranks {
             Pair {

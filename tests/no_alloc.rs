@@ -31,7 +31,6 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
-
 /// The default policy, held by the caller.
 #[cfg(feature = "serde")]
 const CFG: hpp_session::TrackerConfig = hpp_session::TrackerConfig::DEFAULT;
@@ -213,14 +212,26 @@ fn hints_claims_and_every_completion_shape_do_not_allocate() {
     let n = allocations_in(|| {
         let body: CallbackBody<'_> = serde_json::from_slice(forged).unwrap();
         let err = paid
-            .observe_callback(&CFG, body.event_id(), &body.session.snapshot().unwrap(), now)
+            .observe_callback(
+                &CFG,
+                body.event_id(),
+                &body.session.snapshot().unwrap(),
+                now,
+            )
             .unwrap_err();
         write!(text, "{err}").unwrap();
         let body: SessionBody<'_> = serde_json::from_slice(in_progress).unwrap();
-        let _ = paid.observe_read(&CFG, &body.snapshot().unwrap(), now).unwrap();
+        let _ = paid
+            .observe_read(&CFG, &body.snapshot().unwrap(), now)
+            .unwrap();
         let body: CallbackBody<'_> = serde_json::from_slice(claim).unwrap();
         let report = paid
-            .observe_callback(&CFG, body.event_id(), &body.session.snapshot().unwrap(), now)
+            .observe_callback(
+                &CFG,
+                body.event_id(),
+                &body.session.snapshot().unwrap(),
+                now,
+            )
             .unwrap();
         write!(text, " {}", report.outcome()).unwrap();
         if let Some(claim) = paid.claim() {
@@ -240,9 +251,11 @@ fn hints_claims_and_every_completion_shape_do_not_allocate() {
         );
         write!(text, " {}", paid.next_read(&CFG, now).unwrap().urgency).unwrap();
         let mut disabled = Tracker::default();
-        let answer = disabled.observe_disable_answer(hpp_session::DisableAnswer::Disabled, now);
-        write!(text, " {}", answer.outcome()).unwrap();
         let id = hpp_session::SessionId::new("any").unwrap();
+        let answer = disabled
+            .observe_disable_answer(&id, hpp_session::DisableAnswer::Disabled, now)
+            .unwrap();
+        write!(text, " {}", answer.outcome()).unwrap();
         let redirect = paid
             .observe_redirect(&id, hpp_session::Redirect::Success, now)
             .unwrap();

@@ -144,7 +144,9 @@ fn run(scenario: &mut Scenario, config: TrackerConfig, poller: Poller, hints: Hi
                     Hints::Verified => {
                         let presented: &[u8] = if delivery.forged { b"guess" } else { b"secret" };
                         match callback_secret_matches(b"secret", presented) {
-                            Some(checked) => tracker.observe_verified_callback(checked, event, &s, now),
+                            Some(checked) => {
+                                tracker.observe_verified_callback(checked, event, &s, now)
+                            }
                             None => continue,
                         }
                     }
@@ -156,7 +158,10 @@ fn run(scenario: &mut Scenario, config: TrackerConfig, poller: Poller, hints: Hi
             v += 1;
             tracker.observe_redirect(&id, visit.redirect, now).unwrap();
         } else {
-            assert!(tracker.start_read(&config, now).is_some(), "not due at {now}");
+            assert!(
+                tracker.start_read(&config, now).is_some(),
+                "not due at {now}"
+            );
             let answer = scenario.read(now);
             let failed = !matches!(answer, ReadAnswer::Session(_) | ReadAnswer::NotFound);
             trace.attempts.push(Attempt { at: now, failed });
@@ -181,7 +186,7 @@ fn run(scenario: &mut Scenario, config: TrackerConfig, poller: Poller, hints: Hi
             if action == Action::Disable {
                 trace.disables += 1;
                 let answer = scenario.disable(now);
-                tracker.observe_disable_answer(answer, now);
+                tracker.observe_disable_answer(&id, answer, now).unwrap();
                 continue;
             }
             if action.kind().is_money() {
@@ -223,7 +228,11 @@ fn any_network() -> impl Strategy<Value = SimConfig> {
 }
 
 fn any_hints() -> impl Strategy<Value = Hints> {
-    prop_oneof![Just(Hints::Lost), Just(Hints::Unsigned), Just(Hints::Verified)]
+    prop_oneof![
+        Just(Hints::Lost),
+        Just(Hints::Unsigned),
+        Just(Hints::Verified)
+    ]
 }
 
 /// A policy: the default guarantee or a tighter one, and a poll lag for a tick poller.
@@ -520,7 +529,7 @@ proptest! {
                 2 => t.observe_read(&config, &waiting, at(now)).unwrap(),
                 3 => t.observe_callback(&config, Some("e-end"), &end, at(now)).unwrap(),
                 4 => t.observe_redirect(&id, hpp_session::Redirect::Success, at(now)).unwrap(),
-                _ => t.observe_disable_answer(answer, at(now)),
+                _ => t.observe_disable_answer(&id, answer, at(now)).unwrap(),
             };
             asked.extend(new_actions(&t, &report));
         }
@@ -550,7 +559,9 @@ fn a_late_verified_callback_never_puts_the_next_read_off() {
     let in_progress =
         Snapshot::new(Status::InProgress, t("2019-05-13T13:04:00Z"), expires, None).unwrap();
     let mut tracker = Tracker::for_session(id);
-    tracker.observe_read(&CFG, &waiting, t("2019-05-13T12:44:00Z")).unwrap();
+    tracker
+        .observe_read(&CFG, &waiting, t("2019-05-13T12:44:00Z"))
+        .unwrap();
     let before = tracker.next_read(&CFG, t("2019-05-13T12:44:00Z")).unwrap();
     // 45 minutes after the read, less the session's spread (at most 1/32 of it).
     assert!(before.at <= t("2019-05-13T13:29:00Z") && before.at > t("2019-05-13T13:27:35Z"));
@@ -577,7 +588,8 @@ fn a_late_verified_callback_never_puts_the_next_read_off() {
         ..TrackerConfig::DEFAULT
     };
     let mut u = Tracker::created(SessionId::new("s2").unwrap(), t("2019-05-13T12:00:00Z"));
-    let future = Snapshot::new(Status::InProgress, t("2019-05-14T12:00:00Z"), expires, None).unwrap();
+    let future =
+        Snapshot::new(Status::InProgress, t("2019-05-14T12:00:00Z"), expires, None).unwrap();
     let checked = callback_secret_matches(b"secret", b"secret").unwrap();
     u.observe_verified_callback(checked, None, &future, t("2019-05-13T12:05:00Z"))
         .unwrap();
@@ -600,13 +612,18 @@ fn the_time_limit_of_a_created_session_counts_from_its_creation() {
     let id = SessionId::new("s-1").unwrap();
     let mut t = Tracker::created(id.clone(), at(0));
     let first = t.next_read(&config, at(0)).unwrap();
-    assert_eq!((first.at, first.urgency), (at(20 * 60_000), Urgency::Initial));
+    assert_eq!(
+        (first.at, first.urgency),
+        (at(20 * 60_000), Urgency::Initial)
+    );
     t.start_read(&config, first.at).unwrap();
     let waiting = Snapshot::new(Status::Waiting, at(0), Some(at(48 * 3_600_000)), None).unwrap();
     let r = t.observe_read(&config, &waiting, first.at).unwrap();
     assert_eq!(new_actions(&t, &r).collect::<Vec<_>>(), [Action::Disable]);
     // Klarna's 204 is evidence: the cart is released as disabled, no read needed after it.
-    let r = t.observe_disable_answer(DisableAnswer::Disabled, first.at);
+    let r = t
+        .observe_disable_answer(&id, DisableAnswer::Disabled, first.at)
+        .unwrap();
     assert_eq!(
         new_actions(&t, &r).collect::<Vec<_>>(),
         [Action::Release {
@@ -621,12 +638,19 @@ fn the_time_limit_of_a_created_session_counts_from_its_creation() {
     assert!(r.newly_owed().is_empty());
     assert!(t.settled().is_some());
     // A later real `DISABLED` read is the same change, not a conflict.
-    let disabled =
-        Snapshot::new(Status::Disabled, at(20 * 60_000 + 5), Some(at(48 * 3_600_000)), None)
-            .unwrap();
-    let mut u = Tracker::created(id, at(0));
-    u.observe_disable_answer(DisableAnswer::Disabled, at(20 * 60_000));
-    let r = u.observe_read(&config, &disabled, at(20 * 60_000 + 10)).unwrap();
+    let disabled = Snapshot::new(
+        Status::Disabled,
+        at(20 * 60_000 + 5),
+        Some(at(48 * 3_600_000)),
+        None,
+    )
+    .unwrap();
+    let mut u = Tracker::created(id.clone(), at(0));
+    u.observe_disable_answer(&id, DisableAnswer::Disabled, at(20 * 60_000))
+        .unwrap();
+    let r = u
+        .observe_read(&config, &disabled, at(20 * 60_000 + 10))
+        .unwrap();
     assert!(r.newly_owed().is_empty() && !u.has_conflict(), "{r:?}");
     assert_eq!(u.state().updated_at, Some(at(20 * 60_000 + 5)));
 }
@@ -646,14 +670,18 @@ fn a_poller_that_never_reports_answers_does_not_storm() {
             reads.push(second);
             // ... and nothing is ever reported.
         }
-        assert!(t.start_read(&CFG, now).is_none(), "two reads handed out at {second} s");
+        assert!(
+            t.start_read(&CFG, now).is_none(),
+            "two reads handed out at {second} s"
+        );
     }
     let gaps: Vec<u64> = reads.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(reads.len() <= 60, "{} reads in an hour: {gaps:?}", reads.len());
     assert!(
-        gaps.iter().all(|&g| g > READ_TIMEOUT.as_secs()),
-        "{gaps:?}"
+        reads.len() <= 60,
+        "{} reads in an hour: {gaps:?}",
+        reads.len()
     );
+    assert!(gaps.iter().all(|&g| g > READ_TIMEOUT.as_secs()), "{gaps:?}");
     // Once the back-off reached its ceiling, a read about every 90 s.
     assert!(gaps.iter().rev().take(20).all(|&g| g <= 91), "{gaps:?}");
     // A reported answer (to the read still in flight) ends it: the schedule goes on as if the
@@ -696,5 +724,8 @@ fn a_cron_poller_reads_a_waiting_session_all_day() {
 }
 
 fn assert_not_due(t: &Tracker, now: Timestamp) {
-    assert!(!t.next_read(&CFG, now).unwrap().is_due(now), "due again at {now}");
+    assert!(
+        !t.next_read(&CFG, now).unwrap().is_due(now),
+        "due again at {now}"
+    );
 }

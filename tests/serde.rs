@@ -311,15 +311,15 @@ fn the_authorization_token_is_never_printed() {
 
 /// Trackers stored by version 0.1.0 (`tests/data/trackers-0.1.0.txt`, written by that version's
 /// serializer: each carries its policy and no `owed`) still load. Their policy is ignored: the
-/// caller's applies. What they asked for is owed (the read a claim asked for is dropped: reads
-/// are the schedule's); a tracker made from the create response and never read counts its
-/// creation as its first read, as trackers do now.
+/// caller's applies. They owe nothing: in 0.1 the actions were return values in the caller's
+/// own queue, which stays the record of what is pending; a caller that wants the tracker to owe
+/// them adds `owed` before loading. The read a claim asked for is dropped (reads are the
+/// schedule's); a tracker made from the create response and never read counts its creation as
+/// its first read, as trackers do now.
 #[test]
 fn trackers_stored_by_0_1_still_load() {
     use core::time::Duration;
-    use hpp_session::{
-        Action, ActionKind, ReleaseReason, Status, Tracker, TrackerConfig, Urgency,
-    };
+    use hpp_session::{Action, ActionKind, ReleaseReason, Status, Tracker, TrackerConfig, Urgency};
     let stored = include_str!("data/trackers-0.1.0.txt");
     let tracker = |name: &str| -> Tracker {
         let line = stored
@@ -334,7 +334,9 @@ fn trackers_stored_by_0_1_still_load() {
 
     let created = tracker("CREATED");
     assert_eq!(created.status(), None);
-    let first = created.next_read(&config, ts("2019-05-13T14:52:00Z")).unwrap();
+    let first = created
+        .next_read(&config, ts("2019-05-13T14:52:00Z"))
+        .unwrap();
     assert_eq!(first.urgency, Urgency::Initial);
     assert!(first.at > ts("2019-05-13T15:35:00Z") && first.at <= ts("2019-05-13T15:36:43.507Z"));
     // The policy is the caller's now: the stored one (a time limit of 2 h) is gone.
@@ -343,40 +345,73 @@ fn trackers_stored_by_0_1_still_load() {
         ..config
     };
     assert_eq!(
-        created.next_read(&limited, ts("2019-05-13T14:52:00Z")).unwrap().at,
+        created
+            .next_read(&limited, ts("2019-05-13T14:52:00Z"))
+            .unwrap()
+            .at,
         ts("2019-05-13T15:11:43.507Z")
     );
 
     // A claim's read request (bit 8) is dropped; the claim still makes a read urgent.
     let claimed = tracker("CLAIMED");
     assert!(claimed.asked().is_empty() && claimed.owed().is_empty());
-    let urgent = claimed.next_read(&config, ts("2019-05-13T15:40:02Z")).unwrap();
+    let urgent = claimed
+        .next_read(&config, ts("2019-05-13T15:40:02Z"))
+        .unwrap();
     assert_eq!(urgent.urgency, Urgency::Confirm);
 
-    // Paid: the order is owed, with the token, until done.
+    // Paid: the order was asked for (it is in the 0.1 caller's queue), and is not asked again.
     let paid = tracker("PAID");
-    assert_eq!(paid.owed().iter().collect::<Vec<_>>(), [ActionKind::PlaceOrder]);
-    let Some(Action::PlaceOrder { authorization_token, place_by }) = paid.next_action() else {
+    assert!(paid.asked().contains(ActionKind::PlaceOrder) && paid.owed().is_empty());
+    assert_eq!(paid.next_action(), None);
+    assert_eq!(paid.status(), Some(Status::Completed));
+    assert!(paid.settled().is_some());
+
+    // A caller that kept its queue adds `owed` from it: then the tracker owes it, with its data.
+    let line = stored
+        .lines()
+        .find_map(|l| l.strip_prefix("PAID "))
+        .unwrap();
+    let owing: Tracker = serde_json::from_str(&line.replacen('{', r#"{"owed":1,"#, 1)).unwrap();
+    let Some(Action::PlaceOrder {
+        authorization_token,
+        place_by,
+    }) = owing.next_action()
+    else {
         panic!("the order is not owed");
     };
-    assert_eq!(authorization_token.expose_secret(), "a1a8f727-2756-6058-bd3c-40069be0994b");
-    assert_eq!(place_by, Some(ts("2019-05-13T16:40:00Z")));
-    assert_eq!(paid.status(), Some(Status::Completed));
-
-    // Abandoned: the disable is owed.
-    let abandoned = tracker("ABANDONED");
-    assert_eq!(abandoned.next_action(), Some(Action::Disable));
-
-    // Cancelled: the release is owed, for the reason stored.
-    let cancelled = tracker("CANCELLED");
     assert_eq!(
-        cancelled.next_action(),
+        authorization_token.expose_secret(),
+        "a1a8f727-2756-6058-bd3c-40069be0994b"
+    );
+    assert_eq!(place_by, Some(ts("2019-05-13T16:40:00Z")));
+    // ... but not what its confirmed state cannot say (a release of a paid session).
+    assert!(serde_json::from_str::<Tracker>(&line.replacen('{', r#"{"owed":4,"#, 1)).is_err());
+
+    // Abandoned: the disable was asked; the time limit is not asked again.
+    let abandoned = tracker("ABANDONED");
+    assert!(abandoned.asked().contains(ActionKind::Disable));
+    assert_eq!(abandoned.next_action(), None);
+
+    // Cancelled: the release reason is kept.
+    let cancelled = tracker("CANCELLED");
+    assert!(cancelled.asked().contains(ActionKind::Release));
+    let line = stored
+        .lines()
+        .find_map(|l| l.strip_prefix("CANCELLED "))
+        .unwrap();
+    let owing: Tracker = serde_json::from_str(&line.replacen('{', r#"{"owed":4,"#, 1)).unwrap();
+    assert_eq!(
+        owing.next_action(),
         Some(Action::Release {
             reason: ReleaseReason::Cancelled
         })
     );
     // Stored again, they carry what they owe and no policy.
-    let again = serde_json::to_string(&cancelled).unwrap();
-    assert!(again.contains(r#""owed":4"#) && !again.contains("reads"), "{again}");
-    assert_eq!(serde_json::from_str::<Tracker>(&again).unwrap(), cancelled);
+    let again = serde_json::to_string(&owing).unwrap();
+    assert!(
+        again.contains(r#""owed":4"#) && !again.contains("reads"),
+        "{again}"
+    );
+    assert_eq!(serde_json::from_str::<Tracker>(&again).unwrap(), owing);
 }

@@ -358,7 +358,10 @@ fn run_all(simulator: &Simulator, sessions: u64, integrator: impl Into<Integrato
         // Forged claims never page a person: only confirmed evidence against confirmed evidence
         // does, and one history has none (an adversary who knows the secret is another test).
         assert!(!run.conflict, "session {i} (attacked: {attacked})");
-        assert!(tracker.owed().is_empty() && tracker.settled().is_some(), "session {i}");
+        assert!(
+            tracker.owed().is_empty() && tracker.settled().is_some(),
+            "session {i}"
+        );
         // A paid session is never released, and its money action was asked for once.
         assert_eq!(
             tracker.status().is_some_and(|s| s == Status::Completed),
@@ -630,14 +633,21 @@ fn crashing_integrator(
     // The shop's side: effects keyed by action id (an idempotency key), and every call.
     let mut effects: std::collections::BTreeMap<String, Expected> = Default::default();
     let mut calls = 0u32;
-    let end = scenario.history.expires_at.checked_add(Duration::from_secs(2 * 86_400)).unwrap();
+    let end = scenario
+        .history
+        .expires_at
+        .checked_add(Duration::from_secs(2 * 86_400))
+        .unwrap();
     let mut now = created;
     let mut next_delivery = 0;
     loop {
         let read_at = tracker.next_read(config, now).map(|r| r.at.max(now));
         let delivery = scenario.deliveries.get(next_delivery).map(|d| d.at);
         let owes = !tracker.owed().is_empty();
-        let step = [delivery, read_at, owes.then_some(now)].into_iter().flatten().min();
+        let step = [delivery, read_at, owes.then_some(now)]
+            .into_iter()
+            .flatten()
+            .min();
         let Some(step) = step else { break };
         if step > end {
             break;
@@ -654,7 +664,7 @@ fn crashing_integrator(
             if action == Action::Disable {
                 let answer = scenario.disable(now);
                 // A report dropped: the tracker keeps what it owes regardless.
-                let _ = tracker.observe_disable_answer(answer, now);
+                let _ = tracker.observe_disable_answer(&id, answer, now);
             } else {
                 calls += 1;
                 if let Some(e) = Expected::of(&action) {
@@ -758,18 +768,31 @@ fn ten_thousand_forged_claims_flag_no_one() {
         let id = SessionId::new(h.session_id.as_str()).unwrap();
         // Ten forgeries at any time of the session's life, stamped up to a minute ahead.
         let span = SESSION_LIFETIME.as_millis() as u64;
-        let mut attacks: Vec<(Timestamp, Snapshot)> = (0..10)
+        // A third of them replay a real event id of the session (when it has one).
+        let real: Vec<String> = scenario
+            .deliveries
+            .iter()
+            .map(|d| d.event_id.as_str().to_owned())
+            .collect();
+        let mut attacks: Vec<(Timestamp, Snapshot, Option<String>)> = (0..10)
             .map(|_| {
-                let arrives = h.created_at.checked_add(Duration::from_millis(rng.range(0, span))).unwrap();
-                let stamped = arrives.checked_add(Duration::from_millis(rng.range(0, 60_000))).unwrap();
+                let arrives = h
+                    .created_at
+                    .checked_add(Duration::from_millis(rng.range(0, span)))
+                    .unwrap();
+                let stamped = arrives
+                    .checked_add(Duration::from_millis(rng.range(0, 60_000)))
+                    .unwrap();
                 let status = rng.pick(&Status::ALL).unwrap();
                 let completion = (status == Status::Completed)
                     .then(|| Completion::authorized(rng.uuid().as_str()).unwrap());
                 let s = Snapshot::new(status, stamped, Some(h.expires_at), completion).unwrap();
-                (arrives, s.of_session(id.clone()))
+                let replayed = (rng.chance(333) && !real.is_empty())
+                    .then(|| real[rng.range(0, real.len() as u64) as usize].clone());
+                (arrives, s.of_session(id.clone()), replayed)
             })
             .collect();
-        attacks.sort_by_key(|(t, _)| *t);
+        attacks.sort_by_key(|(t, ..)| *t);
         forged += 10;
         let mut tracker = Tracker::created(id.clone(), h.created_at);
         let mut performed = Vec::new();
@@ -778,7 +801,10 @@ fn ten_thousand_forged_claims_flag_no_one() {
             let read_at = tracker.next_read(&config, now).map(|r| r.at.max(now));
             let delivery = scenario.deliveries.get(d).map(|x| x.at);
             let attack = attacks.get(a).map(|x| x.0);
-            let Some(step) = [delivery, attack, read_at].into_iter().flatten().min() else { break };
+            let event = attacks.get(a).and_then(|x| x.2.clone());
+            let Some(step) = [delivery, attack, read_at].into_iter().flatten().min() else {
+                break;
+            };
             now = step;
             if delivery == Some(step) {
                 let x = scenario.deliveries[d].clone();
@@ -787,13 +813,15 @@ fn ten_thousand_forged_claims_flag_no_one() {
                     let _ = tracker.observe_callback(&config, Some(x.event_id.as_str()), &s, now);
                 }
             } else if attack == Some(step) {
-                let _ = tracker.observe_callback(&config, None, &attacks[a].1, now);
+                let _ = tracker.observe_callback(&config, event.as_deref(), &attacks[a].1, now);
                 a += 1;
             } else {
                 tracker.start_read(&config, now).unwrap();
                 match scenario.read(now) {
                     ReadAnswer::Session(body) => {
-                        tracker.observe_read(&config, &body.session_body().snapshot().unwrap(), now).unwrap();
+                        tracker
+                            .observe_read(&config, &body.session_body().snapshot().unwrap(), now)
+                            .unwrap();
                     }
                     ReadAnswer::NotFound => {
                         tracker.observe_not_found(now).unwrap();

@@ -312,7 +312,9 @@ fn a_newer_read_without_expires_at_keeps_the_known_expiry() {
     for order in [[&first, &newer], [&newer, &first]] {
         let mut tracker = Tracker::default();
         for s in order {
-            let _ = tracker.observe_read(&CFG, s, at("2019-05-13T14:10:00Z")).unwrap();
+            let _ = tracker
+                .observe_read(&CFG, s, at("2019-05-13T14:10:00Z"))
+                .unwrap();
         }
         assert_eq!(
             tracker.state().expires_at,

@@ -383,6 +383,11 @@ fn now_is_the_system_clock() {
     let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let now = hpp_session::Timestamp::now();
     let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let since = now.duration_since(hpp_session::Timestamp::UNIX_EPOCH).unwrap();
-    assert!(before <= since && since <= after, "{before:?} {since:?} {after:?}");
+    let since = now
+        .duration_since(hpp_session::Timestamp::UNIX_EPOCH)
+        .unwrap();
+    assert!(
+        before <= since && since <= after,
+        "{before:?} {since:?} {after:?}"
+    );
 }

@@ -158,7 +158,6 @@ enum Asked {
     Release(ReleaseReason),
 }
 
-
 /// The claim a dated hint makes (every generated snapshot is dated).
 fn claim_of(s: &Snapshot) -> Claim {
     Claim::new(s.status(), s.updated_at().unwrap())
@@ -653,7 +652,12 @@ fn observe(
     } else {
         callback(tracker, trust, None, s, now).ok()?
     };
-    Some((report.outcome(), new_actions(tracker, &report).map(own).collect()))
+    // Whatever the input, everything owed has its data.
+    assert!(tracker.owed().iter().all(|k| tracker.action(k).is_some()));
+    Some((
+        report.outcome(),
+        new_actions(tracker, &report).map(own).collect(),
+    ))
 }
 
 proptest! {
@@ -787,6 +791,10 @@ fn deliver(
         report.newly_owed().iter().count(),
         "every new kind has its action"
     );
+    prop_assert!(
+        tracker.owed().iter().all(|k| tracker.action(k).is_some()),
+        "an owed action without its data"
+    );
     Ok((report.outcome(), actions))
 }
 
@@ -876,10 +884,7 @@ fn observe_input(
     let asked = match input {
         Some((true, s)) => t.observe_read(&CFG, s, now).ok()?.newly_owed(),
         Some((false, s)) => t.observe_callback(&CFG, None, s, now).ok()?.newly_owed(),
-        None => t
-            .observe_not_found(not_found_time(now))
-            .ok()?
-            .newly_owed(),
+        None => t.observe_not_found(not_found_time(now)).ok()?.newly_owed(),
     };
     // The executor performs what is owed, and reports it done.
     perform_all(t);
@@ -888,6 +893,7 @@ fn observe_input(
 
 /// Reports everything `t` owes done, as an executor that performed it does.
 fn perform_all(t: &mut Tracker) {
+    assert!(t.owed().iter().all(|k| t.action(k).is_some()));
     let id = SessionId::new("s-1").unwrap();
     for kind in t.owed().iter() {
         t.done(ActionId::new(&id, kind)).unwrap();

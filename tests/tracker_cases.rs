@@ -9,9 +9,8 @@ use common::{CFG, at, new_actions};
 use hpp_session::{
     Action, ActionId, ActionKind, ActionSet, Claim, Completion, CompletionProblem, ConflictKind,
     DEFAULT_MAX_CLOCK_SKEW, FutureHint, MAX_DETECT_WITHIN, MAX_READ_BACKOFF, MIN_READ_INTERVAL,
-    NextRead,
-    NotFoundError, Outcome, PolicyError, ReadFailure, ReadPolicy, Refused, ReleaseReason, Snapshot,
-    Status, Timestamp, Tracker, TrackerConfig, Urgency, callback_secret_matches,
+    NextRead, NotFoundError, Outcome, PolicyError, ReadFailure, ReadPolicy, Refused, ReleaseReason,
+    Snapshot, Status, Timestamp, Tracker, TrackerConfig, Urgency, callback_secret_matches,
 };
 use proptest::prelude::*;
 
@@ -44,7 +43,9 @@ fn assert_claim_reads_at_once(t: &Tracker, r: &hpp_session::Report) {
 #[test]
 fn the_sample_journey_asks_each_action_once() {
     let mut t = Tracker::default();
-    let r = t.observe_read(&CFG, &snap(Status::Waiting, 0), at(1)).unwrap();
+    let r = t
+        .observe_read(&CFG, &snap(Status::Waiting, 0), at(1))
+        .unwrap();
     assert_eq!(
         r.outcome(),
         Outcome::Advanced {
@@ -202,7 +203,9 @@ fn two_tokens_conflict_and_only_one_order_is_asked_for() {
 #[test]
 fn a_forged_completion_neither_pays_nor_blocks_the_real_one() {
     let mut t = Tracker::default();
-    let _ = t.observe_read(&CFG, &snap(Status::InProgress, 0), at(1)).unwrap();
+    let _ = t
+        .observe_read(&CFG, &snap(Status::InProgress, 0), at(1))
+        .unwrap();
     // Stamped hours ahead: refused, nothing changes.
     let before = t.clone();
     let err = t
@@ -301,9 +304,13 @@ fn a_forged_final_claim_is_hidden_by_a_newer_read_and_decides_nothing() {
 #[test]
 fn a_forged_expiry_or_cancel_never_releases_the_cart() {
     let mut t = Tracker::default();
-    let _ = t.observe_read(&CFG, &snap(Status::InProgress, 0), at(1)).unwrap();
+    let _ = t
+        .observe_read(&CFG, &snap(Status::InProgress, 0), at(1))
+        .unwrap();
     let forged = Snapshot::new(Status::Cancelled, at(5), Some(at(3)), None).unwrap();
-    let r = t.observe_callback(&CFG, Some("forged"), &forged, at(10)).unwrap();
+    let r = t
+        .observe_callback(&CFG, Some("forged"), &forged, at(10))
+        .unwrap();
     assert_claim_reads_at_once(&t, &r);
     let before = t.clone();
     assert_eq!(
@@ -316,7 +323,9 @@ fn a_forged_expiry_or_cancel_never_releases_the_cart() {
     assert_eq!(t, before);
     assert!(t.next_read(&CFG, at(20)).is_some());
     // The consumer went back, then paid: the forged cancel decides nothing.
-    let _ = t.observe_read(&CFG, &snap(Status::Back, 30), at(31)).unwrap();
+    let _ = t
+        .observe_read(&CFG, &snap(Status::Back, 30), at(31))
+        .unwrap();
     let r = t
         .observe_read(&CFG, &snap(Status::Completed, 60), at(61))
         .unwrap();
@@ -331,8 +340,12 @@ fn a_forged_expiry_or_cancel_never_releases_the_cart() {
 #[test]
 fn a_status_that_cannot_follow_is_a_conflict() {
     let mut t = Tracker::default();
-    let _ = t.observe_read(&CFG, &snap(Status::Failed, 10), at(11)).unwrap();
-    let r = t.observe_read(&CFG, &snap(Status::Waiting, 20), at(21)).unwrap();
+    let _ = t
+        .observe_read(&CFG, &snap(Status::Failed, 10), at(11))
+        .unwrap();
+    let r = t
+        .observe_read(&CFG, &snap(Status::Waiting, 20), at(21))
+        .unwrap();
     assert!(matches!(
         r.outcome(),
         Outcome::Conflict {
@@ -423,7 +436,9 @@ fn not_found_before_expiry_changes_nothing_and_after_it_releases_once() {
             expires_at: None
         }
     );
-    let _ = t.observe_read(&CFG, &snap(Status::Back, 10), at(11)).unwrap();
+    let _ = t
+        .observe_read(&CFG, &snap(Status::Back, 10), at(11))
+        .unwrap();
     let before = t.clone();
     let err = t.observe_not_found(at(EXPIRES - 1)).unwrap_err();
     assert_eq!(t, before);
@@ -522,7 +537,8 @@ fn event_ids_are_remembered_up_to_the_bound_then_forgotten_oldest_first() {
         Outcome::Duplicate
     );
     assert_eq!(
-        t.observe_callback(&CFG, 
+        t.observe_callback(
+            &CFG,
             Some(&format!("e{n}")),
             &snap(Status::InProgress, 10 * (n + 1)),
             at(99)
@@ -632,7 +648,12 @@ fn read_failures_back_off_and_keep_the_urgency() {
         .observe_read(&CFG, &snap(Status::Waiting, 0), at(1_000))
         .unwrap();
     let _ = t
-        .observe_callback(&CFG, Some("e1"), &snap(Status::Completed, 20_000), at(20_000))
+        .observe_callback(
+            &CFG,
+            Some("e1"),
+            &snap(Status::Completed, 20_000),
+            at(20_000),
+        )
         .unwrap();
     assert_read_at_once(&t, 20_000);
     // A 429 with X-Ratelimit-Reset of 1 s: not before the reset, within the second after it
@@ -969,7 +990,10 @@ fn a_claim_adds_earlier_reads_and_never_delays_the_schedule() {
     let _ = t
         .observe_read(&CFG, &snap(Status::Waiting, 0), at(1_000))
         .unwrap();
-    assert_eq!((t.status(), t.state().updated_at), (Some(Status::Waiting), Some(at(0))));
+    assert_eq!(
+        (t.status(), t.state().updated_at),
+        (Some(Status::Waiting), Some(at(0)))
+    );
     assert_eq!(due(&t, 1_000), Some(at(1_000 + 45 * MIN)));
     // A non-final claim asks for no read of its own: money waits for a final status.
     let _ = t
@@ -978,7 +1002,12 @@ fn a_claim_adds_earlier_reads_and_never_delays_the_schedule() {
     assert_eq!(due(&t, 25_000), Some(at(1_000 + 45 * MIN)));
     // A final claim asks for one at once.
     let _ = t
-        .observe_callback(&CFG, Some("e2"), &snap(Status::Cancelled, 30_000), at(30_000))
+        .observe_callback(
+            &CFG,
+            Some("e2"),
+            &snap(Status::Cancelled, 30_000),
+            at(30_000),
+        )
         .unwrap();
     assert_read_at_once(&t, 30_000);
     let _ = t
@@ -1034,7 +1063,9 @@ fn the_clock_skew_tolerance_is_configurable_and_only_for_hints() {
     );
     assert_eq!(t.status(), Some(Status::Back));
     let mut t = Tracker::new();
-    let _ = t.observe_read(&CFG, &snap(Status::Back, 99_000), at(10)).unwrap();
+    let _ = t
+        .observe_read(&CFG, &snap(Status::Back, 99_000), at(10))
+        .unwrap();
     assert_eq!(t.status(), Some(Status::Back));
 }
 
@@ -1057,7 +1088,11 @@ fn every_completion_shape_asks_for_its_own_action() {
     for c in [all_three, order_only, unusable] {
         let mut t = Tracker::default();
         let r = t.observe_read(&CFG, &completed(c), at(41)).unwrap();
-        seen.push(new_actions(&t, &r).map(|a| a.to_string()).collect::<Vec<_>>());
+        seen.push(
+            new_actions(&t, &r)
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>(),
+        );
         let r = t.observe_not_found(at(EXPIRES)).unwrap();
         assert_eq!(
             r.newly_owed(),
@@ -1158,7 +1193,8 @@ fn a_snapshot_of_another_session_is_refused_and_changes_nothing() {
     assert_eq!(t, before);
     // Its own session's snapshot, named or not, is taken.
     let r = t
-        .observe_read(&CFG, 
+        .observe_read(
+            &CFG,
             &snap(Status::Completed, 20).of_session(mine.clone()),
             at(22),
         )
@@ -1168,7 +1204,8 @@ fn a_snapshot_of_another_session_is_refused_and_changes_nothing() {
     // Unbound: a hint naming a session does not bind it; the first read naming one does.
     let mut u = Tracker::default();
     let _ = u
-        .observe_callback(&CFG, 
+        .observe_callback(
+            &CFG,
             None,
             &snap(Status::InProgress, 5).of_session(session("forged")),
             at(6),
@@ -1176,7 +1213,8 @@ fn a_snapshot_of_another_session_is_refused_and_changes_nothing() {
         .unwrap();
     assert_eq!(u.session_id(), None);
     let _ = u
-        .observe_read(&CFG, 
+        .observe_read(
+            &CFG,
             &snap(Status::InProgress, 10).of_session(mine.clone()),
             at(11),
         )
@@ -1219,7 +1257,7 @@ proptest! {
 }
 
 /// What a settled session answers by itself, and when it needs its tracker back: the same change
-/// is a duplicate, older news stale, a forged claim a conflict, a 404 after expiry marks it
+/// is a duplicate, older news stale, a forged claim refuted (no conflict), a 404 after expiry marks it
 /// expired; an authorization read after a cancel (contradictory, and money) revives a tracker that
 /// asks for the order once.
 #[test]
@@ -1262,7 +1300,11 @@ fn a_settled_session_answers_what_reappears_and_revives_for_money() {
     );
     assert!(!s.has_conflict());
     let forged = s
-        .observe_callback(&snap(Status::Completed, 30), at(31), &TrackerConfig::DEFAULT)
+        .observe_callback(
+            &snap(Status::Completed, 30),
+            at(31),
+            &TrackerConfig::DEFAULT,
+        )
         .unwrap();
     assert!(
         matches!(forged, Some(Outcome::Refuted { .. })),
@@ -1448,7 +1490,10 @@ fn a_read_at_expiry_that_still_answers_is_not_asked_again_at_once() {
     let _ = t
         .observe_read(&CFG, &snap(Status::Back, 10), at(EXPIRES - 30 * MIN))
         .unwrap();
-    assert_eq!(t.next_read(&CFG, at(EXPIRES - 30 * MIN)).unwrap().at, at(EXPIRES));
+    assert_eq!(
+        t.next_read(&CFG, at(EXPIRES - 30 * MIN)).unwrap().at,
+        at(EXPIRES)
+    );
     let _ = t
         .observe_read(&CFG, &snap(Status::Back, 10), at(EXPIRES))
         .unwrap();
@@ -1502,7 +1547,12 @@ fn the_time_limit_asks_for_one_disable_and_then_reads_blind() {
     assert_eq!(t.next_read(&config, at(now)).unwrap().at, at(2 * 60 * MIN));
     // A hint past the deadline asks for nothing: only a read finds a session abandoned.
     let r = t
-        .observe_callback(&config, None, &snap(Status::InProgress, 100), at(2 * 60 * MIN))
+        .observe_callback(
+            &config,
+            None,
+            &snap(Status::InProgress, 100),
+            at(2 * 60 * MIN),
+        )
         .unwrap();
     assert!(r.newly_owed().is_empty());
     let r = t.observe_read(&config, &waiting, at(2 * 60 * MIN)).unwrap();
@@ -1532,7 +1582,8 @@ fn the_time_limit_asks_for_one_disable_and_then_reads_blind() {
     let mut lively = Tracker::new();
     let _ = lively.observe_read(&config, &waiting, at(1_000)).unwrap();
     let r = lively
-        .observe_read(&config, 
+        .observe_read(
+            &config,
             &snap(Status::InProgress, 2 * 60 * MIN - 1),
             at(2 * 60 * MIN),
         )
@@ -1553,4 +1604,171 @@ fn assert_read_at_once(t: &Tracker, ms: u64) {
             urgency: Urgency::Confirm
         })
     );
+}
+
+/// Every owed action has its data, whatever confirmed evidence comes after it was asked: when
+/// evidence of higher precedence replaces the completion a money action was asked for (an
+/// undated unusable body, then a dated token; a token, then Klarna's order), the action it no
+/// longer warrants is owed no more (a conflict says why), and the one it warrants is owed.
+#[test]
+fn an_owed_action_never_loses_its_data() {
+    let expires = Some(at(EXPIRES));
+    let undated =
+        Snapshot::paid_undated(Completion::Unusable(CompletionProblem::Malformed), expires);
+    let token = |t: &str| Completion::authorized(t).unwrap();
+    let dated = Snapshot::new(Status::Completed, at(40), expires, Some(token("tok"))).unwrap();
+    let ordered = Snapshot::new(
+        Status::Completed,
+        at(40),
+        expires,
+        Some(Completion::from_fields(Some("tok"), Some("order-1"), None).unwrap()),
+    )
+    .unwrap();
+    let all_have_data = |t: &Tracker| t.owed().iter().all(|k| t.action(k).is_some());
+    let kinds = |t: &Tracker| t.owed().iter().collect::<Vec<_>>();
+
+    let mut t = Tracker::default();
+    let _ = t.observe_read(&CFG, &undated, at(41)).unwrap();
+    assert_eq!(kinds(&t), [ActionKind::ReviewCompletion]);
+    let _ = t.observe_read(&CFG, &dated, at(42)).unwrap();
+    assert!(all_have_data(&t), "{:?}", t.owed());
+    assert_eq!(kinds(&t), [ActionKind::PlaceOrder]);
+    assert!(t.has_conflict());
+
+    let mut u = Tracker::default();
+    let _ = u.observe_read(&CFG, &dated, at(41)).unwrap();
+    let _ = u.observe_read(&CFG, &ordered, at(42)).unwrap();
+    assert!(all_have_data(&u), "{:?}", u.owed());
+    assert_eq!(kinds(&u), [ActionKind::RecordOrder]);
+    // A stored tracker that owes what its state has no data for is refused.
+    #[cfg(feature = "serde")]
+    {
+        let mut json: serde_json::Value = serde_json::to_value(&u).unwrap();
+        json["owed"] = serde_json::json!(1 | 2);
+        json["asked"] = serde_json::json!(1 | 2);
+        assert!(serde_json::from_value::<Tracker>(json).is_err());
+    }
+}
+
+/// A disable's 204 says the session ended unpaid, not which way: a confirmed `CANCELLED` before
+/// or after it is no contradiction, and pages no one. The cart is released once.
+#[test]
+fn a_disables_204_and_a_cancel_are_no_conflict_in_either_order() {
+    let id = hpp_session::SessionId::new("s-1").unwrap();
+    let cancelled = snap(Status::Cancelled, 30_000);
+    let mut first = Tracker::for_session(id.clone());
+    let _ = first
+        .observe_read(&CFG, &snap(Status::InProgress, 10), at(11))
+        .unwrap();
+    let r = first
+        .observe_disable_answer(&id, hpp_session::DisableAnswer::Disabled, at(20_000))
+        .unwrap();
+    assert_eq!(kinds(&r), ["release"]);
+    let r = first.observe_read(&CFG, &cancelled, at(40_000)).unwrap();
+    assert!(kinds(&r).is_empty() && !first.has_conflict(), "{r:?}");
+    let mut second = Tracker::for_session(id.clone());
+    let _ = second.observe_read(&CFG, &cancelled, at(40_000)).unwrap();
+    let r = second
+        .observe_disable_answer(&id, hpp_session::DisableAnswer::Disabled, at(50_000))
+        .unwrap();
+    assert_eq!(r.outcome(), Outcome::Stale);
+    assert!(!second.has_conflict());
+    assert_eq!(first.status(), Some(Status::Cancelled));
+    // A 204 on a paid session is a real contradiction: the money wins, a person looks.
+    let mut paid = Tracker::for_session(id.clone());
+    let _ = paid
+        .observe_read(&CFG, &snap(Status::Completed, 40), at(41))
+        .unwrap();
+    let r = paid
+        .observe_disable_answer(&id, hpp_session::DisableAnswer::Disabled, at(50))
+        .unwrap();
+    assert!(matches!(r.outcome(), Outcome::Conflict { .. }), "{r:?}");
+    assert_eq!(paid.status(), Some(Status::Completed));
+    // Another session's answer is refused and changes nothing.
+    let other = hpp_session::SessionId::new("s-2").unwrap();
+    let before = second.clone();
+    assert!(matches!(
+        second.observe_disable_answer(&other, hpp_session::DisableAnswer::Disabled, at(60_000)),
+        Err(Refused::OtherSession(_))
+    ));
+    assert_eq!(second, before);
+}
+
+/// The refuted count, in either order and only for claims shown false: a forged `CANCELLED`
+/// refuted by a read of an earlier `COMPLETED` counts once whichever comes first; a claim the
+/// read confirms (even undated) counts nothing; a forged callback delivered again is counted once.
+#[test]
+fn refuted_claims_are_counted_once_in_either_order() {
+    let forged_cancel = snap(Status::Cancelled, 10_000);
+    let paid = snap(Status::Completed, 8_000);
+    let mut hint_first = Tracker::default();
+    let _ = hint_first
+        .observe_callback(&CFG, Some("f"), &forged_cancel, at(10_500))
+        .unwrap();
+    let _ = hint_first.observe_read(&CFG, &paid, at(11_000)).unwrap();
+    let mut read_first = Tracker::default();
+    let _ = read_first.observe_read(&CFG, &paid, at(11_000)).unwrap();
+    let r = read_first
+        .observe_callback(&CFG, Some("f"), &forged_cancel, at(11_500))
+        .unwrap();
+    assert!(matches!(r.outcome(), Outcome::Refuted { .. }), "{r:?}");
+    assert_eq!(
+        (hint_first.refuted_claims(), read_first.refuted_claims()),
+        (1, 1)
+    );
+    // The same forged event again: a duplicate, not counted twice.
+    let r = read_first
+        .observe_callback(&CFG, Some("f"), &forged_cancel, at(12_000))
+        .unwrap();
+    assert_eq!(r.outcome(), Outcome::Duplicate);
+    assert_eq!(read_first.refuted_claims(), 1);
+    assert!(!hint_first.has_conflict() && !read_first.has_conflict());
+    // A true claim, confirmed by an undated read of the same completion: nothing refuted.
+    let mut true_claim = Tracker::default();
+    let _ = true_claim
+        .observe_callback(&CFG, None, &snap(Status::Completed, 40), at(41))
+        .unwrap();
+    let undated = Snapshot::paid_undated(
+        snap(Status::Completed, 40).completion().cloned().unwrap(),
+        None,
+    );
+    let _ = true_claim.observe_read(&CFG, &undated, at(42)).unwrap();
+    assert_eq!(true_claim.refuted_claims(), 0);
+}
+
+/// An unbound tracker is bound by the first action reported done, so that a later mixed-up id
+/// is refused; a disable owed when the session ends on its own is owed no more.
+#[test]
+fn done_binds_an_unbound_tracker_and_an_ended_session_owes_no_disable() {
+    let config = TrackerConfig {
+        abandon_after: Some(Duration::from_secs(60)),
+        ..TrackerConfig::DEFAULT
+    };
+    let mut t = Tracker::default();
+    let _ = t
+        .observe_read(&config, &snap(Status::Waiting, 0), at(1))
+        .unwrap();
+    let r = t
+        .observe_read(&config, &snap(Status::Waiting, 0), at(70_000))
+        .unwrap();
+    assert_eq!(kinds(&r), ["disable"]);
+    // The consumer cancels before the merchant disables: the disable is not needed.
+    let r = t
+        .observe_read(&config, &snap(Status::Cancelled, 70_500), at(71_000))
+        .unwrap();
+    assert_eq!(kinds(&r), ["release"]);
+    assert_eq!(t.owed().iter().collect::<Vec<_>>(), [ActionKind::Release]);
+    assert_eq!(t.session_id(), None);
+    let mine = hpp_session::SessionId::new("s-1").unwrap();
+    let other = hpp_session::SessionId::new("s-2").unwrap();
+    assert!(matches!(
+        t.done(ActionId::new(&other, ActionKind::Disable)),
+        Ok(())
+    ));
+    assert_eq!(t.session_id(), Some(&other));
+    assert!(matches!(
+        t.done(ActionId::new(&mine, ActionKind::Release)),
+        Err(Refused::OtherSession(_))
+    ));
+    assert!(t.owed().contains(ActionKind::Release));
 }

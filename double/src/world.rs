@@ -4,9 +4,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use hpp_session::sim::oracle::{self, Expected};
 use hpp_session::DisableAnswer;
 use hpp_session::sim::Scenario;
+use hpp_session::sim::oracle::{self, Expected};
 use hpp_session::{Status, Timestamp};
 use serde::Serialize;
 

@@ -51,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
             // Owed, with its data, until reported done.
             assert!(tracker.owed().contains(kind) && tracker.action(kind).is_some());
         }
+        assert!(tracker.owed().iter().all(|k| tracker.action(k).is_some()));
         asked = asked.union(new);
         if !outcome.changed() {
             if i % 2 == 0 {

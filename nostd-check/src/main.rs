@@ -33,7 +33,7 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
         Ok(report) if report.newly_owed().len() == 1 && tracker.actions().count() == 1 => {}
         _ => return 9,
     }
-    // An unsigned callback is a claim: a read is asked for, no money.
+    // An unsigned callback is a claim: a read falls due, no money is owed.
     let mut hinted = Tracker::default();
     match hinted.observe_callback(&config, Some("e0"), &snapshot, t0) {
         Ok(r) if r.outcome() == hpp_session::Outcome::Claimed(Status::Completed) => {}

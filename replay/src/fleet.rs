@@ -487,8 +487,10 @@ impl Fleet<'_> {
                     if answer == hpp_session::DisableAnswer::Disabled {
                         session.disabled_at = Some(at);
                     }
-                    if let Some(tracker) = session.tracker.as_deref_mut() {
-                        tracker.observe_disable_answer(answer, at);
+                    if let Some(tracker) = session.tracker.as_deref_mut()
+                        && let Some(id) = tracker.session_id().cloned()
+                    {
+                        let _ = tracker.observe_disable_answer(&id, answer, at);
                     }
                     // A 204 asks for the release; a 400 for a read at once.
                     self.perform(sid);

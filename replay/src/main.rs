@@ -122,6 +122,11 @@ struct SimulateArgs {
     /// The longest network delay of a call, in seconds (calls overtake each other).
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     max_delay: u64,
+    /// How the simulated integrator takes status callbacks: as hints (unsigned), or as evidence
+    /// once it checked each one's per-session secret (the adversary does not know it: its
+    /// callbacks are refused and not logged). Check such a log with `check --trust verified`.
+    #[arg(long, value_enum, default_value_t = Trust::Hint)]
+    trust: Trust,
     /// The probability that a callback call arrives late, 1 minute to 2 hours after it was made
     /// (after the callbacks of later changes).
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
@@ -331,8 +336,15 @@ fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<ExitCode, Error
         });
     }
     let simulator = Simulator::new(config, args.seed);
+    let integrator = hpp_session::sim::drive::Integrator {
+        tracker,
+        callbacks: match args.trust {
+            Trust::Hint => hpp_session::sim::drive::Callbacks::Hints,
+            Trust::Verified => hpp_session::sim::drive::Callbacks::Verified { leaked: false },
+        },
+    };
     let stats =
-        hpp_replay::simulate::simulate(&simulator, args.sessions, tracker, out, &mut expected)
+        hpp_replay::simulate::simulate(&simulator, args.sessions, integrator, out, &mut expected)
             .map_err(Error::Output)?;
     eprintln!(
         "hpp-replay: {} sessions, {} lines: {} callbacks ({} forged), {} reads; \

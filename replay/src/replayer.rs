@@ -345,7 +345,11 @@ fn observe_on<S>(
 /// Reports `kinds` done on `tracker`: the replay reported them.
 fn report_done(tracker: &mut Tracker, kinds: ActionSet) {
     // A tracker not bound to a session takes any id (its lines' bodies name none).
-    let Some(id) = tracker.session_id().cloned().or_else(|| SessionId::new("-").ok()) else {
+    let Some(id) = tracker
+        .session_id()
+        .cloned()
+        .or_else(|| SessionId::new("-").ok())
+    else {
         return;
     };
     for kind in kinds.iter() {

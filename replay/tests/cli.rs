@@ -716,3 +716,77 @@ fn the_fleet_reports_and_fails_when_the_guarantee_breaks() {
         assert_eq!(o.status.code(), Some(2), "{bad}");
     }
 }
+
+/// `simulate --late` delivers calls after the callbacks of later changes (judged from the log:
+/// a callback stamped before one already received); `--trust verified` simulates an integrator
+/// that checks secrets, logs only the callbacks it checked, and `check --trust verified` agrees
+/// with the oracle; the same log replayed as hints differs (a verifying integrator confirmed
+/// payments by their callbacks and read less: as hints those callbacks decide nothing).
+#[test]
+fn simulate_delivers_late_calls_and_simulates_a_verifying_integrator() {
+    let dir = temp("late");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (log, expected) = (dir.join("log.jsonl"), dir.join("expected.jsonl"));
+    let o = run(&[
+        "simulate",
+        "--sessions",
+        "300",
+        "--seed",
+        "5",
+        "--late",
+        "0.3",
+        "--forged",
+        "0.5",
+        "--trust",
+        "verified",
+        "--expected",
+        expected.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(&log, &o.stdout).unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains("forged") && !err.contains("(0 forged)"),
+        "{err}"
+    );
+    // Late: per session, a callback arrives after one of a later change.
+    let mut latest = std::collections::HashMap::<String, String>::default();
+    let mut late = 0;
+    for line in json_lines(&o) {
+        let Some(c) = line.get("callback") else {
+            continue;
+        };
+        let s = &c["session"];
+        let (id, changed) = (
+            s["session_id"].as_str().unwrap(),
+            s["updated_at"].as_str().unwrap(),
+        );
+        let seen = latest.entry(id.to_owned()).or_default();
+        if changed < seen.as_str() {
+            late += 1;
+        } else {
+            *seen = changed.to_owned();
+        }
+    }
+    assert!(late > 10, "{late} late callbacks");
+    // Checked callbacks only: no forged body (every logged callback names its session's own
+    // completion data, and the replay under verified trust is exactly the oracle's).
+    let check = |trust: &str| {
+        run(&[
+            "check",
+            "--trust",
+            trust,
+            log.to_str().unwrap(),
+            expected.to_str().unwrap(),
+        ])
+    };
+    let o = check("verified");
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("300 sessions expected: 300 matched, 0 differ"),
+        "{}",
+        stdout(&o)
+    );
+    let o = check("hint");
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+}

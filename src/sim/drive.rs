@@ -213,10 +213,11 @@ pub fn drive(
                 next_visit += 1;
                 run.redirects += 1;
                 on_step(Step::Redirect(v));
-                let observed = session
-                    .as_ref()
-                    .ok_or(())
-                    .and_then(|id| tracker.observe_redirect(id, v.redirect, now).map_err(|_| ()));
+                let observed = session.as_ref().ok_or(()).and_then(|id| {
+                    tracker
+                        .observe_redirect(id, v.redirect, now)
+                        .map_err(|_| ())
+                });
                 run.refused += u32::from(observed.is_err());
             }
             Next::Read => read(scenario, &config, &mut tracker, &mut run, now, &mut on_step),
@@ -253,7 +254,7 @@ fn perform(
             run.disables += 1;
             let answer = scenario.disable(now);
             on_step(Step::Disable { at: now, answer });
-            let _ = tracker.observe_disable_answer(answer, now);
+            let _ = tracker.observe_disable_answer(id, answer, now);
             continue;
         }
         if let Some(expected) = Expected::of(&action) {

@@ -81,6 +81,16 @@ impl Body {
 }
 
 impl History {
+    /// Klarna's answer to a read at `at` that does not fail: 404 from `expires_at` on, otherwise
+    /// the session as of `at`.
+    #[must_use]
+    pub fn answer(&self, at: Timestamp) -> ReadAnswer {
+        if at >= self.expires_at {
+            return ReadAnswer::NotFound;
+        }
+        ReadAnswer::Session(self.body_after(self.change_at(at)))
+    }
+
     /// The session object as it is right after `change` (or, with `None`, right after creation).
     #[must_use]
     pub fn body_after(&self, change: Option<&Change>) -> Body {

@@ -214,6 +214,6 @@ impl Scenario {
             };
             return ReadAnswer::Failed(failure);
         }
-        ReadAnswer::Session(self.history.body_after(self.history.change_at(at)))
+        self.history.answer(at)
     }
 }

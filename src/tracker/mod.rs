@@ -399,7 +399,7 @@ impl Tracker {
         if asked.contains(ActionKind::Release) != released.is_some() {
             return Err("`released` must be set exactly when a release was asked");
         }
-        Ok(Self {
+        let tracker = Self {
             session,
             best,
             expiry,
@@ -417,7 +417,11 @@ impl Tracker {
             retry_at: retry.map(|r| r.at),
             failures: retry.map_or(0, |r| r.failures),
             events: Remembered::of(events).ok_or("too many remembered events")?,
-        })
+        };
+        if tracker.owed.iter().any(|k| tracker.action(k).is_none()) {
+            return Err("a tracker owes only actions its confirmed state has the data of");
+        }
+        Ok(tracker)
     }
 
     /// The tracker's parts, for persistence.
@@ -534,11 +538,11 @@ impl Tracker {
         self.actions().next()
     }
 
-    /// The action of `kind` with its data, if it was asked for (owed or done). Its data comes
-    /// from the confirmed state, so it is what the tracker knows now.
+    /// The action of `kind` with its data, if it is owed. Its data comes from the confirmed
+    /// state: what the tracker knows now.
     #[must_use]
     pub fn action(&self, kind: ActionKind) -> Option<Action> {
-        if !self.asked.contains(kind) {
+        if !self.owed.contains(kind) {
             return None;
         }
         let best = self.best.as_ref();
@@ -580,6 +584,9 @@ impl Tracker {
     /// the payment session: a placed order closes it). A disable is done by reporting Klarna's
     /// answer ([`Tracker::observe_disable_answer`]).
     ///
+    /// A tracker not bound to a session yet (made by [`Tracker::new`], fed bodies that name
+    /// none) is bound to the session `id` names, so that a later mixed-up id is refused.
+    ///
     /// # Errors
     /// Nothing changes when it is refused: [`Refused::OtherSession`] when `id` names another
     /// session than the tracker's (a mixed-up id must not mark another session's order
@@ -589,6 +596,9 @@ impl Tracker {
             .map_err(Refused::OtherSession)?;
         if !self.asked.contains(id.kind) {
             return Err(Refused::NotAsked(id.kind));
+        }
+        if self.session.is_none() {
+            self.session = Some(id.session_id.clone());
         }
         self.owed = self.owed.without(ActionSet::EMPTY.with(id.kind));
         Ok(())
@@ -614,8 +624,10 @@ impl Tracker {
             .map_err(Refused::OtherSession)?;
         refuse_future(snapshot.updated_at(), now, config.max_clock_skew)?;
         let was_conflicted = self.conflicted;
-        let outcome = self.weigh_hint(snapshot, now);
-        Ok(self.settle(event_id.map(event_hash), outcome, was_conflicted, None))
+        let event = event_id.map(event_hash);
+        let seen = event.is_some_and(|h| self.events.contains(h));
+        let outcome = self.weigh_hint(snapshot, now, seen);
+        Ok(self.settle(event, outcome, was_conflicted, None))
     }
 
     /// Observes a status callback whose per-session secret matched ([`SecretMatched`], from
@@ -731,6 +743,8 @@ impl Tracker {
     /// counts.
     pub fn observe_not_found(&mut self, now: Timestamp) -> Result<Report, NotFoundError> {
         if self.expired {
+            // An answer all the same: the read in flight, if any, ended.
+            self.reading_since = None;
             return Ok(Report::new(Outcome::Duplicate, ActionSet::EMPTY));
         }
         let expires_at = self.expiry.map(|e| e.at);
@@ -746,13 +760,24 @@ impl Tracker {
         }
     }
 
-    /// Observes Klarna's answer to the merchant's `DELETE` of the session at `now`, and marks
-    /// [`Action::Disable`] done if it was owed. A 204 is authenticated evidence that the
-    /// session is `DISABLED` (undated: a later `DISABLED` read of it is the same change): the
-    /// cart is released, even if every later read fails. A 400 (final already: the consumer
-    /// paid or cancelled first) or a 404 changes no state and makes a read due at once: the
-    /// read decides ([`Outcome::DisableRefused`]).
-    pub fn observe_disable_answer(&mut self, answer: DisableAnswer, now: Timestamp) -> Report {
+    /// Observes Klarna's answer to the merchant's `DELETE` of session `session_id` at `now`,
+    /// and marks [`Action::Disable`] done if it was owed. A 204 is authenticated evidence that
+    /// the session is `DISABLED` (undated: a later `DISABLED` read of it is the same change, and
+    /// a `CANCELLED` one no contradiction): the cart is released, even if every later read
+    /// fails. A 400 (final already: the consumer paid or cancelled first) or a 404 changes no
+    /// state and makes a read due at once: the read decides ([`Outcome::DisableRefused`]).
+    ///
+    /// # Errors
+    /// [`Refused::OtherSession`] when `session_id` is not the tracker's session (the answer of
+    /// another session's disable must not end this one): nothing changes.
+    pub fn observe_disable_answer(
+        &mut self,
+        session_id: &SessionId,
+        answer: DisableAnswer,
+        now: Timestamp,
+    ) -> Result<Report, Refused> {
+        self.check_session(Some(session_id))
+            .map_err(Refused::OtherSession)?;
         let was_conflicted = self.conflicted;
         let outcome = match answer {
             DisableAnswer::Disabled => {
@@ -766,8 +791,10 @@ impl Tracker {
             }
         };
         let report = self.settle(None, outcome, was_conflicted, None);
-        self.owed = self.owed.without(ActionSet::EMPTY.with(ActionKind::Disable));
-        report
+        self.owed = self
+            .owed
+            .without(ActionSet::EMPTY.with(ActionKind::Disable));
+        Ok(report)
     }
 }
 

@@ -4,19 +4,18 @@
 
 use super::{Tracker, TrackerConfig};
 use crate::action::ActionKind;
-use crate::schedule::{
-    MIN_READ_INTERVAL, NextRead, READ_TIMEOUT, ReadFailure, Urgency, backoff,
-};
+use crate::schedule::{MIN_READ_INTERVAL, NextRead, READ_TIMEOUT, ReadFailure, Urgency, backoff};
 use crate::timestamp::Timestamp;
 
 impl Tracker {
     /// The next read of the session, or `None` when no read is needed any more (a confirmed
     /// final status, or expiry): when it falls due, and how urgent it is. [`NextRead::at`] may be
     /// before `now`: a read that fell due and was not made stays due ("due since"), so a poller
-    /// that wakes on any tick and reads each session whose read [`is_due`](NextRead::is_due)
-    /// misses nothing, and one that reads when due never reads twice for one slot. `now`
-    /// matters only before the first read of a tracker not made by [`Tracker::created`]: then
-    /// a read is due at once ([`Urgency::Initial`]).
+    /// that wakes on any tick misses nothing. Take the read with [`Tracker::start_read`] (it
+    /// hands out the due read once and counts it in flight) and report its answer: a poller
+    /// that reads whatever `next_read` says is due and drops an answer reads that session on
+    /// every tick. `now` matters only before the first read of a tracker not made by
+    /// [`Tracker::created`]: then a read is due at once ([`Urgency::Initial`]).
     ///
     /// The schedule ([`crate::ReadPolicy`]):
     /// - the blind read, no later than the last read plus [`crate::ReadPolicy::blind_gap`]
@@ -41,7 +40,10 @@ impl Tracker {
         let (mut at, mut urgency) = match self.last_read {
             // Never read, and not made from the create call: a read at once, due since the
             // first evidence when there is some.
-            None => (self.changed_at.map_or(now, |c| c.min(now)), Urgency::Initial),
+            None => (
+                self.changed_at.map_or(now, |c| c.min(now)),
+                Urgency::Initial,
+            ),
             Some(read) => {
                 let anchor = self.changed_at.unwrap_or(read);
                 let mut at = policy.blind_due(anchor, read, self.spread());

@@ -7,7 +7,9 @@ use crate::action::{ActionKind, ActionSet, ReleaseReason};
 use crate::claim::Claim;
 use crate::completion::Completion;
 use crate::outcome::{ConflictKind, Outcome};
-use crate::precedence::{Pair, change_key, contradiction, precedence, snapshots_contradict, sort_time};
+use crate::precedence::{
+    Pair, change_key, contradiction, precedence, snapshots_contradict, sort_time,
+};
 use crate::snapshot::{Change, Snapshot};
 use crate::status::Status;
 use crate::table;
@@ -40,6 +42,10 @@ impl Tracker {
         if claim.key() <= change_key(best.status(), sort_time(best)) {
             return Standing::None;
         }
+        if Self::claim_is_best(claim, best) {
+            // The claimed change, confirmed (an undated read of it ranks below the claim).
+            return Standing::None;
+        }
         let pair = Pair {
             earlier: (best.status(), best.updated_at()),
             later: (claim.status(), Some(claim.updated_at())),
@@ -48,6 +54,40 @@ impl Tracker {
             None => Standing::Open(claim),
             Some(_) => Standing::Refuted,
         }
+    }
+
+    /// Whether `claim` is the confirmed change `best` itself: the same status at the same time,
+    /// or `best` undated (a session completes once, and is disabled once).
+    fn claim_is_best(claim: Claim, best: &Change) -> bool {
+        claim.status() == best.status()
+            && best.updated_at().is_none_or(|at| at == claim.updated_at())
+    }
+
+    /// Whether confirmed evidence shows the recorded claim false: another change than the best,
+    /// that cannot be ordered with it in one history, whichever ranks higher.
+    fn claim_refuted(&self) -> bool {
+        let (Some(claim), Some(best)) = (self.claim, &self.best) else {
+            return false;
+        };
+        if Self::claim_is_best(claim, best) {
+            return false;
+        }
+        let (claimed, confirmed) = (
+            (claim.status(), Some(claim.updated_at())),
+            (best.status(), best.updated_at()),
+        );
+        let pair = if claim.key() > change_key(best.status(), sort_time(best)) {
+            Pair {
+                earlier: confirmed,
+                later: claimed,
+            }
+        } else {
+            Pair {
+                earlier: claimed,
+                later: confirmed,
+            }
+        };
+        contradiction(pair).is_some()
     }
 
     /// Remembers a callback that changed the tracker, asks for what is now warranted, and
@@ -110,6 +150,7 @@ impl Tracker {
 
     /// Folds confirmed change `s` into the best change; says what it did.
     fn reconcile_best(&mut self, s: &Change, learned_at: Timestamp) -> Outcome {
+        // A claim shown until now, which this evidence may show false.
         let claim_was_open = matches!(self.claim_standing(), Standing::Open(_));
         let from = match &self.best {
             None => None,
@@ -151,19 +192,20 @@ impl Tracker {
     }
 
     /// Makes `s` the best change, learned at `learned_at`; counts the claim it shows false, if
-    /// the claim was open until now.
+    /// the claim was shown until now (whether it now ranks above the best or below it).
     fn take_best(&mut self, s: &Change, learned_at: Timestamp, claim_was_open: bool) {
         self.best = Some(s.clone());
         self.changed_at = Some(learned_at);
-        if claim_was_open && matches!(self.claim_standing(), Standing::Refuted) {
+        if claim_was_open && self.claim_refuted() {
             // Authenticated evidence shows the claim could not have happened: a forged
             // callback, most likely. Nothing was acted on.
             self.refute();
         }
     }
 
-    /// Weighs hint `s` against the confirmed state and the claim; says what it did.
-    pub(super) fn weigh_hint(&mut self, s: &Snapshot, now: Timestamp) -> Outcome {
+    /// Weighs hint `s` against the confirmed state and the claim; says what it did. `seen`: a
+    /// callback whose event id was taken before (a re-delivery is not counted twice).
+    pub(super) fn weigh_hint(&mut self, s: &Snapshot, now: Timestamp, seen: bool) -> Outcome {
         let change = s.change();
         // An undated hint (a `COMPLETED` body without a readable `updated_at`) claims its change
         // when it arrived: it happened no later.
@@ -179,6 +221,7 @@ impl Tracker {
             if claim.key() <= change_key(known, sort_time(best)) {
                 // Confirmed evidence outranks it: it can only be old news, or false.
                 return match snapshots_contradict(change, best) {
+                    Some(_) if seen => Outcome::Duplicate,
                     Some(kind) => self.refuted_hint(known, observed, kind),
                     None => Outcome::Stale,
                 };
@@ -193,6 +236,9 @@ impl Tracker {
             self.claim = Some(claim);
         }
         if let Some((known, observed, kind)) = refuted {
+            if seen {
+                return Outcome::Duplicate;
+            }
             return self.refuted_hint(known, observed, kind);
         }
         if rises {
@@ -269,6 +315,20 @@ impl Tracker {
         let new = due.without(self.asked);
         self.asked = self.asked.union(new);
         self.owed = self.owed.union(new);
+        // A money action the confirmed state no longer warrants is owed no more: confirmed
+        // evidence of higher precedence replaced the completion it was asked for (two tokens,
+        // a token then Klarna's order: a conflict, flagged below), and its data is gone with it.
+        let money = ActionSet::EMPTY
+            .with(ActionKind::PlaceOrder)
+            .with(ActionKind::RecordOrder)
+            .with(ActionKind::ReviewCompletion);
+        self.owed = self.owed.without(money.without(due));
+        // A disable is not needed once the session ended: a final session cannot be disabled.
+        if self.best.as_ref().is_some_and(|b| b.status().is_final()) || self.expired {
+            self.owed = self
+                .owed
+                .without(ActionSet::EMPTY.with(ActionKind::Disable));
+        }
         // Money and a release for one session: only contradictory evidence gets here (a cancel
         // then an authorization, or an authorization read after the session expired).
         let money = self.asked.iter().any(ActionKind::is_money);

@@ -70,12 +70,7 @@ impl Remembered {
     pub(crate) fn oldest_first(&self) -> impl Iterator<Item = u32> + '_ {
         let (len, next) = (usize::from(self.len), usize::from(self.next));
         let start = if len < REMEMBERED_EVENTS { 0 } else { next };
-        self.hashes
-            .iter()
-            .cycle()
-            .skip(start)
-            .take(len)
-            .copied()
+        self.hashes.iter().cycle().skip(start).take(len).copied()
     }
 
     /// The ring holding `hashes`, oldest first; `None` when there are more than it holds.
@@ -103,12 +98,18 @@ mod tests {
         for h in 1..=3 {
             ring.push(h);
         }
-        assert_eq!(ring.oldest_first().collect::<heapless::Vec<u32, 16>>(), [1, 2, 3]);
+        assert_eq!(
+            ring.oldest_first().collect::<heapless::Vec<u32, 16>>(),
+            [1, 2, 3]
+        );
         for h in 4..=20 {
             ring.push(h);
         }
         let kept: heapless::Vec<u32, 16> = ring.oldest_first().collect();
-        assert_eq!(kept.as_slice(), (5..=20).collect::<heapless::Vec<u32, 16>>().as_slice());
+        assert_eq!(
+            kept.as_slice(),
+            (5..=20).collect::<heapless::Vec<u32, 16>>().as_slice()
+        );
         assert!(ring.contains(5) && ring.contains(20) && !ring.contains(4));
         // The same hashes, oldest first, make an equal ring, wherever it starts.
         let again = Remembered::of(kept.iter().copied()).unwrap();

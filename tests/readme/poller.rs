@@ -16,20 +16,20 @@ pub fn policy_for(tick: Duration) -> Result<TrackerConfig, PolicyError> {
     let reads = ReadPolicy::DEFAULT
         .with_detect_within(detect)?
         .with_poll_lag(lag)?;
-    Ok(TrackerConfig { reads, ..TrackerConfig::DEFAULT })
+    Ok(TrackerConfig {
+        reads,
+        ..TrackerConfig::DEFAULT
+    })
 }
 
-/// How many reads one tick may make: the reads' share of Klarna's budget (e.g. 40 of the
-/// playground's 50 a second; the rest stays for placing orders) times the tick's seconds.
-pub fn reads_per_tick(reads_per_second: u32, tick: Duration) -> usize {
-    let per_tick = u128::from(reads_per_second) * tick.as_millis() / 1_000;
-    usize::try_from(per_tick.max(1)).unwrap_or(usize::MAX)
-}
+/// The reads' share of Klarna's budget a second: e.g. 40 of the playground's 50 (the rest
+/// stays for placing orders).
+pub const READS_PER_SECOND: u32 = 40;
 
 /// What Klarna answered to a read of `session_url` (your HTTP client makes it).
 pub enum Answer {
     /// 200: the session.
-    Session(Snapshot),
+    Session(Box<Snapshot>),
     /// 404.
     NotFound,
     /// 429 (with `X-Ratelimit-Reset`), 5xx, a timeout, a body that does not parse.
@@ -49,7 +49,14 @@ pub struct Sessions {
 impl Sessions {
     /// Stores the tracker of row `row` (new, or changed by a callback, a read or an action
     /// done), with when it wants a read.
-    pub fn store(&mut self, row: usize, id: SessionId, tracker: Tracker, config: &TrackerConfig, now: Timestamp) {
+    pub fn store(
+        &mut self,
+        row: usize,
+        id: SessionId,
+        tracker: Tracker,
+        config: &TrackerConfig,
+        now: Timestamp,
+    ) {
         if let Some(Some(old)) = self.next.get(row) {
             self.due.remove(&(old.at, row));
         }
@@ -58,7 +65,8 @@ impl Sessions {
             self.due.insert((n.at, row));
         }
         if row >= self.trackers.len() {
-            self.trackers.resize_with(row + 1, || (id.clone(), Tracker::new()));
+            self.trackers
+                .resize_with(row + 1, || (id.clone(), Tracker::new()));
             self.next.resize(row + 1, None);
         }
         self.trackers[row] = (id, tracker);
@@ -70,15 +78,19 @@ impl Sessions {
         self.trackers[row].clone()
     }
 
-    /// One tick at `now`: reads the sessions whose read is due, most urgent first, at most
-    /// `reads` of them, and reports every answer. Returns the rows read: drain what each owes.
+    /// One tick of `tick` at `now`: reads the sessions whose read is due, most urgent first,
+    /// as many as the tick's share of the budget allows, paced at `READS_PER_SECOND` (read `i`
+    /// at `now + i / READS_PER_SECOND`: wait until then, or let a rate limiter wait), and
+    /// reports every answer. Returns the rows read and when: drain what each owes.
     pub fn tick(
         &mut self,
         config: &TrackerConfig,
         now: Timestamp,
-        reads: usize,
-        mut read: impl FnMut(&SessionId) -> Answer,
-    ) -> Vec<usize> {
+        tick: Duration,
+        mut read: impl FnMut(&SessionId, Timestamp) -> Answer,
+    ) -> Vec<(usize, Timestamp)> {
+        let pace = Duration::from_secs(1) / READS_PER_SECOND;
+        let share = usize::try_from(tick.as_nanos() / pace.as_nanos()).unwrap_or(usize::MAX);
         // Every read due by now, most urgent first, then the longest due; this tick's share.
         let mut due: Vec<(Reverse<Urgency>, Timestamp, usize)> = self
             .due
@@ -86,33 +98,35 @@ impl Sessions {
             .filter_map(|&(at, row)| Some((Reverse(self.next[row]?.urgency), at, row)))
             .collect();
         due.sort_unstable();
-        let due: Vec<usize> = due.into_iter().take(reads).map(|(_, _, row)| row).collect();
-        for &row in &due {
+        let mut done = Vec::new();
+        for (i, (_, _, row)) in due.into_iter().take(share.max(1)).enumerate() {
+            let at = now.saturating_add(pace * u32::try_from(i).unwrap_or(u32::MAX));
             let (id, mut tracker) = self.load(row);
             // Handed out. In a database: store it and commit here, then read, so that no
             // transaction waits on Klarna. A read never reported counts as failed after
             // `READ_TIMEOUT`: a poller that drops an answer reads again about once a minute,
             // not every tick.
-            if tracker.start_read(config, now).is_none() {
+            if tracker.start_read(config, at).is_none() {
                 continue;
             }
-            match read(&id) {
+            match read(&id, at) {
                 Answer::Session(snapshot) => {
-                    if tracker.observe_read(config, &snapshot, now).is_err() {
+                    if tracker.observe_read(config, &snapshot, at).is_err() {
                         // Another session's snapshot: a mixed-up id, never observed.
-                        tracker.observe_read_failure(ReadFailure::Unexpected, now);
+                        tracker.observe_read_failure(ReadFailure::Unexpected, at);
                     }
                 }
                 Answer::NotFound => {
-                    if tracker.observe_not_found(now).is_err() {
+                    if tracker.observe_not_found(at).is_err() {
                         // Not found before it expires: a wrong id or credentials.
-                        tracker.observe_read_failure(ReadFailure::Unexpected, now);
+                        tracker.observe_read_failure(ReadFailure::Unexpected, at);
                     }
                 }
-                Answer::Failed(failure) => tracker.observe_read_failure(failure, now),
+                Answer::Failed(failure) => tracker.observe_read_failure(failure, at),
             }
-            self.store(row, id, tracker, config, now);
+            self.store(row, id, tracker, config, at);
+            done.push((row, at));
         }
-        due
+        done
     }
 }

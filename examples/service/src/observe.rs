@@ -126,10 +126,11 @@ pub fn done(tracker: &mut Tracker, session_id: &str, done: &Done, now: Timestamp
             }
             Vec::new()
         }
-        Done::Disable(answer) => {
-            let report = tracker.observe_disable_answer(*answer, now);
-            asked(tracker, report.newly_owed())
-        }
+        Done::Disable(answer) => SessionId::new(session_id)
+            .ok()
+            .and_then(|id| tracker.observe_disable_answer(&id, *answer, now).ok())
+            .map(|report| asked(tracker, report.newly_owed()))
+            .unwrap_or_default(),
     }
 }
 

@@ -64,10 +64,11 @@ pub async fn poll_once(app: &Arc<App>) -> Result<usize, String> {
     }
     let answers = reads.join_all().await;
     let count = answers.len();
-    // Observed at the time of the answers.
+    // Observed at the time of the answers; each read counts from when it started.
+    let started = now;
     let now = app.clock.now().await?;
     app.store
-        .finish_reads(claim, answers, now)
+        .finish_reads(claim, answers, started, now)
         .await
         .map_err(|e| e.to_string())?;
     Ok(count)

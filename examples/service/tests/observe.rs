@@ -43,8 +43,14 @@ const NOW: &str = "2019-05-13T14:54:05Z";
 #[test]
 fn a_callback_with_the_secret_is_evidence_and_asks_for_the_order() {
     let mut t = tracker();
-    let (outcome, asked) =
-        observe::callback(&mut t, &CFG, "s3cret", "s3cret", &callback(&completed()), at(NOW));
+    let (outcome, asked) = observe::callback(
+        &mut t,
+        &CFG,
+        "s3cret",
+        "s3cret",
+        &callback(&completed()),
+        at(NOW),
+    );
     assert_eq!(outcome, CallbackOutcome::Observed { verified: true });
     assert_eq!(kinds(&asked), [ActionKind::PlaceOrder]);
     assert_eq!(asked[0].1["kind"], "place_order");
@@ -58,7 +64,9 @@ fn a_callback_with_the_secret_is_evidence_and_asks_for_the_order() {
 fn a_callback_without_the_secret_is_a_hint_that_asks_for_no_money() {
     for presented in ["wrong", "", "s3cre", "s3cret "] {
         let mut t = tracker();
-        let (outcome, asked) = observe::callback(&mut t, &CFG,
+        let (outcome, asked) = observe::callback(
+            &mut t,
+            &CFG,
             "s3cret",
             presented,
             &callback(&completed()),
@@ -129,7 +137,9 @@ fn a_read_decides_and_a_failed_or_bad_read_only_moves_the_schedule() {
     ];
     for answer in failures {
         let mut t = tracker();
-        let _ = observe::read(&mut t, &CFG,
+        let _ = observe::read(
+            &mut t,
+            &CFG,
             &ReadAnswer::Body(completed().replace("COMPLETED", "IN_PROGRESS").replace(
                 r#""authorization_token":"a1a8f727-2756-6058-bd3c-40069be0994b","#,
                 "",
@@ -187,7 +197,12 @@ fn a_429_waits_for_its_reset_where_other_failures_retry_soon() {
     );
     let wait = |answer: ReadAnswer| {
         let mut t = tracker();
-        let _ = observe::read(&mut t, &CFG, &ReadAnswer::Body(in_progress.clone()), at(NOW));
+        let _ = observe::read(
+            &mut t,
+            &CFG,
+            &ReadAnswer::Body(in_progress.clone()),
+            at(NOW),
+        );
         // The read falls due, and fails.
         let due = t.next_read(&CFG, at(NOW)).expect("a blind read").at;
         let _ = observe::read(&mut t, &CFG, &answer, due);

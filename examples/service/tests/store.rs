@@ -65,10 +65,7 @@ async fn trackers_stored_by_0_1_load_owing_what_their_rows_show() {
         async move {
             store
                 .observe(id, now, |row| {
-                    (
-                        (row.tracker.owed(), row.tracker.next_action()),
-                        Vec::new(),
-                    )
+                    ((row.tracker.owed(), row.tracker.next_action()), Vec::new())
                 })
                 .await
                 .expect("loads")
@@ -79,7 +76,10 @@ async fn trackers_stored_by_0_1_load_owing_what_their_rows_show() {
     assert_eq!(paid.iter().collect::<Vec<_>>(), [ActionKind::PlaceOrder]);
     assert!(matches!(action, Some(Action::PlaceOrder { .. })));
     let (cancelled, _) = owed("s-cancelled").await;
-    assert!(cancelled.is_empty(), "a release already performed is owed again");
+    assert!(
+        cancelled.is_empty(),
+        "a release already performed is owed again"
+    );
     let (abandoned, action) = owed("s-abandoned").await;
     assert_eq!(abandoned.iter().collect::<Vec<_>>(), [ActionKind::Disable]);
     assert_eq!(action, Some(Action::Disable));
@@ -92,6 +92,9 @@ async fn trackers_stored_by_0_1_load_owing_what_their_rows_show() {
             |r| r.get(0),
         )
         .expect("the row");
-    assert!(text.contains(r#""owed":1"#) && !text.contains(r#""reads""#), "{text}");
+    assert!(
+        text.contains(r#""owed":1"#) && !text.contains(r#""reads""#),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

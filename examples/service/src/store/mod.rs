@@ -211,7 +211,8 @@ impl Store {
         }
     }
 
-    /// Observes the reads' answers on the claimed sessions, stores them, and ends the claim.
+    /// Observes the reads' answers on the claimed sessions (reads started at `started`,
+    /// answered by `now`), stores them, and ends the claim.
     ///
     /// # Errors
     /// The database's; then nothing was stored.
@@ -219,11 +220,16 @@ impl Store {
         &self,
         claim: ReadClaim,
         answers: Vec<(String, ReadAnswer)>,
+        started: Timestamp,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         match (self, claim) {
-            (Self::Sqlite(s), ReadClaim::Sqlite(c)) => s.finish_reads(c, answers, now).await,
-            (Self::Postgres(s), ReadClaim::Postgres(c)) => s.finish_reads(*c, answers, now).await,
+            (Self::Sqlite(s), ReadClaim::Sqlite(c)) => {
+                s.finish_reads(c, answers, started, now).await
+            }
+            (Self::Postgres(s), ReadClaim::Postgres(c)) => {
+                s.finish_reads(*c, answers, started, now).await
+            }
             _ => Err(StoreError("a claim from another store".to_owned())),
         }
     }
@@ -318,19 +324,22 @@ pub fn to_json(tracker: &Tracker) -> Result<String, StoreError> {
     serde_json::to_string(tracker).map_err(StoreError::of)
 }
 
-/// A tracker from its stored form. A tracker stored before trackers kept what they owe (no
-/// `owed` field) owes what this service's action rows still show pending: `pending()` says
-/// which kinds, and is asked only then.
+/// Whether `text` is a tracker stored before trackers kept what they owe (no `owed` field):
+/// then what it owes is what this service's pending action rows show.
+#[must_use]
+pub fn stored_before_owed(text: &str) -> bool {
+    !text.contains(r#""owed""#)
+}
+
+/// A tracker from its stored form. One stored before trackers kept what they owe
+/// ([`stored_before_owed`]) owes `pending`, the kinds its pending rows show.
 ///
 /// # Errors
-/// A stored tracker that does not parse.
-pub fn from_json(
-    text: &str,
-    pending: impl FnOnce() -> Result<ActionSet, StoreError>,
-) -> Result<Tracker, StoreError> {
+/// A stored tracker that does not parse, or owes what its state has no data for.
+pub fn from_json(text: &str, pending: Option<ActionSet>) -> Result<Tracker, StoreError> {
     let mut value: Value = serde_json::from_str(text).map_err(StoreError::of)?;
-    if let Some(fields) = value.as_object_mut().filter(|o| !o.contains_key("owed")) {
-        fields.insert("owed".to_owned(), Value::from(pending()?.bits()));
+    if let (Some(fields), Some(pending)) = (value.as_object_mut(), pending) {
+        fields.insert("owed".to_owned(), Value::from(pending.bits()));
     }
     serde_json::from_value(value).map_err(StoreError::of)
 }

@@ -10,7 +10,7 @@ use tokio_postgres::NoTls;
 
 use super::{
     ActionClaim, Finished, NewSession, PendingAction, Row, Sabotage, StoreError, action_id,
-    from_json, kinds, millis, to_json, urgency, wall_millis,
+    from_json, kinds, millis, stored_before_owed, to_json, urgency, wall_millis,
 };
 use crate::observe::{self, Asked, ReadAnswer};
 
@@ -137,11 +137,9 @@ async fn load_locked(
         return Ok(None);
     };
     let stored: String = r.get(1);
-    let pending = if stored.contains("\"owed\"") {
-        Vec::new()
-    } else {
+    let pending = if stored_before_owed(&stored) {
         // Stored before trackers kept what they owe: the pending rows say.
-        client
+        let names: Vec<String> = client
             .query(
                 "SELECT kind FROM actions WHERE session_id = $1 AND NOT done",
                 &[&session_id],
@@ -149,12 +147,15 @@ async fn load_locked(
             .await
             .map_err(StoreError::of)?
             .iter()
-            .map(|k| k.get::<_, String>(0))
-            .collect()
+            .map(|k| k.get(0))
+            .collect();
+        Some(kinds(names.iter().map(String::as_str)))
+    } else {
+        None
     };
     Ok(Some(Row {
         secret: r.get(0),
-        tracker: from_json(&stored, || Ok(kinds(pending.iter().map(String::as_str))))?,
+        tracker: from_json(&stored, pending)?,
     }))
 }
 
@@ -261,6 +262,7 @@ impl Postgres {
         &self,
         claim: Claim,
         answers: Vec<(String, ReadAnswer)>,
+        started: Timestamp,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         if let Some(client) = &claim.client {
@@ -269,6 +271,8 @@ impl Postgres {
                 let Some(mut row) = load_locked(client, session_id).await? else {
                     continue;
                 };
+                // The read counts from when it started (its evidence is as of then).
+                let _ = row.tracker.start_read(&self.config, started);
                 let asked = observe::read(&mut row.tracker, &self.config, answer, now);
                 save(client, &self.config, session_id, &row, now, &asked).await?;
             }

@@ -9,8 +9,8 @@ use hpp_session::{Timestamp, TrackerConfig};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    ActionClaim, Finished, NewSession, PendingAction, Row, StoreError, action_id, from_json,
-    kinds, millis, to_json, urgency, wall_millis,
+    ActionClaim, Finished, NewSession, PendingAction, Row, StoreError, action_id, from_json, kinds,
+    millis, stored_before_owed, to_json, urgency, wall_millis,
 };
 use crate::observe::{self, Asked, ReadAnswer};
 
@@ -118,8 +118,8 @@ fn load(tx: &rusqlite::Transaction<'_>, session_id: &str) -> Result<Option<Row>,
         .map_err(StoreError::of)?;
     found
         .map(|(secret, tracker)| {
-            // Stored before trackers kept what they owe: the pending rows say.
-            let pending = || {
+            let pending = if stored_before_owed(&tracker) {
+                // Stored before trackers kept what they owe: the pending rows say.
                 let mut stmt = tx
                     .prepare_cached("SELECT kind FROM actions WHERE session_id = ?1 AND done = 0")
                     .map_err(StoreError::of)?;
@@ -128,7 +128,9 @@ fn load(tx: &rusqlite::Transaction<'_>, session_id: &str) -> Result<Option<Row>,
                     .map_err(StoreError::of)?
                     .collect::<Result<_, _>>()
                     .map_err(StoreError::of)?;
-                Ok(kinds(names.iter().map(String::as_str)))
+                Some(kinds(names.iter().map(String::as_str)))
+            } else {
+                None
             };
             Ok(Row {
                 secret,
@@ -254,6 +256,7 @@ impl Sqlite {
         &self,
         claim: Claim,
         answers: Vec<(String, ReadAnswer)>,
+        started: Timestamp,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let config = self.config;
@@ -265,6 +268,8 @@ impl Sqlite {
                 let Some(mut row) = load(&tx, session_id)? else {
                     continue;
                 };
+                // The read counts from when it started (its evidence is as of then).
+                let _ = row.tracker.start_read(&config, started);
                 let asked = observe::read(&mut row.tracker, &config, answer, now);
                 save(&tx, &config, session_id, &row, now, &asked)?;
             }
