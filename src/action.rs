@@ -72,7 +72,10 @@ pub enum Action {
         authorization_token: AuthorizationToken,
         /// The authorization time (`updated_at`) plus [`AUTHORIZATION_VALIDITY`] ([`place_by`]):
         /// an order placed at that instant or later is refused. `None` when the body did not
-        /// say when the consumer was authorized: place the order at once.
+        /// say when the consumer was authorized: place the order at once. Already past (your
+        /// executor was down): try anyway, Klarna decides; when it refuses the dead token,
+        /// report the action done and handle the refusal as your shop does a failed payment
+        /// (the tracker cannot place it for you, and asking again would not help).
         place_by: Option<Timestamp>,
     },
     /// Record the order Klarna placed. Never place another: Klarna already did.
@@ -98,7 +101,9 @@ pub enum Action {
     /// configured [`abandon_after`](crate::TrackerConfig::abandon_after). Report Klarna's answer
     /// with [`crate::Tracker::observe_disable_answer`], which also marks it done: a 204 shows the
     /// session `DISABLED` (the cart is released); a 400 (the consumer paid, or cancelled,
-    /// meanwhile) leaves it to the read [`crate::Tracker::next_read`] asks for at once.
+    /// meanwhile) leaves it to the read [`crate::Tracker::next_read`] asks for at once. Any
+    /// other answer (429, 5xx, a timeout) tells nothing: keep it owed and try again later; if
+    /// you decide not to disable after all, report it [`crate::Tracker::done`].
     Disable,
 }
 

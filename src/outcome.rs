@@ -7,9 +7,12 @@ use crate::status::Status;
 
 /// What an observation did. [`Outcome::Advanced`], [`Outcome::Confirmed`], [`Outcome::Claimed`],
 /// [`Outcome::Conflict`], [`Outcome::Refuted`], [`Outcome::Contradicts`] and [`Outcome::Expired`]
-/// change the tracker; [`Outcome::Duplicate`] and [`Outcome::Stale`] leave it exactly as it was;
-/// [`Outcome::Redirected`] and [`Outcome::DisableRefused`] change only when the next read falls
-/// due.
+/// change the tracker's confirmed state or its claim ([`Outcome::changed`]);
+/// [`Outcome::Duplicate`] and [`Outcome::Stale`] change neither; [`Outcome::Redirected`] and
+/// [`Outcome::DisableRefused`] change only when the next read falls due. Whatever the outcome, a
+/// read is still a read: it moves the schedule (and one past
+/// [`crate::TrackerConfig::abandon_after`] may ask for the disable), so store the tracker after
+/// every observation, not only when the outcome says it changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Outcome {

@@ -83,7 +83,7 @@ const _: () = assert!(
 /// status claimed by a callback, a consumer's `success` or `cancel` redirect, or a disable just
 /// asked make a read due at once ([`Urgency::Confirm`]), at most one every `hint_gap`. Each
 /// session's gap is shortened by up to 1/32 by a spread drawn from its id, so that sessions
-/// created together do not read together. With the defaults an abandoned session costs about 66
+/// created together do not read together. With the defaults an abandoned session costs about 67
 /// reads in its 48 hours instead of 302, and a paid session made with
 /// [`crate::Tracker::created`] whose callback or redirect arrives costs 1 (the simulator's
 /// default mix; README).

@@ -12,28 +12,49 @@ use core::fmt;
 
 use subtle::ConstantTimeEq;
 
-/// Proof that a callback's secret matched its session's: what
-/// [`crate::Tracker::observe_verified_callback`] takes to treat a callback as evidence. Only
-/// [`callback_secret_matches`] makes one; it is neither `Clone` nor `Copy`, so one check proves
-/// one callback.
-#[must_use = "a matched secret is only worth something when the callback is observed with it"]
-pub struct SecretMatched(());
+use crate::id::SessionId;
 
-impl fmt::Debug for SecretMatched {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretMatched")
+/// Proof that a callback's secret matched the secret issued for one session: what
+/// [`crate::Tracker::observe_verified_callback`] takes to treat a callback as evidence, for that
+/// session only. Only [`callback_secret_matches`] makes one; it is neither `Clone` nor `Copy`, so
+/// one check proves one callback, and a secret checked for one session proves nothing about
+/// another's (a handler that checks the URL's session and then loads the tracker the body names
+/// is refused, not fooled).
+#[must_use = "a matched secret is only worth something when the callback is observed with it"]
+pub struct SecretMatched {
+    pub(crate) session: SessionId,
+}
+
+impl SecretMatched {
+    /// The session whose secret matched.
+    #[must_use]
+    pub const fn session_id(&self) -> &SessionId {
+        &self.session
     }
 }
 
-/// Checks the secret presented with a callback against the one issued for the session, in time
-/// that does not depend on where they differ (so the comparison does not leak the secret byte
-/// by byte): [`SecretMatched`] when they are equal, `None` otherwise.
+impl fmt::Debug for SecretMatched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretMatched({})", self.session)
+    }
+}
+
+/// Checks the secret presented with a callback against the one issued for session `session_id`
+/// (the one the callback URL names), in time that does not depend on where they differ (so the
+/// comparison does not leak the secret byte by byte): [`SecretMatched`] for that session when
+/// they are equal, `None` otherwise.
 ///
 /// The lengths are compared first and not in constant time: issue secrets of a fixed length
 /// (e.g. 32 random bytes, hex-encoded), so that the length tells nothing. An empty issued
 /// secret never matches: it would let anyone in.
 #[must_use]
-pub fn callback_secret_matches(issued: &[u8], presented: &[u8]) -> Option<SecretMatched> {
+pub fn callback_secret_matches(
+    session_id: &SessionId,
+    issued: &[u8],
+    presented: &[u8],
+) -> Option<SecretMatched> {
     let equal: bool = issued.ct_eq(presented).into();
-    (equal && !issued.is_empty()).then_some(SecretMatched(()))
+    (equal && !issued.is_empty()).then(|| SecretMatched {
+        session: session_id.clone(),
+    })
 }

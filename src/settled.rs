@@ -19,7 +19,9 @@ use crate::tracker::{Carried, Expiry, NotFoundError, Tracker, TrackerConfig};
 /// What a [`crate::Tracker`] keeps of a settled session ([`crate::Tracker::settled`]: final or
 /// expired, and nothing owed): its confirmed change (status, `updated_at`, and a 64-bit digest
 /// of the completion, not the completion), its expiry, and what was asked. 64 bytes instead of a
-/// tracker's 1,024: what a service or a replay keeps for each of millions of ended sessions.
+/// tracker's 1,024: what a service or a replay keeps in memory for each of millions of ended
+/// sessions (it is not serialized: store the whole [`crate::Tracker`], and make the stand-in
+/// from it when you load one that settled).
 ///
 /// A settled session answers what can reappear without ever asking anything again: the same
 /// change (a retried callback, a second read) is a duplicate; older news is stale; an unsigned

@@ -302,3 +302,21 @@ fn the_readme_holds_this_poller() {
         "README.md's poller differs from tests/readme/poller.rs"
     );
 }
+
+/// What `policy_for` makes of longer ticks, as its doc says: a 5-minute tick reads an open
+/// session every 25 minutes, an 8-minute one every 7, and from 9 min 10 s on no guarantee is
+/// left and it is refused.
+#[test]
+fn policy_for_gives_less_room_to_longer_ticks_and_refuses_what_leaves_none() {
+    let minutes = |m: u64| Duration::from_secs(m * 60);
+    let gap = |tick: Duration| policy_for(tick).map(|c| c.reads.blind_gap());
+    assert_eq!(
+        gap(Duration::from_secs(1)),
+        Ok(minutes(45) - Duration::from_secs(2))
+    );
+    assert_eq!(gap(minutes(1)), Ok(minutes(43)));
+    assert_eq!(gap(minutes(5)), Ok(minutes(25)));
+    assert_eq!(gap(minutes(8)), Ok(minutes(7)));
+    assert!(gap(Duration::from_secs(9 * 60 + 10)).is_err());
+    assert!(gap(minutes(30)).is_err());
+}

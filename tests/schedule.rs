@@ -143,7 +143,7 @@ fn run(scenario: &mut Scenario, config: TrackerConfig, poller: Poller, hints: Hi
                 let _ = match hints {
                     Hints::Verified => {
                         let presented: &[u8] = if delivery.forged { b"guess" } else { b"secret" };
-                        match callback_secret_matches(b"secret", presented) {
+                        match callback_secret_matches(&id, b"secret", presented) {
                             Some(checked) => {
                                 tracker.observe_verified_callback(checked, event, &s, now)
                             }
@@ -558,14 +558,14 @@ fn a_late_verified_callback_never_puts_the_next_read_off() {
     let waiting = Snapshot::new(Status::Waiting, t("2019-05-13T12:00:00Z"), expires, None).unwrap();
     let in_progress =
         Snapshot::new(Status::InProgress, t("2019-05-13T13:04:00Z"), expires, None).unwrap();
-    let mut tracker = Tracker::for_session(id);
+    let mut tracker = Tracker::for_session(id.clone());
     tracker
         .observe_read(&CFG, &waiting, t("2019-05-13T12:44:00Z"))
         .unwrap();
     let before = tracker.next_read(&CFG, t("2019-05-13T12:44:00Z")).unwrap();
     // 45 minutes after the read, less the session's spread (at most 1/32 of it).
     assert!(before.at <= t("2019-05-13T13:29:00Z") && before.at > t("2019-05-13T13:27:35Z"));
-    let checked = callback_secret_matches(b"secret", b"secret").unwrap();
+    let checked = callback_secret_matches(&id, b"secret", b"secret").unwrap();
     tracker
         .observe_verified_callback(checked, Some("e1"), &in_progress, t("2019-05-13T13:04:25Z"))
         .unwrap();
@@ -576,7 +576,7 @@ fn a_late_verified_callback_never_puts_the_next_read_off() {
     let overdue = t("2019-05-13T13:50:00Z");
     assert!(tracker.next_read(&CFG, overdue).unwrap().is_due(overdue));
     let back = Snapshot::new(Status::Back, t("2019-05-13T13:45:00Z"), expires, None).unwrap();
-    let checked = callback_secret_matches(b"secret", b"secret").unwrap();
+    let checked = callback_secret_matches(&id, b"secret", b"secret").unwrap();
     tracker
         .observe_verified_callback(checked, Some("e2"), &back, overdue)
         .unwrap();
@@ -587,10 +587,11 @@ fn a_late_verified_callback_never_puts_the_next_read_off() {
         abandon_after: Some(Duration::from_secs(20 * 60)),
         ..TrackerConfig::DEFAULT
     };
-    let mut u = Tracker::created(SessionId::new("s2").unwrap(), t("2019-05-13T12:00:00Z"));
+    let s2 = SessionId::new("s2").unwrap();
+    let mut u = Tracker::created(s2.clone(), t("2019-05-13T12:00:00Z"));
     let future =
         Snapshot::new(Status::InProgress, t("2019-05-14T12:00:00Z"), expires, None).unwrap();
-    let checked = callback_secret_matches(b"secret", b"secret").unwrap();
+    let checked = callback_secret_matches(&s2, b"secret", b"secret").unwrap();
     u.observe_verified_callback(checked, None, &future, t("2019-05-13T12:05:00Z"))
         .unwrap();
     assert_eq!(

@@ -37,7 +37,8 @@ fn callback(
     match trust {
         CallbackTrust::Hint => tracker.observe_callback(&CFG, event_id, s, now),
         CallbackTrust::Verified => {
-            let checked = hpp_session::callback_secret_matches(b"secret", b"secret").unwrap();
+            let checked =
+                hpp_session::callback_secret_matches(&s1(), b"secret", b"secret").unwrap();
             tracker.observe_verified_callback(checked, event_id, s, now)
         }
     }
@@ -199,7 +200,7 @@ fn run(
     order: &[Delivery],
     not_found: usize,
 ) -> Result<(Tracker, Vec<Asked>), TestCaseError> {
-    let mut tracker = Tracker::default();
+    let mut tracker = Tracker::for_session(s1());
     let mut asked = Vec::new();
     let mut final_status = None;
     let mut taken: Vec<&str> = Vec::new();
@@ -672,7 +673,7 @@ proptest! {
         seed in any::<u64>(),
         trust in trust(),
     ) {
-        let mut forward = Tracker::default();
+        let mut forward = Tracker::for_session(s1());
         for (i, (read, s)) in set.iter().enumerate() {
             prop_assert!(observe(&mut forward, trust, *read, s, at(i as u64)).is_some());
         }
@@ -681,7 +682,7 @@ proptest! {
             order.push(r.get(&set).clone());
         }
         shuffle(&mut order, seed);
-        let mut shuffled = Tracker::default();
+        let mut shuffled = Tracker::for_session(s1());
         let mut money = 0;
         for (i, (read, s)) in order.iter().enumerate() {
             let before = shuffled.clone();
@@ -839,7 +840,7 @@ impl Kept {
                 if answered.is_some() {
                     ActionSet::EMPTY
                 } else {
-                    let mut t = s.revive(None);
+                    let mut t = s.revive(Some(s1()));
                     let asked = observe_input(&mut t, input, now)?;
                     *self = Kept::Live(Box::new(t));
                     asked
@@ -891,10 +892,15 @@ fn observe_input(
     Some(asked)
 }
 
+/// The session the whole-tracker properties follow (their snapshots name none).
+fn s1() -> SessionId {
+    SessionId::new("s-1").unwrap()
+}
+
 /// Reports everything `t` owes done, as an executor that performed it does.
 fn perform_all(t: &mut Tracker) {
     assert!(t.owed().iter().all(|k| t.action(k).is_some()));
-    let id = SessionId::new("s-1").unwrap();
+    let id = s1();
     for kind in t.owed().iter() {
         t.done(ActionId::new(&id, kind)).unwrap();
     }
@@ -923,8 +929,8 @@ proptest! {
     fn a_settled_session_asks_exactly_what_the_whole_tracker_asks(
         inputs in prop::collection::vec(prop_oneof![6 => any_snapshot_or_undated().prop_map(Some), 1 => Just(None)], 1..16),
     ) {
-        let mut whole = Tracker::default();
-        let mut kept = Kept::Live(Box::default());
+        let mut whole = Tracker::for_session(s1());
+        let mut kept = Kept::Live(Box::new(Tracker::for_session(s1())));
         for (i, input) in inputs.iter().enumerate() {
             let now = at(1_000 + i as u64);
             let want = observe_input(&mut whole, input, now);

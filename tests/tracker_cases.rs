@@ -10,7 +10,8 @@ use hpp_session::{
     Action, ActionId, ActionKind, ActionSet, Claim, Completion, CompletionProblem, ConflictKind,
     DEFAULT_MAX_CLOCK_SKEW, FutureHint, MAX_DETECT_WITHIN, MAX_READ_BACKOFF, MIN_READ_INTERVAL,
     NextRead, NotFoundError, Outcome, PolicyError, ReadFailure, ReadPolicy, Refused, ReleaseReason,
-    Snapshot, Status, Timestamp, Tracker, TrackerConfig, Urgency, callback_secret_matches,
+    SessionId, Snapshot, Status, Timestamp, Tracker, TrackerConfig, Urgency,
+    callback_secret_matches,
 };
 use proptest::prelude::*;
 
@@ -355,9 +356,50 @@ fn a_status_that_cannot_follow_is_a_conflict() {
     ));
 }
 
-/// The proof a matched secret gives.
+/// The session the cases' proofs are for.
+fn proved_session() -> SessionId {
+    SessionId::new("39a1c773-bafd-754d-af1f-b30c592f1267").unwrap()
+}
+
+/// The proof a matched secret gives, for [`proved_session`].
 fn checked() -> hpp_session::SecretMatched {
-    callback_secret_matches(b"5e55ac1e", b"5e55ac1e").unwrap()
+    callback_secret_matches(&proved_session(), b"5e55ac1e", b"5e55ac1e").unwrap()
+}
+
+/// A secret checked for one session proves nothing for another: a handler that checks the
+/// secret of the session its URL names, then loads the tracker its body names (or the tracker
+/// of another row), is refused and nothing changes; an unbound tracker is bound to the proof's
+/// session, and a body naming another is refused.
+#[test]
+fn a_proof_for_one_session_is_refused_by_another_sessions_tracker() {
+    let other = SessionId::new("00000000-0000-0000-0000-000000000000").unwrap();
+    let theirs = || callback_secret_matches(&other, b"5e55ac1e", b"5e55ac1e").unwrap();
+    let completed = snap(Status::Completed, 40);
+    let mut mine = Tracker::for_session(proved_session());
+    let before = mine.clone();
+    let refused = mine
+        .observe_verified_callback(theirs(), Some("e"), &completed, at(41))
+        .unwrap_err();
+    assert!(matches!(refused, Refused::OtherSession(_)), "{refused}");
+    assert_eq!(mine, before);
+    // The body names this session, the proof another's: refused too.
+    let named = completed.clone().of_session(proved_session());
+    let mut unbound = Tracker::new();
+    let refused = unbound
+        .observe_verified_callback(theirs(), Some("e"), &named, at(41))
+        .unwrap_err();
+    assert!(matches!(refused, Refused::OtherSession(_)), "{refused}");
+    assert_eq!(unbound, Tracker::new());
+    // An unbound tracker takes the proof's session, and then refuses another's.
+    let r = unbound
+        .observe_verified_callback(checked(), Some("e"), &completed, at(41))
+        .unwrap();
+    assert_eq!(kinds(&r), ["place_order"]);
+    assert_eq!(unbound.session_id(), Some(&proved_session()));
+    assert!(matches!(
+        unbound.observe_verified_callback(theirs(), Some("f"), &completed, at(42)),
+        Err(Refused::OtherSession(_))
+    ));
 }
 
 #[test]
@@ -374,13 +416,18 @@ fn verified_callbacks_confirm_by_themselves() {
 /// issued one gives no proof, and the same callback observed plainly is a hint.
 #[test]
 fn only_a_matched_secret_makes_a_callback_evidence() {
-    assert!(callback_secret_matches(b"5e55ac1e", b"5e55ac1f").is_none());
-    assert!(callback_secret_matches(b"5e55ac1e", b"").is_none());
+    let s = proved_session();
+    assert!(callback_secret_matches(&s, b"5e55ac1e", b"5e55ac1f").is_none());
+    assert!(callback_secret_matches(&s, b"5e55ac1e", b"").is_none());
     assert!(
-        callback_secret_matches(b"", b"").is_none(),
+        callback_secret_matches(&s, b"", b"").is_none(),
         "an empty secret lets anyone in"
     );
-    assert_eq!(format!("{:?}", checked()), "SecretMatched");
+    assert_eq!(
+        format!("{:?}", checked()),
+        "SecretMatched(39a1c773-bafd-754d-af1f-b30c592f1267)"
+    );
+    assert_eq!(checked().session_id(), &s);
     let mut t = Tracker::default();
     let r = t
         .observe_callback(&CFG, Some("e"), &snap(Status::Completed, 40), at(41))
@@ -802,7 +849,7 @@ proptest! {
     #[test]
     fn callback_secret_matches_agrees_with_equality(a in prop::collection::vec(any::<u8>(), 0..40), b in prop::collection::vec(any::<u8>(), 0..40), same in any::<bool>()) {
         let b = if same { a.clone() } else { b };
-        prop_assert_eq!(callback_secret_matches(&a, &b).is_some(), a == b && !a.is_empty());
+        prop_assert_eq!(callback_secret_matches(&proved_session(), &a, &b).is_some(), a == b && !a.is_empty());
     }
 }
 
@@ -1266,7 +1313,7 @@ fn a_settled_session_answers_what_reappears_and_revives_for_money() {
     println!("size_of::<Settled>() = {size}");
     // Four instants of 12 bytes, a 64-bit digest, statuses and flags: 64.
     assert!(size <= 64, "{size}");
-    let mut t = Tracker::default();
+    let mut t = Tracker::for_session(SessionId::new("s").unwrap());
     let _ = t
         .observe_read(&CFG, &snap(Status::InProgress, 10), at(11))
         .unwrap();
@@ -1326,7 +1373,7 @@ fn a_settled_session_answers_what_reappears_and_revives_for_money() {
     // Money after the cancel: the stand-in cannot answer it; the revived tracker asks once.
     let paid = snap(Status::Completed, 40);
     assert_eq!(s.observe_read(&paid), None);
-    let mut revived = s.revive(None);
+    let mut revived = s.revive(Some(id.clone()));
     let r = revived.observe_read(&CFG, &paid, at(EXPIRES + 2)).unwrap();
     assert_eq!(kinds(&r), ["place_order"]);
     assert!(revived.has_conflict());
@@ -1736,10 +1783,11 @@ fn refuted_claims_are_counted_once_in_either_order() {
     assert_eq!(true_claim.refuted_claims(), 0);
 }
 
-/// An unbound tracker is bound by the first action reported done, so that a later mixed-up id
-/// is refused; a disable owed when the session ends on its own is owed no more.
+/// A tracker bound to no session refuses every report of done (it could not tell a mixed-up
+/// id, and binding it to the first id reported would let a mix-up decide its session); a
+/// disable owed when the session ends on its own is owed no more.
 #[test]
-fn done_binds_an_unbound_tracker_and_an_ended_session_owes_no_disable() {
+fn done_refuses_an_unbound_tracker_and_an_ended_session_owes_no_disable() {
     let config = TrackerConfig {
         abandon_after: Some(Duration::from_secs(60)),
         ..TrackerConfig::DEFAULT
@@ -1759,16 +1807,17 @@ fn done_binds_an_unbound_tracker_and_an_ended_session_owes_no_disable() {
     assert_eq!(kinds(&r), ["release"]);
     assert_eq!(t.owed().iter().collect::<Vec<_>>(), [ActionKind::Release]);
     assert_eq!(t.session_id(), None);
-    let mine = hpp_session::SessionId::new("s-1").unwrap();
-    let other = hpp_session::SessionId::new("s-2").unwrap();
-    assert!(matches!(
-        t.done(ActionId::new(&other, ActionKind::Disable)),
-        Ok(())
-    ));
-    assert_eq!(t.session_id(), Some(&other));
-    assert!(matches!(
-        t.done(ActionId::new(&mine, ActionKind::Release)),
-        Err(Refused::OtherSession(_))
-    ));
+    // Bound to no session, it cannot tell a mixed-up id: whatever id is reported, refused.
+    let before = t.clone();
+    for id in ["s-1", "s-2"] {
+        let id = SessionId::new(id).unwrap();
+        let refused = t.done(ActionId::new(&id, ActionKind::Release)).unwrap_err();
+        assert_eq!(refused, Refused::Unbound);
+        assert!(
+            refused.to_string().contains("bound to no session"),
+            "{refused}"
+        );
+    }
+    assert_eq!(t, before);
     assert!(t.owed().contains(ActionKind::Release));
 }

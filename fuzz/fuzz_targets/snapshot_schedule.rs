@@ -66,7 +66,8 @@ fn run(verified: bool, items: &[&Item]) -> Tracker {
                 .observe_read(&TrackerConfig::DEFAULT, &s, now)
                 .expect("no session ids here")
         } else if verified {
-            let checked = callback_secret_matches(b"secret", b"secret").unwrap();
+            let session = hpp_session::SessionId::new("s").unwrap();
+            let checked = callback_secret_matches(&session, b"secret", b"secret").unwrap();
             tracker
                 .observe_verified_callback(checked, id, &s, now)
                 .unwrap()

@@ -34,7 +34,8 @@ struct Body {
 enum Op {
     Read(Body),
     Hint(Body, Option<u8>),
-    Verified(Body),
+    /// A callback whose secret matched; `true`: the secret of another session.
+    Verified(Body, bool),
     NotFound,
     Redirect(u8, bool),
     Disable(u8, bool),
@@ -120,10 +121,12 @@ fuzz_target!(|input: Input| {
                 assert_eq!(tracker.owed(), before.owed(), "a hint asked for something");
                 assert!(!tracker.has_conflict() || before.has_conflict(), "a hint paged a person");
             }
-            Op::Verified(b) => {
-                let checked = callback_secret_matches(b"s", b"s").expect("equal");
-                if tracker.observe_verified_callback(checked, None, &snapshot(b), at).is_err() {
-                    assert_eq!(tracker, before);
+            Op::Verified(b, wrong) => {
+                let proved = if *wrong { &other } else { &mine };
+                let checked = callback_secret_matches(proved, b"s", b"s").expect("equal");
+                match tracker.observe_verified_callback(checked, None, &snapshot(b), at) {
+                    Err(_) => assert_eq!(tracker, before),
+                    Ok(_) => assert!(!*wrong, "another session's secret was taken as proof"),
                 }
             }
             Op::NotFound => {

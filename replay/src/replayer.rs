@@ -7,8 +7,8 @@ use hpp_session::wire::{CallbackBody, CallbackStatus, SessionBody, SessionStatus
 use crate::log_line::LogLine;
 use crate::sessions::{Sessions, View};
 use hpp_session::{
-    Action, ActionId, ActionKind, ActionSet, Completion, CompletionProblem, Outcome, Report,
-    SecretMatched, SessionId, Settled, Snapshot, SnapshotError, Status, Timestamp, Tracker,
+    Action, ActionId, ActionKind, ActionSet, Completion, CompletionProblem, IdError, Outcome,
+    Report, SecretMatched, SessionId, Settled, Snapshot, SnapshotError, Status, Timestamp, Tracker,
     TrackerConfig, callback_secret_matches,
 };
 
@@ -271,7 +271,7 @@ fn observe<'a>(
         // session.
         let mut fresh = Tracker::new();
         // Only whether it is refused counts: this tracker is thrown away.
-        let _ = observe_on(&mut fresh, config, &line.what, event_id, snapshot, now)?;
+        let _ = observe_on(&mut fresh, config, id, &line.what, event_id, snapshot, now)?;
         sessions.insert(id);
     }
     let Some(tracker) = sessions.live_mut(id) else {
@@ -279,7 +279,7 @@ fn observe<'a>(
     };
     record.status = shown_status(View::Live(tracker));
     record.claim = tracker.claim().map(|c| c.status().as_str());
-    let report = observe_on(tracker, config, &line.what, event_id, snapshot, now)?;
+    let report = observe_on(tracker, config, id, &line.what, event_id, snapshot, now)?;
     let observed = Observed::of(report, tracker, &config.tracker, now);
     let state = tracker.state();
     record.status = shown(state.status, state.expired);
@@ -315,11 +315,12 @@ fn on_settled<S>(
     }
 }
 
-/// Observes what a line says on `tracker`; `Err` (and nothing changed) when the tracker
-/// refuses it.
+/// Observes what a line about session `id` says on `tracker`; `Err` (and nothing changed) when
+/// the tracker refuses it.
 fn observe_on<S>(
     tracker: &mut Tracker,
     config: Config,
+    id: &str,
     what: &What<S>,
     event_id: Option<&str>,
     snapshot: Option<&Snapshot>,
@@ -329,9 +330,12 @@ fn observe_on<S>(
         (What::Callback { .. }, Some(snapshot), Callbacks::Hints) => tracker
             .observe_callback(&config.tracker, event_id, snapshot, now)
             .map_err(|e| e.to_string()),
-        (What::Callback { .. }, Some(snapshot), Callbacks::Verified) => tracker
-            .observe_verified_callback(checked_when_logged(), event_id, snapshot, now)
-            .map_err(|e| e.to_string()),
+        (What::Callback { .. }, Some(snapshot), Callbacks::Verified) => {
+            let checked = checked_when_logged(id).map_err(|e| format!("session_id: {e}"))?;
+            tracker
+                .observe_verified_callback(checked, event_id, snapshot, now)
+                .map_err(|e| e.to_string())
+        }
         (What::Read(_), Some(snapshot), _) => tracker
             .observe_read(&config.tracker, snapshot, now)
             .map_err(|e| e.to_string()),
@@ -344,12 +348,9 @@ fn observe_on<S>(
 
 /// Reports `kinds` done on `tracker`: the replay reported them.
 fn report_done(tracker: &mut Tracker, kinds: ActionSet) {
-    // A tracker not bound to a session takes any id (its lines' bodies name none).
-    let Some(id) = tracker
-        .session_id()
-        .cloned()
-        .or_else(|| SessionId::new("-").ok())
-    else {
+    // The replay binds each tracker to the session its lines name; one that is not (an id
+    // Klarna would not issue) cannot take a report, and keeps what it owes.
+    let Some(id) = tracker.session_id().cloned() else {
         return;
     };
     for kind in kinds.iter() {
@@ -358,13 +359,15 @@ fn report_done(tracker: &mut Tracker, kinds: ActionSet) {
     }
 }
 
-/// Under `--trust verified` the log holds callbacks whose secret the service checked when they
-/// arrived; the log does not hold the secrets, so the replay cannot check them again. This
+/// Under `--trust verified` the log holds callbacks whose secret the service checked, for the
+/// session the line names, when they arrived; the log does not hold the secrets, so the replay cannot check them again. This
 /// stands for that check, in this one place: a callback becomes evidence only through a
 /// [`SecretMatched`], and only `callback_secret_matches` makes one.
-fn checked_when_logged() -> SecretMatched {
+fn checked_when_logged(id: &str) -> Result<SecretMatched, IdError> {
     const CHECKED: &[u8] = b"checked by the service when it logged the callback";
-    callback_secret_matches(CHECKED, CHECKED).unwrap_or_else(|| unreachable!("equal secrets"))
+    let session = SessionId::new(id)?;
+    Ok(callback_secret_matches(&session, CHECKED, CHECKED)
+        .unwrap_or_else(|| unreachable!("equal secrets")))
 }
 
 /// Fills in the record of a rejected line, which changes nothing: its session as it was, when

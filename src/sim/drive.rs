@@ -112,6 +112,7 @@ pub struct Run {
 fn take_callback(
     tracker: &mut Tracker,
     integrator: &Integrator,
+    session: Option<&SessionId>,
     d: &Delivery,
     s: &Snapshot,
     now: Timestamp,
@@ -125,7 +126,9 @@ fn take_callback(
             } else {
                 ISSUED_SECRET
             };
-            let checked = callback_secret_matches(ISSUED_SECRET, presented).ok_or(())?;
+            // The URL names the session the secret was issued for: the integrator's own.
+            let session = session.ok_or(())?;
+            let checked = callback_secret_matches(session, ISSUED_SECRET, presented).ok_or(())?;
             tracker.observe_verified_callback(checked, event_id, s, now)
         }
     };
@@ -203,7 +206,9 @@ pub fn drive(
                     .session_body()
                     .snapshot()
                     .map_err(|_| ())
-                    .and_then(|s| take_callback(&mut tracker, &integrator, d, &s, now));
+                    .and_then(|s| {
+                        take_callback(&mut tracker, &integrator, session.as_ref(), d, &s, now)
+                    });
                 run.refused += u32::from(observed.is_err());
             }
             Next::Visit => {

@@ -584,21 +584,21 @@ impl Tracker {
     /// the payment session: a placed order closes it). A disable is done by reporting Klarna's
     /// answer ([`Tracker::observe_disable_answer`]).
     ///
-    /// A tracker not bound to a session yet (made by [`Tracker::new`], fed bodies that name
-    /// none) is bound to the session `id` names, so that a later mixed-up id is refused.
-    ///
     /// # Errors
     /// Nothing changes when it is refused: [`Refused::OtherSession`] when `id` names another
     /// session than the tracker's (a mixed-up id must not mark another session's order
-    /// placed); [`Refused::NotAsked`] when this tracker never asked for that kind.
+    /// placed); [`Refused::Unbound`] when the tracker is bound to no session (made by
+    /// [`Tracker::new`] and fed bodies that name none: it cannot tell a mixed-up id; make it
+    /// with [`Tracker::for_session`] or [`Tracker::created`]); [`Refused::NotAsked`] when this
+    /// tracker never asked for that kind.
     pub fn done(&mut self, id: ActionId<'_>) -> Result<(), Refused> {
+        if self.session.is_none() {
+            return Err(Refused::Unbound);
+        }
         self.check_session(Some(id.session_id))
             .map_err(Refused::OtherSession)?;
         if !self.asked.contains(id.kind) {
             return Err(Refused::NotAsked(id.kind));
-        }
-        if self.session.is_none() {
-            self.session = Some(id.session_id.clone());
         }
         self.owed = self.owed.without(ActionSet::EMPTY.with(id.kind));
         Ok(())
@@ -632,15 +632,12 @@ impl Tracker {
 
     /// Observes a status callback whose per-session secret matched ([`SecretMatched`], from
     /// [`crate::callback_secret_matches`]): evidence, like a read. It binds the tracker to the
-    /// session it names, as a read does. However late it comes, it never puts a read off.
+    /// session whose secret matched. However late it comes, it never puts a read off.
     ///
     /// # Errors
-    /// [`Refused::OtherSession`] for a snapshot of another session than the tracker's: nothing
-    /// changes.
-    #[expect(
-        clippy::needless_pass_by_value,
-        reason = "taken by value on purpose: one matched secret proves one callback"
-    )]
+    /// [`Refused::OtherSession`] when the secret was checked for another session than the
+    /// tracker's, or the snapshot names another session than the one whose secret matched:
+    /// nothing changes.
     pub fn observe_verified_callback(
         &mut self,
         checked: SecretMatched,
@@ -648,17 +645,25 @@ impl Tracker {
         snapshot: &Snapshot,
         now: Timestamp,
     ) -> Result<Report, Refused> {
-        let SecretMatched { .. } = checked;
-        self.check_session(snapshot.session_id())
+        let SecretMatched { session } = checked;
+        self.check_session(Some(&session))
             .map_err(Refused::OtherSession)?;
-        self.learn_session(snapshot);
+        if let Some(theirs) = snapshot.session_id().filter(|&theirs| *theirs != session) {
+            return Err(Refused::OtherSession(OtherSession::new(&session, theirs)));
+        }
+        if self.session.is_none() {
+            self.session = Some(session);
+        }
         let was_conflicted = self.conflicted;
         let outcome = self.reconcile(snapshot, now);
         Ok(self.settle(event_id.map(event_hash), outcome, was_conflicted, None))
     }
 
-    /// Observes the snapshot a read of the session returned at `now`. The first that names its
-    /// session binds the tracker to it (unless [`Tracker::for_session`] did). A read is a read
+    /// Observes the snapshot a read of the session returned at `now` (when the answer came).
+    /// Only a body your own authenticated `GET` returned: never a callback's snapshot, which is
+    /// [`Tracker::observe_callback`]'s (passing it here would make a forged callback evidence).
+    /// The first that names its session binds the tracker to it (unless
+    /// [`Tracker::for_session`] did). A read is a read
     /// even when it changes nothing: the schedule counts from it ([`Tracker::next_read`]; from
     /// its start, when [`Tracker::start_read`] said when that was). The read that finds the
     /// session past [`TrackerConfig::abandon_after`] asks for [`Action::Disable`].

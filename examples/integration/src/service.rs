@@ -186,7 +186,11 @@ impl Service {
         let Some(mut row) = store::load(&tx, session_id)? else {
             return Ok(Handled::UnknownSession);
         };
-        let Some(checked) = callback_secret_matches(row.secret.as_bytes(), secret.as_bytes())
+        let Ok(url_session) = SessionId::new(session_id) else {
+            return Ok(Handled::UnknownSession);
+        };
+        let Some(checked) =
+            callback_secret_matches(&url_session, row.secret.as_bytes(), secret.as_bytes())
         else {
             return Ok(Handled::Forbidden);
         };

@@ -106,12 +106,14 @@ async fn status_callback(
         Err(e) => return failed(e),
     };
     let config = app.tracker;
+    let url_session = session_id.clone();
     let observed = app
         .store
         .observe(&session_id, now, move |row| {
             observe::callback(
                 &mut row.tracker,
                 &config,
+                &url_session,
                 &row.secret,
                 &presented,
                 &body,

@@ -46,11 +46,12 @@ pub enum CallbackOutcome {
     Refused(String),
 }
 
-/// Observes a callback posted with `presented` as the secret: evidence when it matches the
-/// session's `issued` secret (checked in constant time), a hint otherwise.
+/// Observes a callback posted to session `session_id`'s URL with `presented` as the secret:
+/// evidence when it matches the `issued` secret (checked in constant time), a hint otherwise.
 pub fn callback(
     tracker: &mut Tracker,
     config: &TrackerConfig,
+    session_id: &str,
     issued: &str,
     presented: &str,
     body: &[u8],
@@ -69,7 +70,13 @@ pub fn callback(
         Ok(s) => s,
         Err(e) => return (CallbackOutcome::Refused(e.to_string()), vec![]),
     };
-    let checked = callback_secret_matches(issued.as_bytes(), presented.as_bytes());
+    let Ok(session_id) = SessionId::new(session_id) else {
+        return (
+            CallbackOutcome::Refused(format!("not a session id: {session_id:?}")),
+            vec![],
+        );
+    };
+    let checked = callback_secret_matches(&session_id, issued.as_bytes(), presented.as_bytes());
     let verified = checked.is_some();
     let observed = match checked {
         Some(proof) => {

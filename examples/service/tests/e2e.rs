@@ -23,7 +23,8 @@ fn env(name: &str, default: u32) -> u32 {
 fn server() -> postgres::Postgres {
     assert!(
         postgres::available(),
-        "PostgreSQL's server binaries (initdb, pg_ctl) must be on the PATH"
+        "PostgreSQL's server binaries (initdb, pg_ctl) must be on the PATH or in \
+         /usr/lib/postgresql/*/bin (Debian: apt-get install postgresql)"
     );
     postgres::Postgres::start()
 }

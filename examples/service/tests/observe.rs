@@ -46,6 +46,7 @@ fn a_callback_with_the_secret_is_evidence_and_asks_for_the_order() {
     let (outcome, asked) = observe::callback(
         &mut t,
         &CFG,
+        ID,
         "s3cret",
         "s3cret",
         &callback(&completed()),
@@ -67,6 +68,7 @@ fn a_callback_without_the_secret_is_a_hint_that_asks_for_no_money() {
         let (outcome, asked) = observe::callback(
             &mut t,
             &CFG,
+            ID,
             "s3cret",
             presented,
             &callback(&completed()),
@@ -92,7 +94,7 @@ fn a_body_that_is_not_a_callback_is_refused_and_changes_nothing() {
     ] {
         let mut t = tracker();
         let before = t.clone();
-        let (outcome, asked) = observe::callback(&mut t, &CFG, "s", "s", body, at(NOW));
+        let (outcome, asked) = observe::callback(&mut t, &CFG, ID, "s", "s", body, at(NOW));
         assert!(
             matches!(outcome, CallbackOutcome::Refused(_)),
             "{outcome:?}"
@@ -106,12 +108,36 @@ fn a_body_that_is_not_a_callback_is_refused_and_changes_nothing() {
 fn another_sessions_callback_is_refused_even_with_the_secret() {
     let other = completed().replace(ID, "00000000-0000-0000-0000-000000000000");
     let mut t = tracker();
-    let (outcome, asked) = observe::callback(&mut t, &CFG, "s", "s", &callback(&other), at(NOW));
+    let (outcome, asked) =
+        observe::callback(&mut t, &CFG, ID, "s", "s", &callback(&other), at(NOW));
     assert!(
         matches!(outcome, CallbackOutcome::Refused(_)),
         "{outcome:?}"
     );
     assert!(asked.is_empty());
+}
+
+#[test]
+fn a_secret_posted_to_another_sessions_url_proves_nothing_for_this_one() {
+    // The shop stores this session's tracker, but the callback came to the URL of another
+    // session whose secret the attacker knows (their own): the proof is that session's.
+    let mut t = tracker();
+    let before = t.clone();
+    let (outcome, asked) = observe::callback(
+        &mut t,
+        &CFG,
+        "00000000-0000-0000-0000-000000000000",
+        "s3cret",
+        "s3cret",
+        &callback(&completed()),
+        at(NOW),
+    );
+    assert!(
+        matches!(outcome, CallbackOutcome::Refused(_)),
+        "{outcome:?}"
+    );
+    assert!(asked.is_empty());
+    assert_eq!(t, before);
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! A throwaway PostgreSQL server on loopback, from the machine's server binaries. `initdb`
-//! refuses to run as root, and CI runs as root: then the server runs as `nobody`, through
-//! `runuser`.
+//! A throwaway PostgreSQL server on loopback, from the machine's server binaries (on the
+//! `PATH`, or where Debian's `postgresql` package puts them: `/usr/lib/postgresql/*/bin`).
+//! `initdb` refuses to run as root, and CI runs as root: then the server runs as `nobody`,
+//! through `runuser`.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -28,8 +29,30 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Where `program` (`initdb`, `pg_ctl`) is: on the `PATH`, else in the newest
+/// `/usr/lib/postgresql/*/bin` that has it.
+fn server_binary(program: &str) -> Option<PathBuf> {
+    if Command::new(program).arg("--version").output().is_ok() {
+        return Some(PathBuf::from(program));
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin").join(program)))
+        .filter(|p| p.is_file())
+        .collect();
+    // Versions are directory names ("15", "16"): the newest last.
+    found.sort_by_key(|p| {
+        p.components()
+            .nth(4)
+            .and_then(|c| c.as_os_str().to_str()?.parse::<u32>().ok())
+    });
+    found.pop()
+}
+
 /// `program` with `args`, as `nobody` when we are root.
 fn run_as_server_user(program: &str, args: &[&str]) -> Command {
+    let resolved = server_binary(program).unwrap_or_else(|| PathBuf::from(program));
+    let program = resolved.to_str().expect("a UTF-8 path");
     if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "nobody", "--", program]).args(args);
@@ -41,9 +64,9 @@ fn run_as_server_user(program: &str, args: &[&str]) -> Command {
     }
 }
 
-/// Whether the server binaries are on the `PATH`.
+/// Whether the server binaries are on the `PATH` or where Debian puts them.
 pub fn available() -> bool {
-    Command::new("initdb").arg("--version").output().is_ok()
+    server_binary("initdb").is_some() && server_binary("pg_ctl").is_some()
 }
 
 impl Postgres {
