@@ -17,8 +17,6 @@ pub enum Refused {
     FutureHint(FutureHint),
     /// An action reported done ([`crate::Tracker::done`]) that this tracker never asked for.
     NotAsked(ActionKind),
-    /// An action reported done to a tracker bound to no session: it cannot tell a mixed-up id.
-    Unbound,
 }
 
 impl fmt::Display for Refused {
@@ -30,10 +28,6 @@ impl fmt::Display for Refused {
                 f,
                 "`{}` reported done, but this session's tracker never asked for it: refused",
                 kind.as_str()
-            ),
-            Self::Unbound => f.write_str(
-                "an action reported done to a tracker bound to no session (make it with \
-                 Tracker::for_session or Tracker::created): refused",
             ),
         }
     }

@@ -39,7 +39,9 @@ pub const PLACE_ORDER_MARGIN: Duration = Duration::from_secs(2 * 60);
 /// [`READ_TIMEOUT`] and its retry; [`DEFAULT_MAX_CLOCK_SKEW`] between Klarna's clock and the
 /// caller's; for a poller with a lag, its lag once more for each of the two retries) and
 /// [`PLACE_ORDER_MARGIN`] to place the order. Within it, no token found by a read is dead when
-/// the order is placed.
+/// the order is placed, as long as at most one read before it fails and at most one never
+/// answers; a longer run of failures (Klarna down, or a budget spent) delays the read by its
+/// back-offs, and the guarantee counts from the last of them.
 pub const MAX_DETECT_WITHIN: Duration = Duration::from_secs(55 * 60);
 
 // What the 5 minutes hold, with 29 s to spare: a failed read's back-off at its ceiling, a read
@@ -242,8 +244,10 @@ impl ReadPolicy {
     /// When the next blind read falls due, for a schedule anchored at the confirmed change
     /// `anchor` (when the caller learned it) whose latest read was at `last_read`: after the
     /// last read by the time since the anchor, clamped to `first..=blind_gap`; for a change
-    /// learned after the last read, `first` after it. Never more than `blind_gap` after the
-    /// last read, whatever the anchor: that is the guarantee.
+    /// learned after the last read (a verified callback), `first` after the last read, which
+    /// is never later than the slot the read before it had, and may be at once. Never more
+    /// than `blind_gap` after the last read, whatever the anchor: that is the guarantee; and
+    /// learning a change never puts off a read that was scheduled, or one that fell due.
     ///
     /// `spread` (any value; the tracker draws it from the session id) takes up to 1/32 off the
     /// gap, so that sessions created in the same second do not read in the same second for
@@ -259,8 +263,10 @@ impl ReadPolicy {
         // Never at the read itself, even with `first` zero: a poller must not spin.
         let latest = last_read.saturating_add(cap.max(MIN_READ_INTERVAL));
         let due = match anchor.duration_since(last_read) {
-            // A change learned after the last read: `first` after it.
-            Some(after) if !after.is_zero() => anchor.saturating_add(first),
+            // A change learned after the last read: `first` after that read. Not `first` after
+            // the change: the slot the old anchor gave is at least that soon, and may have
+            // fallen due already; it must stay due, however late the evidence came.
+            Some(after) if !after.is_zero() => last_read.saturating_add(first),
             _ => {
                 let since = last_read.duration_since(anchor).unwrap_or_default();
                 last_read.saturating_add(since.max(first).min(cap))

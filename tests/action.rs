@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 
 use hpp_session::{
-    Action, ActionKind, ActionSet, CompletionProblem, KlarnaReference, OrderId, ReleaseReason,
+    Action, ActionKind, ActionSet, CompletionProblem, DisableAnswer, KlarnaReference, OrderId,
+    ReleaseReason,
 };
 use proptest::prelude::*;
 
@@ -113,4 +114,26 @@ fn actions_read_as_what_to_do() {
         record(Some(reference.clone())).to_string(),
         "record order 93d644a2 (X438HG0Q)"
     );
+}
+
+/// The disable's three answers, as Klarna's codes and as a log line says them.
+#[test]
+fn disable_answers_are_klarnas_codes() {
+    let answers = [
+        (DisableAnswer::Disabled, 204, "204: disabled"),
+        (
+            DisableAnswer::AlreadyFinal,
+            400,
+            "400: the session is final already",
+        ),
+        (
+            DisableAnswer::NotFound,
+            404,
+            "404: the session is gone (expired)",
+        ),
+    ];
+    for (answer, code, said) in answers {
+        assert_eq!(answer.http_status(), code);
+        assert_eq!(answer.to_string(), said);
+    }
 }

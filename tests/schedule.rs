@@ -546,6 +546,51 @@ proptest! {
     }
 }
 
+/// With a `first` under the gap, a verified callback of a change that arrives after the blind
+/// read fell due leaves it due (it moved it 6 minutes later: the schedule restarted `first`
+/// after the callback), and one that arrives before brings it no later than it was.
+#[test]
+fn a_verified_change_keeps_a_due_read_due_whatever_first_is() {
+    let minutes = |m: u64| Duration::from_secs(60 * m);
+    let config = TrackerConfig {
+        reads: ReadPolicy::DEFAULT.with_first(minutes(5)).unwrap(),
+        ..TrackerConfig::DEFAULT
+    };
+    let id = SessionId::new("s-1").unwrap();
+    let expires = Some(at(48 * 3_600_000));
+    let waiting = Snapshot::new(Status::Waiting, at(0), expires, None).unwrap();
+    let mut t = Tracker::for_session(id.clone());
+    let mut now = at(0);
+    t.observe_read(&config, &waiting, now).unwrap();
+    // Reads at 5, 10 and 20 minutes: the doubling after the change at 0.
+    for _ in 0..3 {
+        now = t.next_read(&config, now).unwrap().at;
+        assert!(t.start_read(&config, now).is_some());
+        t.observe_read(&config, &waiting, now).unwrap();
+    }
+    let due = t.next_read(&config, now).unwrap().at;
+    let late = due.checked_add(minutes(1)).unwrap();
+    assert!(t.next_read(&config, late).unwrap().is_due(late));
+    let mut early = t.clone();
+    // The consumer opens the page; the verified callback comes a minute after the read fell due.
+    let ip = Snapshot::new(Status::InProgress, late, expires, None).unwrap();
+    let proof = callback_secret_matches(&id, b"k", b"k").unwrap();
+    t.observe_verified_callback(proof, None, &ip, late).unwrap();
+    let after = t.next_read(&config, late).unwrap();
+    assert!(
+        after.is_due(late) && after.at <= due,
+        "{after:?}, due at {due}"
+    );
+    // Before it fell due: never later than it was.
+    let before_due = Timestamp::from_unix(due.unix_seconds() - 120, 0).unwrap();
+    let ip = Snapshot::new(Status::InProgress, before_due, expires, None).unwrap();
+    let proof = callback_secret_matches(&id, b"k", b"k").unwrap();
+    early
+        .observe_verified_callback(proof, None, &ip, before_due)
+        .unwrap();
+    assert!(early.next_read(&config, before_due).unwrap().at <= due);
+}
+
 /// The case, through the public API: a WAITING read at 12:44, then a verified
 /// `IN_PROGRESS` callback of a change at 13:04:00 that arrives 25 s late. The next read stays
 /// within the guarantee of the last read (it was 65 minutes after it: the callback restarted the
@@ -729,4 +774,18 @@ fn assert_not_due(t: &Tracker, now: Timestamp) {
         !t.next_read(&CFG, now).unwrap().is_due(now),
         "due again at {now}"
     );
+}
+
+/// The longest `detect_within` accepted is 55 minutes, the figure its docs and the README quote:
+/// a second more is refused, and 55 minutes with a poller's lag fits the token's hour.
+#[test]
+fn detect_within_is_capped_at_55_minutes() {
+    assert_eq!(MAX_DETECT_WITHIN, Duration::from_secs(55 * 60));
+    assert!(
+        ReadPolicy::DEFAULT
+            .with_detect_within(MAX_DETECT_WITHIN)
+            .is_ok()
+    );
+    let over = MAX_DETECT_WITHIN + Duration::from_secs(1);
+    assert!(ReadPolicy::DEFAULT.with_detect_within(over).is_err());
 }

@@ -415,3 +415,45 @@ fn trackers_stored_by_0_1_still_load() {
     );
     assert_eq!(serde_json::from_str::<Tracker>(&again).unwrap(), owing);
 }
+
+/// What is stored reads back as it was: a policy with every setting changed, a tracker created
+/// and never read (its first read stays where `first` put it), and one that refuted claims.
+#[test]
+fn policies_and_trackers_read_back_as_stored() {
+    use core::time::Duration;
+    use hpp_session::{ReadPolicy, SessionId, Snapshot, Tracker, TrackerConfig};
+    let minutes = |m: u64| Duration::from_secs(60 * m);
+    let policy = ReadPolicy::DEFAULT
+        .with_detect_within(minutes(30))
+        .and_then(|p| p.with_poll_lag(minutes(2)))
+        .and_then(|p| p.with_first(minutes(5)))
+        .and_then(|p| p.with_hint_gap(minutes(3)))
+        .unwrap();
+    let text = serde_json::to_string(&policy).unwrap();
+    assert_eq!(serde_json::from_str::<ReadPolicy>(&text).unwrap(), policy);
+    let config = TrackerConfig {
+        reads: policy,
+        ..TrackerConfig::DEFAULT
+    };
+
+    let id = SessionId::new("s-1").unwrap();
+    let created = Tracker::created(id.clone(), at(0));
+    let back: Tracker = serde_json::from_str(&serde_json::to_string(&created).unwrap()).unwrap();
+    assert_eq!(back, created);
+    assert_eq!(
+        back.next_read(&config, at(0)).map(|n| n.at),
+        Some(at(5 * 60_000))
+    );
+
+    let mut refuting = Tracker::for_session(id);
+    let expires = Some(at(48 * 3_600_000));
+    let cancelled = Snapshot::new(Status::Cancelled, at(1_000), expires, None).unwrap();
+    refuting
+        .observe_read(&config, &cancelled, at(2_000))
+        .unwrap();
+    let waiting = Snapshot::new(Status::InProgress, at(3_000), expires, None).unwrap();
+    let _ = refuting.observe_callback(&config, Some("e1"), &waiting, at(4_000));
+    assert_eq!(refuting.refuted_claims(), 1);
+    let back: Tracker = serde_json::from_str(&serde_json::to_string(&refuting).unwrap()).unwrap();
+    assert_eq!(back, refuting);
+}

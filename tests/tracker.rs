@@ -751,6 +751,8 @@ proptest! {
             };
             if paid {
                 prop_assert!(!actions.iter().any(|a| matches!(a, Asked::Release(_))), "released a paid cart: {:?}", actions);
+                // Nor is a release asked before the payment was confirmed still owed.
+                prop_assert!(!tracker.owed().contains(hpp_session::ActionKind::Release), "a paid cart is still owed a release");
             }
             asked.extend(actions);
         }

@@ -799,16 +799,18 @@ fn read_policies_keep_their_guarantee() {
     // A first read at once still leaves a gap after each read.
     let eager = p.with_first(Duration::ZERO).unwrap();
     assert_eq!(eager.blind_due(at(0), at(0), 0), at(200));
-    assert_eq!(eager.blind_due(at(1_000), at(0), 0), at(1_000));
+    assert_eq!(eager.blind_due(at(1_000), at(0), 0), at(200));
     // A first read later than the gap is capped at it.
     let slow = p.with_first(Duration::from_secs(24 * 3_600)).unwrap();
     assert_eq!(slow.first(), p.blind_gap());
     assert_eq!(slow.blind_due(at(0), at(0), 0), at(45 * MIN));
-    // A change learned after the last read never puts the next read past the guarantee,
-    // however late it was learned.
+    // A change learned after the last read brings the next read to `first` after that read,
+    // however late it was learned: never later than the slot the read had before (at least
+    // `first` after it), never past the guarantee.
     let sooner = p.with_first(Duration::from_secs(10 * 60)).unwrap();
-    assert_eq!(sooner.blind_due(at(MIN), at(0), 0), at(11 * MIN));
-    assert_eq!(sooner.blind_due(at(40 * MIN), at(0), 0), at(45 * MIN));
+    assert_eq!(sooner.blind_due(at(0), at(0), 0), at(10 * MIN));
+    assert_eq!(sooner.blind_due(at(MIN), at(0), 0), at(10 * MIN));
+    assert_eq!(sooner.blind_due(at(40 * MIN), at(0), 0), at(10 * MIN));
     assert_eq!(p.blind_due(at(20 * MIN), at(0), 0), at(45 * MIN));
     // A session's spread takes up to 1/32 off the gap, never more.
     let gap = p.blind_gap();
@@ -883,6 +885,23 @@ fn two_different_finals_never_silently_replace_each_other() {
     assert_eq!(a.state(), b.state());
     assert_eq!(a.status(), Some(Status::Cancelled));
     assert!(a.has_conflict() && b.has_conflict());
+    // A dated DISABLED is a read's, not a disable's 204: after a dated CANCELLED it is a
+    // contradiction too, whichever is the later.
+    let mut d = Tracker::default();
+    let _ = d
+        .observe_read(&CFG, &snap(Status::Cancelled, 10_000), at(1))
+        .unwrap();
+    let r = d
+        .observe_read(&CFG, &snap(Status::Disabled, 49_000), at(2))
+        .unwrap();
+    assert_eq!(
+        r.outcome(),
+        Outcome::Conflict {
+            known: Status::Cancelled,
+            observed: Status::Disabled,
+            kind: ConflictKind::TwoFinals
+        }
+    );
     // An unsigned callback's final never displaces a confirmed one: refuted, nothing more.
     let mut c = Tracker::default();
     let _ = c.observe_read(&CFG, &cancelled, at(1)).unwrap();
@@ -1783,11 +1802,13 @@ fn refuted_claims_are_counted_once_in_either_order() {
     assert_eq!(true_claim.refuted_claims(), 0);
 }
 
-/// A tracker bound to no session refuses every report of done (it could not tell a mixed-up
-/// id, and binding it to the first id reported would let a mix-up decide its session); a
-/// disable owed when the session ends on its own is owed no more.
+/// A tracker bound to no session (bodies without a `session_id`, as Klarna's fixtures are) is
+/// bound by the first action reported done, so that it drains and settles, and a later mixed-up
+/// id is refused; a disable owed when the session ends on its own is owed no more. The
+/// executor a newcomer writes (`while let Some(a) = next_action() { perform; let _ = done }`)
+/// ends.
 #[test]
-fn done_refuses_an_unbound_tracker_and_an_ended_session_owes_no_disable() {
+fn done_binds_an_unbound_tracker_and_an_ended_session_owes_no_disable() {
     let config = TrackerConfig {
         abandon_after: Some(Duration::from_secs(60)),
         ..TrackerConfig::DEFAULT
@@ -1807,17 +1828,89 @@ fn done_refuses_an_unbound_tracker_and_an_ended_session_owes_no_disable() {
     assert_eq!(kinds(&r), ["release"]);
     assert_eq!(t.owed().iter().collect::<Vec<_>>(), [ActionKind::Release]);
     assert_eq!(t.session_id(), None);
-    // Bound to no session, it cannot tell a mixed-up id: whatever id is reported, refused.
-    let before = t.clone();
-    for id in ["s-1", "s-2"] {
-        let id = SessionId::new(id).unwrap();
-        let refused = t.done(ActionId::new(&id, ActionKind::Release)).unwrap_err();
-        assert_eq!(refused, Refused::Unbound);
-        assert!(
-            refused.to_string().contains("bound to no session"),
-            "{refused}"
-        );
+    let mine = SessionId::new("s-1").unwrap();
+    let other = SessionId::new("s-2").unwrap();
+    let mut performed = 0;
+    while let Some(action) = t.next_action() {
+        performed += 1;
+        assert!(performed < 3, "the executor loops");
+        let _ = t.done(action.id(&mine));
     }
+    assert_eq!(performed, 1);
+    assert_eq!(t.session_id(), Some(&mine));
+    assert!(t.settled().is_some());
+    let before = t.clone();
+    assert!(matches!(
+        t.done(ActionId::new(&other, ActionKind::Release)),
+        Err(Refused::OtherSession(_))
+    ));
     assert_eq!(t, before);
-    assert!(t.owed().contains(ActionKind::Release));
+}
+
+/// The disable's answer binds an unbound tracker too (the merchant's own call, for the id it
+/// called), and another session's answer is refused after that; a redirect, which anyone can
+/// open for any id, binds nothing.
+#[test]
+fn a_disable_answer_binds_an_unbound_tracker_and_a_redirect_does_not() {
+    let mut t = Tracker::default();
+    let _ = t
+        .observe_read(&CFG, &snap(Status::Waiting, 0), at(1))
+        .unwrap();
+    let mine = SessionId::new("s-1").unwrap();
+    let other = SessionId::new("s-2").unwrap();
+    let _ = t
+        .observe_redirect(&other, hpp_session::Redirect::Cancel, at(2))
+        .unwrap();
+    assert_eq!(t.session_id(), None, "a redirect bound the tracker");
+    let r = t
+        .observe_disable_answer(&mine, hpp_session::DisableAnswer::Disabled, at(3))
+        .unwrap();
+    assert_eq!(kinds(&r), ["release"]);
+    assert_eq!(t.session_id(), Some(&mine));
+    let before = t.clone();
+    assert!(matches!(
+        t.observe_disable_answer(&other, hpp_session::DisableAnswer::Disabled, at(4)),
+        Err(Refused::OtherSession(_))
+    ));
+    assert_eq!(t, before);
+}
+
+/// A release owed and not done is owed no more once a `COMPLETED` of higher precedence is
+/// confirmed (a 404 at expiry, then a late verified callback of a payment five minutes before
+/// it): the executor that drains what is owed places the order and never releases the paid
+/// cart; the contradiction is flagged for a person.
+#[test]
+fn a_paid_cart_is_no_longer_owed_the_release_it_was_asked_for() {
+    let id = proved_session();
+    let mut t = Tracker::for_session(id.clone());
+    let _ = t
+        .observe_read(&CFG, &snap(Status::InProgress, 0), at(60_000))
+        .unwrap();
+    let r = t.observe_not_found(at(EXPIRES)).unwrap();
+    assert_eq!(kinds(&r), ["release"]);
+    let paid = snap(Status::Completed, EXPIRES - 300_000);
+    let r = t
+        .observe_verified_callback(checked(), Some("e"), &paid, at(EXPIRES + 60_000))
+        .unwrap();
+    assert_eq!(kinds(&r), ["place_order"]);
+    assert_eq!(
+        t.owed().iter().collect::<Vec<_>>(),
+        [ActionKind::PlaceOrder],
+        "the paid cart is still owed a release"
+    );
+    assert!(t.has_conflict());
+    t.done(ActionId::new(&id, ActionKind::PlaceOrder)).unwrap();
+    assert!(t.settled().is_some());
+    // The same with a cancel read first, and the authorization read after it.
+    let mut t = Tracker::for_session(id);
+    let _ = t
+        .observe_read(&CFG, &snap(Status::Cancelled, 10_000), at(11_000))
+        .unwrap();
+    let _ = t
+        .observe_read(&CFG, &snap(Status::Completed, 9_000), at(12_000))
+        .unwrap();
+    assert_eq!(
+        t.owed().iter().collect::<Vec<_>>(),
+        [ActionKind::PlaceOrder]
+    );
 }

@@ -43,8 +43,9 @@ enum Op {
     Failure(u8, u16),
     Done(u8, bool),
     StoreRestore,
-    /// A new policy: detect within `minutes`, lag `seconds`, time limit `minutes`.
-    Policy(u8, u16, Option<u16>),
+    /// A new policy: detect within `minutes`, lag `seconds`, time limit `minutes`, the first
+    /// read after a change `seconds` after it.
+    Policy(u8, u16, Option<u16>, Option<u16>),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -73,12 +74,17 @@ fn snapshot(b: &Body) -> Snapshot {
     s.of_session(SessionId::new(id).expect("an id"))
 }
 
-fn policy(minutes: u8, lag: u16, limit: Option<u16>) -> Option<TrackerConfig> {
-    let reads = ReadPolicy::DEFAULT
+fn policy(minutes: u8, lag: u16, limit: Option<u16>, first: Option<u16>) -> Option<TrackerConfig> {
+    let mut reads = ReadPolicy::DEFAULT
         .with_detect_within(Duration::from_secs(60 * u64::from(minutes % 60 + 1)))
         .ok()?
         .with_poll_lag(Duration::from_secs(u64::from(lag % 3_600)))
         .ok()?;
+    if let Some(first) = first {
+        reads = reads
+            .with_first(Duration::from_secs(u64::from(first % 3_600)))
+            .ok()?;
+    }
     Some(TrackerConfig {
         reads,
         abandon_after: limit.map(|m| Duration::from_secs(60 * u64::from(m % 600 + 1))),
@@ -100,6 +106,9 @@ fuzz_target!(|input: Input| {
     // counts from.
     let mut clean_read: Option<Timestamp> = input.created.then(|| t(0));
     for (advance, op) in &input.steps {
+        let was_due = tracker
+            .next_read(&config, t(now))
+            .is_some_and(|r| r.is_due(t(now)));
         now = now.saturating_add(u32::from(*advance));
         let at = t(now);
         let before = tracker.clone();
@@ -192,8 +201,8 @@ fuzz_target!(|input: Input| {
                 assert_eq!(back, tracker);
                 tracker = back;
             }
-            Op::Policy(minutes, lag, limit) => {
-                if let Some(p) = policy(*minutes, *lag, *limit) {
+            Op::Policy(minutes, lag, limit, first) => {
+                if let Some(p) = policy(*minutes, *lag, *limit, *first) {
                     config = p;
                 }
             }
@@ -202,6 +211,17 @@ fuzz_target!(|input: Input| {
         assert!(tracker.owed().without(tracker.asked()).is_empty());
         assert!(tracker.owed().iter().all(|k| tracker.action(k).is_some()));
         assert!(tracker.settled().is_none() || tracker.owed().is_empty());
+        // A read that fell due stays due until a read is started or answered (or fails), the
+        // policy changes, or no read is needed any more: nothing else puts it off.
+        let reads = matches!(
+            op,
+            Op::Read(_) | Op::NotFound | Op::StartRead | Op::Failure(..) | Op::Policy(..)
+        );
+        if was_due && !reads {
+            if let Some(next) = tracker.next_read(&config, at) {
+                assert!(next.is_due(at), "{op:?} put off a due read: {next:?} at {at}");
+            }
+        }
         // The guarantee: never later than the clean read plus the blind gap.
         if let (Some(read), Some(next)) = (clean_read, tracker.next_read(&config, at)) {
             let latest = read.saturating_add(config.reads.blind_gap());

@@ -323,8 +323,17 @@ impl Tracker {
 
     /// Binds the tracker to the session a confirmed snapshot names, if it is not bound yet.
     fn learn_session(&mut self, snapshot: &Snapshot) {
+        if let Some(session) = snapshot.session_id() {
+            self.bind(session);
+        }
+    }
+
+    /// Binds the tracker to `session` if it is bound to none yet: only from what the merchant
+    /// knows first-hand (a confirmed snapshot, a checked secret, its own disable's answer or
+    /// report of done), never from a hint, which anyone can post for any id.
+    fn bind(&mut self, session: &SessionId) {
         if self.session.is_none() {
-            self.session = snapshot.session_id().cloned();
+            self.session = Some(session.clone());
         }
     }
 
@@ -584,22 +593,23 @@ impl Tracker {
     /// the payment session: a placed order closes it). A disable is done by reporting Klarna's
     /// answer ([`Tracker::observe_disable_answer`]).
     ///
+    /// A tracker bound to no session yet (made by [`Tracker::new`] and fed bodies that name
+    /// none, as Klarna's own fixtures do) is bound to the session `id` names, so that it can be
+    /// drained and settle, and a later mixed-up id is refused. Bind trackers when the session
+    /// is created ([`Tracker::for_session`], [`Tracker::created`]) and the first id cannot be
+    /// mixed up either.
+    ///
     /// # Errors
     /// Nothing changes when it is refused: [`Refused::OtherSession`] when `id` names another
     /// session than the tracker's (a mixed-up id must not mark another session's order
-    /// placed); [`Refused::Unbound`] when the tracker is bound to no session (made by
-    /// [`Tracker::new`] and fed bodies that name none: it cannot tell a mixed-up id; make it
-    /// with [`Tracker::for_session`] or [`Tracker::created`]); [`Refused::NotAsked`] when this
-    /// tracker never asked for that kind.
+    /// placed); [`Refused::NotAsked`] when this tracker never asked for that kind.
     pub fn done(&mut self, id: ActionId<'_>) -> Result<(), Refused> {
-        if self.session.is_none() {
-            return Err(Refused::Unbound);
-        }
         self.check_session(Some(id.session_id))
             .map_err(Refused::OtherSession)?;
         if !self.asked.contains(id.kind) {
             return Err(Refused::NotAsked(id.kind));
         }
+        self.bind(id.session_id);
         self.owed = self.owed.without(ActionSet::EMPTY.with(id.kind));
         Ok(())
     }
@@ -632,7 +642,9 @@ impl Tracker {
 
     /// Observes a status callback whose per-session secret matched ([`SecretMatched`], from
     /// [`crate::callback_secret_matches`]): evidence, like a read. It binds the tracker to the
-    /// session whose secret matched. However late it comes, it never puts a read off.
+    /// session whose secret matched. However late it comes, it never puts a read off: a change
+    /// it shows may bring the next blind read forward ([`crate::ReadPolicy::blind_due`]), and a
+    /// read that fell due stays due.
     ///
     /// # Errors
     /// [`Refused::OtherSession`] when the secret was checked for another session than the
@@ -651,9 +663,7 @@ impl Tracker {
         if let Some(theirs) = snapshot.session_id().filter(|&theirs| *theirs != session) {
             return Err(Refused::OtherSession(OtherSession::new(&session, theirs)));
         }
-        if self.session.is_none() {
-            self.session = Some(session);
-        }
+        self.bind(&session);
         let was_conflicted = self.conflicted;
         let outcome = self.reconcile(snapshot, now);
         Ok(self.settle(event_id.map(event_hash), outcome, was_conflicted, None))
@@ -772,6 +782,8 @@ impl Tracker {
     /// fails. A 400 (final already: the consumer paid or cancelled first) or a 404 changes no
     /// state and makes a read due at once: the read decides ([`Outcome::DisableRefused`]).
     ///
+    /// A tracker bound to no session yet is bound to `session_id`, as by [`Tracker::done`].
+    ///
     /// # Errors
     /// [`Refused::OtherSession`] when `session_id` is not the tracker's session (the answer of
     /// another session's disable must not end this one): nothing changes.
@@ -783,6 +795,7 @@ impl Tracker {
     ) -> Result<Report, Refused> {
         self.check_session(Some(session_id))
             .map_err(Refused::OtherSession)?;
+        self.bind(session_id);
         let was_conflicted = self.conflicted;
         let outcome = match answer {
             DisableAnswer::Disabled => {

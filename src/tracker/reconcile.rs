@@ -323,6 +323,15 @@ impl Tracker {
             .with(ActionKind::RecordOrder)
             .with(ActionKind::ReviewCompletion);
         self.owed = self.owed.without(money.without(due));
+        // A release the confirmed state no longer warrants is owed no more: a `COMPLETED` of
+        // higher precedence came before it was done (an authorization read, or a late verified
+        // callback, after a 404 at expiry or a cancel). The paid cart is never released; the
+        // contradiction is flagged below.
+        if release.is_none() {
+            self.owed = self
+                .owed
+                .without(ActionSet::EMPTY.with(ActionKind::Release));
+        }
         // A disable is not needed once the session ended: a final session cannot be disabled.
         if self.best.as_ref().is_some_and(|b| b.status().is_final()) || self.expired {
             self.owed = self

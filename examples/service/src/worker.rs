@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hpp_session::{Action, DisableAnswer};
+use hpp_session::{Action, ActionKind, DisableAnswer};
 use serde_json::json;
 use tokio::task::JoinSet;
 
@@ -111,6 +111,17 @@ pub async fn execute_once(app: &Arc<App>) -> Result<usize, String> {
 /// Performs one action; what came of it.
 pub async fn perform(app: &App, pending: &PendingAction) -> Finished {
     let retry = Finished::Retry(RETRY_MS);
+    if pending.retired {
+        // The tracker owes it no more: done, and nothing performed.
+        let kind = pending
+            .action_id
+            .rsplit('/')
+            .next()
+            .and_then(ActionKind::from_name);
+        if let Some(kind) = kind {
+            return Finished::Done(Done::Kind(kind), "not performed: no longer owed".to_owned());
+        }
+    }
     let Ok(action) = serde_json::from_value::<Action>(pending.data.clone()) else {
         // Never written by this service: keep it pending, for a person to see.
         return Finished::Retry(60_000);

@@ -98,3 +98,153 @@ async fn trackers_stored_by_0_1_load_owing_what_their_rows_show() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn temp_db(name: &str) -> (std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("hpp-store-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let path = dir.join("store.db");
+    let _ = std::fs::remove_file(&path);
+    let url = path.to_str().expect("a UTF-8 path").to_owned();
+    (dir, url)
+}
+
+const SESSION: &str = "39a1c773-bafd-754d-af1f-b30c592f1267";
+
+fn body(status: &str, completion: &str, updated_at: &str) -> String {
+    format!(
+        r#"{{"session_id":"{SESSION}","status":"{status}",{completion}"updated_at":"{updated_at}","expires_at":"2019-05-15T13:51:43.507Z"}}"#
+    )
+}
+
+async fn created(store: &Store, config: &TrackerConfig) {
+    use hpp_service::store::NewSession;
+    use hpp_session::{SessionId, Tracker};
+    let at: Timestamp = "2019-05-13T13:51:43.507Z".parse().expect("a timestamp");
+    let tracker = Tracker::created(SessionId::new(SESSION).expect("an id"), at);
+    let next = tracker.next_read(config, at);
+    store
+        .insert(NewSession {
+            session_id: SESSION.to_owned(),
+            secret: "secret".to_owned(),
+            payment_session_id: "ps".to_owned(),
+            tracker,
+            next,
+        })
+        .await
+        .expect("inserted");
+}
+
+async fn read(store: &Store, config: TrackerConfig, answer: String, at: &str) {
+    use hpp_service::observe::{self, ReadAnswer};
+    let now: Timestamp = at.parse().expect("a timestamp");
+    store
+        .observe(SESSION, now, move |row| {
+            let asked = observe::read(&mut row.tracker, &config, &ReadAnswer::Body(answer), now);
+            ((), asked)
+        })
+        .await
+        .expect("observed")
+        .expect("stored");
+}
+
+/// The action rows are a projection of what the tracker owes, written when each was asked: a
+/// row the tracker owes no more (a token, then Klarna's own order for the same session: the
+/// token's order must not be placed) is claimed as retired, to be done without being performed,
+/// and a row still owed is claimed with the data the tracker owes it with now.
+#[tokio::test]
+async fn a_claimed_action_is_what_the_tracker_owes_now() {
+    let (dir, url) = temp_db("retired");
+    let config = TrackerConfig::DEFAULT;
+    let store = Store::open(&url, Sabotage::None, config)
+        .await
+        .expect("a store");
+    created(&store, &config).await;
+    let token = r#""authorization_token":"a1a8f727-2756-6058-bd3c-40069be0994b","#;
+    read(
+        &store,
+        config,
+        body("COMPLETED", token, "2019-05-13T14:54:04.675Z"),
+        "2019-05-13T14:55:00Z",
+    )
+    .await;
+    let order =
+        r#""order_id":"93d644a2-43f3-11e9-b210-d663bd873d93","klarna_reference":"X438HG0Q","#;
+    read(
+        &store,
+        config,
+        body("COMPLETED", order, "2019-05-13T14:54:04.675Z"),
+        "2019-05-13T14:56:00Z",
+    )
+    .await;
+    let claim = store.claim_actions(10).await.expect("claimed");
+    let by_kind = |kind: &str| {
+        claim
+            .actions()
+            .iter()
+            .find(|a| a.action_id.ends_with(kind))
+            .cloned()
+            .expect("a row")
+    };
+    let place = by_kind("/place_order");
+    assert!(
+        place.retired,
+        "the token's order would be placed: {place:?}"
+    );
+    let record = by_kind("/record_order");
+    assert!(!record.retired);
+    assert_eq!(
+        record.data["order_id"],
+        "93d644a2-43f3-11e9-b210-d663bd873d93"
+    );
+    drop(claim);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A store opened with another policy computes every open session's next read under it: a
+/// time limit added after the sessions were stored reaches them at once, not after a read on
+/// the old schedule; opened again with the same policy, nothing is computed again.
+#[tokio::test]
+async fn a_changed_policy_reschedules_every_open_session_at_open() {
+    let (dir, url) = temp_db("policy");
+    let path = url.clone();
+    let config = TrackerConfig::DEFAULT;
+    let store = Store::open(&url, Sabotage::None, config)
+        .await
+        .expect("a store");
+    created(&store, &config).await;
+    let waiting = body("WAITING", "", "2019-05-13T13:51:43.507Z");
+    read(&store, config, waiting, "2019-05-13T14:00:00Z").await;
+    drop(store);
+    let next = || -> i64 {
+        rusqlite::Connection::open(&path)
+            .expect("the database")
+            .query_row("SELECT next_read_ms FROM sessions", [], |r| r.get(0))
+            .expect("a row")
+    };
+    let before = next();
+    // 13:51:43.507 plus 20 minutes: the time limit's read, before the blind read at ~14:44.
+    let limited = TrackerConfig {
+        abandon_after: Some(std::time::Duration::from_mins(20)),
+        ..TrackerConfig::DEFAULT
+    };
+    let deadline: Timestamp = "2019-05-13T14:11:43.507Z".parse().expect("a timestamp");
+    assert!(before > hpp_service::store::millis(deadline), "{before}");
+    drop(
+        Store::open(&url, Sabotage::None, limited)
+            .await
+            .expect("reopened"),
+    );
+    assert_eq!(next(), hpp_service::store::millis(deadline));
+    // The same policy again: the schedule the service wrote since is left alone.
+    rusqlite::Connection::open(&path)
+        .expect("the database")
+        .execute("UPDATE sessions SET next_read_ms = 1", [])
+        .expect("updated");
+    drop(
+        Store::open(&url, Sabotage::None, limited)
+            .await
+            .expect("reopened"),
+    );
+    assert_eq!(next(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

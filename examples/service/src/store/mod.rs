@@ -9,7 +9,11 @@
 //!   `kill -9` drops its connection, and the server releases its claims at once); on SQLite by
 //!   the one process's own claim set;
 //! - an action's attempt is recorded, committed, before the action is performed, so a worker
-//!   that resumes it knows the outcome may be ambiguous.
+//!   that resumes it knows the outcome may be ambiguous;
+//! - an action claimed is performed with the data the tracker owes it with now, and one the
+//!   tracker owes no more is done without being performed ([`current`]);
+//! - a store opened with another policy than the one its schedule was written under computes
+//!   every open session's next read again ([`POLICY_SETTING`]).
 
 pub mod postgres;
 pub mod sqlite;
@@ -77,6 +81,10 @@ pub struct PendingAction {
     /// Earlier attempts (recorded before each was performed): more than zero means the
     /// outcome of one may be unknown.
     pub attempts: u32,
+    /// The tracker owes it no more (confirmed evidence replaced the completion it was asked
+    /// for, the cart turned out paid, the session ended before its disable): it is reported
+    /// done without being performed ([`current`]).
+    pub retired: bool,
 }
 
 /// What became of a claimed action.
@@ -328,7 +336,57 @@ pub fn to_json(tracker: &Tracker) -> Result<String, StoreError> {
 /// then what it owes is what this service's pending action rows show.
 #[must_use]
 pub fn stored_before_owed(text: &str) -> bool {
-    !text.contains(r#""owed""#)
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v.as_object().map(|fields| !fields.contains_key("owed")))
+        .unwrap_or(false)
+}
+
+/// What a pending action row of `kind` is now, by the tracker stored beside it (the truth of
+/// what is owed; the row is a projection written when the action was asked): the action's
+/// current data, or `None` when the tracker owes it no more (retired: done without being
+/// performed). A tracker that does not load leaves the row as it was: `stored`.
+#[must_use]
+pub fn current(tracker: &str, kind: ActionKind, stored: Value) -> Option<Value> {
+    // A row of a tracker stored before trackers kept what they owe is pending: it is owed.
+    let pending = stored_before_owed(tracker).then(|| ActionSet::EMPTY.with(kind));
+    let Ok(tracker) = from_json(tracker, pending) else {
+        return Some(stored);
+    };
+    let action = tracker.action(kind)?;
+    Some(serde_json::to_value(&action).unwrap_or(stored))
+}
+
+/// The stored policy's name in the `settings` table: when the service opens with another
+/// policy, every open session's next read is computed again under it.
+pub const POLICY_SETTING: &str = "policy";
+
+/// How a policy is recorded in `settings`, to tell a changed one.
+#[must_use]
+pub fn policy_fingerprint(config: &TrackerConfig) -> String {
+    format!("{config:?}")
+}
+
+/// The schedule columns (`next_read_ms`, `urgency`) of a stored tracker under `config`; `due`
+/// is its stored next read (what `now` means for a tracker never read).
+///
+/// # Errors
+/// A stored tracker that does not parse.
+pub fn schedule(
+    tracker: &str,
+    config: &TrackerConfig,
+    due: Timestamp,
+) -> Result<(Option<i64>, i32), StoreError> {
+    let next = from_json(tracker, None)?.next_read(config, due);
+    Ok((next.map(|r| millis(r.at)), urgency(next)))
+}
+
+/// `ms` (milliseconds since the Unix epoch) as a timestamp.
+#[must_use]
+pub fn from_millis(ms: i64) -> Timestamp {
+    let secs = ms.div_euclid(1_000);
+    let nanos = u32::try_from(ms.rem_euclid(1_000) * 1_000_000).unwrap_or(0);
+    Timestamp::from_unix(secs, nanos).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 /// A tracker from its stored form. One stored before trackers kept what they owe

@@ -5,12 +5,13 @@
 //! action, and a worker that dies (its connection drops) releases its claims at once.
 
 use deadpool_postgres::{GenericClient, Object, Pool, Runtime};
-use hpp_session::{Timestamp, TrackerConfig};
+use hpp_session::{ActionKind, Timestamp, TrackerConfig};
 use tokio_postgres::NoTls;
 
 use super::{
-    ActionClaim, Finished, NewSession, PendingAction, Row, Sabotage, StoreError, action_id,
-    from_json, kinds, millis, stored_before_owed, to_json, urgency, wall_millis,
+    ActionClaim, Finished, NewSession, POLICY_SETTING, PendingAction, Row, Sabotage, StoreError,
+    action_id, current, from_json, from_millis, kinds, millis, policy_fingerprint, schedule,
+    stored_before_owed, to_json, urgency, wall_millis,
 };
 use crate::observe::{self, Asked, ReadAnswer};
 
@@ -40,7 +41,59 @@ CREATE TABLE IF NOT EXISTS attempts (
     action_id TEXT PRIMARY KEY,
     count     INT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 ";
+
+/// Computes every open session's next read again when the store was last opened with another
+/// policy (or by a version that did not record it), in the schema's transaction (under its
+/// advisory lock: once, however many processes start together). No network call is made in
+/// it; the rows it updates wait for it, once per change of policy.
+async fn reschedule(tx: &impl GenericClient, config: &TrackerConfig) -> Result<(), StoreError> {
+    let fingerprint = policy_fingerprint(config);
+    let stored = tx
+        .query_opt(
+            "SELECT value FROM settings WHERE name = $1",
+            &[&POLICY_SETTING],
+        )
+        .await
+        .map_err(StoreError::of)?
+        .map(|r| r.get::<_, String>(0));
+    if stored.as_deref() == Some(fingerprint.as_str()) {
+        return Ok(());
+    }
+    let open = tx
+        .query(
+            "SELECT session_id, tracker, next_read_ms FROM sessions \
+             WHERE next_read_ms IS NOT NULL FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(StoreError::of)?;
+    for row in open {
+        let (session_id, tracker, due): (String, String, i64) =
+            (row.get(0), row.get(1), row.get(2));
+        // A tracker that does not load keeps its schedule: its reads fail as before.
+        if let Ok((next, urgency)) = schedule(&tracker, config, from_millis(due)) {
+            tx.execute(
+                "UPDATE sessions SET next_read_ms = $2, urgency = $3 WHERE session_id = $1",
+                &[&session_id, &next, &urgency],
+            )
+            .await
+            .map_err(StoreError::of)?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO settings (name, value) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+        &[&POLICY_SETTING, &fingerprint],
+    )
+    .await
+    .map_err(StoreError::of)?;
+    Ok(())
+}
 
 /// The PostgreSQL store: a connection pool.
 #[derive(Debug, Clone)]
@@ -179,6 +232,7 @@ impl Postgres {
         let mut client = pool.get().await.map_err(StoreError::of)?;
         let tx = client.transaction().await.map_err(StoreError::of)?;
         tx.batch_execute(SCHEMA).await.map_err(StoreError::of)?;
+        reschedule(&tx, &config).await?;
         tx.commit().await.map_err(StoreError::of)?;
         Ok(Self {
             pool,
@@ -292,7 +346,7 @@ impl Postgres {
         };
         let sql = format!(
             "SELECT a.action_id, a.session_id, s.payment_session_id, a.data, \
-             COALESCE(t.count, 0) FROM actions a \
+             COALESCE(t.count, 0), a.kind, s.tracker FROM actions a \
              JOIN sessions s ON s.session_id = a.session_id \
              LEFT JOIN attempts t ON t.action_id = a.action_id \
              WHERE NOT a.done AND a.not_before_ms <= $1 ORDER BY a.seq LIMIT $2 {lock}"
@@ -307,12 +361,18 @@ impl Postgres {
         let rows = rows.map_err(StoreError::of)?;
         let pending: Vec<PendingAction> = rows
             .iter()
-            .map(|r| PendingAction {
-                action_id: r.get(0),
-                session_id: r.get(1),
-                payment_session_id: r.get(2),
-                data: serde_json::from_str(r.get(3)).unwrap_or(serde_json::Value::Null),
-                attempts: u32::try_from(r.get::<_, i32>(4)).unwrap_or(0),
+            .map(|r| {
+                let stored = serde_json::from_str(r.get(3)).unwrap_or(serde_json::Value::Null);
+                let now = ActionKind::from_name(r.get(5))
+                    .map_or(Some(stored.clone()), |kind| current(r.get(6), kind, stored));
+                PendingAction {
+                    action_id: r.get(0),
+                    session_id: r.get(1),
+                    payment_session_id: r.get(2),
+                    retired: now.is_none(),
+                    data: now.unwrap_or(serde_json::Value::Null),
+                    attempts: u32::try_from(r.get::<_, i32>(4)).unwrap_or(0),
+                }
             })
             .collect();
         claim.ids = pending.iter().map(|a| a.action_id.clone()).collect();

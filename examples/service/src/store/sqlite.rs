@@ -5,12 +5,13 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use hpp_session::{Timestamp, TrackerConfig};
+use hpp_session::{ActionKind, Timestamp, TrackerConfig};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    ActionClaim, Finished, NewSession, PendingAction, Row, StoreError, action_id, from_json, kinds,
-    millis, stored_before_owed, to_json, urgency, wall_millis,
+    ActionClaim, Finished, NewSession, POLICY_SETTING, PendingAction, Row, StoreError, action_id,
+    current, from_json, from_millis, kinds, millis, policy_fingerprint, schedule,
+    stored_before_owed, to_json, urgency, wall_millis,
 };
 use crate::observe::{self, Asked, ReadAnswer};
 
@@ -38,7 +39,57 @@ CREATE TABLE IF NOT EXISTS attempts (
     action_id TEXT PRIMARY KEY,
     count     INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 ";
+
+/// Computes every open session's next read again when the store was last opened with another
+/// policy (or by a version that did not record it), in one transaction.
+fn reschedule(conn: &mut Connection, config: &TrackerConfig) -> Result<(), StoreError> {
+    let fingerprint = policy_fingerprint(config);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(StoreError::of)?;
+    let stored: Option<String> = tx
+        .query_row(
+            "SELECT value FROM settings WHERE name = ?1",
+            [POLICY_SETTING],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(StoreError::of)?;
+    if stored.as_deref() == Some(fingerprint.as_str()) {
+        return Ok(());
+    }
+    let open: Vec<(String, String, i64)> = tx
+        .prepare(
+            "SELECT session_id, tracker, next_read_ms FROM sessions WHERE next_read_ms IS NOT NULL",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(StoreError::of)?;
+    for (session_id, tracker, due) in open {
+        // A tracker that does not load keeps its schedule: its reads fail as before.
+        if let Ok((next, urgency)) = schedule(&tracker, config, from_millis(due)) {
+            tx.execute(
+                "UPDATE sessions SET next_read_ms = ?2, urgency = ?3 WHERE session_id = ?1",
+                params![session_id, next, urgency],
+            )
+            .map_err(StoreError::of)?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO settings (name, value) VALUES (?1, ?2) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        params![POLICY_SETTING, fingerprint],
+    )
+    .map_err(StoreError::of)?;
+    tx.commit().map_err(StoreError::of)
+}
 
 type Claimed = Arc<Mutex<HashSet<String>>>;
 
@@ -147,17 +198,18 @@ impl Sqlite {
     /// SQLite's.
     pub async fn open(path: &str, config: TrackerConfig) -> Result<Self, StoreError> {
         let path = path.strip_prefix("sqlite://").unwrap_or(path).to_owned();
-        let conn = tokio::task::spawn_blocking(move || -> rusqlite::Result<Connection> {
-            let conn = Connection::open(path)?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))?;
-            conn.execute_batch(SCHEMA)?;
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+            let mut conn = Connection::open(path).map_err(StoreError::of)?;
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+                .and_then(|()| conn.busy_timeout(std::time::Duration::from_secs(5)))
+                .and_then(|()| conn.execute_batch(SCHEMA))
+                .map_err(StoreError::of)?;
+            reschedule(&mut conn, &config)?;
             Ok(conn)
         })
         .await
-        .map_err(StoreError::of)?
-        .map_err(StoreError::of)?;
+        .map_err(StoreError::of)??;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             reads: Claimed::default(),
@@ -287,7 +339,7 @@ impl Sqlite {
                 let mut stmt = conn
                     .prepare_cached(
                         "SELECT a.action_id, a.session_id, s.payment_session_id, a.data, \
-                         COALESCE(t.count, 0) FROM actions a \
+                         COALESCE(t.count, 0), a.kind, s.tracker FROM actions a \
                          JOIN sessions s ON s.session_id = a.session_id \
                          LEFT JOIN attempts t ON t.action_id = a.action_id \
                          WHERE a.done = 0 AND a.not_before_ms <= ?1 ORDER BY a.rowid LIMIT ?2",
@@ -295,12 +347,20 @@ impl Sqlite {
                     .map_err(StoreError::of)?;
                 let rows = stmt
                     .query_map(params![wall_millis(), limit.saturating_mul(2)], |r| {
+                        let stored = serde_json::from_str(&r.get::<_, String>(3)?)
+                            .unwrap_or(serde_json::Value::Null);
+                        let now = ActionKind::from_name(&r.get::<_, String>(5)?).map_or(
+                            Some(stored.clone()),
+                            |kind| {
+                                current(&r.get::<_, String>(6).unwrap_or_default(), kind, stored)
+                            },
+                        );
                         Ok(PendingAction {
                             action_id: r.get(0)?,
                             session_id: r.get(1)?,
                             payment_session_id: r.get(2)?,
-                            data: serde_json::from_str(&r.get::<_, String>(3)?)
-                                .unwrap_or(serde_json::Value::Null),
+                            retired: now.is_none(),
+                            data: now.unwrap_or(serde_json::Value::Null),
                             attempts: r.get(4)?,
                         })
                     })
