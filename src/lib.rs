@@ -45,9 +45,6 @@ mod secret;
 mod serde_impls;
 mod session;
 mod settled;
-#[cfg(feature = "sim")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
-pub mod sim;
 mod snapshot;
 mod status;
 pub mod table;

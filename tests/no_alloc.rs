@@ -297,26 +297,3 @@ fn hints_claims_and_every_completion_shape_do_not_allocate() {
         "{text}"
     );
 }
-
-#[cfg(feature = "sim")]
-#[test]
-fn simulating_and_driving_hostile_scenarios_does_not_allocate() {
-    use hpp_session::sim::{SimConfig, Simulator, drive::drive, oracle::expected};
-    let config = SimConfig {
-        forged: 1000,
-        read_failure: 200,
-        ..SimConfig::DEFAULT
-    };
-    let simulator = Simulator::new(config, 7);
-    let mut matched = 0;
-    let n = allocations_in(|| {
-        for i in 0..50 {
-            let mut scenario = simulator.scenario(i);
-            let want = expected(&scenario.history);
-            let (_, run) = drive(&mut scenario, hpp_session::TrackerConfig::DEFAULT, |_| {});
-            matched += usize::from(run.actions.as_slice() == [want]);
-        }
-    });
-    assert_eq!(n, 0);
-    assert_eq!(matched, 50);
-}

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use hpp_session::DisableAnswer;
@@ -17,14 +18,36 @@ use crate::Double;
 use crate::limiter::Verdict;
 use crate::world::{MerchantUrls, OrderAnswer, PaymentSession};
 
-/// Which bucket and counter a request belongs to.
+/// Which bucket and counter a request belongs to: each create call has a bucket of its own;
+/// reads, disables and create-order share "other operations"
+/// (<https://docs.klarna.com/api/#rate-limiting>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Call {
-    Create,
+    CreatePaymentSession,
+    CreateHppSession,
     Read,
     Disable,
     Order,
+    CancelAuthorization,
     PaymentRead,
+}
+
+impl Call {
+    /// The Klarna call a request is, by method and path; `None` for the double's own routes
+    /// (the shop, the admin, the hosted page).
+    fn of(method: &Method, path: &str) -> Option<Self> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        Some(match (method.as_str(), segments.as_slice()) {
+            ("POST", ["payments", "v1", "sessions"]) => Self::CreatePaymentSession,
+            ("GET", ["payments", "v1", "sessions", _]) => Self::PaymentRead,
+            ("POST", ["payments", "v1", "authorizations", _, "order"]) => Self::Order,
+            ("DELETE", ["payments", "v1", "authorizations", _]) => Self::CancelAuthorization,
+            ("POST", ["hpp", "v1", "sessions"]) => Self::CreateHppSession,
+            ("GET", ["hpp", "v1", "sessions", _]) => Self::Read,
+            ("DELETE", ["hpp", "v1", "sessions", _]) => Self::Disable,
+            _ => return None,
+        })
+    }
 }
 
 /// Klarna's error body.
@@ -37,10 +60,20 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// The merchant (Basic username) if the credentials match, after counting the call against
-/// the limit; the refusal otherwise (401, 429).
-fn admit(double: &Double, headers: &HeaderMap, call: Call) -> Result<String, Box<Response>> {
-    let merchant = headers
+/// Klarna's gate on each of its calls: HTTP Basic credentials (401), then the call's bucket of
+/// the rate limiter (429). Every answer to a call that passed the credentials carries
+/// `X-Ratelimit-Limit`, `X-Ratelimit-Remaining` and `X-Ratelimit-Reset`, as Klarna's do, not
+/// only a 429.
+pub(crate) async fn gate(
+    State(double): State<Arc<Double>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(call) = Call::of(request.method(), request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let merchant = request
+        .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
@@ -52,59 +85,50 @@ fn admit(double: &Double, headers: &HeaderMap, call: Call) -> Result<String, Box
                 .then(|| user.to_owned())
         });
     let Some(merchant) = merchant else {
-        return Err(Box::new(error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "Bad credentials",
-        )));
+        return error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "Bad credentials");
     };
-    let verdict = if call == Call::Create {
-        double.create_limiter.lock().check(&merchant)
+    let verdict = double.limiter_of(call).lock().check(&merchant);
+    let mut response = if verdict.allowed {
+        next.run(request).await
     } else {
-        double.limiter.lock().check(&merchant)
-    };
-    if verdict.allowed {
-        return Ok(merchant);
-    }
-    {
         let mut world = double.world.lock();
         let counter = &mut world.over_limit;
         match call {
-            Call::Create => counter.creates += 1,
+            Call::CreatePaymentSession | Call::CreateHppSession => counter.creates += 1,
             Call::Read => counter.reads += 1,
             Call::Disable => counter.disables += 1,
-            Call::Order => counter.orders += 1,
+            Call::Order | Call::CancelAuthorization => counter.orders += 1,
             Call::PaymentRead => counter.payment_reads += 1,
         }
+        error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "Too many requests",
+        )
+    };
+    // A 429 the handler made (another client of the merchant filled the window) says so itself.
+    if !response.headers().contains_key("x-ratelimit-limit") {
+        rate_headers(response.headers_mut(), verdict);
     }
-    let mut response = error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "RATE_LIMITED",
-        "Too many requests",
-    );
-    rate_headers(response.headers_mut(), verdict);
-    Err(Box::new(response))
+    response
 }
 
+/// Klarna's form: `X-Ratelimit-Limit: 50, 50;w=1` (the limit, then the limit with its window in
+/// seconds), `X-Ratelimit-Remaining: 49`, `X-Ratelimit-Reset: 1` (seconds, rounded up).
 fn rate_headers(headers: &mut HeaderMap, v: Verdict) {
-    let reset_s = v.reset_ms.div_ceil(1_000);
-    for (name, value) in [
-        ("x-ratelimit-limit", u64::from(v.limit)),
-        ("x-ratelimit-remaining", u64::from(v.remaining)),
-        ("x-ratelimit-reset", reset_s),
-    ] {
-        headers.insert(name, HeaderValue::from(value));
+    let limit = format!("{0}, {0};w=1", v.limit);
+    if let Ok(limit) = HeaderValue::from_str(&limit) {
+        headers.insert("x-ratelimit-limit", limit);
     }
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(v.remaining));
+    headers.insert(
+        "x-ratelimit-reset",
+        HeaderValue::from(v.reset_ms.div_ceil(1_000)),
+    );
 }
 
 /// `POST /payments/v1/sessions`: a Klarna Payments session (the order lines are not checked).
-pub(crate) async fn create_payment_session(
-    State(double): State<Arc<Double>>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = admit(&double, &headers, Call::Create) {
-        return *r;
-    }
+pub(crate) async fn create_payment_session(State(double): State<Arc<Double>>) -> Response {
     let id = double.uuid();
     double
         .world
@@ -123,11 +147,7 @@ pub(crate) async fn create_payment_session(
 pub(crate) async fn read_payment_session(
     State(double): State<Arc<Double>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = admit(&double, &headers, Call::PaymentRead) {
-        return *r;
-    }
     let world = double.world.lock();
     let Some(payment) = world.payment_sessions.get(&id) else {
         return error(StatusCode::NOT_FOUND, "NOT_FOUND", "Session not found");
@@ -152,12 +172,8 @@ pub(crate) struct CreateHpp {
 /// `POST /hpp/v1/sessions`: 201 with the session's URLs; a simulated consumer takes it from here.
 pub(crate) async fn create_session(
     State(double): State<Arc<Double>>,
-    headers: HeaderMap,
     body: Result<Json<CreateHpp>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(r) = admit(&double, &headers, Call::Create) {
-        return *r;
-    }
     let Ok(Json(body)) = body else {
         return error(StatusCode::BAD_REQUEST, "BAD_VALUE", "Invalid request body");
     };
@@ -208,11 +224,7 @@ pub(crate) async fn open_page(
 pub(crate) async fn read_session(
     State(double): State<Arc<Double>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = admit(&double, &headers, Call::Read) {
-        return *r;
-    }
     if double.fault(double.config.throttled) {
         double.world.lock().throttled += 1;
         let mut response = error(
@@ -260,11 +272,7 @@ pub(crate) async fn read_session(
 pub(crate) async fn disable_session(
     State(double): State<Arc<Double>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = admit(&double, &headers, Call::Disable) {
-        return *r;
-    }
     let now = double.clock.now();
     match double.world.lock().disable(&id, now) {
         Some(DisableAnswer::Disabled) => StatusCode::NO_CONTENT.into_response(),
@@ -284,11 +292,7 @@ pub(crate) async fn disable_session(
 pub(crate) async fn create_order(
     State(double): State<Arc<Double>>,
     Path(token): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = admit(&double, &headers, Call::Order) {
-        return *r;
-    }
     let now = double.clock.now();
     let answer = double.world.lock().create_order(&token, now);
     match answer {

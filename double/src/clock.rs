@@ -41,7 +41,8 @@ impl Clock {
         self.speed
     }
 
-    /// The simulated time now.
+    /// The simulated time now, to the millisecond: Klarna's timestamps carry 3 fractional
+    /// digits (`2019-05-13T14:52:57.540Z`), and so does everything the double stamps with it.
     #[must_use]
     pub fn now(&self) -> Timestamp {
         let run = self.origin.elapsed().mul_f64(self.speed);
@@ -49,7 +50,9 @@ impl Clock {
             .advanced
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.start.saturating_add(run.saturating_add(advanced))
+        let now = self.start.saturating_add(run.saturating_add(advanced));
+        let nanos = now.subsec_nanos();
+        Timestamp::from_unix(now.unix_seconds(), nanos - nanos % 1_000_000).unwrap_or(now)
     }
 
     /// Moves the clock forward by `by` (simulated time).

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hpp_session::Timestamp;
-use hpp_session::sim::{Delivery, SimConfig, Simulator, Visit};
 use hpp_session::{Redirect, Status};
+use hpp_sim::{Delivery, SimConfig, Simulator, Visit};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -98,6 +98,8 @@ impl Double {
             start: now,
             arrival_gap: Duration::ZERO,
             read_failure: 0,
+            // Only the merchant disables, by its `DELETE`: never the double by itself.
+            merchant_disables: false,
             ..self.config.sim
         };
         let scenario = Simulator::new(sim, self.config.seed).scenario(index);

@@ -35,8 +35,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{delete, get, post};
 use hpp_session::Timestamp;
-use hpp_session::sim::SimConfig;
-use hpp_session::sim::rng::Rng;
+use hpp_sim::SimConfig;
+use hpp_sim::rng::Rng;
 
 use clock::Clock;
 use consumers::Jobs;
@@ -62,8 +62,9 @@ pub struct DoubleConfig {
     /// The merchant's Basic credentials.
     pub password: String,
     /// The consumers' histories and the faults on callbacks and redirects (its `start`,
-    /// `arrival_gap` and `read_failure` are not used: sessions start when they are created, and
-    /// read failures are [`DoubleConfig::server_errors`]).
+    /// `arrival_gap`, `read_failure` and `merchant_disables` are not used: sessions start when
+    /// they are created, read failures are [`DoubleConfig::server_errors`], and only the
+    /// merchant's `DELETE` disables a session).
     pub sim: SimConfig,
     /// Reads answered 500, per mille.
     pub server_errors: u16,
@@ -121,8 +122,11 @@ pub struct Double {
     pub base_url: String,
     /// Sessions, orders and the ground truth.
     pub world: Shared<World>,
+    /// "Other operations": reads, disables, create-order, cancel authorization.
     limiter: Shared<Limiter>,
-    create_limiter: Shared<Limiter>,
+    /// Each create call's own bucket.
+    payment_create_limiter: Shared<Limiter>,
+    hpp_create_limiter: Shared<Limiter>,
     rng: Shared<Rng>,
     jobs: Jobs,
     http: reqwest::Client,
@@ -138,13 +142,23 @@ impl Double {
         Self {
             clock: Clock::new(config.start, config.speed),
             limiter: Shared::new(Limiter::new(config.limit)),
-            create_limiter: Shared::new(Limiter::new(config.create_limit)),
+            payment_create_limiter: Shared::new(Limiter::new(config.create_limit)),
+            hpp_create_limiter: Shared::new(Limiter::new(config.create_limit)),
             rng: Shared::new(Rng::derive(config.seed, u64::MAX)),
             world: Shared::default(),
             jobs: Jobs::default(),
             base_url,
             http,
             config,
+        }
+    }
+
+    /// The bucket `call` counts against.
+    pub(crate) fn limiter_of(&self, call: api::Call) -> &Shared<Limiter> {
+        match call {
+            api::Call::CreatePaymentSession => &self.payment_create_limiter,
+            api::Call::CreateHppSession => &self.hpp_create_limiter,
+            _ => &self.limiter,
         }
     }
 
@@ -180,6 +194,10 @@ pub fn router(double: Arc<Double>) -> Router {
         .route("/admin/clock", get(admin::clock))
         .route("/admin/clock/advance", post(admin::advance))
         .route("/admin/truth", get(admin::truth))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&double),
+            api::gate,
+        ))
         .with_state(double)
 }
 
@@ -195,8 +213,23 @@ pub fn serve(
     let double = Arc::new(Double::new(config, format!("http://{addr}")));
     tokio::spawn(consumers::run(Arc::clone(&double)));
     let app = router(Arc::clone(&double));
+    // Header names in Klarna's case (`Content-Type`, `X-Ratelimit-Limit`): Klarna's PHP SDK looks
+    // `Content-Type` up case-sensitively, and hyper writes lower case unless told otherwise.
     let server = tokio::spawn(async move {
-        let _served = axum::serve(listener, app).await;
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                // Out of file descriptors, say: wait rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let _served = hyper::server::conn::http1::Builder::new()
+                    .title_case_headers(true)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
     });
     Ok((double, server))
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use hpp_session::Timestamp;
-use hpp_session::sim::SimConfig;
+use hpp_sim::SimConfig;
 use klarna_double::DoubleConfig;
 
 /// A Klarna double for Hosted Payment Page integrations: Klarna's paths and answers, simulated

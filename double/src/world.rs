@@ -2,16 +2,12 @@
 //! tokens, orders, and the ground truth of what the merchant did.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
 
 use hpp_session::DisableAnswer;
-use hpp_session::sim::Scenario;
-use hpp_session::sim::oracle::{self, Expected};
 use hpp_session::{Status, Timestamp};
+use hpp_sim::Scenario;
+use hpp_sim::oracle::{self, Expected};
 use serde::Serialize;
-
-/// A token is valid this long after the authorization (Klarna Payments).
-pub const TOKEN_VALIDITY: Duration = Duration::from_hours(1);
 
 /// The merchant's URLs from the create request, placeholders unsubstituted.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
@@ -129,17 +125,11 @@ impl World {
         else {
             return OrderAnswer::InvalidToken;
         };
-        let history = &session.scenario.history;
-        let authorized = history
-            .changes
-            .iter()
-            .find(|c| c.status == Status::Completed && c.at <= now);
-        match authorized {
-            Some(change) if now < change.at.saturating_add(TOKEN_VALIDITY) => {
-                session.orders.push(now);
-                OrderAnswer::Created
-            }
-            _ => OrderAnswer::InvalidToken,
+        if hpp_sim::token_accepted(&session.scenario.history, now) {
+            session.orders.push(now);
+            OrderAnswer::Created
+        } else {
+            OrderAnswer::InvalidToken
         }
     }
 
@@ -429,7 +419,8 @@ impl Truth {
 mod tests {
     use super::*;
     use hpp_session::ReleaseReason;
-    use hpp_session::sim::{SimConfig, Simulator};
+    use hpp_sim::{SimConfig, Simulator};
+    use std::time::Duration;
 
     /// The first scenario whose oracle says `wanted`, as an opened session of a world.
     fn world_with(wanted: impl Fn(&Expected) -> bool) -> (World, String) {

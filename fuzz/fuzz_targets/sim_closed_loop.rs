@@ -11,9 +11,9 @@
 use core::time::Duration;
 
 use hpp_session::TrackerConfig;
-use hpp_session::sim::drive::{Callbacks, Integrator, drive};
-use hpp_session::sim::oracle::expected;
-use hpp_session::sim::{SimConfig, Simulator};
+use hpp_sim::drive::{Callbacks, Integrator, drive};
+use hpp_sim::oracle::expected;
+use hpp_sim::{SimConfig, Simulator};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 

@@ -45,7 +45,7 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     // The simulator: one hostile scenario in the closed loop, its oracle's action once.
     #[cfg(feature = "sim")]
     {
-        use hpp_session::sim::{SimConfig, Simulator, drive::drive, oracle::expected};
+        use hpp_sim::{SimConfig, Simulator, drive::drive, oracle::expected};
         let config = SimConfig { forged: 1000, read_failure: 200, ..SimConfig::DEFAULT };
         let mut scenario = Simulator::new(config, 7).scenario(3);
         let want = expected(&scenario.history);

@@ -11,7 +11,7 @@ use std::io;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hpp_replay::{Format, Options, Threads, replay, simulate::simulate};
 use hpp_session::TrackerConfig;
-use hpp_session::sim::{SimConfig, Simulator};
+use hpp_sim::{SimConfig, Simulator};
 use serde::de::IgnoredAny;
 
 /// Sessions in the log: 1.10 million lines (217 MB) with seed 1; simulated sessions are mostly

@@ -7,7 +7,7 @@ use std::io::{self, BufRead, Seek, SeekFrom, Write};
 
 use hashbrown::HashTable;
 
-use hpp_session::sim::oracle::Expected;
+use hpp_sim::oracle::Expected;
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -18,12 +18,11 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
-use hpp_session::sim::oracle::{Expected, expected};
-use hpp_session::sim::{ReadAnswer, Scenario, Simulator};
 use hpp_session::{
     ActionKind, ReleaseReason, SessionId, Status, Timestamp, Tracker, TrackerConfig, Urgency,
-    place_by,
 };
+use hpp_sim::oracle::{Expected, expected};
+use hpp_sim::{ReadAnswer, Scenario, Simulator};
 use serde::Serialize;
 
 /// What the fleet runs.
@@ -458,11 +457,8 @@ impl Fleet<'_> {
             match call {
                 MoneyCall::PlaceOrder(sid) => {
                     let s = self.simulator.scenario(u64::from(sid));
-                    // Klarna's side: the token lives 60 minutes after the authorization; an
-                    // order at that instant or later is refused.
-                    let alive = s.history.ending().is_some_and(|end| {
-                        end.status == Status::Completed && at < place_by(end.at)
-                    });
+                    // Klarna's side, the double's rule: the token's hour.
+                    let alive = hpp_sim::token_accepted(&s.history, at);
                     let session = &mut self.sessions[sid as usize];
                     if alive {
                         session.orders = session.orders.saturating_add(1);
@@ -766,7 +762,7 @@ impl fmt::Display for FleetReport {
 
 #[cfg(test)]
 mod tests {
-    use hpp_session::sim::SimConfig;
+    use hpp_sim::SimConfig;
 
     use super::*;
 

@@ -11,8 +11,8 @@ use clap::CommandFactory as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hpp_replay::{Callbacks, Config, Error, Format, Options, SAMPLE, Threads};
 use hpp_session::diagram::Mermaid;
-use hpp_session::sim::{SimConfig, Simulator};
 use hpp_session::{ReadPolicy, TrackerConfig};
+use hpp_sim::{SimConfig, Simulator};
 
 /// Replays a log of what an integrator received from Klarna's Hosted Payment Page (status
 /// callbacks, reads, 404s) and shows, line by line, what happened, the confirmed status, and
@@ -336,11 +336,11 @@ fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<ExitCode, Error
         });
     }
     let simulator = Simulator::new(config, args.seed);
-    let integrator = hpp_session::sim::drive::Integrator {
+    let integrator = hpp_sim::drive::Integrator {
         tracker,
         callbacks: match args.trust {
-            Trust::Hint => hpp_session::sim::drive::Callbacks::Hints,
-            Trust::Verified => hpp_session::sim::drive::Callbacks::Verified { leaked: false },
+            Trust::Hint => hpp_sim::drive::Callbacks::Hints,
+            Trust::Verified => hpp_sim::drive::Callbacks::Verified { leaked: false },
         },
     };
     let stats =

@@ -1,7 +1,7 @@
 //! `hpp-replay simulate`: a log in the replay format from the crate's simulator, with the
 //! oracle's expected action per session beside it.
 //!
-//! Each session runs in the closed loop ([`hpp_session::sim::drive::drive`]): the integrator's
+//! Each session runs in the closed loop ([`hpp_sim::drive::drive`]): the integrator's
 //! tracker decides when to read, and the log holds what it received: every callback (forged ones
 //! too; an integrator cannot tell them apart), every read answered 200 or 404. Failed reads
 //! (429, 5xx) are retried and leave no line. Sessions are simulated in blocks of
@@ -11,10 +11,10 @@
 use std::io::{self, Write};
 
 use hpp_session::Timestamp;
-use hpp_session::sim::drive::{Integrator, Step, drive};
-use hpp_session::sim::oracle::{Expected, expected};
-use hpp_session::sim::{ReadAnswer, Simulator};
 use hpp_session::wire::CallbackBody;
+use hpp_sim::drive::{Integrator, Step, drive};
+use hpp_sim::oracle::{Expected, expected};
+use hpp_sim::{ReadAnswer, Simulator};
 use serde_json::{Value, json};
 
 use crate::log_line::LogLine;
@@ -81,7 +81,7 @@ pub fn simulate(
     let integrator = integrator.into();
     let verified = matches!(
         integrator.callbacks,
-        hpp_session::sim::drive::Callbacks::Verified { .. }
+        hpp_sim::drive::Callbacks::Verified { .. }
     );
     let mut stats = Stats::default();
     let mut block: Vec<(Timestamp, u64, String)> = Vec::new();
@@ -173,10 +173,10 @@ pub fn simulate(
 /// A simulated log of `sessions` sessions with forged callbacks and failing reads, for tests.
 #[cfg(test)]
 pub(crate) fn hostile_log(sessions: u64, seed: u64) -> Vec<u8> {
-    let config = hpp_session::sim::SimConfig {
+    let config = hpp_sim::SimConfig {
         forged: 300,
         read_failure: 100,
-        ..hpp_session::sim::SimConfig::DEFAULT
+        ..hpp_sim::SimConfig::DEFAULT
     };
     let mut log = Vec::new();
     let simulator = Simulator::new(config, seed);
@@ -194,8 +194,8 @@ pub(crate) fn hostile_log(sessions: u64, seed: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use hpp_session::TrackerConfig;
-    use hpp_session::sim::SimConfig;
-    use hpp_session::sim::drive::Callbacks;
+    use hpp_sim::SimConfig;
+    use hpp_sim::drive::Callbacks;
 
     use super::*;
 

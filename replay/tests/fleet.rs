@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use hpp_replay::fleet::{Ending, FleetConfig, FleetReport, NoReadBudget};
-use hpp_session::sim::{SimConfig, Simulator};
 use hpp_session::{ReadPolicy, TrackerConfig};
+use hpp_sim::{SimConfig, Simulator};
 
 /// A fleet run as `hpp-replay simulate --rate` makes it (reads may wait up to a minute for
 /// budget; money calls first in each window unless `careless`).

@@ -15,11 +15,11 @@ use hpp_integration_example::{
     Callbacks, Crash, CrashPoint, Faults, Handled, NoFaults, ReadResult, Service, ServiceError,
     StoredAction, action_id,
 };
-use hpp_session::sim::klarna::Body;
-use hpp_session::sim::oracle::{Expected, expected};
-use hpp_session::sim::rng::Rng;
-use hpp_session::sim::{ReadAnswer, Scenario, SimConfig, Simulator};
 use hpp_session::{Timestamp, TrackerConfig};
+use hpp_sim::klarna::Body;
+use hpp_sim::oracle::{Expected, expected};
+use hpp_sim::rng::Rng;
+use hpp_sim::{ReadAnswer, Scenario, SimConfig, Simulator};
 use serde_json::{Value, json};
 
 fn env(name: &str, default: u64) -> u64 {

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hpp_session::sim::SimConfig;
+use hpp_sim::SimConfig;
 use klarna_double::DoubleConfig;
 use serde_json::Value;
 

@@ -1,7 +1,9 @@
-//! A deterministic Klarna simulator (feature `sim`): session histories, what Klarna sends for
-//! them, an oracle of what a correct integrator must do, and a closed loop on a test clock.
+//! A deterministic model of Klarna for testing HPP integrations: session histories, what Klarna
+//! sends and answers for them, an oracle of what a correct integrator must do, and a closed loop
+//! on a test clock. The one home of the simulated Klarna: the `klarna-double` HTTP server and the
+//! replay tool's fleet build on it, so a Klarna rule is written once (the token's hour: [`klarna::token_accepted`]).
 //!
-//! Like the rest of the crate it is `no_std` and allocation-free: one [`Scenario`] (a session's
+//! Like `hpp-session` it is `no_std` and allocation-free: one [`Scenario`] (a session's
 //! history, its callbacks, its reads) at a time, in fixed-capacity storage. Everything is
 //! integer arithmetic on a seeded [`rng::Rng`], so the same seed and configuration give the same
 //! scenarios, byte for byte, on every platform.
@@ -17,11 +19,11 @@
 //!   and optionally a 429 or 5xx.
 //! - [`oracle::expected`] is the one merchant action the history calls for, computed from the
 //!   history alone.
-//! - [`drive::drive`] runs the closed loop with a [`crate::Tracker`]: days of simulated time in
+//! - [`drive::drive`] runs the closed loop with a [`hpp_session::Tracker`]: days of simulated time in
 //!   microseconds.
 //!
 //! ```
-//! use hpp_session::sim::{SimConfig, Simulator, drive::drive, oracle};
+//! use hpp_sim::{SimConfig, Simulator, drive::drive, oracle};
 //! use hpp_session::TrackerConfig;
 //!
 //! let simulator = Simulator::new(SimConfig { forged: 500, ..SimConfig::DEFAULT }, 42);
@@ -33,6 +35,8 @@
 //!     assert_eq!(run.actions.as_slice(), [expected]);
 //! }
 //! ```
+#![no_std]
+#![forbid(unsafe_code)]
 
 pub mod drive;
 pub mod history;
@@ -43,9 +47,11 @@ pub mod rng;
 use core::time::Duration;
 
 pub use history::{History, MAX_CHANGES};
-pub use klarna::{Body, Delivery, LATE, MAX_DELIVERIES, MAX_VISITS, ReadAnswer, Visit};
+pub use klarna::{
+    Body, Delivery, LATE, MAX_DELIVERIES, MAX_VISITS, ReadAnswer, Visit, token_accepted,
+};
 
-use crate::timestamp::Timestamp;
+use hpp_session::Timestamp;
 use rng::Rng;
 
 /// The simulator's text: ids are UUID-shaped (36 bytes), references 8.
@@ -79,6 +85,11 @@ pub struct SimConfig {
     /// A consumer change with a redirect URL (`COMPLETED`, `FAILED`, `BACK`, `CANCELLED`,
     /// `ERROR`) whose redirect reaches the merchant (the consumer may close the window first).
     pub redirect: u16,
+    /// The simulated merchant disables 1 in 25 sessions at a random time in their first two
+    /// hours (on by default: in the closed loop and the fleet the simulated merchant is the
+    /// integrator). Off in the double, where the merchant is the integrator under test: Klarna
+    /// never moves a session to `DISABLED` by itself.
+    pub merchant_disables: bool,
 }
 
 impl SimConfig {
@@ -100,6 +111,7 @@ impl SimConfig {
         forged: 0,
         read_failure: 0,
         redirect: 500,
+        merchant_disables: true,
     };
 }
 
@@ -138,7 +150,7 @@ impl Simulator {
             .arrival_gap
             .saturating_mul(u32::try_from(index).unwrap_or(u32::MAX));
         let created_at = self.config.start.saturating_add(offset);
-        let history = History::generate(&mut rng, created_at);
+        let history = History::generate(&mut rng, created_at, self.config.merchant_disables);
         let deliveries = klarna::deliveries(&history, &mut rng, &self.config);
         let visits = klarna::visits(&history, &mut rng, &self.config);
         Scenario {
@@ -175,8 +187,8 @@ impl Scenario {
     /// The merchant disables the session at `at` (`DELETE`): 404 from `expires_at`, 400 when it
     /// is final already, else 204, and then the consumer's later changes never happen (their
     /// callbacks and redirects are not sent) and the session is `DISABLED`.
-    pub fn disable(&mut self, at: Timestamp) -> crate::DisableAnswer {
-        use crate::DisableAnswer;
+    pub fn disable(&mut self, at: Timestamp) -> hpp_session::DisableAnswer {
+        use hpp_session::DisableAnswer;
         if at >= self.history.expires_at {
             return DisableAnswer::NotFound;
         }
@@ -206,11 +218,11 @@ impl Scenario {
         }
         if self.rng.chance(self.read_failure) {
             let failure = if self.rng.chance(500) {
-                crate::ReadFailure::RateLimited {
+                hpp_session::ReadFailure::RateLimited {
                     reset: Some(Duration::from_secs(1)),
                 }
             } else {
-                crate::ReadFailure::ServerError
+                hpp_session::ReadFailure::ServerError
             };
             return ReadAnswer::Failed(failure);
         }

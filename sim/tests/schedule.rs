@@ -14,21 +14,21 @@
 //!   does not storm Klarna;
 //! - the merchant's disable races the consumer's payment safely in every order, its 204 counted
 //!   as evidence.
-#![cfg(feature = "sim")]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use core::time::Duration;
 
 use common::{CFG, at, new_actions};
-use hpp_session::sim::oracle::{Expected, expected};
-use hpp_session::sim::{ReadAnswer, Scenario, SimConfig, Simulator};
 use hpp_session::{
     AUTHORIZATION_VALIDITY, Action, ActionId, ActionKind, Completion, DEFAULT_MAX_CLOCK_SKEW,
     DisableAnswer, MAX_DETECT_WITHIN, MAX_READ_BACKOFF, MIN_READ_INTERVAL, PLACE_ORDER_MARGIN,
     READ_TIMEOUT, ReadFailure, ReadPolicy, ReleaseReason, SessionId, Snapshot, Status, Timestamp,
     Tracker, TrackerConfig, Urgency, callback_secret_matches,
 };
+use hpp_sim::oracle::{Expected, expected};
+use hpp_sim::{ReadAnswer, Scenario, SimConfig, Simulator};
 use proptest::prelude::*;
 
 /// How the integrator decides when to read.
@@ -781,6 +781,8 @@ fn assert_not_due(t: &Tracker, now: Timestamp) {
 #[test]
 fn detect_within_is_capped_at_55_minutes() {
     assert_eq!(MAX_DETECT_WITHIN, Duration::from_secs(55 * 60));
+    // What the 5 minutes it leaves hold for the order itself: 2 minutes, as documented.
+    assert_eq!(PLACE_ORDER_MARGIN, Duration::from_secs(2 * 60));
     assert!(
         ReadPolicy::DEFAULT
             .with_detect_within(MAX_DETECT_WITHIN)

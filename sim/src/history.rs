@@ -5,10 +5,10 @@ use core::time::Duration;
 
 use super::Text;
 use super::rng::Rng;
-use crate::event::Event;
-use crate::status::Status;
-use crate::table;
-use crate::timestamp::Timestamp;
+use hpp_session::Event;
+use hpp_session::Status;
+use hpp_session::Timestamp;
+use hpp_session::table;
 
 /// The most status changes one history holds. The walk stops retrying before it gets there.
 pub const MAX_CHANGES: usize = 16;
@@ -93,10 +93,12 @@ impl History {
     /// The consumer opens the page (9 in 10 do) seconds to minutes after creation, then
     /// authorizes, declines, goes back, cancels, hits an error or a timeout, or asks for an
     /// identity check; after a decline, back, error or timeout they come back (3 in 5) or leave
-    /// for good. The merchant disables 1 in 25 sessions at a random time in the first two hours,
-    /// if it has not ended by then. A session that never reaches a final status expires.
+    /// for good. With `merchant_disables`, the merchant disables 1 in 25 sessions at a random
+    /// time in the first two hours, if it has not ended by then (the draw is made either way, so
+    /// the rest of a seed's scenario is the same). A session that never reaches a final status
+    /// expires.
     #[must_use]
-    pub fn generate(rng: &mut Rng, created_at: Timestamp) -> Self {
+    pub fn generate(rng: &mut Rng, created_at: Timestamp, merchant_disables: bool) -> Self {
         let mut history = Self {
             session_id: rng.uuid(),
             created_at,
@@ -106,7 +108,8 @@ impl History {
         };
         let disable_at = rng
             .chance(40)
-            .then(|| after(created_at, rng.range(1_000, 2 * 3_600_000)));
+            .then(|| after(created_at, rng.range(1_000, 2 * 3_600_000)))
+            .filter(|_| merchant_disables);
         let mut status = Status::Waiting;
         let mut t = created_at;
         if rng.chance(900) {
@@ -215,6 +218,7 @@ fn next_event(rng: &mut Rng, status: Status) -> Option<Event> {
         Status::Failed | Status::Back | Status::Error | Status::Timeout => {
             rng.chance(600).then_some(Event::Open)
         }
-        Status::Waiting | Status::Completed | Status::Cancelled | Status::Disabled => None,
+        // The finals, and any status a later `hpp-session` adds: the consumer is done.
+        _ => None,
     }
 }

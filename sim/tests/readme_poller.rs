@@ -4,7 +4,6 @@
 //! trackers owe. Judged by the simulated histories (when each consumer paid) and Klarna's side
 //! of each order (the token's hour), never by the trackers: no token dies, and each session's
 //! actions are the oracle's, once.
-#![cfg(feature = "sim")]
 
 #[path = "readme/poller.rs"]
 mod poller;
@@ -13,11 +12,11 @@ use core::time::Duration;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use hpp_session::sim::oracle::{Expected, expected};
-use hpp_session::sim::{ReadAnswer, Scenario, SimConfig, Simulator};
 use hpp_session::{
     Action, DisableAnswer, SessionId, Status, Timestamp, Tracker, TrackerConfig, place_by,
 };
+use hpp_sim::oracle::{Expected, expected};
+use hpp_sim::{ReadAnswer, Scenario, SimConfig, Simulator};
 use poller::{Answer, Sessions, policy_for};
 
 /// Sessions a day.
@@ -63,11 +62,8 @@ struct World {
     rows: HashMap<String, usize>,
     /// The histories of the sessions created, for reads (the poller never disables here), and
     /// what Klarna and the consumers send for each.
-    histories: Vec<hpp_session::sim::History>,
-    sent: Vec<(
-        Vec<hpp_session::sim::Delivery>,
-        Vec<hpp_session::sim::Visit>,
-    )>,
+    histories: Vec<hpp_sim::History>,
+    sent: Vec<(Vec<hpp_sim::Delivery>, Vec<hpp_sim::Visit>)>,
     /// The shop's side: what was performed, and whether each order came in the token's hour.
     performed: Vec<Vec<Expected>>,
     ordered_in_time: Vec<bool>,
@@ -295,11 +291,11 @@ fn the_old_cron_snippet_on_a_five_minute_tick_lets_tokens_die() {
 /// The README holds this poller, word for word.
 #[test]
 fn the_readme_holds_this_poller() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let code = include_str!("readme/poller.rs");
     assert!(
         readme.contains(code.trim()),
-        "README.md's poller differs from tests/readme/poller.rs"
+        "README.md's poller differs from sim/tests/readme/poller.rs"
     );
 }
 

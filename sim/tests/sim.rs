@@ -2,19 +2,19 @@
 //! consistency of what it generates with the spec, and, end to end, exactly-once actions from a
 //! tracker in the closed loop under loss, duplicates, delays, failing reads and forged
 //! callbacks.
-#![cfg(feature = "sim")]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use core::time::Duration;
 
 use common::oracle as rules;
-use hpp_session::sim::drive::{Callbacks, Integrator, Step, drive};
-use hpp_session::sim::history::{Change, CompletionFields, SESSION_LIFETIME};
-use hpp_session::sim::klarna::{CALLBACK_TIMEOUT, CALLS_PER_EVENT};
-use hpp_session::sim::oracle::{Expected, expected};
-use hpp_session::sim::{History, ReadAnswer, SimConfig, Simulator, Text};
 use hpp_session::{Event, ReleaseReason, Status, Timestamp, TrackerConfig};
+use hpp_sim::drive::{Callbacks, Integrator, Step, drive};
+use hpp_sim::history::{Change, CompletionFields, SESSION_LIFETIME};
+use hpp_sim::klarna::{CALLBACK_TIMEOUT, CALLS_PER_EVENT};
+use hpp_sim::oracle::{Expected, expected};
+use hpp_sim::{History, ReadAnswer, SimConfig, Simulator, Text};
 use proptest::prelude::*;
 
 fn text(s: &str) -> Text {
@@ -468,8 +468,8 @@ fn trusting_forged_callbacks_breaks_exactly_once() {
 /// The README's copy of the simulator example is the module's doctest, word for word.
 #[test]
 fn the_readme_example_is_the_modules_doctest() {
-    let readme = include_str!("../README.md");
-    let module = include_str!("../src/sim/mod.rs");
+    let readme = include_str!("../../README.md");
+    let module = include_str!("../src/lib.rs");
     let in_readme = readme
         .split("```rust,ignore\n")
         .nth(1)
@@ -490,7 +490,7 @@ fn the_readme_example_is_the_modules_doctest() {
 /// never settles.
 #[test]
 fn the_loop_runs_until_a_day_after_expiry_and_no_longer() {
-    use hpp_session::sim::drive::SETTLE_WITHIN;
+    use hpp_sim::drive::SETTLE_WITHIN;
     let failing = Simulator::new(
         SimConfig {
             read_failure: 1000,
@@ -548,7 +548,7 @@ fn the_loop_runs_until_a_day_after_expiry_and_no_longer() {
 /// of seed 1 retries six times); no history exceeds the bound, and the disable always fits.
 #[test]
 fn the_walk_stops_at_its_bound() {
-    use hpp_session::sim::history::MAX_WALK;
+    use hpp_sim::history::MAX_WALK;
     let s = Simulator::new(SimConfig::DEFAULT, 1).scenario(38_145);
     assert_eq!(s.history.changes.len(), MAX_WALK);
     assert_eq!(s.history.last().unwrap().status, Status::Back);
@@ -556,7 +556,7 @@ fn the_walk_stops_at_its_bound() {
         expected(&s.history),
         Expected::Release(ReleaseReason::Expired)
     );
-    const { assert!(MAX_WALK < hpp_session::sim::MAX_CHANGES) };
+    const { assert!(MAX_WALK < hpp_sim::MAX_CHANGES) };
     // The same history (histories do not depend on the delivery conditions) with every call
     // acknowledged too late: four calls for each of its changes, the most a scenario can hold
     // but for the forged ones; none dropped.
@@ -570,8 +570,8 @@ fn the_walk_stops_at_its_bound() {
     assert_eq!(w.history, s.history);
     assert_eq!(w.deliveries().len(), CALLS_PER_EVENT * MAX_WALK);
     assert_eq!(
-        hpp_session::sim::MAX_DELIVERIES,
-        CALLS_PER_EVENT * MAX_WALK + hpp_session::sim::klarna::MAX_FORGED
+        hpp_sim::MAX_DELIVERIES,
+        CALLS_PER_EVENT * MAX_WALK + hpp_sim::klarna::MAX_FORGED
     );
 }
 
@@ -617,9 +617,9 @@ struct Stored {
 /// lost: every session's effect, de-duplicated by its action id as the shop does, is exactly
 /// the oracle's, and every session settles. Judged by the simulated history, not the tracker.
 fn crashing_integrator(
-    scenario: &mut hpp_session::sim::Scenario,
+    scenario: &mut hpp_sim::Scenario,
     config: &TrackerConfig,
-    rng: &mut hpp_session::sim::rng::Rng,
+    rng: &mut hpp_sim::rng::Rng,
     crash: u16,
     store: u16,
 ) -> (Vec<Expected>, u32, bool) {
@@ -729,7 +729,7 @@ proptest! {
     ) {
         let network = SimConfig { read_failure: 100, late, ..SimConfig::DEFAULT };
         let simulator = Simulator::new(network, seed);
-        let mut rng = hpp_session::sim::rng::Rng::new(seed ^ 0x5eed);
+        let mut rng = hpp_sim::rng::Rng::new(seed ^ 0x5eed);
         let config = TrackerConfig {
             abandon_after: Some(Duration::from_secs(3 * 3_600)),
             ..TrackerConfig::DEFAULT
@@ -759,7 +759,7 @@ proptest! {
 fn ten_thousand_forged_claims_flag_no_one() {
     use hpp_session::{Completion, SessionId, Snapshot, Tracker};
     let simulator = Simulator::new(SimConfig::DEFAULT, 21);
-    let mut rng = hpp_session::sim::rng::Rng::new(21);
+    let mut rng = hpp_sim::rng::Rng::new(21);
     let config = TrackerConfig::DEFAULT;
     let (mut forged, mut flagged, mut refuted) = (0u32, 0u32, 0u32);
     for i in 0..1_000 {

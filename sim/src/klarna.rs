@@ -6,11 +6,8 @@ use core::time::Duration;
 use super::history::{Change, CompletionFields, History};
 use super::rng::Rng;
 use super::{SimConfig, Text};
-use crate::redirect::Redirect;
-use crate::schedule::ReadFailure;
-use crate::status::Status;
-use crate::timestamp::Timestamp;
-use crate::wire::SessionBody;
+use hpp_session::wire::SessionBody;
+use hpp_session::{ReadFailure, Redirect, Status, Timestamp, place_by};
 
 /// The most redirects one scenario holds: one per consumer change, and the forged ones.
 pub const MAX_VISITS: usize = super::history::MAX_WALK + MAX_FORGED;
@@ -150,6 +147,20 @@ pub enum ReadAnswer {
     /// The read failed and says nothing about the session: a 429 (with Klarna's
     /// `X-Ratelimit-Reset` of one second) or a 5xx.
     Failed(ReadFailure),
+}
+
+/// Klarna's answer to create-order with the authorization token `history` made, at `at`: the
+/// order is created when the consumer had authorized by then and the token's hour
+/// ([`hpp_session::place_by`]) has not ended. An order at exactly authorization + 60 minutes is
+/// refused, as Klarna refuses it (`NOT_FOUND`, invalid authorization token). The double's HTTP
+/// create-order and the fleet both answer with this: the one home of the token's hour.
+#[must_use]
+pub fn token_accepted(history: &History, at: Timestamp) -> bool {
+    history
+        .changes
+        .iter()
+        .find(|c| c.status == Status::Completed && c.at <= at)
+        .is_some_and(|authorized| at < place_by(authorized.at))
 }
 
 /// Everything that reaches the integrator by callback, sorted by arrival.

@@ -7,13 +7,13 @@ use core::time::Duration;
 use super::Scenario;
 use super::klarna::{Delivery, ReadAnswer, Visit};
 use super::oracle::Expected;
-use crate::action::{Action, DisableAnswer};
-use crate::id::SessionId;
-use crate::schedule::ReadFailure;
-use crate::secret::callback_secret_matches;
-use crate::snapshot::Snapshot;
-use crate::timestamp::Timestamp;
-use crate::tracker::{Report, Tracker, TrackerConfig};
+use hpp_session::ReadFailure;
+use hpp_session::SessionId;
+use hpp_session::Snapshot;
+use hpp_session::Timestamp;
+use hpp_session::callback_secret_matches;
+use hpp_session::{Action, DisableAnswer};
+use hpp_session::{Report, Tracker, TrackerConfig};
 
 /// How the simulated integrator takes status callbacks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

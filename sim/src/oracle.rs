@@ -6,9 +6,9 @@ use core::time::Duration;
 
 use super::Text;
 use super::history::History;
-use crate::action::{AUTHORIZATION_VALIDITY, Action, ActionKind, ReleaseReason};
-use crate::status::Status;
-use crate::timestamp::Timestamp;
+use hpp_session::Status;
+use hpp_session::Timestamp;
+use hpp_session::{AUTHORIZATION_VALIDITY, Action, ActionKind, ReleaseReason};
 
 /// A merchant action with its data, owned: what the oracle expects and what a run saw.
 /// (The disable is the integrator's own means, not an outcome: it has no counterpart.)
@@ -72,7 +72,9 @@ impl Expected {
             },
             Action::ReviewCompletion { .. } => Self::ReviewCompletion,
             Action::Release { reason } => Self::Release(*reason),
-            Action::Disable => return None,
+            // The disable is the merchant's own call, never an outcome of the history; an
+            // action a later `hpp-session` adds is none of the oracle's either.
+            _ => return None,
         })
     }
 }

@@ -1,0 +1,158 @@
+//! What a client sees on the wire, over real HTTP, byte for byte where Klarna's own SDKs look:
+//! header names in Klarna's case, `X-Ratelimit-*` on every answer in Klarna's form, a bucket per
+//! create call, and timestamps with 3 fractional digits.
+//!
+//! Klarna's pages followed: <https://docs.klarna.com/api/#rate-limiting> (the headers, a bucket
+//! per create call), <https://docs.klarna.com/hosted-payment-page/api-documentation/> (the HPP
+//! session object's timestamps), and Klarna's PHP SDK (`kco_rest_php`), whose default transport
+//! looks `Content-Type` up case-sensitively.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+
+use base64::Engine as _;
+use klarna_double::DoubleConfig;
+
+/// One request on a fresh connection; the raw answer, head and body.
+fn raw(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> String {
+    let auth = base64::engine::general_purpose::STANDARD.encode("merchant:secret");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+fn header<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    let head = answer.split("\r\n\r\n").next()?;
+    head.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|l| l.strip_prefix(": ")))
+}
+
+fn status(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wire_looks_like_klarnas() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // The playground's limits: 5 creates a second per create call, 50 other operations.
+    let config = DoubleConfig {
+        limit: 50,
+        create_limit: 5,
+        ..DoubleConfig::default()
+    };
+    let (_double, _server) = klarna_double::serve(listener, config).unwrap();
+    let answers = tokio::task::spawn_blocking(move || {
+        let payment: Vec<String> = (0..6)
+            .map(|_| raw(addr, "POST", "/payments/v1/sessions", "{}"))
+            .collect();
+        let first = &payment[0];
+        let id = first.split("\"session_id\":\"").nth(1).unwrap().split('"').next().unwrap();
+        let hpp_body = format!(
+            r#"{{"payment_session_url":"http://{addr}/payments/v1/sessions/{id}","merchant_urls":{{}}}}"#
+        );
+        let hpp = raw(addr, "POST", "/hpp/v1/sessions", &hpp_body);
+        let hpp_id = hpp.split("\"session_id\":\"").nth(1).unwrap().split('"').next().unwrap();
+        let read = raw(addr, "GET", &format!("/hpp/v1/sessions/{hpp_id}"), "");
+        (payment, hpp, read)
+    })
+    .await
+    .unwrap();
+    let (payment, hpp, read) = answers;
+    // Header names as Klarna writes them, not hyper's lower case.
+    for answer in [&payment[0], &hpp, &read] {
+        assert!(header(answer, "Content-Type").is_some(), "{answer}");
+        assert!(!answer.contains("\r\ncontent-type:"), "{answer}");
+    }
+    // The create bucket: 5 a second, the sixth refused, with the headers in Klarna's form.
+    assert_eq!(status(&payment[0]), 200, "{}", payment[0]);
+    assert_eq!(header(&payment[0], "X-Ratelimit-Limit"), Some("5, 5;w=1"));
+    assert_eq!(header(&payment[0], "X-Ratelimit-Remaining"), Some("4"));
+    let reset = header(&payment[0], "X-Ratelimit-Reset").unwrap();
+    assert!(matches!(reset, "0" | "1"), "{reset}");
+    // (A window boundary between the calls can only let more through, never fewer.)
+    if status(&payment[5]) == 429 {
+        assert_eq!(header(&payment[5], "X-Ratelimit-Remaining"), Some("0"));
+    }
+    // Creating the HPP session counts against its own bucket, not the payment sessions'.
+    assert_eq!(status(&hpp), 201, "{hpp}");
+    assert_eq!(header(&hpp, "X-Ratelimit-Remaining"), Some("4"));
+    // A read is an "other operation": 50 a second, and its answer says so too.
+    assert_eq!(status(&read), 200, "{read}");
+    assert_eq!(header(&read, "X-Ratelimit-Limit"), Some("50, 50;w=1"));
+    // Timestamps with Klarna's 3 fractional digits.
+    let body = read.split("\r\n\r\n").nth(1).unwrap();
+    let session: serde_json::Value = serde_json::from_str(body).unwrap();
+    for field in ["updated_at", "expires_at"] {
+        let stamp = session[field].as_str().unwrap();
+        let fraction = stamp.rsplit('.').next().unwrap();
+        assert_eq!(fraction.len(), 4, "{field}: {stamp}"); // "540Z"
+    }
+}
+
+/// Klarna never moves a session to `DISABLED` by itself: only the merchant's `DELETE` does
+/// (<https://docs.klarna.com/hosted-payment-page/api-documentation/disable-session/>). The
+/// simulator's merchant, who disables 1 in 25 sessions in the closed loop, is off here: 200
+/// sessions read 3 hours on show no `DISABLED`; a `DELETE` of one still open answers 204 and
+/// the next read shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_merchants_delete_disables() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = DoubleConfig {
+        limit: 10_000,
+        create_limit: 10_000,
+        ..DoubleConfig::default()
+    };
+    let (_double, _server) = klarna_double::serve(listener, config).unwrap();
+    let statuses = tokio::task::spawn_blocking(move || {
+        let ids: Vec<String> = (0..200)
+            .map(|_| {
+                let payment = raw(addr, "POST", "/payments/v1/sessions", "{}");
+                let id = payment.split("\"session_id\":\"").nth(1).unwrap();
+                let id = id.split('"').next().unwrap();
+                let body = format!(
+                    r#"{{"payment_session_url":"http://{addr}/payments/v1/sessions/{id}"}}"#
+                );
+                let hpp = raw(addr, "POST", "/hpp/v1/sessions", &body);
+                let hpp_id = hpp.split("\"session_id\":\"").nth(1).unwrap();
+                hpp_id.split('"').next().unwrap().to_owned()
+            })
+            .collect();
+        raw(addr, "POST", "/admin/clock/advance", r#"{"seconds":10800}"#);
+        let status_of = |id: &str| {
+            let read = raw(addr, "GET", &format!("/hpp/v1/sessions/{id}"), "");
+            let body = read.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+            let session: serde_json::Value = serde_json::from_str(&body).unwrap();
+            session["status"].as_str().unwrap().to_owned()
+        };
+        let statuses: Vec<String> = ids.iter().map(|id| status_of(id)).collect();
+        let open = ids
+            .iter()
+            .zip(&statuses)
+            .find(|(_, s)| matches!(s.as_str(), "WAITING" | "IN_PROGRESS" | "BACK"))
+            .map(|(id, _)| id.clone());
+        let deleted = open.map(|id| {
+            let answer = raw(addr, "DELETE", &format!("/hpp/v1/sessions/{id}"), "");
+            (status(&answer), status_of(&id))
+        });
+        (statuses, deleted)
+    })
+    .await
+    .unwrap();
+    let (statuses, deleted) = statuses;
+    assert!(!statuses.iter().any(|s| s == "DISABLED"), "{statuses:?}");
+    assert_eq!(deleted, Some((204, "DISABLED".to_owned())), "{statuses:?}");
+}
