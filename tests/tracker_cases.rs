@@ -1914,3 +1914,51 @@ fn a_paid_cart_is_no_longer_owed_the_release_it_was_asked_for() {
         [ActionKind::PlaceOrder]
     );
 }
+
+/// An event id seen before, with another body (forged, or a sender's bug), after a confirmed
+/// final: refuted like the first and counted once, and never reported as a duplicate, because
+/// it raised the claim (the fuzz target `snapshot_schedule` found it reported `Duplicate`,
+/// an outcome that promises nothing changed). Either order ends in the same state.
+#[test]
+fn a_seen_event_id_with_another_body_is_refuted_once_not_a_duplicate() {
+    let disabled = snap(Status::Disabled, 0);
+    let back = snap(Status::Back, 2_000);
+    let cancelled = snap(Status::Cancelled, 94_000);
+    let mut t = Tracker::default();
+    t.observe_read(&CFG, &disabled, at(100_001)).unwrap();
+    let first = t
+        .observe_callback(&CFG, Some("e"), &back, at(100_002))
+        .unwrap();
+    assert!(matches!(first.outcome(), Outcome::Refuted { .. }));
+    let before = t.clone();
+    let second = t
+        .observe_callback(&CFG, Some("e"), &cancelled, at(100_003))
+        .unwrap();
+    assert_eq!(
+        second.outcome(),
+        Outcome::Refuted {
+            known: Status::Disabled,
+            claimed: Status::Cancelled,
+            kind: ConflictKind::TwoFinals
+        }
+    );
+    assert_ne!(t, before);
+    assert_eq!(t.refuted_claims(), 1);
+    assert!(!t.has_conflict());
+    // The very same body again is a duplicate, and changes nothing.
+    let before = t.clone();
+    let again = t
+        .observe_callback(&CFG, Some("e"), &cancelled, at(100_004))
+        .unwrap();
+    assert_eq!(again.outcome(), Outcome::Duplicate);
+    assert_eq!(t, before);
+    // The other order: the same state.
+    let mut u = Tracker::default();
+    u.observe_callback(&CFG, Some("e"), &cancelled, at(100_001))
+        .unwrap();
+    u.observe_callback(&CFG, Some("e"), &back, at(100_002))
+        .unwrap();
+    u.observe_read(&CFG, &disabled, at(100_003)).unwrap();
+    assert_eq!(u.state(), t.state());
+    assert_eq!(u.refuted_claims(), 1);
+}

@@ -258,12 +258,9 @@ pub(crate) async fn read_session(
     if now >= history.expires_at {
         return error(StatusCode::NOT_FOUND, "NOT_FOUND", "Session not found");
     }
-    // Until the consumer opens the page, nothing has happened to it.
-    // (The merchant's disable is the one exception.)
-    let change = history
-        .change_at(now)
-        .filter(|c| session.opened || c.status == hpp_session::Status::Disabled);
-    let body = history.body_after(change);
+    // Read and `DELETE` answer from the same history: until the page is opened it holds
+    // nothing but the merchant's disable.
+    let body = history.body_after(history.change_at(now));
     Json(body.session_body()).into_response()
 }
 

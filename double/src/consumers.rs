@@ -102,7 +102,9 @@ impl Double {
             merchant_disables: false,
             ..self.config.sim
         };
-        let scenario = Simulator::new(sim, self.config.seed).scenario(index);
+        // Nothing happens to a session until someone opens its page: made unopened, made again
+        // with the consumer's walk when the page is opened ([`Double::open_page`]).
+        let scenario = Simulator::new(sim, self.config.seed).scenario_opened(index, None);
         let session_id = scenario.history.session_id.to_string();
         payment.hpp_session_id = Some(session_id.clone());
         world.created += 1;
@@ -113,6 +115,7 @@ impl Double {
                 scenario,
                 urls,
                 payment_session_id: payment_session_id.to_owned(),
+                simulator: (sim, index),
                 opened: false,
                 orders: Vec::new(),
                 disables: 0,
@@ -123,16 +126,21 @@ impl Double {
     }
 
     /// The consumer opens the page at `redirect_url` (the merchant handed it over): from now on
-    /// the session's history is played. `false` for an unknown session. Opening it again
-    /// changes nothing.
+    /// the session's history is played, starting now however long after its creation. `false`
+    /// for an unknown session. Opening it again changes nothing, and neither does opening a
+    /// session the merchant disabled or that expired (the page shows it ended).
     pub(crate) fn open_page(&self, session_id: &str) -> bool {
+        let now = self.clock.now();
         let mut world = self.world.lock();
         let Some(session) = world.sessions.get_mut(session_id) else {
             return false;
         };
-        if session.opened {
+        let history = &session.scenario.history;
+        if session.opened || history.status_at(now).is_final() || now >= history.expires_at {
             return true;
         }
+        let (sim, index) = session.simulator;
+        session.scenario = Simulator::new(sim, self.config.seed).scenario_opened(index, Some(now));
         session.opened = true;
         let scenario = &session.scenario;
         let token = scenario.history.completion.authorization_token.clone();

@@ -35,6 +35,9 @@ pub struct Session {
     pub urls: MerchantUrls,
     /// The payment session it pays.
     pub payment_session_id: String,
+    /// The simulator's configuration and the session's index, to make its history again when
+    /// the page is opened.
+    pub simulator: (hpp_sim::SimConfig, u64),
     /// The consumer opened the page (only then is the history played, and judged).
     pub opened: bool,
     /// Orders created by the merchant with the token, and when.
@@ -440,6 +443,7 @@ mod tests {
                 scenario,
                 urls: MerchantUrls::default(),
                 payment_session_id: "p".to_owned(),
+                simulator: (SimConfig::DEFAULT, 0),
                 opened: true,
                 orders: Vec::new(),
                 disables: 0,

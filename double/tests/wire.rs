@@ -29,6 +29,26 @@ fn raw(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> Stri
     answer
 }
 
+/// A double on a loopback port with the given per-second limits (other calls, each create call).
+async fn double_with(
+    limit: u32,
+    create_limit: u32,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<klarna_double::Double>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = DoubleConfig {
+        limit,
+        create_limit,
+        ..DoubleConfig::default()
+    };
+    let (double, server) = klarna_double::serve(listener, config).unwrap();
+    (addr, double, server)
+}
+
 fn header<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
     let head = answer.split("\r\n\r\n").next()?;
     head.lines()
@@ -45,15 +65,8 @@ fn status(answer: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wire_looks_like_klarnas() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     // The playground's limits: 5 creates a second per create call, 50 other operations.
-    let config = DoubleConfig {
-        limit: 50,
-        create_limit: 5,
-        ..DoubleConfig::default()
-    };
-    let (_double, _server) = klarna_double::serve(listener, config).unwrap();
+    let (addr, _double, _server) = double_with(50, 5).await;
     let answers = tokio::task::spawn_blocking(move || {
         let payment: Vec<String> = (0..6)
             .map(|_| raw(addr, "POST", "/payments/v1/sessions", "{}"))
@@ -109,14 +122,7 @@ async fn the_wire_looks_like_klarnas() {
 /// the next read shows it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_merchants_delete_disables() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = DoubleConfig {
-        limit: 10_000,
-        create_limit: 10_000,
-        ..DoubleConfig::default()
-    };
-    let (_double, _server) = klarna_double::serve(listener, config).unwrap();
+    let (addr, _double, _server) = double_with(10_000, 10_000).await;
     let statuses = tokio::task::spawn_blocking(move || {
         let ids: Vec<String> = (0..200)
             .map(|_| {
@@ -155,4 +161,99 @@ async fn only_the_merchants_delete_disables() {
     let (statuses, deleted) = statuses;
     assert!(!statuses.iter().any(|s| s == "DISABLED"), "{statuses:?}");
     assert_eq!(deleted, Some((204, "DISABLED".to_owned())), "{statuses:?}");
+}
+
+/// Creates a payment session and its HPP session; the HPP session's id.
+fn create_hpp(addr: std::net::SocketAddr) -> String {
+    let payment = raw(addr, "POST", "/payments/v1/sessions", "{}");
+    let id = payment.split("\"session_id\":\"").nth(1).unwrap();
+    let id = id.split('"').next().unwrap();
+    let body = format!(r#"{{"payment_session_url":"http://{addr}/payments/v1/sessions/{id}"}}"#);
+    let hpp = raw(addr, "POST", "/hpp/v1/sessions", &body);
+    let hpp_id = hpp.split("\"session_id\":\"").nth(1).unwrap();
+    hpp_id.split('"').next().unwrap().to_owned()
+}
+
+/// The session object a read answers (`Null` for a 404).
+fn read(addr: std::net::SocketAddr, id: &str) -> serde_json::Value {
+    let answer = raw(addr, "GET", &format!("/hpp/v1/sessions/{id}"), "");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_default()
+}
+
+fn advance(addr: std::net::SocketAddr, seconds: u64) {
+    raw(
+        addr,
+        "POST",
+        "/admin/clock/advance",
+        &format!(r#"{{"seconds":{seconds}}}"#),
+    );
+}
+
+/// Nothing happens to a session until its page is opened, however late that is
+/// (<https://docs.klarna.com/hosted-payment-page/get-started/accept-klarna-payments-using-hosted-payment-page/>:
+/// the consumer is sent to the page, or gets it by e-mail or SMS). Pages opened 3 hours after
+/// creation show no change stamped before they were opened, and a token found by a read taken
+/// within 5 minutes of each change still creates the order: the double blamed merchants for
+/// tokens dead at first sight. A page never opened reads `WAITING`, and its `DELETE` answers
+/// 204 from that same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_lives_from_when_its_page_is_opened() {
+    let (addr, _double, _server) = double_with(10_000, 10_000).await;
+    tokio::task::spawn_blocking(move || {
+        let ids: Vec<String> = (0..60).map(|_| create_hpp(addr)).collect();
+        let unopened = create_hpp(addr);
+        advance(addr, 3 * 3_600);
+        let opened_at: hpp_session::Timestamp = {
+            let clock = raw(addr, "GET", "/admin/clock", "");
+            let body = clock.split("\r\n\r\n").nth(1).unwrap();
+            let clock: serde_json::Value = serde_json::from_str(body).unwrap();
+            clock["now"].as_str().unwrap().parse().unwrap()
+        };
+        for id in &ids {
+            assert_eq!(status(&raw(addr, "GET", &format!("/hpp/{id}"), "")), 200);
+        }
+        let (mut changed, mut ordered) = (0, 0);
+        let mut done = std::collections::HashSet::new();
+        for _ in 0..36 {
+            for id in &ids {
+                let session = read(addr, id);
+                let Some(state) = session["status"].as_str() else {
+                    continue;
+                };
+                if state != "WAITING" {
+                    changed += 1;
+                    let at: hpp_session::Timestamp =
+                        session["updated_at"].as_str().unwrap().parse().unwrap();
+                    assert!(
+                        at >= opened_at,
+                        "{id}: {state} at {at}, opened at {opened_at}"
+                    );
+                }
+                let token = session["authorization_token"].as_str();
+                if let Some(token) = token.filter(|_| done.insert(id.clone())) {
+                    let path = format!("/payments/v1/authorizations/{token}/order");
+                    let answer = raw(addr, "POST", &path, "{}");
+                    assert_eq!(status(&answer), 200, "{id}: {answer}");
+                    ordered += 1;
+                }
+            }
+            advance(addr, 300);
+        }
+        assert!(
+            changed > 0 && ordered > 0,
+            "{changed} changes, {ordered} orders"
+        );
+        // Never opened: `WAITING`, and the disable answers from that state.
+        assert_eq!(read(addr, &unopened)["status"], "WAITING");
+        let answer = raw(addr, "DELETE", &format!("/hpp/v1/sessions/{unopened}"), "");
+        assert_eq!(status(&answer), 204, "{answer}");
+        assert_eq!(read(addr, &unopened)["status"], "DISABLED");
+        // Opening a disabled page plays nothing.
+        raw(addr, "GET", &format!("/hpp/{unopened}"), "");
+        advance(addr, 3_600);
+        assert_eq!(read(addr, &unopened)["status"], "DISABLED");
+    })
+    .await
+    .unwrap();
 }

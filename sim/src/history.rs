@@ -99,6 +99,23 @@ impl History {
     /// expires.
     #[must_use]
     pub fn generate(rng: &mut Rng, created_at: Timestamp, merchant_disables: bool) -> Self {
+        Self::generate_opened(rng, created_at, Some(created_at), merchant_disables)
+    }
+
+    /// [`History::generate`], with the page reaching the consumer at `opened_at` rather than at
+    /// creation: nothing happens to a session until someone opens it, and a person may open it
+    /// hours later (from an e-mail or SMS link). The walk starts there, and what would happen at
+    /// or after `expires_at` never does. `None`: the page never reached anyone, and the session
+    /// stays `WAITING` until the merchant disables it or it expires. The session id and
+    /// `expires_at` do not depend on `opened_at`, nor, as long as expiry cuts nothing, do the
+    /// consumer's choices: a session made unopened and opened later keeps its id.
+    #[must_use]
+    pub fn generate_opened(
+        rng: &mut Rng,
+        created_at: Timestamp,
+        opened_at: Option<Timestamp>,
+        merchant_disables: bool,
+    ) -> Self {
         let mut history = Self {
             session_id: rng.uuid(),
             created_at,
@@ -111,10 +128,15 @@ impl History {
             .then(|| after(created_at, rng.range(1_000, 2 * 3_600_000)))
             .filter(|_| merchant_disables);
         let mut status = Status::Waiting;
-        let mut t = created_at;
+        let mut t = opened_at.unwrap_or(created_at);
+        let expires_at = history.expires_at;
+        // Only what happens before expiry happens (and nothing at all on a page never opened).
+        let happens = |t: Timestamp| opened_at.is_some() && t < expires_at;
         if rng.chance(900) {
             t = after(t, rng.range(5_000, 600_000));
-            history.step(&mut status, Event::Open, t);
+            if happens(t) {
+                history.step(&mut status, Event::Open, t);
+            }
         }
         // The walk stops at `MAX_WALK` changes, leaving room for the disable; it ends earlier at
         // a final status or when the consumer leaves (`next_event` is `None` for both).
@@ -126,7 +148,14 @@ impl History {
             if event == Event::Authorize {
                 history.completion = CompletionFields::draw(rng);
             }
+            if !happens(t) {
+                break;
+            }
             history.step(&mut status, event, t);
+        }
+        if status != Status::Completed {
+            // A completion drawn for an authorization that never happened is none.
+            history.completion = CompletionFields::default();
         }
         if let Some(at) = disable_at {
             history.disable(at);

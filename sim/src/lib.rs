@@ -141,16 +141,37 @@ impl Simulator {
         &self.config
     }
 
-    /// Session `index`: created at `start + index × arrival_gap`.
+    /// When session `index` is created: `start + index × arrival_gap`.
     #[must_use]
-    pub fn scenario(&self, index: u64) -> Scenario {
-        let mut rng = Rng::derive(self.seed, index);
+    pub fn created_at(&self, index: u64) -> Timestamp {
         let offset = self
             .config
             .arrival_gap
             .saturating_mul(u32::try_from(index).unwrap_or(u32::MAX));
-        let created_at = self.config.start.saturating_add(offset);
-        let history = History::generate(&mut rng, created_at, self.config.merchant_disables);
+        self.config.start.saturating_add(offset)
+    }
+
+    /// Session `index`, created at [`Simulator::created_at`], its page reaching the consumer at
+    /// once.
+    #[must_use]
+    pub fn scenario(&self, index: u64) -> Scenario {
+        self.scenario_opened(index, Some(self.created_at(index)))
+    }
+
+    /// Session `index`, its page reaching the consumer at `opened_at`, or never (`None`: it
+    /// stays `WAITING` until disabled or expired), as [`History::generate_opened`] says. Its id
+    /// and `expires_at` are the same whatever `opened_at` is: the double makes a session
+    /// unopened at creation and makes it again when someone opens its page.
+    #[must_use]
+    pub fn scenario_opened(&self, index: u64, opened_at: Option<Timestamp>) -> Scenario {
+        let mut rng = Rng::derive(self.seed, index);
+        let created_at = self.created_at(index);
+        let history = History::generate_opened(
+            &mut rng,
+            created_at,
+            opened_at,
+            self.config.merchant_disables,
+        );
         let deliveries = klarna::deliveries(&history, &mut rng, &self.config);
         let visits = klarna::visits(&history, &mut rng, &self.config);
         Scenario {

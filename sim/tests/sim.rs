@@ -843,3 +843,45 @@ fn ten_thousand_forged_claims_flag_no_one() {
     assert!(refuted > 1_000, "{refuted} refuted claims counted");
     println!("10,000 forged claims over 1,000 sessions: 0 flagged, {refuted} refuted");
 }
+
+/// A history made for a page opened late starts when it is opened and stops at expiry (only the
+/// simulated merchant's disable may come before); one never opened holds nothing else; the id and expiry do not depend on when (or whether) the page
+/// was opened; opened at creation, it is the scenario of old, byte for byte.
+#[test]
+fn a_history_starts_when_its_page_is_opened() {
+    let simulator = Simulator::new(SimConfig::DEFAULT, 11);
+    for index in 0..2_000 {
+        let created = simulator.created_at(index);
+        let at_once = simulator.scenario(index);
+        assert_eq!(simulator.scenario_opened(index, Some(created)), at_once);
+        let never = simulator.scenario_opened(index, None);
+        // Nothing but the simulated merchant's own disable.
+        let only_disable = never
+            .history
+            .changes
+            .iter()
+            .all(|c| c.status == Status::Disabled);
+        assert!(only_disable, "{index}");
+        assert!(never.history.completion.authorization_token.is_none());
+        let hours = Duration::from_secs(3_600 * (index % 50));
+        let opened_at = created.saturating_add(hours);
+        let late = simulator.scenario_opened(index, Some(opened_at));
+        let h = &late.history;
+        assert_eq!(
+            (&h.session_id, h.expires_at),
+            (&at_once.history.session_id, at_once.history.expires_at)
+        );
+        assert!(
+            h.changes
+                .iter()
+                .all(|c| c.at < h.expires_at && (c.at >= opened_at || c.event == Event::Disable)),
+            "{index}: {h:?}"
+        );
+        // A token only with an authorization in the history.
+        let authorized = h.changes.iter().any(|c| c.status == Status::Completed);
+        assert!(
+            authorized || h.completion.authorization_token.is_none(),
+            "{index}"
+        );
+    }
+}

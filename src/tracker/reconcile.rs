@@ -236,6 +236,15 @@ impl Tracker {
             self.claim = Some(claim);
         }
         if let Some((known, observed, kind)) = refuted {
+            if seen && rises {
+                // An event id seen before with another body (a true repeat raises no claim):
+                // refuted like the first, and counted once. Not a duplicate: it moved the claim.
+                return Outcome::Refuted {
+                    known,
+                    claimed: observed,
+                    kind,
+                };
+            }
             if seen {
                 return Outcome::Duplicate;
             }
