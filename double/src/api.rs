@@ -130,11 +130,12 @@ fn rate_headers(headers: &mut HeaderMap, v: Verdict) {
 /// `POST /payments/v1/sessions`: a Klarna Payments session (the order lines are not checked).
 pub(crate) async fn create_payment_session(State(double): State<Arc<Double>>) -> Response {
     let id = double.uuid();
+    let now = double.clock.now();
     double
         .world
         .lock()
         .payment_sessions
-        .insert(id.clone(), PaymentSession::default());
+        .insert(id.clone(), PaymentSession::new(now));
     Json(json!({
         "session_id": id,
         "client_token": format!("double-client-token-{id}"),
@@ -143,21 +144,26 @@ pub(crate) async fn create_payment_session(State(double): State<Arc<Double>>) ->
     .into_response()
 }
 
-/// `GET /payments/v1/sessions/{id}`: `status` is `complete` once an order was created from it.
+/// `GET /payments/v1/sessions/{id}`: `status` is `complete` once an order was created from it
+/// (by any of its HPP sessions); 404 once it expired.
 pub(crate) async fn read_payment_session(
     State(double): State<Arc<Double>>,
     Path(id): Path<String>,
 ) -> Response {
+    let now = double.clock.now();
     let world = double.world.lock();
-    let Some(payment) = world.payment_sessions.get(&id) else {
+    if world
+        .payment_sessions
+        .get(&id)
+        .is_none_or(|p| p.expired(now))
+    {
         return error(StatusCode::NOT_FOUND, "NOT_FOUND", "Session not found");
+    }
+    let status = if world.payment_ordered(&id) {
+        "complete"
+    } else {
+        "incomplete"
     };
-    let ordered = payment
-        .hpp_session_id
-        .as_ref()
-        .and_then(|hpp| world.sessions.get(hpp))
-        .is_some_and(|s| !s.orders.is_empty());
-    let status = if ordered { "complete" } else { "incomplete" };
     Json(json!({ "status": status })).into_response()
 }
 
@@ -190,7 +196,7 @@ pub(crate) async fn create_session(
         return error(
             StatusCode::BAD_REQUEST,
             "BAD_VALUE",
-            "payment_session_url: unknown payment session, or one with an HPP session",
+            "payment_session_url: unknown or expired payment session",
         );
     };
     let base = &double.base_url;
@@ -201,7 +207,7 @@ pub(crate) async fn create_session(
         "qr_code_url": format!("{base}/hpp/{session_id}/qr"),
         "distribution_url": format!("{base}/hpp/v1/sessions/{session_id}/distribution"),
         "distribution_module": {"token": session_id},
-        "expires_at": expires_at,
+        "expires_at": double.stamp(expires_at),
     });
     (StatusCode::CREATED, Json(body)).into_response()
 }
@@ -261,7 +267,9 @@ pub(crate) async fn read_session(
     // Read and `DELETE` answer from the same history: until the page is opened it holds
     // nothing but the merchant's disable.
     let body = history.body_after(history.change_at(now));
-    Json(body.session_body()).into_response()
+    let mut body = serde_json::to_value(body.session_body()).unwrap_or_default();
+    double.restamp(&mut body);
+    Json(body).into_response()
 }
 
 /// `DELETE /hpp/v1/sessions/{id}`: 204, 400 when the session is already final, 404 from
@@ -309,5 +317,30 @@ pub(crate) async fn create_order(
             "NOT_FOUND",
             "Invalid authorization token",
         ),
+        OrderAnswer::PaymentSessionClosed => error(
+            StatusCode::BAD_REQUEST,
+            "NOT_ALLOWED",
+            "The payment session already has an order",
+        ),
+    }
+}
+
+/// `DELETE /payments/v1/authorizations/{token}`: the merchant releases an authorization it will
+/// not fulfil (204), instead of letting the token die
+/// (<https://docs.klarna.com/api/payments/#operation/cancelAuthorization>); 404 for a token
+/// unknown, dead, used for an order or cancelled already.
+pub(crate) async fn cancel_authorization(
+    State(double): State<Arc<Double>>,
+    Path(token): Path<String>,
+) -> Response {
+    let now = double.clock.now();
+    if double.world.lock().cancel_authorization(&token, now) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "Invalid authorization token",
+        )
     }
 }

@@ -80,8 +80,9 @@ impl Jobs {
 }
 
 impl Double {
-    /// Creates the HPP session for a payment session and starts its consumer: `None` if the
-    /// payment session is unknown or already has one. Returns its id and `expires_at`.
+    /// Creates an HPP session for a payment session and starts its consumer: `None` if the
+    /// payment session is unknown or expired. A payment session may have several (Klarna
+    /// calls it bad practice, and allows it). Returns its id and `expires_at`.
     pub(crate) fn start_consumer(
         &self,
         payment_session_id: &str,
@@ -91,7 +92,7 @@ impl Double {
         let mut world = self.world.lock();
         let index = world.created;
         let payment = world.payment_sessions.get_mut(payment_session_id)?;
-        if payment.hpp_session_id.is_some() {
+        if payment.expired(now) {
             return None;
         }
         let sim = SimConfig {
@@ -106,7 +107,7 @@ impl Double {
         // with the consumer's walk when the page is opened ([`Double::open_page`]).
         let scenario = Simulator::new(sim, self.config.seed).scenario_opened(index, None);
         let session_id = scenario.history.session_id.to_string();
-        payment.hpp_session_id = Some(session_id.clone());
+        payment.hpp_sessions.push(session_id.clone());
         world.created += 1;
         let expires_at = scenario.history.expires_at.to_string();
         world.sessions.insert(
@@ -118,6 +119,8 @@ impl Double {
                 simulator: (sim, index),
                 opened: false,
                 orders: Vec::new(),
+                orders_refused: 0,
+                authorization_cancelled: None,
                 disables: 0,
                 shop: Shop::default(),
             },
@@ -229,9 +232,11 @@ async fn callback(double: &Arc<Double>, session_id: String, delivery: Box<Delive
     } else {
         url
     };
+    let mut session = serde_json::to_value(delivery.body.session_body()).unwrap_or_default();
+    double.restamp(&mut session);
     let body = json!({
         "event_id": delivery.event_id.as_str(),
-        "session": delivery.body.session_body(),
+        "session": session,
     });
     let answered = double
         .http

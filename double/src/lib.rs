@@ -55,7 +55,8 @@ pub struct DoubleConfig {
     /// Requests a second per merchant for reads, disables and create-order together (Klarna:
     /// 50 in the playground, 200 live). The window is a wall-clock second.
     pub limit: u32,
-    /// Session creations a second per merchant (Klarna: 40).
+    /// Creations a second per merchant, for each create call apart (Klarna: 5 in the
+    /// playground, 40 live).
     pub create_limit: u32,
     /// The merchant's Basic credentials.
     pub username: String,
@@ -75,6 +76,42 @@ pub struct DoubleConfig {
     pub lost_order_answers: u16,
     /// How long the double waits for the merchant's 2xx to a callback (Klarna: 3 s). Wall clock.
     pub callback_timeout: Duration,
+    /// Fractional digits of the timestamps it writes: 3 as Klarna's
+    /// (`2019-05-13T14:52:57.540Z`); 0 or 9 to test a parser against other valid forms.
+    pub timestamp_digits: TimestampDigits,
+}
+
+/// The fractional digits of the double's timestamps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimestampDigits {
+    /// `2019-05-13T14:52:57Z`.
+    #[value(name = "0")]
+    Zero,
+    /// `2019-05-13T14:52:57.540Z`, as Klarna writes them.
+    #[default]
+    #[value(name = "3")]
+    Three,
+    /// `2019-05-13T14:52:57.540000000Z`.
+    #[value(name = "9")]
+    Nine,
+}
+
+impl TimestampDigits {
+    /// `at` in this form (truncated, never rounded up: a `0`-digit `expires_at` is never later
+    /// than the real one).
+    #[must_use]
+    pub fn write(self, at: Timestamp) -> String {
+        let text = at.to_string();
+        // `YYYY-MM-DDTHH:MM:SS`, then `.fraction` (3, 6 or 9 digits) and `Z`.
+        let (head, fraction) = text.split_at(19);
+        let fraction = fraction.trim_start_matches('.').trim_end_matches('Z');
+        let nine = format!("{fraction:0<9}");
+        match self {
+            Self::Zero => format!("{head}Z"),
+            Self::Three => format!("{head}.{}Z", &nine[..3]),
+            Self::Nine => format!("{head}.{nine}Z"),
+        }
+    }
 }
 
 impl Default for DoubleConfig {
@@ -84,7 +121,7 @@ impl Default for DoubleConfig {
             speed: 1.0,
             start: Timestamp::UNIX_EPOCH.saturating_add(Duration::from_secs(1_796_000_000)),
             limit: 50,
-            create_limit: 40,
+            create_limit: 5,
             username: "merchant".to_owned(),
             password: "secret".to_owned(),
             sim: SimConfig::DEFAULT,
@@ -92,6 +129,7 @@ impl Default for DoubleConfig {
             throttled: 0,
             lost_order_answers: 0,
             callback_timeout: Duration::from_secs(3),
+            timestamp_digits: TimestampDigits::Three,
         }
     }
 }
@@ -167,6 +205,24 @@ impl Double {
         self.rng.lock().uuid().to_string()
     }
 
+    /// A timestamp as the double writes it ([`DoubleConfig::timestamp_digits`]).
+    pub(crate) fn stamp(&self, at: impl AsRef<str>) -> String {
+        let text = at.as_ref();
+        Timestamp::parse(text).map_or_else(
+            |_| text.to_owned(),
+            |t| self.config.timestamp_digits.write(t),
+        )
+    }
+
+    /// A session body's `updated_at` and `expires_at`, as the double writes timestamps.
+    pub(crate) fn restamp(&self, body: &mut serde_json::Value) {
+        for key in ["updated_at", "expires_at"] {
+            if let Some(serde_json::Value::String(text)) = body.get_mut(key) {
+                *text = self.stamp(&*text);
+            }
+        }
+    }
+
     /// A fault drawn with probability `per_mille`.
     pub(crate) fn fault(&self, per_mille: u16) -> bool {
         per_mille > 0 && self.rng.lock().chance(per_mille)
@@ -181,6 +237,10 @@ pub fn router(double: Arc<Double>) -> Router {
         .route(
             "/payments/v1/authorizations/{token}/order",
             post(api::create_order),
+        )
+        .route(
+            "/payments/v1/authorizations/{token}",
+            delete(api::cancel_authorization),
         )
         .route("/hpp/v1/sessions", post(api::create_session))
         .route(

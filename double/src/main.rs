@@ -5,7 +5,10 @@ use std::time::Duration;
 use clap::Parser;
 use hpp_session::Timestamp;
 use hpp_sim::SimConfig;
-use klarna_double::DoubleConfig;
+use std::sync::Arc;
+
+use hpp_sim::rng::Rng;
+use klarna_double::{Double, DoubleConfig, TimestampDigits};
 
 /// A Klarna double for Hosted Payment Page integrations: Klarna's paths and answers, simulated
 /// consumers with callbacks and redirects, faults on demand, a test clock, and the ground truth
@@ -16,9 +19,10 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8090")]
     listen: String,
-    /// Seed of the consumers' histories and of the faults.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// Seed of the consumers' histories, the ids and the faults; default: a fresh one, printed
+    /// at start (so a second run makes new session ids; give it to repeat a run).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Simulated seconds per wall-clock second (a 48-hour session lives 172.8 s at 1000).
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
@@ -28,8 +32,9 @@ struct Args {
     /// Reads, disables and orders a second per merchant (Klarna: 50 playground, 200 live).
     #[arg(long, default_value_t = 50)]
     limit: u32,
-    /// Session creations a second per merchant.
-    #[arg(long, default_value_t = 40)]
+    /// Creations a second per merchant, for each create call apart (Klarna: 5 playground, 40
+    /// live).
+    #[arg(long, default_value_t = 5)]
     create_limit: u32,
     /// The merchant's Basic username.
     #[arg(long, default_value = "merchant")]
@@ -72,60 +77,127 @@ struct Args {
     #[arg(long, default_value_t = 100)]
     checkouts: u32,
     /// Consumers arriving a second, wall clock (with --checkout-url).
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 4.0)]
     rate: f64,
+    /// With --checkout-url: every consumer opens the page at once (by default they behave as
+    /// people do: most at once, some seconds to hours later, some twice, some never).
+    #[arg(long)]
+    all_open_at_once: bool,
+    /// Fractional digits of the timestamps written (Klarna writes 3).
+    #[arg(long, value_enum, default_value_t = TimestampDigits::Three)]
+    timestamp_digits: TimestampDigits,
 }
 
-/// Consumers arrive at `url`, `rate` a second, and open the page they are sent to; then the
-/// truth is printed every few seconds until every session settled.
-async fn shop_at(url: String, checkouts: u32, rate: f64, truth: String) {
+/// Times a consumer presses the checkout button before giving up (one second apart).
+const CHECKOUT_TRIES: u32 = 3;
+
+/// When a person opens the page they were sent to, in simulated time after the checkout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Opening {
+    /// At once (70 %).
+    Now,
+    /// Seconds to 3 hours later: from an e-mail or SMS link, or later in the day (20 %).
+    Later(Duration),
+    /// At once, and again up to an hour later (5 %).
+    Twice(Duration),
+    /// Never (5 %): the session waits for its expiry or the merchant's disable.
+    Never,
+}
+
+impl Opening {
+    fn draw(rng: &mut Rng) -> Self {
+        match rng.range(0, 1_000) {
+            0..700 => Self::Now,
+            700..900 => Self::Later(Duration::from_secs(rng.range(5, 3 * 3_600))),
+            900..950 => Self::Twice(Duration::from_secs(rng.range(60, 3_600))),
+            _ => Self::Never,
+        }
+    }
+}
+
+/// One consumer at the merchant's checkout: presses the button up to [`CHECKOUT_TRIES`] times
+/// until the shop answers with a page. `None`: no page (a failed checkout).
+async fn check_out(http: &reqwest::Client, url: &str) -> Option<String> {
+    for _ in 0..CHECKOUT_TRIES {
+        let page = match http.post(url).send().await {
+            Ok(answer) if answer.status().is_success() => {
+                let location = answer
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let body: serde_json::Value = answer.json().await.unwrap_or_default();
+                location.or_else(|| body["redirect_url"].as_str().map(str::to_owned))
+            }
+            Ok(answer) => {
+                eprintln!("checkout: {url} answered {}", answer.status());
+                None
+            }
+            Err(e) => {
+                eprintln!("checkout: {url}: {e}");
+                None
+            }
+        };
+        if page.is_some() {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    None
+}
+
+/// Opens `page` after `after` simulated seconds on the double's clock.
+async fn open_later(double: &Double, http: &reqwest::Client, page: &str, after: Duration) {
+    let at = double.clock.now().saturating_add(after);
+    while double.clock.now() < at {
+        tokio::time::sleep(double.clock.real_until(at).min(Duration::from_secs(1))).await;
+    }
+    let _opened = http.get(page).send().await;
+}
+
+/// Consumers arrive at `url`, `rate` a second, and open the page they are sent to (as people
+/// do, unless `at_once`); then the verdict ([`klarna_double::world::Truth::line`]) is printed
+/// every few seconds until every page to be opened was, and every session opened settled.
+async fn shop_at(double: Arc<Double>, url: String, checkouts: u32, rate: f64, at_once: bool) {
     let http = reqwest::Client::new();
     let gap = Duration::from_secs_f64(1.0 / rate.max(0.001));
-    let mut sent = 0;
-    while sent < checkouts {
+    let mut rng = Rng::derive(double.config.seed, u64::MAX - 1);
+    let mut failed = 0_u64;
+    let mut openings = tokio::task::JoinSet::new();
+    for _ in 0..checkouts {
         tokio::time::sleep(gap).await;
-        let Ok(answer) = http.post(&url).send().await else {
-            eprintln!("checkout: {url} does not answer yet");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(page) = check_out(&http, &url).await else {
+            failed += 1;
             continue;
         };
-        let location = answer
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body: serde_json::Value = answer.json().await.unwrap_or_default();
-        let page = location.or_else(|| body["redirect_url"].as_str().map(str::to_owned));
-        let Some(page) = page else {
-            eprintln!("checkout: no redirect_url in the answer");
-            continue;
+        let opening = if at_once {
+            Opening::Now
+        } else {
+            Opening::draw(&mut rng)
         };
-        let _opened = http.get(&page).send().await;
-        sent += 1;
+        let (double, http) = (Arc::clone(&double), http.clone());
+        openings.spawn(async move {
+            match opening {
+                Opening::Now => open_later(&double, &http, &page, Duration::ZERO).await,
+                Opening::Later(after) => open_later(&double, &http, &page, after).await,
+                Opening::Twice(after) => {
+                    open_later(&double, &http, &page, Duration::ZERO).await;
+                    open_later(&double, &http, &page, after).await;
+                }
+                Opening::Never => {}
+            }
+        });
     }
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let Ok(answer) = http.get(&truth).send().await else {
-            continue;
-        };
-        let t: serde_json::Value = answer.json().await.unwrap_or_default();
-        eprintln!(
-            "{} sessions: paid {} (one order: {}), orders twice {}, paid released {}, \
-             tokens expired {}, to release {} (released once: {}), unsettled {}, wrong {}",
-            t["sessions"],
-            t["paid"],
-            t["paid_with_one_order"],
-            t["orders_twice"],
-            t["paid_released"],
-            t["tokens_expired_unused"],
-            t["to_release"],
-            t["released_once"],
-            t["unsettled"],
-            t["wrong"]
-        );
-        if t["unsettled"] == 0 {
+        while openings.try_join_next().is_some() {}
+        let truth = double.world.lock().truth(double.clock.now(), false);
+        let line = truth.line(failed);
+        if truth.unsettled == 0 && openings.is_empty() {
+            eprintln!("settled: {line}");
             return;
         }
+        eprintln!("{line}");
     }
 }
 
@@ -138,8 +210,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
         Timestamp::UNIX_EPOCH.saturating_add(since)
     };
+    let seed = args.seed.unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        now.as_secs() ^ u64::from(now.subsec_nanos()).rotate_left(32)
+    });
     let config = DoubleConfig {
-        seed: args.seed,
+        seed,
         speed: args.speed,
         start,
         limit: args.limit,
@@ -158,18 +236,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         server_errors: args.server_errors,
         throttled: args.throttled,
         lost_order_answers: args.lost_order_answers,
+        timestamp_digits: args.timestamp_digits,
         ..DoubleConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let (double, server) = klarna_double::serve(listener, config)?;
     eprintln!(
-        "klarna-double on {} (speed {})",
+        "klarna-double on {} (speed {}, seed {seed}; limits a second: {} other operations, {} \
+         per create call)",
         double.base_url,
-        double.clock.speed()
+        double.clock.speed(),
+        args.limit,
+        args.create_limit,
     );
     if let Some(url) = args.checkout_url {
-        let truth = format!("{}/admin/truth", double.base_url);
-        tokio::spawn(shop_at(url, args.checkouts, args.rate, truth));
+        let at_once = args.all_open_at_once;
+        tokio::spawn(shop_at(
+            Arc::clone(&double),
+            url,
+            args.checkouts,
+            args.rate,
+            at_once,
+        ));
     }
     server.await?;
     Ok(())

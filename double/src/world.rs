@@ -42,6 +42,12 @@ pub struct Session {
     pub opened: bool,
     /// Orders created by the merchant with the token, and when.
     pub orders: Vec<Timestamp>,
+    /// Create-order calls with the token refused because the payment session already had an
+    /// order (only one order per payment session succeeds): the merchant asked for the money
+    /// twice, and the truth counts it.
+    pub orders_refused: u32,
+    /// When the merchant cancelled the authorization (`DELETE /payments/v1/authorizations/…`).
+    pub authorization_cancelled: Option<Timestamp>,
     /// `DELETE` calls answered 204.
     pub disables: u32,
     /// What the merchant's shop was told, by kind, with the idempotency keys seen.
@@ -63,10 +69,36 @@ pub struct Shop {
 }
 
 /// A payment session (Klarna Payments) the HPP session pays for.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PaymentSession {
-    /// The HPP session created for it.
-    pub hpp_session_id: Option<String>,
+    /// The HPP sessions created for it: Klarna allows several (calling it bad practice), and
+    /// only one order per payment session succeeds.
+    pub hpp_sessions: Vec<String>,
+    /// When it was created (the double has no update call): it expires
+    /// [`PAYMENT_SESSION_LIFETIME`] later.
+    pub created_at: Timestamp,
+}
+
+/// A payment session is valid for 48 hours after its last update
+/// (<https://docs.klarna.com/payments/web-payments/integrate-with-klarna-payments/integrate-via-sdk/step-1-initiate-a-payment/>):
+/// then it reads 404, and no HPP session can be created for it.
+pub const PAYMENT_SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_hours(48);
+
+impl PaymentSession {
+    /// A payment session created at `now`.
+    #[must_use]
+    pub fn new(now: Timestamp) -> Self {
+        Self {
+            hpp_sessions: Vec::new(),
+            created_at: now,
+        }
+    }
+
+    /// Whether it has expired at `now`.
+    #[must_use]
+    pub fn expired(&self, now: Timestamp) -> bool {
+        now >= self.created_at.saturating_add(PAYMENT_SESSION_LIFETIME)
+    }
 }
 
 /// Requests refused over the limit, by what they were.
@@ -112,28 +144,78 @@ pub struct World {
 pub enum OrderAnswer {
     /// 200: an order was created.
     Created,
-    /// 404: the token is unknown, not yet issued, or older than its 60 minutes.
+    /// 404: the token is unknown, not yet issued, older than its 60 minutes, or cancelled.
     InvalidToken,
+    /// 400: the payment session already has an order (a successful order closes it). The
+    /// attempt is counted against the merchant all the same.
+    PaymentSessionClosed,
 }
 
 impl World {
-    /// Creates an order with `token` at `now`. A token whose payment session already has an
-    /// order creates another one: Klarna does not document de-duplicating create-order, so the
-    /// double takes the harsher reading and the ground truth counts it.
+    /// Creates an order with `token` at `now`. Only one order per payment session succeeds
+    /// ("several authorizations may exist, only one can create an order"): a second one, with
+    /// the same token or another HPP session's, is refused, and counted against the merchant,
+    /// because whether Klarna de-duplicates a repeated create-order is not documented.
     pub fn create_order(&mut self, token: &str, now: Timestamp) -> OrderAnswer {
-        let Some(session) = self
-            .tokens
-            .get(token)
-            .and_then(|id| self.sessions.get_mut(id))
-        else {
+        let Some(id) = self.tokens.get(token).cloned() else {
             return OrderAnswer::InvalidToken;
         };
-        if hpp_sim::token_accepted(&session.scenario.history, now) {
+        let Some(session) = self.sessions.get(&id) else {
+            return OrderAnswer::InvalidToken;
+        };
+        if session.authorization_cancelled.is_some()
+            || !hpp_sim::token_accepted(&session.scenario.history, now)
+        {
+            return OrderAnswer::InvalidToken;
+        }
+        let closed = self.payment_ordered(&session.payment_session_id);
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return OrderAnswer::InvalidToken;
+        };
+        if closed {
+            session.orders_refused += 1;
+            OrderAnswer::PaymentSessionClosed
+        } else {
             session.orders.push(now);
             OrderAnswer::Created
-        } else {
-            OrderAnswer::InvalidToken
         }
+    }
+
+    /// Whether any HPP session of the payment session has an order.
+    #[must_use]
+    pub fn payment_ordered(&self, payment_session_id: &str) -> bool {
+        self.payment_sessions
+            .get(payment_session_id)
+            .is_some_and(|p| {
+                p.hpp_sessions
+                    .iter()
+                    .filter_map(|id| self.sessions.get(id))
+                    .any(|s| !s.orders.is_empty())
+            })
+    }
+
+    /// The merchant cancels the authorization `token` at `now`
+    /// (`DELETE /payments/v1/authorizations/{token}`): `true` (204) for a token that could
+    /// still create an order; `false` (404) for one unknown, dead, used or cancelled already.
+    pub fn cancel_authorization(&mut self, token: &str, now: Timestamp) -> bool {
+        let Some(id) = self.tokens.get(token).cloned() else {
+            return false;
+        };
+        let ordered = self
+            .sessions
+            .get(&id)
+            .is_some_and(|s| self.payment_ordered(&s.payment_session_id));
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return false;
+        };
+        if ordered
+            || session.authorization_cancelled.is_some()
+            || !hpp_sim::token_accepted(&session.scenario.history, now)
+        {
+            return false;
+        }
+        session.authorization_cancelled = Some(now);
+        true
     }
 
     /// The merchant's `DELETE` at `now`.
@@ -163,12 +245,18 @@ impl World {
         let mut verdicts = Vec::new();
         let mut delays = Vec::new();
         for (id, session) in &self.sessions {
-            if !session.opened {
-                truth.not_opened += 1;
-                continue;
-            }
-            let verdict = Verdict::of(session, now);
-            truth.count(&verdict);
+            let paid_elsewhere = self
+                .payment_sessions
+                .get(&session.payment_session_id)
+                .is_some_and(|p| {
+                    p.hpp_sessions
+                        .iter()
+                        .filter(|other| *other != id)
+                        .filter_map(|other| self.sessions.get(other))
+                        .any(|s| !s.orders.is_empty())
+                });
+            let verdict = Verdict::of(session, paid_elsewhere, now);
+            truth.count(&verdict, session.opened);
             delays.extend(verdict.order_delay_s);
             if with_sessions {
                 verdicts.push((id.clone(), verdict));
@@ -211,6 +299,66 @@ pub struct Verdict {
     pub problem: Option<String>,
     #[serde(skip)]
     kind: Kind,
+    #[serde(skip)]
+    wrong: Option<Problem>,
+    /// How a paid session was settled without its own order.
+    #[serde(skip)]
+    paid_otherwise: PaidOtherwise,
+}
+
+/// What the merchant got wrong in one session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Problem {
+    /// A second order was asked for (created, or refused because the payment session had one).
+    OrderTwice,
+    /// An order was asked beside the one Klarna placed.
+    OrderBesideKlarnas,
+    /// A paid cart was released.
+    PaidReleased,
+    /// The token's hour ended with no order.
+    TokenDead,
+    /// Another order id than Klarna's was recorded.
+    OtherOrderRecorded,
+    /// An unpaid session was treated as paid.
+    UnpaidTreatedAsPaid,
+    /// The cart was released twice.
+    ReleasedTwice,
+    /// The cart was released for another reason than the history's.
+    WrongReason,
+}
+
+impl Problem {
+    /// What went wrong, in words, for the per-session verdict.
+    fn describe(self, releases: &[String], expected: &Expected) -> String {
+        match self {
+            Self::OrderTwice => "an order was asked twice".to_owned(),
+            Self::OrderBesideKlarnas => "an order was asked beside Klarna's".to_owned(),
+            Self::PaidReleased => "a paid cart was released".to_owned(),
+            Self::TokenDead => "the token expired unused".to_owned(),
+            Self::OtherOrderRecorded => "another order id was recorded".to_owned(),
+            Self::UnpaidTreatedAsPaid => "an unpaid session was treated as paid".to_owned(),
+            Self::ReleasedTwice => "the cart was released twice".to_owned(),
+            Self::WrongReason => format!(
+                "released as {}, not {}",
+                releases.first().map_or("", String::as_str),
+                match expected {
+                    Expected::Release(reason) => reason.as_str(),
+                    _ => "",
+                }
+            ),
+        }
+    }
+}
+
+/// A paid session settled without an order of its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum PaidOtherwise {
+    #[default]
+    No,
+    /// Another HPP session of the same payment session has the order.
+    ByAnotherSession,
+    /// The merchant cancelled the authorization (it decided not to fulfil).
+    AuthorizationCancelled,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -223,64 +371,78 @@ enum Kind {
 }
 
 impl Verdict {
-    fn of(session: &Session, now: Timestamp) -> Self {
+    /// `paid_elsewhere`: another HPP session of its payment session has the order.
+    fn of(session: &Session, paid_elsewhere: bool, now: Timestamp) -> Self {
         let expected = oracle::expected(&session.scenario.history);
         let orders = u32::try_from(session.orders.len()).unwrap_or(u32::MAX);
+        let asked = orders.saturating_add(session.orders_refused);
         let releases: Vec<String> = session.shop.releases.values().cloned().collect();
         let recorded = u32::try_from(session.shop.recorded.len()).unwrap_or(u32::MAX);
         let reviews = u32::try_from(session.shop.reviews.len()).unwrap_or(u32::MAX);
-        let paid_elsewhere = recorded + reviews;
+        let paid_otherwise = recorded + reviews;
+        let mut otherwise = PaidOtherwise::No;
         let (kind, settled, problem) = match &expected {
             Expected::PlaceOrder { place_by, .. } => {
-                let problem = if orders > 1 {
-                    Some("an order was created twice".to_owned())
-                } else if !releases.is_empty() {
-                    Some("a paid cart was released".to_owned())
-                } else if orders == 0 && place_by.is_some_and(|by| now >= by) {
-                    Some("the token expired unused".to_owned())
+                if orders == 0 && session.authorization_cancelled.is_some() {
+                    otherwise = PaidOtherwise::AuthorizationCancelled;
+                } else if orders == 0 && paid_elsewhere {
+                    otherwise = PaidOtherwise::ByAnotherSession;
+                }
+                // A refused create-order was refused because the payment session already had
+                // an order: a second one asked for one cart, in this HPP session or another.
+                let problem = if orders > 1 || session.orders_refused > 0 {
+                    Some(Problem::OrderTwice)
+                } else if !releases.is_empty() && otherwise == PaidOtherwise::No {
+                    Some(Problem::PaidReleased)
+                } else if orders == 0
+                    && otherwise == PaidOtherwise::No
+                    && place_by.is_some_and(|by| now >= by)
+                {
+                    Some(Problem::TokenDead)
                 } else {
                     None
                 };
-                (Kind::Paid, orders >= 1, problem)
+                (
+                    Kind::Paid,
+                    orders >= 1 || otherwise != PaidOtherwise::No,
+                    problem,
+                )
             }
             Expected::RecordOrder { order_id, .. } => {
-                let problem = if orders > 0 {
-                    Some("an order was created beside Klarna's".to_owned())
+                let problem = if asked > 0 {
+                    Some(Problem::OrderBesideKlarnas)
                 } else if !releases.is_empty() {
-                    Some("a paid cart was released".to_owned())
+                    Some(Problem::PaidReleased)
                 } else if session
                     .shop
                     .recorded
                     .values()
                     .any(|o| o != order_id.as_str())
                 {
-                    Some("another order id was recorded".to_owned())
+                    Some(Problem::OtherOrderRecorded)
                 } else {
                     None
                 };
                 (Kind::Recorded, recorded >= 1, problem)
             }
             Expected::ReviewCompletion => {
-                let problem = (!releases.is_empty()).then(|| "a paid cart was released".to_owned());
+                let problem = (!releases.is_empty()).then_some(Problem::PaidReleased);
                 (Kind::Review, reviews >= 1, problem)
             }
             Expected::Release(reason) => {
-                let problem = if orders > 0 || paid_elsewhere > 0 {
-                    Some("an unpaid session was treated as paid".to_owned())
+                let problem = if asked > 0 || paid_otherwise > 0 {
+                    Some(Problem::UnpaidTreatedAsPaid)
                 } else if releases.len() > 1 {
-                    Some("the cart was released twice".to_owned())
+                    Some(Problem::ReleasedTwice)
                 } else if releases.first().is_some_and(|r| r != reason.as_str()) {
-                    Some(format!(
-                        "released as {}, not {}",
-                        releases[0],
-                        reason.as_str()
-                    ))
+                    Some(Problem::WrongReason)
                 } else {
                     None
                 };
                 (Kind::Released, releases.len() == 1, problem)
             }
         };
+        let problem_text = problem.map(|p| p.describe(&releases, &expected));
         let authorized = session
             .scenario
             .history
@@ -301,8 +463,10 @@ impl Verdict {
             reviews,
             settled,
             ok: settled && problem.is_none(),
-            problem,
+            problem: problem_text,
             kind,
+            wrong: problem,
+            paid_otherwise: otherwise,
         }
     }
 }
@@ -339,13 +503,22 @@ pub struct Truth {
     pub now: String,
     /// Sessions created.
     pub sessions: u64,
-    /// ...of which no consumer opened (the merchant never handed the page over): not judged.
+    /// ...of which no consumer opened (the merchant never handed the page over, or the person
+    /// never came): judged for what the merchant did wrong, never counted unsettled (such a
+    /// session waits for its expiry or the merchant's disable).
     pub not_opened: u64,
+    /// ...of those, carts released once, for the right reason.
+    pub not_opened_released: u64,
     /// Sessions whose history calls for an order placed with the token.
     pub paid: u64,
     /// ...of which have exactly one order.
     pub paid_with_one_order: u64,
-    /// Sessions with more than one order (or an order beside Klarna's own).
+    /// ...of which another HPP session of the same payment session has the order (only one
+    /// can succeed: the other authorization is no dead token).
+    pub paid_by_another_session: u64,
+    /// ...of which the merchant cancelled the authorization (it decided not to fulfil).
+    pub authorizations_cancelled: u64,
+    /// Sessions with more than one order asked (or an order beside Klarna's own).
     pub orders_twice: u64,
     /// Paid sessions (any completion) whose cart was released.
     pub paid_released: u64,
@@ -383,31 +556,43 @@ pub struct Truth {
 }
 
 impl Truth {
-    fn count(&mut self, v: &Verdict) {
-        let ok = u64::from(v.problem.is_none());
-        match v.kind {
-            Kind::Paid => {
-                self.paid += 1;
-                self.paid_with_one_order += u64::from(v.orders == 1 && v.problem.is_none());
+    fn count(&mut self, v: &Verdict, opened: bool) {
+        let ok = u64::from(v.wrong.is_none());
+        if opened {
+            match v.kind {
+                Kind::Paid => {
+                    self.paid += 1;
+                    self.paid_with_one_order += u64::from(v.orders == 1) * ok;
+                    self.paid_by_another_session +=
+                        u64::from(v.paid_otherwise == PaidOtherwise::ByAnotherSession) * ok;
+                    self.authorizations_cancelled +=
+                        u64::from(v.paid_otherwise == PaidOtherwise::AuthorizationCancelled) * ok;
+                }
+                Kind::Released => {
+                    self.to_release += 1;
+                    self.released_once += u64::from(v.settled) * ok;
+                }
+                Kind::Recorded => {
+                    self.klarna_orders.0 += 1;
+                    self.klarna_orders.1 += u64::from(v.settled) * ok;
+                }
+                Kind::Review => {
+                    self.reviews.0 += 1;
+                    self.reviews.1 += u64::from(v.settled) * ok;
+                }
             }
-            Kind::Released => {
-                self.to_release += 1;
-                self.released_once += u64::from(v.settled) * ok;
-            }
-            Kind::Recorded => {
-                self.klarna_orders.0 += 1;
-                self.klarna_orders.1 += u64::from(v.settled) * ok;
-            }
-            Kind::Review => {
-                self.reviews.0 += 1;
-                self.reviews.1 += u64::from(v.settled) * ok;
-            }
+            self.unsettled += u64::from(!v.settled);
+        } else {
+            self.not_opened += 1;
+            self.not_opened_released += u64::from(v.settled) * ok;
         }
-        let problem = v.problem.as_deref().unwrap_or("");
-        self.orders_twice += u64::from(problem.starts_with("an order was created"));
-        self.paid_released += u64::from(problem == "a paid cart was released");
-        self.tokens_expired_unused += u64::from(problem == "the token expired unused");
-        self.unsettled += u64::from(!v.settled);
+        let problem = v.wrong;
+        self.orders_twice += u64::from(matches!(
+            problem,
+            Some(Problem::OrderTwice | Problem::OrderBesideKlarnas)
+        ));
+        self.paid_released += u64::from(problem == Some(Problem::PaidReleased));
+        self.tokens_expired_unused += u64::from(problem == Some(Problem::TokenDead));
         self.wrong += 1 - ok;
     }
 
@@ -415,6 +600,43 @@ impl Truth {
     #[must_use]
     pub fn all_ok(&self) -> bool {
         self.unsettled == 0 && self.wrong == 0 && self.over_limit.orders == 0
+    }
+
+    /// The verdict as one line, for a run whose consumers pressed the checkout button and got
+    /// no page `checkouts_failed` times: every paying consumer by how they were paid, what went
+    /// wrong with money, the money calls refused over the limit, and what is not settled. It
+    /// ends `ok` only if [`Truth::all_ok`] and no checkout failed.
+    #[must_use]
+    pub fn line(&self, checkouts_failed: u64) -> String {
+        let paying = self.paid + self.klarna_orders.0 + self.reviews.0;
+        let ok = self.all_ok() && checkouts_failed == 0;
+        format!(
+            "{} sessions ({} not opened, {} checkouts failed): {paying} consumers paid \
+             (by token {}: one order {}, ordered in another session {}, authorization \
+             cancelled {}; Klarna's order {}, recorded {}; to review {}, handed over {}); \
+             {} not paid (released once {}); money wrong: orders twice {}, paid carts \
+             released {}, tokens dead {}; money calls refused {}; unsettled {}, wrong {}: {}",
+            self.sessions,
+            self.not_opened,
+            checkouts_failed,
+            self.paid,
+            self.paid_with_one_order,
+            self.paid_by_another_session,
+            self.authorizations_cancelled,
+            self.klarna_orders.0,
+            self.klarna_orders.1,
+            self.reviews.0,
+            self.reviews.1,
+            self.to_release,
+            self.released_once,
+            self.orders_twice,
+            self.paid_released,
+            self.tokens_expired_unused,
+            self.over_limit.orders,
+            self.unsettled,
+            self.wrong,
+            if ok { "ok" } else { "NOT OK" },
+        )
     }
 }
 
@@ -424,6 +646,22 @@ mod tests {
     use hpp_session::ReleaseReason;
     use hpp_sim::{SimConfig, Simulator};
     use std::time::Duration;
+
+    /// `scenario` as an opened session of the payment session `p`.
+    fn opened_in_p(scenario: hpp_sim::Scenario) -> Session {
+        Session {
+            scenario,
+            urls: MerchantUrls::default(),
+            payment_session_id: "p".to_owned(),
+            simulator: (SimConfig::DEFAULT, 0),
+            opened: true,
+            orders: Vec::new(),
+            orders_refused: 0,
+            authorization_cancelled: None,
+            disables: 0,
+            shop: Shop::default(),
+        }
+    }
 
     /// The first scenario whose oracle says `wanted`, as an opened session of a world.
     fn world_with(wanted: impl Fn(&Expected) -> bool) -> (World, String) {
@@ -437,19 +675,16 @@ mod tests {
         if let Some(token) = &scenario.history.completion.authorization_token {
             world.tokens.insert(token.to_string(), id.clone());
         }
-        world.sessions.insert(
-            id.clone(),
-            Session {
-                scenario,
-                urls: MerchantUrls::default(),
-                payment_session_id: "p".to_owned(),
-                simulator: (SimConfig::DEFAULT, 0),
-                opened: true,
-                orders: Vec::new(),
-                disables: 0,
-                shop: Shop::default(),
-            },
-        );
+        world.sessions.insert(id.clone(), opened_in_p(scenario));
+        world
+            .payment_sessions
+            .insert("p".to_owned(), PaymentSession::new(Timestamp::UNIX_EPOCH));
+        world
+            .payment_sessions
+            .get_mut("p")
+            .expect("p")
+            .hpp_sessions
+            .push(id.clone());
         (world, id)
     }
 
@@ -486,7 +721,7 @@ mod tests {
     }
 
     #[test]
-    fn a_second_order_is_counted_never_hidden() {
+    fn a_second_order_is_refused_and_counted_never_hidden() {
         let (mut world, id) = world_with(|e| matches!(e, Expected::PlaceOrder { .. }));
         let (at, token) = authorized(&world, &id);
         assert_eq!(
@@ -495,11 +730,103 @@ mod tests {
         );
         assert_eq!(
             world.create_order(&token, at.saturating_add(MINUTE)),
-            OrderAnswer::Created
+            OrderAnswer::PaymentSessionClosed,
+            "a successful order closes the payment session"
         );
+        assert_eq!(world.sessions[&id].orders.len(), 1);
         let t = world.truth(at.saturating_add(2 * MINUTE), false);
         assert_eq!((t.orders_twice, t.paid_with_one_order, t.wrong), (1, 0, 1));
         assert!(!t.all_ok());
+    }
+
+    /// A second HPP session of the same payment session (Klarna allows it, as bad practice):
+    /// its consumer authorizes too, and the order made with the first's token settles both.
+    /// Its own token is refused an order, and is no dead token.
+    #[test]
+    fn money_is_judged_per_payment_session() {
+        let (mut world, first) = world_with(|e| matches!(e, Expected::PlaceOrder { .. }));
+        let (at, token) = authorized(&world, &first);
+        // The second: another paid history, in the same payment session.
+        let (other_world, second) = {
+            let simulator = Simulator::new(SimConfig::DEFAULT, 6);
+            let scenario = (0..10_000)
+                .map(|i| simulator.scenario(i))
+                .find(|s| matches!(oracle::expected(&s.history), Expected::PlaceOrder { .. }))
+                .expect("a paid scenario");
+            let id = scenario.history.session_id.to_string();
+            let mut w = World::default();
+            w.sessions.insert(id.clone(), opened_in_p(scenario));
+            (w, id)
+        };
+        for (id, session) in other_world.sessions {
+            if let Some(t) = &session.scenario.history.completion.authorization_token {
+                world.tokens.insert(t.to_string(), id.clone());
+            }
+            world.sessions.insert(id, session);
+        }
+        world
+            .payment_sessions
+            .get_mut("p")
+            .expect("p")
+            .hpp_sessions
+            .push(second.clone());
+        let (second_at, second_token) = authorized(&world, &second);
+        assert_eq!(world.create_order(&token, at), OrderAnswer::Created);
+        assert!(world.payment_ordered("p"));
+        let late = at.max(second_at).saturating_add(2 * 60 * MINUTE);
+        let t = world.truth(late, true);
+        assert_eq!(
+            (t.paid, t.paid_with_one_order, t.paid_by_another_session),
+            (2, 1, 1)
+        );
+        assert_eq!((t.tokens_expired_unused, t.unsettled, t.wrong), (0, 0, 0));
+        assert!(t.all_ok());
+        assert_eq!(
+            world.create_order(&second_token, second_at),
+            OrderAnswer::PaymentSessionClosed,
+            "only one order per payment session"
+        );
+        let t = world.truth(late, false);
+        assert_eq!(
+            (t.orders_twice, t.wrong),
+            (1, 1),
+            "asked twice for one cart"
+        );
+    }
+
+    #[test]
+    fn a_cancelled_authorization_settles_a_paid_session_and_refuses_its_order() {
+        let (mut world, id) = world_with(|e| matches!(e, Expected::PlaceOrder { .. }));
+        let (at, token) = authorized(&world, &id);
+        assert!(!world.cancel_authorization("unknown", at));
+        assert!(
+            !world.cancel_authorization(&token, at.saturating_add(60 * MINUTE)),
+            "a dead token"
+        );
+        assert!(world.cancel_authorization(&token, at.saturating_add(MINUTE)));
+        assert!(
+            !world.cancel_authorization(&token, at.saturating_add(MINUTE)),
+            "twice"
+        );
+        assert_eq!(
+            world.create_order(&token, at.saturating_add(2 * MINUTE)),
+            OrderAnswer::InvalidToken
+        );
+        let t = world.truth(at.saturating_add(120 * MINUTE), false);
+        assert_eq!(
+            (
+                t.authorizations_cancelled,
+                t.tokens_expired_unused,
+                t.unsettled,
+                t.wrong
+            ),
+            (1, 0, 0, 0),
+            "the merchant decided not to fulfil: no dead token"
+        );
+        let (mut world, id) = world_with(|e| matches!(e, Expected::PlaceOrder { .. }));
+        let (at, token) = authorized(&world, &id);
+        assert_eq!(world.create_order(&token, at), OrderAnswer::Created);
+        assert!(!world.cancel_authorization(&token, at), "a used token");
     }
 
     #[test]
@@ -552,7 +879,7 @@ mod tests {
     }
 
     #[test]
-    fn a_paid_cart_released_is_wrong_and_an_unopened_session_is_not_judged() {
+    fn a_paid_cart_released_is_wrong() {
         let (mut world, id) = world_with(|e| matches!(e, Expected::RecordOrder { .. }));
         let now = world.sessions[&id].scenario.history.expires_at;
         let session = world.sessions.get_mut(&id).expect("the session");
@@ -562,9 +889,49 @@ mod tests {
             .insert("k".to_owned(), "EXPIRED".to_owned());
         let t = world.truth(now, false);
         assert_eq!((t.paid_released, t.wrong), (1, 1));
+    }
+
+    /// A session nobody opened is counted and judged for what the merchant did, but never
+    /// unsettled: it waits for its expiry or the merchant's disable.
+    #[test]
+    fn an_unopened_session_is_judged_never_unsettled() {
+        let (mut world, id) =
+            world_with(|e| matches!(e, Expected::Release(ReleaseReason::Expired)));
+        let now = world.sessions[&id].scenario.history.expires_at;
         world.sessions.get_mut(&id).expect("the session").opened = false;
         let t = world.truth(now, false);
-        assert_eq!((t.not_opened, t.wrong, t.unsettled), (1, 0, 0));
+        assert_eq!(
+            (t.not_opened, t.unsettled, t.wrong, t.to_release),
+            (1, 0, 0, 0)
+        );
+        let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
+        shop.releases.insert("k".to_owned(), "EXPIRED".to_owned());
+        let t = world.truth(now, false);
+        assert_eq!((t.not_opened_released, t.wrong), (1, 0));
+        let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
+        shop.releases.insert("k2".to_owned(), "EXPIRED".to_owned());
+        let t = world.truth(now, false);
+        assert_eq!((t.not_opened_released, t.wrong), (0, 1), "released twice");
+    }
+
+    #[test]
+    fn the_line_says_ok_only_when_no_money_is_wrong_nothing_is_unsettled_and_no_checkout_failed() {
+        let (mut world, id) = world_with(|e| matches!(e, Expected::PlaceOrder { .. }));
+        let (at, token) = authorized(&world, &id);
+        let line = world.truth(at, false).line(0);
+        assert!(line.ends_with("unsettled 1, wrong 0: NOT OK"), "{line}");
+        assert_eq!(world.create_order(&token, at), OrderAnswer::Created);
+        let t = world.truth(at, false);
+        let line = t.line(0);
+        assert!(line.starts_with("1 sessions (0 not opened, 0 checkouts failed): 1 consumers paid (by token 1: one order 1,"), "{line}");
+        assert!(line.ends_with(": ok"), "{line}");
+        assert!(t.line(1).ends_with("NOT OK"), "a failed checkout");
+        world.over_limit.orders = 1;
+        let line = world.truth(at, false).line(0);
+        assert!(
+            line.contains("money calls refused 1;") && line.ends_with("NOT OK"),
+            "{line}"
+        );
     }
 
     /// What the merchant did for one session, and what the truth must count for it, written

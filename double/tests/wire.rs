@@ -38,13 +38,24 @@ async fn double_with(
     std::sync::Arc<klarna_double::Double>,
     tokio::task::JoinHandle<()>,
 ) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = DoubleConfig {
+    double_on(DoubleConfig {
         limit,
         create_limit,
         ..DoubleConfig::default()
-    };
+    })
+    .await
+}
+
+/// A double on a loopback port with `config`.
+async fn double_on(
+    config: DoubleConfig,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<klarna_double::Double>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let (double, server) = klarna_double::serve(listener, config).unwrap();
     (addr, double, server)
 }
@@ -256,4 +267,156 @@ async fn a_session_lives_from_when_its_page_is_opened() {
     })
     .await
     .unwrap();
+}
+
+/// A payment session's id, freshly created.
+fn create_payment(addr: std::net::SocketAddr) -> String {
+    let payment = raw(addr, "POST", "/payments/v1/sessions", "{}");
+    let id = payment.split("\"session_id\":\"").nth(1).unwrap();
+    id.split('"').next().unwrap().to_owned()
+}
+
+/// An HPP session for `payment`: the answer's status and the session's id (empty on an error).
+fn create_hpp_for(addr: std::net::SocketAddr, payment: &str) -> (u16, String) {
+    let body =
+        format!(r#"{{"payment_session_url":"http://{addr}/payments/v1/sessions/{payment}"}}"#);
+    let hpp = raw(addr, "POST", "/hpp/v1/sessions", &body);
+    let id = hpp
+        .split("\"session_id\":\"")
+        .nth(1)
+        .and_then(|id| id.split('"').next())
+        .unwrap_or_default();
+    (status(&hpp), id.to_owned())
+}
+
+/// A payment session may have several HPP sessions (Klarna calls it bad practice, and allows
+/// it: <https://docs.klarna.com/hosted-payment-page/api-documentation/create-session/>), and
+/// only one order per payment session succeeds ("several authorizations may exist, only one can
+/// create an order"): the second consumer's token is refused 400 and the payment session reads
+/// `complete`. A merchant that will not fulfil cancels the authorization
+/// (`DELETE /payments/v1/authorizations/{token}`, 204;
+/// <https://docs.klarna.com/api/payments/#operation/cancelAuthorization>), after which the token
+/// places no order; the truth counts neither as a dead token. A payment session expires 48 hours
+/// after its last update, and then reads 404 and takes no new HPP session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_sessions_hold_several_hpp_sessions_one_order_and_expire() {
+    let (addr, double, _server) = double_with(10_000, 10_000).await;
+    let truth = tokio::task::spawn_blocking(move || {
+        let payments: Vec<String> = (0..40).map(|_| create_payment(addr)).collect();
+        let mut hpp = Vec::new();
+        for (n, payment) in payments.iter().enumerate() {
+            for _ in 0..2 {
+                let (code, id) = create_hpp_for(addr, payment);
+                assert_eq!(code, 201, "a second HPP session is allowed");
+                hpp.push((n, id));
+            }
+        }
+        for (_, id) in &hpp {
+            assert_eq!(status(&raw(addr, "GET", &format!("/hpp/{id}"), "")), 200);
+        }
+        let mut answers = std::collections::HashMap::<usize, Vec<u16>>::new();
+        let mut cancelled = 0;
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..60 {
+            for (n, id) in &hpp {
+                let session = read(addr, id);
+                // A token with Klarna's own order is not the merchant's to place.
+                let Some(token) = session["authorization_token"]
+                    .as_str()
+                    .filter(|_| session["order_id"].is_null())
+                else {
+                    continue;
+                };
+                if !seen.insert(id.clone()) {
+                    continue;
+                }
+                if n % 4 == 3 && !answers.contains_key(n) {
+                    // This merchant decides not to fulfil this cart.
+                    let path = format!("/payments/v1/authorizations/{token}");
+                    assert_eq!(status(&raw(addr, "DELETE", &path, "")), 204);
+                    assert_eq!(status(&raw(addr, "DELETE", &path, "")), 404, "twice");
+                    let order = format!("/payments/v1/authorizations/{token}/order");
+                    assert_eq!(status(&raw(addr, "POST", &order, "{}")), 404);
+                    cancelled += 1;
+                    answers.insert(*n, vec![]);
+                    continue;
+                }
+                let path = format!("/payments/v1/authorizations/{token}/order");
+                let answer = raw(addr, "POST", &path, "{}");
+                answers.entry(*n).or_default().push(status(&answer));
+                let payment = raw(
+                    addr,
+                    "GET",
+                    &format!("/payments/v1/sessions/{}", payments[*n]),
+                    "",
+                );
+                assert!(payment.contains("\"complete\""), "{payment}");
+            }
+            advance(addr, 300);
+        }
+        let twice: Vec<&Vec<u16>> = answers.values().filter(|a| a.len() == 2).collect();
+        assert!(!twice.is_empty() && cancelled > 0, "{answers:?}");
+        for a in answers.values() {
+            assert!(a.is_empty() || a[0] == 200, "{answers:?}");
+            assert!(a.iter().skip(1).all(|&s| s == 400), "{answers:?}");
+        }
+        // Expiry: 48 hours after the payment session's creation.
+        let fresh = create_payment(addr);
+        advance(addr, 48 * 3_600);
+        let read = raw(addr, "GET", &format!("/payments/v1/sessions/{fresh}"), "");
+        assert_eq!(status(&read), 404, "{read}");
+        assert_eq!(create_hpp_for(addr, &fresh).0, 400);
+        (twice.len() as u64, cancelled)
+    })
+    .await
+    .unwrap();
+    let (twice, cancelled) = truth;
+    let t = double.world.lock().truth(double.clock.now(), false);
+    assert_eq!(t.orders_twice, twice, "a second order asked is counted");
+    assert_eq!(t.authorizations_cancelled, cancelled);
+    assert_eq!(t.tokens_expired_unused, 0, "{}", t.line(0));
+}
+
+/// Timestamps in Klarna's form by default (3 fractional digits), and in the other valid forms
+/// on demand, for a parser's tests: 0 and 9 digits, in reads and in the create's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_come_in_the_form_asked() {
+    for (digits, fraction) in [
+        (klarna_double::TimestampDigits::Zero, 0),
+        (klarna_double::TimestampDigits::Three, 3),
+        (klarna_double::TimestampDigits::Nine, 9),
+    ] {
+        let (addr, _double, _server) = double_on(DoubleConfig {
+            timestamp_digits: digits,
+            ..DoubleConfig::default()
+        })
+        .await;
+        let (create, session) = tokio::task::spawn_blocking(move || {
+            let payment = create_payment(addr);
+            let body = format!(
+                r#"{{"payment_session_url":"http://{addr}/payments/v1/sessions/{payment}"}}"#
+            );
+            let create = raw(addr, "POST", "/hpp/v1/sessions", &body);
+            let id = create.split("\"session_id\":\"").nth(1).unwrap();
+            let id = id.split('"').next().unwrap().to_owned();
+            (create, read(addr, &id))
+        })
+        .await
+        .unwrap();
+        let created: serde_json::Value =
+            serde_json::from_str(create.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        for stamp in [
+            &created["expires_at"],
+            &session["updated_at"],
+            &session["expires_at"],
+        ] {
+            let stamp = stamp.as_str().unwrap();
+            let digits = stamp
+                .trim_end_matches('Z')
+                .rsplit_once('.')
+                .map_or(0, |(_, f)| f.len());
+            assert_eq!(digits, fraction, "{stamp}");
+            assert!(stamp.parse::<hpp_session::Timestamp>().is_ok(), "{stamp}");
+        }
+    }
 }
