@@ -159,7 +159,7 @@ pub(crate) async fn read_payment_session(
     {
         return error(StatusCode::NOT_FOUND, "NOT_FOUND", "Session not found");
     }
-    let status = if world.payment_ordered(&id) {
+    let status = if world.payment_ordered(&id, now) {
         "complete"
     } else {
         "incomplete"
@@ -196,7 +196,7 @@ pub(crate) async fn create_session(
         return error(
             StatusCode::BAD_REQUEST,
             "BAD_VALUE",
-            "payment_session_url: unknown or expired payment session",
+            "payment_session_url: unknown, expired or closed payment session",
         );
     };
     let base = &double.base_url;

@@ -81,8 +81,8 @@ impl Jobs {
 
 impl Double {
     /// Creates an HPP session for a payment session and starts its consumer: `None` if the
-    /// payment session is unknown or expired. A payment session may have several (Klarna
-    /// calls it bad practice, and allows it). Returns its id and `expires_at`.
+    /// payment session is unknown, expired, or closed by its order. A payment session may have
+    /// several (Klarna calls it bad practice, and allows it). Returns its id and `expires_at`.
     pub(crate) fn start_consumer(
         &self,
         payment_session_id: &str,
@@ -91,6 +91,9 @@ impl Double {
         let now = self.clock.now();
         let mut world = self.world.lock();
         let index = world.created;
+        if world.payment_ordered(payment_session_id, now) {
+            return None;
+        }
         let payment = world.payment_sessions.get_mut(payment_session_id)?;
         if payment.expired(now) {
             return None;
@@ -120,6 +123,7 @@ impl Double {
                 opened: false,
                 orders: Vec::new(),
                 orders_refused: 0,
+                orders_refused_closed: 0,
                 authorization_cancelled: None,
                 disables: 0,
                 shop: Shop::default(),

@@ -159,7 +159,11 @@ async fn open_later(double: &Double, http: &reqwest::Client, page: &str, after: 
 /// do, unless `at_once`); then the verdict ([`klarna_double::world::Truth::line`]) is printed
 /// every few seconds until every page to be opened was, and every session opened settled.
 async fn shop_at(double: Arc<Double>, url: String, checkouts: u32, rate: f64, at_once: bool) {
-    let http = reqwest::Client::new();
+    // A shop that accepts the connection and never answers is a failed checkout, not a hang.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
     let gap = Duration::from_secs_f64(1.0 / rate.max(0.001));
     let mut rng = Rng::derive(double.config.seed, u64::MAX - 1);
     let mut failed = 0_u64;

@@ -42,10 +42,15 @@ pub struct Session {
     pub opened: bool,
     /// Orders created by the merchant with the token, and when.
     pub orders: Vec<Timestamp>,
-    /// Create-order calls with the token refused because the payment session already had an
-    /// order (only one order per payment session succeeds): the merchant asked for the money
-    /// twice, and the truth counts it.
+    /// Create-order calls with this session's token refused because the order this token
+    /// stands for exists already (the merchant's own, or the one Klarna placed): the merchant
+    /// asked for the money twice, and the truth counts it (whether Klarna de-duplicates a
+    /// repeated create-order is not documented).
     pub orders_refused: u32,
+    /// Create-order calls with this session's token refused because another HPP session of
+    /// the same payment session has the order: only one authorization can create an order, as
+    /// Klarna documents, so no money moved; counted, not wrong.
+    pub orders_refused_closed: u32,
     /// When the merchant cancelled the authorization (`DELETE /payments/v1/authorizations/…`).
     pub authorization_cancelled: Option<Timestamp>,
     /// `DELETE` calls answered 204.
@@ -168,12 +173,20 @@ impl World {
         {
             return OrderAnswer::InvalidToken;
         }
-        let closed = self.payment_ordered(&session.payment_session_id);
+        let payment = self.payment_sessions.get(&session.payment_session_id);
+        if payment.is_none_or(|p| p.expired(now)) {
+            return OrderAnswer::InvalidToken;
+        }
+        let own = !session.orders.is_empty() || klarnas_order(session, now);
+        let closed = self.payment_ordered(&session.payment_session_id, now);
         let Some(session) = self.sessions.get_mut(&id) else {
             return OrderAnswer::InvalidToken;
         };
-        if closed {
+        if own {
             session.orders_refused += 1;
+            OrderAnswer::PaymentSessionClosed
+        } else if closed {
+            session.orders_refused_closed += 1;
             OrderAnswer::PaymentSessionClosed
         } else {
             session.orders.push(now);
@@ -181,16 +194,18 @@ impl World {
         }
     }
 
-    /// Whether any HPP session of the payment session has an order.
+    /// Whether the payment session has its order at `now`: one the merchant created with any of
+    /// its HPP sessions' tokens, or one Klarna placed itself (a session `COMPLETED` with an
+    /// `order_id`). A successful order closes the payment session.
     #[must_use]
-    pub fn payment_ordered(&self, payment_session_id: &str) -> bool {
+    pub fn payment_ordered(&self, payment_session_id: &str, now: Timestamp) -> bool {
         self.payment_sessions
             .get(payment_session_id)
             .is_some_and(|p| {
                 p.hpp_sessions
                     .iter()
                     .filter_map(|id| self.sessions.get(id))
-                    .any(|s| !s.orders.is_empty())
+                    .any(|s| !s.orders.is_empty() || klarnas_order(s, now))
             })
     }
 
@@ -204,7 +219,7 @@ impl World {
         let ordered = self
             .sessions
             .get(&id)
-            .is_some_and(|s| self.payment_ordered(&s.payment_session_id));
+            .is_some_and(|s| self.payment_ordered(&s.payment_session_id, now));
         let Some(session) = self.sessions.get_mut(&id) else {
             return false;
         };
@@ -253,10 +268,15 @@ impl World {
                         .iter()
                         .filter(|other| *other != id)
                         .filter_map(|other| self.sessions.get(other))
-                        .any(|s| !s.orders.is_empty())
+                        .any(|s| !s.orders.is_empty() || klarnas_order(s, now))
                 });
             let verdict = Verdict::of(session, paid_elsewhere, now);
-            truth.count(&verdict, session.opened);
+            // A session nobody opened owes its release once it ended: disabled, or expired.
+            let history = &session.scenario.history;
+            let due =
+                session.opened || history.status_at(now).is_final() || now >= history.expires_at;
+            truth.count(&verdict, session.opened, due);
+            truth.second_orders_refused += u64::from(session.orders_refused_closed);
             delays.extend(verdict.order_delay_s);
             if with_sessions {
                 verdicts.push((id.clone(), verdict));
@@ -273,6 +293,13 @@ impl World {
             .collect();
         truth
     }
+}
+
+/// Whether Klarna placed the order itself for `session` by `now` (it completed with an
+/// `order_id`).
+fn klarnas_order(session: &Session, now: Timestamp) -> bool {
+    let history = &session.scenario.history;
+    history.completion.order_id.is_some() && history.status_at(now) == Status::Completed
 }
 
 /// The oracle's verdict on one session: what its history calls for, what the merchant did.
@@ -504,8 +531,8 @@ pub struct Truth {
     /// Sessions created.
     pub sessions: u64,
     /// ...of which no consumer opened (the merchant never handed the page over, or the person
-    /// never came): judged for what the merchant did wrong, never counted unsettled (such a
-    /// session waits for its expiry or the merchant's disable).
+    /// never came): judged like the others, and unsettled only once it ended (the merchant
+    /// disabled it, or it expired) without its cart released.
     pub not_opened: u64,
     /// ...of those, carts released once, for the right reason.
     pub not_opened_released: u64,
@@ -518,8 +545,12 @@ pub struct Truth {
     pub paid_by_another_session: u64,
     /// ...of which the merchant cancelled the authorization (it decided not to fulfil).
     pub authorizations_cancelled: u64,
-    /// Sessions with more than one order asked (or an order beside Klarna's own).
+    /// Sessions with more than one order asked with their token (or an order beside Klarna's
+    /// own).
     pub orders_twice: u64,
+    /// Create-order calls refused because another HPP session of the payment session has the
+    /// order (only one can create it; no money moved): not wrong.
+    pub second_orders_refused: u64,
     /// Paid sessions (any completion) whose cart was released.
     pub paid_released: u64,
     /// Tokens that expired with no order.
@@ -556,7 +587,8 @@ pub struct Truth {
 }
 
 impl Truth {
-    fn count(&mut self, v: &Verdict, opened: bool) {
+    /// `due`: the session's expected action is owed now (opened, or ended without a consumer).
+    fn count(&mut self, v: &Verdict, opened: bool, due: bool) {
         let ok = u64::from(v.wrong.is_none());
         if opened {
             match v.kind {
@@ -585,6 +617,7 @@ impl Truth {
         } else {
             self.not_opened += 1;
             self.not_opened_released += u64::from(v.settled) * ok;
+            self.unsettled += u64::from(!v.settled && due);
         }
         let problem = v.wrong;
         self.orders_twice += u64::from(matches!(
@@ -610,12 +643,14 @@ impl Truth {
     pub fn line(&self, checkouts_failed: u64) -> String {
         let paying = self.paid + self.klarna_orders.0 + self.reviews.0;
         let ok = self.all_ok() && checkouts_failed == 0;
+        let over = &self.over_limit;
         format!(
-            "{} sessions ({} not opened, {} checkouts failed): {paying} consumers paid \
+            "{} sessions ({} not opened, {} checkouts failed): {paying} paid \
              (by token {}: one order {}, ordered in another session {}, authorization \
              cancelled {}; Klarna's order {}, recorded {}; to review {}, handed over {}); \
              {} not paid (released once {}); money wrong: orders twice {}, paid carts \
-             released {}, tokens dead {}; money calls refused {}; unsettled {}, wrong {}: {}",
+             released {}, tokens dead {}; money calls refused {}; over the limit: reads {}, \
+             disables {}, creates {}; unsettled {}, wrong {}: {}",
             self.sessions,
             self.not_opened,
             checkouts_failed,
@@ -632,7 +667,10 @@ impl Truth {
             self.orders_twice,
             self.paid_released,
             self.tokens_expired_unused,
-            self.over_limit.orders,
+            over.orders,
+            over.reads + over.payment_reads,
+            over.disables,
+            over.creates,
             self.unsettled,
             self.wrong,
             if ok { "ok" } else { "NOT OK" },
@@ -657,6 +695,7 @@ mod tests {
             opened: true,
             orders: Vec::new(),
             orders_refused: 0,
+            orders_refused_closed: 0,
             authorization_cancelled: None,
             disables: 0,
             shop: Shop::default(),
@@ -671,6 +710,7 @@ mod tests {
             .find(|s| wanted(&oracle::expected(&s.history)))
             .expect("such a scenario");
         let id = scenario.history.session_id.to_string();
+        let created_at = scenario.history.created_at;
         let mut world = World::default();
         if let Some(token) = &scenario.history.completion.authorization_token {
             world.tokens.insert(token.to_string(), id.clone());
@@ -678,7 +718,7 @@ mod tests {
         world.sessions.insert(id.clone(), opened_in_p(scenario));
         world
             .payment_sessions
-            .insert("p".to_owned(), PaymentSession::new(Timestamp::UNIX_EPOCH));
+            .insert("p".to_owned(), PaymentSession::new(created_at));
         world
             .payment_sessions
             .get_mut("p")
@@ -772,7 +812,7 @@ mod tests {
             .push(second.clone());
         let (second_at, second_token) = authorized(&world, &second);
         assert_eq!(world.create_order(&token, at), OrderAnswer::Created);
-        assert!(world.payment_ordered("p"));
+        assert!(world.payment_ordered("p", at));
         let late = at.max(second_at).saturating_add(2 * 60 * MINUTE);
         let t = world.truth(late, true);
         assert_eq!(
@@ -788,9 +828,48 @@ mod tests {
         );
         let t = world.truth(late, false);
         assert_eq!(
+            (t.orders_twice, t.second_orders_refused, t.wrong),
+            (0, 1, 0),
+            "another authorization refused, as Klarna documents: no money moved"
+        );
+        assert_eq!(
+            world.create_order(&token, at),
+            OrderAnswer::PaymentSessionClosed
+        );
+        let t = world.truth(late, false);
+        assert_eq!(
             (t.orders_twice, t.wrong),
             (1, 1),
-            "asked twice for one cart"
+            "the same token again: whether Klarna de-duplicates is not documented"
+        );
+    }
+
+    /// Klarna placed the order itself (a completion with an `order_id`): the payment session is
+    /// closed, its token creates no order (and asking is wrong), and it cannot be cancelled.
+    #[test]
+    fn klarnas_own_order_closes_the_payment_session() {
+        let (mut world, id) = world_with(|e| matches!(e, Expected::RecordOrder { .. }));
+        let history = &world.sessions[&id].scenario.history;
+        let done = history.changes.last().expect("completed").at;
+        let token = history.completion.authorization_token.clone();
+        assert!(
+            !world.payment_ordered("p", Timestamp::UNIX_EPOCH),
+            "not yet"
+        );
+        assert!(world.payment_ordered("p", done));
+        let Some(token) = token else {
+            return;
+        };
+        assert!(!world.cancel_authorization(&token, done));
+        assert_eq!(
+            world.create_order(&token, done),
+            OrderAnswer::PaymentSessionClosed
+        );
+        let t = world.truth(done, false);
+        assert_eq!(
+            (t.orders_twice, t.wrong),
+            (1, 1),
+            "an order beside Klarna's"
         );
     }
 
@@ -891,27 +970,54 @@ mod tests {
         assert_eq!((t.paid_released, t.wrong), (1, 1));
     }
 
-    /// A session nobody opened is counted and judged for what the merchant did, but never
-    /// unsettled: it waits for its expiry or the merchant's disable.
+    /// A session nobody opened is counted and judged for what the merchant did, and owes its
+    /// release once it ended: disabled by the merchant, or expired.
     #[test]
-    fn an_unopened_session_is_judged_never_unsettled() {
-        let (mut world, id) =
-            world_with(|e| matches!(e, Expected::Release(ReleaseReason::Expired)));
-        let now = world.sessions[&id].scenario.history.expires_at;
-        world.sessions.get_mut(&id).expect("the session").opened = false;
-        let t = world.truth(now, false);
+    fn an_unopened_session_owes_its_release_once_it_ended() {
+        let unopened = |index| {
+            let config = SimConfig {
+                merchant_disables: false,
+                ..SimConfig::DEFAULT
+            };
+            let scenario = Simulator::new(config, 5).scenario_opened(index, None);
+            let id = scenario.history.session_id.to_string();
+            let mut world = World::default();
+            let mut session = opened_in_p(scenario);
+            session.opened = false;
+            world.sessions.insert(id.clone(), session);
+            (world, id)
+        };
+        let (mut world, id) = unopened(0);
+        let history = &world.sessions[&id].scenario.history;
+        let (created, now) = (history.created_at, history.expires_at);
+        let t = world.truth(created.saturating_add(3 * 60 * MINUTE), false);
         assert_eq!(
             (t.not_opened, t.unsettled, t.wrong, t.to_release),
             (1, 0, 0, 0)
         );
+        let t = world.truth(now, false);
+        assert_eq!((t.unsettled, t.wrong), (1, 0), "expired, not released");
         let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
         shop.releases.insert("k".to_owned(), "EXPIRED".to_owned());
         let t = world.truth(now, false);
-        assert_eq!((t.not_opened_released, t.wrong), (1, 0));
+        assert_eq!((t.not_opened_released, t.unsettled, t.wrong), (1, 0, 0));
         let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
         shop.releases.insert("k2".to_owned(), "EXPIRED".to_owned());
         let t = world.truth(now, false);
         assert_eq!((t.not_opened_released, t.wrong), (0, 1), "released twice");
+        // Disabled by the merchant before anyone came: the release is owed at once.
+        let (mut world, id) = unopened(1);
+        let at = world.sessions[&id]
+            .scenario
+            .history
+            .created_at
+            .saturating_add(MINUTE);
+        assert_eq!(world.disable(&id, at), Some(DisableAnswer::Disabled));
+        assert_eq!(world.truth(at, false).unsettled, 1);
+        let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
+        shop.releases.insert("k".to_owned(), "DISABLED".to_owned());
+        let t = world.truth(at, false);
+        assert_eq!((t.unsettled, t.not_opened_released, t.wrong), (0, 1, 0));
     }
 
     #[test]
@@ -923,7 +1029,12 @@ mod tests {
         assert_eq!(world.create_order(&token, at), OrderAnswer::Created);
         let t = world.truth(at, false);
         let line = t.line(0);
-        assert!(line.starts_with("1 sessions (0 not opened, 0 checkouts failed): 1 consumers paid (by token 1: one order 1,"), "{line}");
+        assert!(
+            line.starts_with(
+                "1 sessions (0 not opened, 0 checkouts failed): 1 paid (by token 1: one order 1,"
+            ),
+            "{line}"
+        );
         assert!(line.ends_with(": ok"), "{line}");
         assert!(t.line(1).ends_with("NOT OK"), "a failed checkout");
         world.over_limit.orders = 1;

@@ -14,10 +14,12 @@ Exits 0 when both hold, 1 otherwise, printing both verdicts.
 """
 
 import os
+import queue
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -69,16 +71,22 @@ def run(double, bug):
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in double.stderr], daemon=True
+    ).start()
     verdict = None
-    started = time.monotonic()
+    deadline = time.monotonic() + DEADLINE_S
     try:
-        for line in double.stderr:
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
             if line.startswith("klarna-double on"):
                 print(line.strip())
             if line.startswith("settled: ") or (bug and paid_released(line) > 0):
                 verdict = line.strip()
-                break
-            if time.monotonic() - started > DEADLINE_S:
                 break
     finally:
         double.kill()

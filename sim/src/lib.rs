@@ -1,7 +1,8 @@
 //! A deterministic model of Klarna for testing HPP integrations: session histories, what Klarna
 //! sends and answers for them, an oracle of what a correct integrator must do, and a closed loop
-//! on a test clock. The one home of the simulated Klarna: the `klarna-double` HTTP server and the
-//! replay tool's fleet build on it, so a Klarna rule is written once (the token's hour: [`klarna::token_accepted`]).
+//! on a test clock. The `klarna-double` HTTP server and the replay tool's fleet build on it for
+//! the histories, the oracle and the token's hour ([`klarna::token_accepted`], written once);
+//! create-order, payment sessions, the limiter and the judge are not here yet.
 //!
 //! Like `hpp-session` it is `no_std` and allocation-free: one [`Scenario`] (a session's
 //! history, its callbacks, its reads) at a time, in fixed-capacity storage. Everything is
