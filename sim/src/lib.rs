@@ -41,6 +41,7 @@
 
 pub mod drive;
 pub mod history;
+pub mod integration;
 pub mod klarna;
 pub mod oracle;
 pub mod rng;
