@@ -279,3 +279,169 @@ pub fn drive_integration(scenario: &mut Scenario, integration: &mut impl Integra
         problem,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> crate::Text {
+        let mut t = crate::Text::new();
+        t.push_str(s).unwrap();
+        t
+    }
+
+    fn record(orders: (u32, u32), shop: &[Expected]) -> Record {
+        Record {
+            orders_created: orders.0,
+            orders_asked: orders.1,
+            shop: heapless::Vec::from_slice(shop).unwrap(),
+            ..Record::default()
+        }
+    }
+
+    /// Each verdict of the judge, case by case, written out from "the expected action exactly
+    /// once and nothing else, the order within the token's hour".
+    #[test]
+    fn the_judge_says_what_went_wrong() {
+        let place = Expected::PlaceOrder {
+            authorization_token: text("t"),
+            place_by: None,
+        };
+        let recorded = |id: &str| Expected::RecordOrder {
+            order_id: text(id),
+            klarna_reference: None,
+        };
+        let klarnas = Expected::RecordOrder {
+            order_id: text("o"),
+            klarna_reference: Some(text("REF")),
+        };
+        let cancelled = Expected::Release(ReleaseReason::Cancelled);
+        let disabled = Expected::Release(ReleaseReason::Disabled);
+        let cases: [(&Expected, Record, Option<Problem>); 16] = [
+            (&place, record((1, 1), &[]), None),
+            (&place, record((1, 2), &[]), Some(Problem::DoneTwice)),
+            (&place, record((0, 0), &[]), Some(Problem::NotDone)),
+            (&place, record((0, 1), &[]), Some(Problem::TokenDead)),
+            (
+                &place,
+                record((1, 1), core::slice::from_ref(&cancelled)),
+                Some(Problem::Wrong),
+            ),
+            (&klarnas, record((0, 0), &[recorded("o")]), None),
+            (
+                &klarnas,
+                record((0, 0), &[recorded("x")]),
+                Some(Problem::Wrong),
+            ),
+            (&klarnas, record((0, 0), &[]), Some(Problem::NotDone)),
+            (
+                &klarnas,
+                record((0, 1), &[recorded("o")]),
+                Some(Problem::Wrong),
+            ),
+            (
+                &klarnas,
+                record((0, 0), &[recorded("o"), recorded("o")]),
+                Some(Problem::DoneTwice),
+            ),
+            (
+                &klarnas,
+                record((0, 0), core::slice::from_ref(&cancelled)),
+                Some(Problem::Wrong),
+            ),
+            (
+                &cancelled,
+                record((0, 0), core::slice::from_ref(&cancelled)),
+                None,
+            ),
+            (
+                &cancelled,
+                record((0, 0), core::slice::from_ref(&disabled)),
+                Some(Problem::Wrong),
+            ),
+            (&cancelled, record((0, 0), &[]), Some(Problem::NotDone)),
+            (
+                &cancelled,
+                record((0, 0), &[cancelled.clone(), cancelled.clone()]),
+                Some(Problem::DoneTwice),
+            ),
+            (
+                &Expected::ReviewCompletion,
+                record((0, 1), &[Expected::ReviewCompletion]),
+                Some(Problem::Wrong),
+            ),
+        ];
+        for (n, (expected, record, problem)) in cases.iter().enumerate() {
+            assert_eq!(judge(expected, record), *problem, "case {n}");
+        }
+        let mut overflow = record((0, 0), core::slice::from_ref(&cancelled));
+        overflow.shop_overflow = true;
+        assert_eq!(judge(&cancelled, &overflow), Some(Problem::DoneTwice));
+        let judgement = Judgement {
+            expected: cancelled.clone(),
+            record: record((0, 0), &[]),
+            problem: Some(Problem::NotDone),
+        };
+        assert!(!judgement.ok());
+    }
+
+    #[test]
+    fn problems_say_what_went_wrong_in_words() {
+        let all = [
+            Problem::NotDone,
+            Problem::DoneTwice,
+            Problem::Wrong,
+            Problem::TokenDead,
+        ];
+        let say = |p: &Problem| {
+            let mut s = heapless::String::<80>::new();
+            core::fmt::Write::write_fmt(&mut s, format_args!("{p}")).unwrap();
+            s
+        };
+        for (i, a) in all.iter().enumerate() {
+            let said = say(a);
+            assert!(said.len() > 10, "{said}");
+            for b in &all[i + 1..] {
+                assert_ne!(said, say(b));
+            }
+        }
+    }
+
+    /// The adversary does not know the secret: its callbacks, and only those, arrive with
+    /// `secret_matches` false.
+    #[test]
+    fn only_the_adversarys_callbacks_carry_a_wrong_secret() {
+        struct Counts(u32, u32);
+        impl Integration for Counts {
+            fn callback(&mut self, _: Timestamp, d: &Delivery, secret_matches: bool) {
+                assert_eq!(secret_matches, !d.forged);
+                self.0 += u32::from(!secret_matches);
+                self.1 += 1;
+            }
+            fn redirect(&mut self, _: Timestamp, _: &Visit) {}
+            fn next_wake(&self, _: Timestamp) -> Option<Timestamp> {
+                None
+            }
+            fn wake(&mut self, _: Timestamp, _: &mut Klarna<'_>) {}
+        }
+        let simulator = crate::Simulator::new(
+            crate::SimConfig {
+                forged: 1_000,
+                ..crate::SimConfig::DEFAULT
+            },
+            3,
+        );
+        let mut counts = Counts(0, 0);
+        for i in 0..50 {
+            let mut scenario = simulator.scenario(i);
+            let judgement = drive_integration(&mut scenario, &mut counts);
+            assert_eq!(judgement.problem, Some(Problem::NotDone), "it never acts");
+        }
+        assert!(
+            counts.0 > 0 && counts.0 < counts.1,
+            "{} of {}",
+            counts.0,
+            counts.1
+        );
+    }
+}
