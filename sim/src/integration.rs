@@ -163,7 +163,7 @@ impl fmt::Display for Problem {
 /// The judge's verdict on one run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Judgement {
-    /// What the history calls for.
+    /// What the history calls for, after the run (the merchant's disables included).
     pub expected: Expected,
     /// What the integration did.
     pub record: Record,
@@ -224,7 +224,6 @@ enum Next {
 /// ties go callback, redirect, then your poller. The loop ends when nothing is left to arrive
 /// and your poller asks for nothing, or [`SETTLE_WITHIN`] after expiry.
 pub fn drive_integration(scenario: &mut Scenario, integration: &mut impl Integration) -> Judgement {
-    let expected = oracle::expected(&scenario.history);
     let deadline = scenario.history.expires_at.saturating_add(SETTLE_WITHIN);
     let mut record = Record::default();
     let mut now = scenario.history.created_at;
@@ -272,6 +271,8 @@ pub fn drive_integration(scenario: &mut Scenario, integration: &mut impl Integra
             }
         }
     }
+    // After the run: the merchant's disables are part of the history.
+    let expected = oracle::expected(&scenario.history);
     let problem = judge(&expected, &record);
     Judgement {
         expected,

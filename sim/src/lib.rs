@@ -2,7 +2,8 @@
 //! sends and answers for them, an oracle of what a correct integrator must do, and a closed loop
 //! on a test clock. The `klarna-double` HTTP server and the replay tool's fleet build on it for
 //! the histories, the oracle and the token's hour ([`klarna::token_accepted`], written once);
-//! create-order, payment sessions, the limiter and the judge are not here yet.
+//! they still keep their own payment sessions, limiter and judge. [`integration`] drives your
+//! own handler, poller and executor through a scenario and judges them by the oracle.
 //!
 //! Like `hpp-session` it is `no_std` and allocation-free: one [`Scenario`] (a session's
 //! history, its callbacks, its reads) at a time, in fixed-capacity storage. Everything is

@@ -152,7 +152,7 @@ fn the_readme_holds_this_integration_and_its_test() {
         },
         11,
     );
-    assert!(readme.contains("let simulator = Simulator::new(SimConfig { forged: 200, read_failure: 50, late: 100, ..SimConfig::DEFAULT }, 11);"));
+    assert!(readme.contains("    let simulator = Simulator::new(SimConfig { forged: 200, read_failure: 50, late: 100, ..SimConfig::DEFAULT }, 11);"));
     assert_eq!(
         simulator.scenario(0),
         Simulator::new(HARSH, 11).scenario(0),
@@ -173,4 +173,30 @@ fn a_poller_two_hours_late_lets_tokens_die_and_the_judge_says_so() {
         .count();
     assert!(placed > 100, "{placed} sessions to place");
     assert!(dead * 2 > placed, "{dead} dead of {placed}");
+}
+
+/// A shop with a time limit disables abandoned sessions and releases them as `DISABLED`: the
+/// judge reads the history after the run, where the merchant's disable is, and agrees.
+#[test]
+fn a_shop_with_a_time_limit_is_judged_on_the_history_after_its_disables() {
+    let simulator = Simulator::new(HARSH, 12);
+    let config = TrackerConfig {
+        abandon_after: Some(std::time::Duration::from_secs(2 * 3_600)),
+        ..TrackerConfig::default()
+    };
+    let mut disabled = 0;
+    for i in 0..1_000 {
+        let mut scenario = simulator.scenario(i);
+        let mut shop = MyShop {
+            config,
+            ..shop_for(&scenario)
+        };
+        let judgement = drive_integration(&mut scenario, &mut shop);
+        assert!(judgement.ok(), "scenario {i}: {judgement:?}");
+        disabled += u32::from(
+            judgement.expected
+                == hpp_sim::oracle::Expected::Release(hpp_session::ReleaseReason::Disabled),
+        ) * judgement.record.disables.min(1);
+    }
+    assert!(disabled > 50, "{disabled} sessions disabled by the shop");
 }
