@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::Double;
-use crate::limiter::Verdict;
 use crate::world::{MerchantUrls, OrderAnswer, PaymentSession};
+use hpp_sim::limiter::Admission;
 
 /// Which bucket and counter a request belongs to: each create call has a bucket of its own;
 /// reads, disables and create-order share "other operations"
@@ -115,7 +115,7 @@ pub(crate) async fn gate(
 
 /// Klarna's form: `X-Ratelimit-Limit: 50, 50;w=1` (the limit, then the limit with its window in
 /// seconds), `X-Ratelimit-Remaining: 49`, `X-Ratelimit-Reset: 1` (seconds, rounded up).
-fn rate_headers(headers: &mut HeaderMap, v: Verdict) {
+fn rate_headers(headers: &mut HeaderMap, v: Admission) {
     let limit = format!("{0}, {0};w=1", v.limit);
     if let Ok(limit) = HeaderValue::from_str(&limit) {
         headers.insert("x-ratelimit-limit", limit);
@@ -238,7 +238,7 @@ pub(crate) async fn read_session(
             "RATE_LIMITED",
             "Too many requests",
         );
-        let full = Verdict {
+        let full = Admission {
             allowed: false,
             limit: double.config.limit,
             remaining: 0,

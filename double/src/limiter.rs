@@ -1,29 +1,17 @@
-//! Klarna's rate limiter as documented: per merchant, in 1-second windows of the wall clock;
-//! once a merchant is over its limit, every further request in that window is refused, money
-//! calls included.
+//! Klarna's rate limiter ([`hpp_sim::limiter`], the fleet's too) per merchant, on the wall
+//! clock: Klarna's windows are wall-clock seconds even when the double's clock runs fast.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-/// What the limiter says about one request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Verdict {
-    /// The request may go ahead.
-    pub allowed: bool,
-    /// The limit (`X-Ratelimit-Limit`).
-    pub limit: u32,
-    /// Requests left in this window (`X-Ratelimit-Remaining`).
-    pub remaining: u32,
-    /// Milliseconds until the window resets (`X-Ratelimit-Reset`, in whole seconds, rounded up).
-    pub reset_ms: u64,
-}
+use hpp_sim::limiter::{Admission, RateWindow};
 
-/// Counts one bucket of requests ("other operations", or session creation) per merchant.
+/// Counts one bucket of requests ("other operations", or one create call) per merchant.
 #[derive(Debug)]
 pub struct Limiter {
     limit: u32,
     origin: Instant,
-    windows: HashMap<String, (u64, u32)>,
+    windows: HashMap<String, RateWindow>,
 }
 
 impl Limiter {
@@ -38,24 +26,12 @@ impl Limiter {
     }
 
     /// Counts a request of `merchant` now.
-    pub fn check(&mut self, merchant: &str) -> Verdict {
+    pub fn check(&mut self, merchant: &str) -> Admission {
         let elapsed = self.origin.elapsed();
-        let window = elapsed.as_secs();
-        let reset_ms = 1_000 - u64::from(elapsed.subsec_millis());
-        let entry = self
-            .windows
+        self.windows
             .entry(merchant.to_owned())
-            .or_insert((window, 0));
-        if entry.0 != window {
-            *entry = (window, 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
-        Verdict {
-            allowed: entry.1 <= self.limit,
-            limit: self.limit,
-            remaining: self.limit.saturating_sub(entry.1),
-            reset_ms,
-        }
+            .or_insert_with(|| RateWindow::new(self.limit))
+            .admit(elapsed)
     }
 }
 
@@ -64,7 +40,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refuses_everything_over_the_limit_in_a_window() {
+    fn counts_each_merchant_apart_on_the_wall_clock() {
         let mut limiter = Limiter::new(3);
         let verdicts: Vec<bool> = (0..5).map(|_| limiter.check("m").allowed).collect();
         // The window is a second long; five calls take microseconds (and if a window boundary

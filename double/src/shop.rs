@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use hpp_session::ReleaseReason;
 use serde::Deserialize;
 
 use crate::Double;
@@ -41,15 +42,30 @@ pub(crate) struct Release {
     reason: String,
 }
 
-/// `POST /shop/carts/{id}/release`.
+/// The reason a release gives, as the core names it: `CANCELLED`, `DISABLED` or `EXPIRED`.
+fn release_reason(text: &str) -> Option<ReleaseReason> {
+    [
+        ReleaseReason::Cancelled,
+        ReleaseReason::Disabled,
+        ReleaseReason::Expired,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == text)
+}
+
+/// `POST /shop/carts/{id}/release`: 422 for a reason that is none of the three, and nothing
+/// recorded (as axum answers a body it cannot read).
 pub(crate) async fn release(
     State(double): State<Arc<Double>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     Json(body): Json<Release>,
 ) -> StatusCode {
+    let Some(reason) = release_reason(&body.reason) else {
+        return StatusCode::UNPROCESSABLE_ENTITY;
+    };
     record(&double, &id, &headers, |shop, key| {
-        shop.releases.entry(key).or_insert(body.reason);
+        shop.releases.entry(key).or_insert(reason);
     })
 }
 
@@ -80,4 +96,18 @@ pub(crate) async fn review(
     record(&double, &id, &headers, |shop, key| {
         shop.reviews.insert(key);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_names_one_of_the_three_reasons() {
+        assert_eq!(release_reason("CANCELLED"), Some(ReleaseReason::Cancelled));
+        assert_eq!(release_reason("DISABLED"), Some(ReleaseReason::Disabled));
+        assert_eq!(release_reason("EXPIRED"), Some(ReleaseReason::Expired));
+        assert_eq!(release_reason("cancelled"), None);
+        assert_eq!(release_reason("TIMEOUT"), None);
+    }
 }

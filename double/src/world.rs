@@ -3,10 +3,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use hpp_session::DisableAnswer;
-use hpp_session::{Status, Timestamp};
+use hpp_session::{DisableAnswer, ReleaseReason, Status, Timestamp};
 use hpp_sim::Scenario;
+use hpp_sim::judge::{self, PaidOtherwise, Problem};
+use hpp_sim::money::{self, Money};
 use hpp_sim::oracle::{self, Expected};
+
+pub use hpp_sim::money::OrderAnswer;
 use serde::Serialize;
 
 /// The merchant's URLs from the create request, placeholders unsubstituted.
@@ -40,19 +43,9 @@ pub struct Session {
     pub simulator: (hpp_sim::SimConfig, u64),
     /// The consumer opened the page (only then is the history played, and judged).
     pub opened: bool,
-    /// Orders created by the merchant with the token, and when.
-    pub orders: Vec<Timestamp>,
-    /// Create-order calls with this session's token refused because the order this token
-    /// stands for exists already (the merchant's own, or the one Klarna placed): the merchant
-    /// asked for the money twice, and the truth counts it (whether Klarna de-duplicates a
-    /// repeated create-order is not documented).
-    pub orders_refused: u32,
-    /// Create-order calls with this session's token refused because another HPP session of
-    /// the same payment session has the order: only one authorization can create an order, as
-    /// Klarna documents, so no money moved; counted, not wrong.
-    pub orders_refused_closed: u32,
-    /// When the merchant cancelled the authorization (`DELETE /payments/v1/authorizations/…`).
-    pub authorization_cancelled: Option<Timestamp>,
+    /// The merchant's create-order and cancel calls with the token, as Klarna answered them
+    /// (the one rule of money, [`hpp_sim::money`]).
+    pub money: Money,
     /// `DELETE` calls answered 204.
     pub disables: u32,
     /// What the merchant's shop was told, by kind, with the idempotency keys seen.
@@ -64,13 +57,36 @@ pub struct Session {
 #[derive(Debug, Default)]
 pub struct Shop {
     /// Carts released: key → reason.
-    pub releases: HashMap<String, String>,
+    pub releases: HashMap<String, ReleaseReason>,
     /// Orders Klarna placed that the merchant recorded: key → order id.
     pub recorded: HashMap<String, String>,
     /// Paid sessions handed to a person.
     pub reviews: BTreeSet<String>,
     /// Calls in all (repeats included).
     pub calls: u32,
+}
+
+impl Shop {
+    /// What the shop was told, once per idempotency key, as the judge reads it.
+    #[must_use]
+    pub fn as_told(&self) -> Vec<Expected> {
+        let releases = self.releases.values().map(|r| Expected::Release(*r));
+        let recorded = self.recorded.values().map(|id| {
+            let mut order_id = hpp_sim::Text::new();
+            // An id longer than the simulator's ids is another id: cut, it still differs.
+            let cut = (0..=id.len().min(order_id.capacity()))
+                .rev()
+                .find(|&i| id.is_char_boundary(i))
+                .unwrap_or(0);
+            let _ = order_id.push_str(id.get(..cut).unwrap_or(""));
+            Expected::RecordOrder {
+                order_id,
+                klarna_reference: None,
+            }
+        });
+        let reviews = self.reviews.iter().map(|_| Expected::ReviewCompletion);
+        releases.chain(recorded).chain(reviews).collect()
+    }
 }
 
 /// A payment session (Klarna Payments) the HPP session pays for.
@@ -144,53 +160,38 @@ pub struct World {
     pub redirects: u64,
 }
 
-/// What create-order answers.
-#[derive(Debug, PartialEq, Eq)]
-pub enum OrderAnswer {
-    /// 200: an order was created.
-    Created,
-    /// 404: the token is unknown, not yet issued, older than its 60 minutes, or cancelled.
-    InvalidToken,
-    /// 400: the payment session already has an order (a successful order closes it). The
-    /// attempt is counted against the merchant all the same.
-    PaymentSessionClosed,
-}
-
 impl World {
-    /// Creates an order with `token` at `now`. Only one order per payment session succeeds
-    /// ("several authorizations may exist, only one can create an order"): a second one, with
-    /// the same token or another HPP session's, is refused, and counted against the merchant,
-    /// because whether Klarna de-duplicates a repeated create-order is not documented.
+    /// Creates an order with `token` at `now`, as Klarna answers it ([`Money::create_order`]):
+    /// only one order per payment session succeeds ("several authorizations may exist, only
+    /// one can create an order").
     pub fn create_order(&mut self, token: &str, now: Timestamp) -> OrderAnswer {
         let Some(id) = self.tokens.get(token).cloned() else {
             return OrderAnswer::InvalidToken;
         };
-        let Some(session) = self.sessions.get(&id) else {
-            return OrderAnswer::InvalidToken;
-        };
-        if session.authorization_cancelled.is_some()
-            || !hpp_sim::token_accepted(&session.scenario.history, now)
-        {
-            return OrderAnswer::InvalidToken;
-        }
-        let payment = self.payment_sessions.get(&session.payment_session_id);
-        if payment.is_none_or(|p| p.expired(now)) {
-            return OrderAnswer::InvalidToken;
-        }
-        let own = !session.orders.is_empty() || klarnas_order(session, now);
-        let closed = self.payment_ordered(&session.payment_session_id, now);
+        let payment = self.payment_for(&id, now);
         let Some(session) = self.sessions.get_mut(&id) else {
             return OrderAnswer::InvalidToken;
         };
-        if own {
-            session.orders_refused += 1;
-            OrderAnswer::PaymentSessionClosed
-        } else if closed {
-            session.orders_refused_closed += 1;
-            OrderAnswer::PaymentSessionClosed
-        } else {
-            session.orders.push(now);
-            OrderAnswer::Created
+        let history = &session.scenario.history;
+        session.money.create_order(history, token, now, payment)
+    }
+
+    /// What Klarna knows at `now` of the payment session HPP session `id` pays: whether it
+    /// expired, whether another of its HPP sessions has the order.
+    fn payment_for(&self, id: &str, now: Timestamp) -> money::PaymentSession {
+        let payment = self
+            .sessions
+            .get(id)
+            .and_then(|s| self.payment_sessions.get(&s.payment_session_id));
+        money::PaymentSession {
+            expired: payment.is_none_or(|p| p.expired(now)),
+            ordered_elsewhere: payment.is_some_and(|p| {
+                p.hpp_sessions
+                    .iter()
+                    .filter(|other| *other != id)
+                    .filter_map(|other| self.sessions.get(other))
+                    .any(|s| s.money.ordered(&s.scenario.history, now))
+            }),
         }
     }
 
@@ -205,32 +206,24 @@ impl World {
                 p.hpp_sessions
                     .iter()
                     .filter_map(|id| self.sessions.get(id))
-                    .any(|s| !s.orders.is_empty() || klarnas_order(s, now))
+                    .any(|s| s.money.ordered(&s.scenario.history, now))
             })
     }
 
     /// The merchant cancels the authorization `token` at `now`
-    /// (`DELETE /payments/v1/authorizations/{token}`): `true` (204) for a token that could
-    /// still create an order; `false` (404) for one unknown, dead, used or cancelled already.
+    /// (`DELETE /payments/v1/authorizations/{token}`), as Klarna answers it
+    /// ([`Money::cancel_authorization`]): `true` (204) for a token that could still create an
+    /// order; `false` (404) for one unknown, dead, used or cancelled already.
     pub fn cancel_authorization(&mut self, token: &str, now: Timestamp) -> bool {
         let Some(id) = self.tokens.get(token).cloned() else {
             return false;
         };
-        let ordered = self
-            .sessions
-            .get(&id)
-            .is_some_and(|s| self.payment_ordered(&s.payment_session_id, now));
+        let payment = self.payment_for(&id, now);
         let Some(session) = self.sessions.get_mut(&id) else {
             return false;
         };
-        if ordered
-            || session.authorization_cancelled.is_some()
-            || !hpp_sim::token_accepted(&session.scenario.history, now)
-        {
-            return false;
-        }
-        session.authorization_cancelled = Some(now);
-        true
+        let history = &session.scenario.history;
+        session.money.cancel_authorization(history, now, payment)
     }
 
     /// The merchant's `DELETE` at `now`.
@@ -260,23 +253,14 @@ impl World {
         let mut verdicts = Vec::new();
         let mut delays = Vec::new();
         for (id, session) in &self.sessions {
-            let paid_elsewhere = self
-                .payment_sessions
-                .get(&session.payment_session_id)
-                .is_some_and(|p| {
-                    p.hpp_sessions
-                        .iter()
-                        .filter(|other| *other != id)
-                        .filter_map(|other| self.sessions.get(other))
-                        .any(|s| !s.orders.is_empty() || klarnas_order(s, now))
-                });
+            let paid_elsewhere = self.payment_for(id, now).ordered_elsewhere;
             let verdict = Verdict::of(session, paid_elsewhere, now);
             // A session nobody opened owes its release once it ended: disabled, or expired.
             let history = &session.scenario.history;
             let due =
                 session.opened || history.status_at(now).is_final() || now >= history.expires_at;
             truth.count(&verdict, session.opened, due);
-            truth.second_orders_refused += u64::from(session.orders_refused_closed);
+            truth.second_orders_refused += u64::from(session.money.refused_closed);
             delays.extend(verdict.order_delay_s);
             if with_sessions {
                 verdicts.push((id.clone(), verdict));
@@ -293,13 +277,6 @@ impl World {
             .collect();
         truth
     }
-}
-
-/// Whether Klarna placed the order itself for `session` by `now` (it completed with an
-/// `order_id`).
-fn klarnas_order(session: &Session, now: Timestamp) -> bool {
-    let history = &session.scenario.history;
-    history.completion.order_id.is_some() && history.status_at(now) == Status::Completed
 }
 
 /// The oracle's verdict on one session: what its history calls for, what the merchant did.
@@ -326,66 +303,9 @@ pub struct Verdict {
     pub problem: Option<String>,
     #[serde(skip)]
     kind: Kind,
+    /// The judge's verdict.
     #[serde(skip)]
-    wrong: Option<Problem>,
-    /// How a paid session was settled without its own order.
-    #[serde(skip)]
-    paid_otherwise: PaidOtherwise,
-}
-
-/// What the merchant got wrong in one session.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Problem {
-    /// A second order was asked for (created, or refused because the payment session had one).
-    OrderTwice,
-    /// An order was asked beside the one Klarna placed.
-    OrderBesideKlarnas,
-    /// A paid cart was released.
-    PaidReleased,
-    /// The token's hour ended with no order.
-    TokenDead,
-    /// Another order id than Klarna's was recorded.
-    OtherOrderRecorded,
-    /// An unpaid session was treated as paid.
-    UnpaidTreatedAsPaid,
-    /// The cart was released twice.
-    ReleasedTwice,
-    /// The cart was released for another reason than the history's.
-    WrongReason,
-}
-
-impl Problem {
-    /// What went wrong, in words, for the per-session verdict.
-    fn describe(self, releases: &[String], expected: &Expected) -> String {
-        match self {
-            Self::OrderTwice => "an order was asked twice".to_owned(),
-            Self::OrderBesideKlarnas => "an order was asked beside Klarna's".to_owned(),
-            Self::PaidReleased => "a paid cart was released".to_owned(),
-            Self::TokenDead => "the token expired unused".to_owned(),
-            Self::OtherOrderRecorded => "another order id was recorded".to_owned(),
-            Self::UnpaidTreatedAsPaid => "an unpaid session was treated as paid".to_owned(),
-            Self::ReleasedTwice => "the cart was released twice".to_owned(),
-            Self::WrongReason => format!(
-                "released as {}, not {}",
-                releases.first().map_or("", String::as_str),
-                match expected {
-                    Expected::Release(reason) => reason.as_str(),
-                    _ => "",
-                }
-            ),
-        }
-    }
-}
-
-/// A paid session settled without an order of its own.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum PaidOtherwise {
-    #[default]
-    No,
-    /// Another HPP session of the same payment session has the order.
-    ByAnotherSession,
-    /// The merchant cancelled the authorization (it decided not to fulfil).
-    AuthorizationCancelled,
+    judged: judge::Verdict,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -401,75 +321,19 @@ impl Verdict {
     /// `paid_elsewhere`: another HPP session of its payment session has the order.
     fn of(session: &Session, paid_elsewhere: bool, now: Timestamp) -> Self {
         let expected = oracle::expected(&session.scenario.history);
-        let orders = u32::try_from(session.orders.len()).unwrap_or(u32::MAX);
-        let asked = orders.saturating_add(session.orders_refused);
-        let releases: Vec<String> = session.shop.releases.values().cloned().collect();
-        let recorded = u32::try_from(session.shop.recorded.len()).unwrap_or(u32::MAX);
-        let reviews = u32::try_from(session.shop.reviews.len()).unwrap_or(u32::MAX);
-        let paid_otherwise = recorded + reviews;
-        let mut otherwise = PaidOtherwise::No;
-        let (kind, settled, problem) = match &expected {
-            Expected::PlaceOrder { place_by, .. } => {
-                if orders == 0 && session.authorization_cancelled.is_some() {
-                    otherwise = PaidOtherwise::AuthorizationCancelled;
-                } else if orders == 0 && paid_elsewhere {
-                    otherwise = PaidOtherwise::ByAnotherSession;
-                }
-                // A refused create-order was refused because the payment session already had
-                // an order: a second one asked for one cart, in this HPP session or another.
-                let problem = if orders > 1 || session.orders_refused > 0 {
-                    Some(Problem::OrderTwice)
-                } else if !releases.is_empty() && otherwise == PaidOtherwise::No {
-                    Some(Problem::PaidReleased)
-                } else if orders == 0
-                    && otherwise == PaidOtherwise::No
-                    && place_by.is_some_and(|by| now >= by)
-                {
-                    Some(Problem::TokenDead)
-                } else {
-                    None
-                };
-                (
-                    Kind::Paid,
-                    orders >= 1 || otherwise != PaidOtherwise::No,
-                    problem,
-                )
-            }
-            Expected::RecordOrder { order_id, .. } => {
-                let problem = if asked > 0 {
-                    Some(Problem::OrderBesideKlarnas)
-                } else if !releases.is_empty() {
-                    Some(Problem::PaidReleased)
-                } else if session
-                    .shop
-                    .recorded
-                    .values()
-                    .any(|o| o != order_id.as_str())
-                {
-                    Some(Problem::OtherOrderRecorded)
-                } else {
-                    None
-                };
-                (Kind::Recorded, recorded >= 1, problem)
-            }
-            Expected::ReviewCompletion => {
-                let problem = (!releases.is_empty()).then_some(Problem::PaidReleased);
-                (Kind::Review, reviews >= 1, problem)
-            }
-            Expected::Release(reason) => {
-                let problem = if asked > 0 || paid_otherwise > 0 {
-                    Some(Problem::UnpaidTreatedAsPaid)
-                } else if releases.len() > 1 {
-                    Some(Problem::ReleasedTwice)
-                } else if releases.first().is_some_and(|r| r != reason.as_str()) {
-                    Some(Problem::WrongReason)
-                } else {
-                    None
-                };
-                (Kind::Released, releases.len() == 1, problem)
-            }
+        let shop = session.shop.as_told();
+        let conduct = judge::Conduct {
+            money: &session.money,
+            paid_elsewhere,
+            shop: &shop,
         };
-        let problem_text = problem.map(|p| p.describe(&releases, &expected));
+        let judged = judge::judge(&expected, &conduct, now);
+        let kind = match expected {
+            Expected::PlaceOrder { .. } => Kind::Paid,
+            Expected::RecordOrder { .. } => Kind::Recorded,
+            Expected::ReviewCompletion => Kind::Review,
+            Expected::Release(_) => Kind::Released,
+        };
         let authorized = session
             .scenario
             .history
@@ -478,22 +342,26 @@ impl Verdict {
             .find(|c| c.status == Status::Completed)
             .map(|c| c.at);
         let order_delay_s = authorized
-            .zip(session.orders.first())
+            .zip(session.money.ordered_at)
             .and_then(|(from, to)| to.duration_since(from))
             .map(|d| d.as_secs_f64());
         Self {
             expected: expected.to_string(),
             order_delay_s,
-            orders,
-            releases,
-            recorded,
-            reviews,
-            settled,
-            ok: settled && problem.is_none(),
-            problem: problem_text,
+            orders: u32::from(session.money.orders_created),
+            releases: session
+                .shop
+                .releases
+                .values()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+            recorded: u32::try_from(session.shop.recorded.len()).unwrap_or(u32::MAX),
+            reviews: u32::try_from(session.shop.reviews.len()).unwrap_or(u32::MAX),
+            settled: judged.settled,
+            ok: judged.ok(),
+            problem: judged.problem.map(|p| p.to_string()),
             kind,
-            wrong: problem,
-            paid_otherwise: otherwise,
+            judged,
         }
     }
 }
@@ -589,16 +457,18 @@ pub struct Truth {
 impl Truth {
     /// `due`: the session's expected action is owed now (opened, or ended without a consumer).
     fn count(&mut self, v: &Verdict, opened: bool, due: bool) {
-        let ok = u64::from(v.wrong.is_none());
+        let problem = v.judged.problem;
+        let ok = u64::from(problem.is_none());
         if opened {
             match v.kind {
                 Kind::Paid => {
                     self.paid += 1;
                     self.paid_with_one_order += u64::from(v.orders == 1) * ok;
+                    let otherwise = v.judged.paid_otherwise;
                     self.paid_by_another_session +=
-                        u64::from(v.paid_otherwise == PaidOtherwise::ByAnotherSession) * ok;
+                        u64::from(otherwise == PaidOtherwise::ByAnotherSession) * ok;
                     self.authorizations_cancelled +=
-                        u64::from(v.paid_otherwise == PaidOtherwise::AuthorizationCancelled) * ok;
+                        u64::from(otherwise == PaidOtherwise::AuthorizationCancelled) * ok;
                 }
                 Kind::Released => {
                     self.to_release += 1;
@@ -619,7 +489,6 @@ impl Truth {
             self.not_opened_released += u64::from(v.settled) * ok;
             self.unsettled += u64::from(!v.settled && due);
         }
-        let problem = v.wrong;
         self.orders_twice += u64::from(matches!(
             problem,
             Some(Problem::OrderTwice | Problem::OrderBesideKlarnas)
@@ -693,10 +562,7 @@ mod tests {
             payment_session_id: "p".to_owned(),
             simulator: (SimConfig::DEFAULT, 0),
             opened: true,
-            orders: Vec::new(),
-            orders_refused: 0,
-            orders_refused_closed: 0,
-            authorization_cancelled: None,
+            money: Money::default(),
             disables: 0,
             shop: Shop::default(),
         }
@@ -773,7 +639,7 @@ mod tests {
             OrderAnswer::PaymentSessionClosed,
             "a successful order closes the payment session"
         );
-        assert_eq!(world.sessions[&id].orders.len(), 1);
+        assert_eq!(world.sessions[&id].money.orders_created, 1);
         let t = world.truth(at.saturating_add(2 * MINUTE), false);
         assert_eq!((t.orders_twice, t.paid_with_one_order, t.wrong), (1, 0, 1));
         assert!(!t.all_ok());
@@ -933,7 +799,8 @@ mod tests {
         assert_eq!(world.disable(&id, at), Some(DisableAnswer::Disabled));
         assert_eq!(world.disable(&id, at), Some(DisableAnswer::AlreadyFinal));
         let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
-        shop.releases.insert("k".to_owned(), "CANCELLED".to_owned());
+        shop.releases
+            .insert("k".to_owned(), ReleaseReason::Cancelled);
         let t = world.truth(at, true);
         assert_eq!(
             (t.to_release, t.released_once, t.wrong),
@@ -941,11 +808,12 @@ mod tests {
             "the wrong reason"
         );
         let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
-        shop.releases.insert("k".to_owned(), "DISABLED".to_owned());
+        shop.releases
+            .insert("k".to_owned(), ReleaseReason::Disabled);
         let t = world.truth(at, false);
         assert_eq!((t.released_once, t.wrong, t.unsettled), (1, 0, 0));
         let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
-        shop.releases.insert("k".to_owned(), "EXPIRED".to_owned());
+        shop.releases.insert("k".to_owned(), ReleaseReason::Expired);
         let t = world.truth(at, false);
         assert_eq!(
             (t.released_once, t.wrong),
@@ -953,7 +821,8 @@ mod tests {
             "a disabled cart released as expired has the wrong reason"
         );
         let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
-        shop.releases.insert("k2".to_owned(), "DISABLED".to_owned());
+        shop.releases
+            .insert("k2".to_owned(), ReleaseReason::Disabled);
         assert_eq!(world.truth(at, false).wrong, 1, "released twice");
     }
 
@@ -965,7 +834,7 @@ mod tests {
         session
             .shop
             .releases
-            .insert("k".to_owned(), "EXPIRED".to_owned());
+            .insert("k".to_owned(), ReleaseReason::Expired);
         let t = world.truth(now, false);
         assert_eq!((t.paid_released, t.wrong), (1, 1));
     }
@@ -998,11 +867,12 @@ mod tests {
         let t = world.truth(now, false);
         assert_eq!((t.unsettled, t.wrong), (1, 0), "expired, not released");
         let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
-        shop.releases.insert("k".to_owned(), "EXPIRED".to_owned());
+        shop.releases.insert("k".to_owned(), ReleaseReason::Expired);
         let t = world.truth(now, false);
         assert_eq!((t.not_opened_released, t.unsettled, t.wrong), (1, 0, 0));
         let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
-        shop.releases.insert("k2".to_owned(), "EXPIRED".to_owned());
+        shop.releases
+            .insert("k2".to_owned(), ReleaseReason::Expired);
         let t = world.truth(now, false);
         assert_eq!((t.not_opened_released, t.wrong), (0, 1), "released twice");
         // Disabled by the merchant before anyone came: the release is owed at once.
@@ -1015,7 +885,8 @@ mod tests {
         assert_eq!(world.disable(&id, at), Some(DisableAnswer::Disabled));
         assert_eq!(world.truth(at, false).unsettled, 1);
         let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
-        shop.releases.insert("k".to_owned(), "DISABLED".to_owned());
+        shop.releases
+            .insert("k".to_owned(), ReleaseReason::Disabled);
         let t = world.truth(at, false);
         assert_eq!((t.unsettled, t.not_opened_released, t.wrong), (0, 1, 0));
     }
@@ -1050,7 +921,7 @@ mod tests {
     struct Case {
         expected: fn(&Expected) -> bool,
         orders: u32,
-        releases: &'static [&'static str],
+        releases: &'static [ReleaseReason],
         recorded: Option<&'static str>,
         reviewed: bool,
         after_the_hour: bool,
@@ -1116,7 +987,7 @@ mod tests {
             Case {
                 expected: place,
                 orders: 1,
-                releases: &["EXPIRED"],
+                releases: &[ReleaseReason::Expired],
                 recorded: None,
                 reviewed: false,
                 after_the_hour: false,
@@ -1125,7 +996,7 @@ mod tests {
             Case {
                 expected: place,
                 orders: 0,
-                releases: &["EXPIRED"],
+                releases: &[ReleaseReason::Expired],
                 recorded: None,
                 reviewed: false,
                 after_the_hour: false,
@@ -1171,7 +1042,7 @@ mod tests {
             Case {
                 expected: record,
                 orders: 0,
-                releases: &["CANCELLED"],
+                releases: &[ReleaseReason::Cancelled],
                 recorded: Some("right"),
                 reviewed: false,
                 after_the_hour: false,
@@ -1199,7 +1070,7 @@ mod tests {
             Case {
                 expected: review,
                 orders: 0,
-                releases: &["EXPIRED"],
+                releases: &[ReleaseReason::Expired],
                 recorded: None,
                 reviewed: true,
                 after_the_hour: false,
@@ -1218,7 +1089,7 @@ mod tests {
             Case {
                 expected: cancelled,
                 orders: 0,
-                releases: &["CANCELLED"],
+                releases: &[ReleaseReason::Cancelled],
                 recorded: None,
                 reviewed: false,
                 after_the_hour: false,
@@ -1227,7 +1098,7 @@ mod tests {
             Case {
                 expected: cancelled,
                 orders: 0,
-                releases: &["EXPIRED"],
+                releases: &[ReleaseReason::Expired],
                 recorded: None,
                 reviewed: false,
                 after_the_hour: false,
@@ -1236,16 +1107,17 @@ mod tests {
             Case {
                 expected: cancelled,
                 orders: 0,
-                releases: &["CANCELLED", "CANCELLED"],
+                releases: &[ReleaseReason::Cancelled, ReleaseReason::Cancelled],
                 recorded: None,
                 reviewed: false,
                 after_the_hour: false,
-                counts: [0, 0, 0, 0, 0, 0, 0, 1, 1],
+                // Released twice: done (settled), and wrong.
+                counts: [0, 0, 0, 0, 0, 0, 0, 0, 1],
             },
             Case {
                 expected: cancelled,
                 orders: 1,
-                releases: &["CANCELLED"],
+                releases: &[ReleaseReason::Cancelled],
                 recorded: None,
                 reviewed: false,
                 after_the_hour: false,
@@ -1254,7 +1126,7 @@ mod tests {
             Case {
                 expected: cancelled,
                 orders: 0,
-                releases: &["CANCELLED"],
+                releases: &[ReleaseReason::Cancelled],
                 recorded: Some("x"),
                 reviewed: false,
                 after_the_hour: false,
@@ -1263,7 +1135,7 @@ mod tests {
             Case {
                 expected: cancelled,
                 orders: 0,
-                releases: &["CANCELLED"],
+                releases: &[ReleaseReason::Cancelled],
                 recorded: None,
                 reviewed: true,
                 after_the_hour: false,
@@ -1285,12 +1157,10 @@ mod tests {
                 .as_ref()
                 .map(ToString::to_string);
             let session = world.sessions.get_mut(&id).expect("the session");
-            session.orders = vec![start; case.orders as usize];
+            session.money.orders_created = u8::try_from(case.orders).expect("a few");
+            session.money.ordered_at = (case.orders > 0).then_some(start);
             for (i, reason) in case.releases.iter().enumerate() {
-                session
-                    .shop
-                    .releases
-                    .insert(format!("k{i}"), (*reason).to_owned());
+                session.shop.releases.insert(format!("k{i}"), *reason);
             }
             if let Some(order) = case.recorded {
                 let order = if order == "right" {
@@ -1358,7 +1228,8 @@ mod tests {
         assert_eq!(world.sessions[&id].disables, 1, "a 400 disables nothing");
         assert_eq!(world.disable("unknown", at), None);
         let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
-        shop.releases.insert("k".to_owned(), "DISABLED".to_owned());
+        shop.releases
+            .insert("k".to_owned(), ReleaseReason::Disabled);
         world.reads = 3;
         world.callbacks = (5, 4);
         world.redirects = 2;

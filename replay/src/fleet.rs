@@ -19,8 +19,13 @@ use std::fmt;
 use std::time::Duration;
 
 use hpp_session::{
-    ActionKind, ReleaseReason, SessionId, Status, Timestamp, Tracker, TrackerConfig, Urgency,
+    Action, ActionKind, ReleaseReason, SessionId, Status, Timestamp, Tracker, TrackerConfig,
+    Urgency,
 };
+use hpp_sim::drive::SETTLE_WITHIN;
+use hpp_sim::judge::{Conduct, Problem, judge};
+use hpp_sim::limiter::RateWindow;
+use hpp_sim::money::{Money, PaymentSession};
 use hpp_sim::oracle::{Expected, expected};
 use hpp_sim::{ReadAnswer, Scenario, Simulator};
 use serde::Serialize;
@@ -191,8 +196,8 @@ struct Session {
     reads: u32,
     disabled_at: Option<Timestamp>,
     paid_confirmed_at: Option<Timestamp>,
-    orders: u8,
-    first_order_at: Option<Timestamp>,
+    /// The create-order calls, as Klarna answered them.
+    money: Money,
     asked: Vec<Expected>,
     /// The money calls queued for a window (they stay owed until answered).
     queued: hpp_session::ActionSet,
@@ -217,7 +222,8 @@ struct Fleet<'s> {
     due: BinaryHeap<DueKey>,
     money: VecDeque<MoneyCall>,
     report: FleetReport,
-    window_requests: u32,
+    /// Klarna's limiter for the merchant's reads and money calls, on the simulated clock.
+    limiter: RateWindow,
     max_wait: Duration,
 }
 
@@ -231,6 +237,12 @@ fn scenario(simulator: &Simulator, sid: u32, disabled_at: Option<Timestamp>) -> 
 }
 
 impl Fleet<'_> {
+    /// Time since the simulation's start, which Klarna's 1-second windows count from.
+    fn elapsed(&self, at: Timestamp) -> Duration {
+        at.duration_since(self.simulator.config().start)
+            .unwrap_or_default()
+    }
+
     /// Queues the tracker's next read of `sid`.
     fn schedule(&mut self, sid: u32, now: Timestamp) {
         let session = &mut self.sessions[sid as usize];
@@ -304,8 +316,7 @@ impl Fleet<'_> {
             reads: 0,
             disabled_at: None,
             paid_confirmed_at: None,
-            orders: 0,
-            first_order_at: None,
+            money: Money::default(),
             asked: Vec::new(),
             queued: hpp_session::ActionSet::EMPTY,
         });
@@ -395,7 +406,7 @@ impl Fleet<'_> {
         if self.config.money_first {
             self.money_calls(start);
         }
-        let budget = budget.min(self.config.limit.saturating_sub(self.window_requests));
+        let budget = budget.min(self.limiter.remaining(self.elapsed(start)));
         while let Some(&Reverse((at, sid, redirect, index))) = self.hints.peek() {
             if at >= end {
                 break;
@@ -428,7 +439,8 @@ impl Fleet<'_> {
             self.read(sid, read_at);
             reads += 1;
         }
-        self.window_requests += reads;
+        let elapsed = self.elapsed(read_at);
+        self.limiter.count(elapsed, reads);
         if !self.config.money_first {
             self.money_calls(read_at);
         }
@@ -440,15 +452,15 @@ impl Fleet<'_> {
     fn money_calls(&mut self, at: Timestamp) {
         let waiting = self.money.len();
         for _ in 0..waiting {
-            if self.config.money_first && self.window_requests >= self.config.limit {
+            let elapsed = self.elapsed(at);
+            if self.config.money_first && self.limiter.remaining(elapsed) == 0 {
                 // The window is full: the rest wait for the next one, unrefused.
                 break;
             }
             let Some(call) = self.money.pop_front() else {
                 break;
             };
-            self.window_requests += 1;
-            if self.window_requests > self.config.limit {
+            if !self.limiter.admit(elapsed).allowed {
                 self.report.rate_limited += 1;
                 self.report.rate_limited_money += 1;
                 self.money.push_back(call);
@@ -457,16 +469,19 @@ impl Fleet<'_> {
             match call {
                 MoneyCall::PlaceOrder(sid) => {
                     let s = self.simulator.scenario(u64::from(sid));
-                    // Klarna's side, the double's rule: the token's hour.
-                    let alive = hpp_sim::token_accepted(&s.history, at);
                     let session = &mut self.sessions[sid as usize];
-                    if alive {
-                        session.orders = session.orders.saturating_add(1);
-                        session.first_order_at.get_or_insert(at);
-                    }
-                    // Placed, or refused for good: done either way.
+                    // Placed, or refused for good (Klarna's rule, `Money`): done either way.
                     if let Some(tracker) = session.tracker.as_deref_mut() {
                         if let Some(action) = tracker.action(ActionKind::PlaceOrder) {
+                            if let Action::PlaceOrder {
+                                authorization_token,
+                                ..
+                            } = &action
+                            {
+                                let token = authorization_token.expose_secret();
+                                let payment = PaymentSession::default();
+                                let _ = session.money.create_order(&s.history, token, at, payment);
+                            }
                             session.asked.extend(Expected::of(&action));
                         }
                         if let Some(id) = tracker.session_id().cloned() {
@@ -571,7 +586,7 @@ pub fn run(simulator: &Simulator, config: FleetConfig) -> Result<FleetReport, No
             poll_lag_secs: config.tracker.reads.poll_lag().as_secs_f64(),
             ..FleetReport::default()
         },
-        window_requests: 0,
+        limiter: RateWindow::new(config.limit),
         max_wait: Duration::ZERO,
     };
     let second = Duration::from_secs(1);
@@ -581,7 +596,6 @@ pub fn run(simulator: &Simulator, config: FleetConfig) -> Result<FleetReport, No
     let created_at = |i: u32| start.saturating_add(gap.saturating_mul(i));
     loop {
         let end = window.saturating_add(second);
-        fleet.window_requests = 0;
         while created < sessions && created_at(created) < end {
             fleet.create(created);
             created += 1;
@@ -617,7 +631,7 @@ pub fn run(simulator: &Simulator, config: FleetConfig) -> Result<FleetReport, No
         fleet.report.reads_per_second_mean = total_reads as f64 / windows.max(1) as f64;
     }
     fleet.report.max_read_wait_secs = fleet.max_wait.as_secs_f64();
-    judge(&mut fleet);
+    judge_all(&mut fleet);
     Ok(fleet.report)
 }
 
@@ -635,7 +649,7 @@ fn before(t: Timestamp) -> Timestamp {
 }
 
 /// Judges every session against its history and Klarna's record.
-fn judge(fleet: &mut Fleet<'_>) {
+fn judge_all(fleet: &mut Fleet<'_>) {
     let mut reads: Vec<Vec<u32>> = vec![Vec::new(); Ending::ALL.len()];
     let (mut hinted, mut unhinted) = (Vec::new(), Vec::new());
     let (mut detection, mut slack) = (Vec::new(), Vec::new());
@@ -655,8 +669,35 @@ fn judge(fleet: &mut Fleet<'_>) {
             Expected::Release(_) => Ending::AbandonedExpired,
         };
         reads[Ending::ALL.iter().position(|e| *e == ending).unwrap_or(0)].push(session.reads);
+        // The one judge (the double's too): what Klarna recorded and what the shop was told.
+        let shop: Vec<Expected> = session
+            .asked
+            .iter()
+            .filter(|e| !matches!(e, Expected::PlaceOrder { .. }))
+            .cloned()
+            .collect();
+        let conduct = Conduct {
+            money: &session.money,
+            paid_elsewhere: false,
+            shop: &shop,
+        };
+        let end = s.history.expires_at.saturating_add(SETTLE_WITHIN);
+        let problem = judge(&want, &conduct, end).at_end().problem;
         let report = &mut fleet.report;
-        report.mismatched += u64::from(session.asked.as_slice() != std::slice::from_ref(&want));
+        report.dead_tokens += u64::from(problem == Some(Problem::TokenDead));
+        report.orders_twice += u64::from(matches!(
+            problem,
+            Some(Problem::OrderTwice | Problem::OrderBesideKlarnas)
+        ));
+        // Any other problem, or what the tracker asked not exactly the oracle's action.
+        let other = problem.is_some_and(|p| {
+            !matches!(
+                p,
+                Problem::TokenDead | Problem::OrderTwice | Problem::OrderBesideKlarnas
+            )
+        });
+        report.mismatched +=
+            u64::from(other || session.asked.as_slice() != std::slice::from_ref(&want));
         report.unsettled += u64::from(session.tracker.is_some());
         if ending.is_paid() {
             let told = s
@@ -671,13 +712,11 @@ fn judge(fleet: &mut Fleet<'_>) {
                 detection.push(confirmed.duration_since(end.at).unwrap_or_default());
             }
         }
-        if let Expected::PlaceOrder { place_by, .. } = want {
-            match (session.first_order_at, place_by) {
-                (Some(at), Some(by)) => slack.push(by.duration_since(at).unwrap_or_default()),
-                _ => report.dead_tokens += 1,
-            }
+        if let (Expected::PlaceOrder { place_by, .. }, Some(at)) = (&want, session.money.ordered_at)
+            && let Some(by) = place_by
+        {
+            slack.push(by.duration_since(at).unwrap_or_default());
         }
-        report.orders_twice += u64::from(session.orders > 1);
     }
     let report = &mut fleet.report;
     report.reads_by_ending = Ending::ALL
@@ -766,11 +805,9 @@ mod tests {
 
     use super::*;
 
-    /// Klarna's side of placing an order: the token lives 60 minutes after the authorization,
-    /// one order a call, and a window over the limit refuses the call (it waits).
-    #[test]
-    fn an_order_is_created_only_while_the_token_lives() {
-        let simulator = Simulator::new(SimConfig::DEFAULT, 3);
+    /// A fleet of 100 sessions, one window of one request, and a paid session whose tracker
+    /// owes its order: the session and when the consumer paid.
+    fn owing_an_order(simulator: &Simulator) -> (Fleet<'_>, u32, Timestamp) {
         let config = FleetConfig {
             sessions: 100,
             limit: 1,
@@ -779,7 +816,7 @@ mod tests {
             tracker: TrackerConfig::DEFAULT,
         };
         let mut fleet = Fleet {
-            simulator: &simulator,
+            simulator,
             config,
             sessions: Vec::new(),
             hints: BinaryHeap::new(),
@@ -787,7 +824,7 @@ mod tests {
             due: BinaryHeap::new(),
             money: VecDeque::new(),
             report: FleetReport::default(),
-            window_requests: 0,
+            limiter: RateWindow::new(config.limit),
             max_wait: Duration::ZERO,
         };
         for sid in 0..100 {
@@ -801,22 +838,40 @@ mod tests {
             })
             .unwrap();
         let paid_at = paid_at.unwrap();
-        // At the token's 60 minutes exactly: dead (Klarna refuses it, and so does the fleet).
+        let ReadAnswer::Session(body) = simulator.scenario(u64::from(sid)).read(paid_at) else {
+            panic!("a read at the payment");
+        };
+        let snapshot = body.session_body().snapshot().unwrap();
+        let tracker = fleet.sessions[sid as usize].tracker.as_deref_mut().unwrap();
+        tracker
+            .observe_read(&config.tracker, &snapshot, paid_at)
+            .unwrap();
+        assert!(tracker.action(ActionKind::PlaceOrder).is_some());
+        (fleet, sid, paid_at)
+    }
+
+    /// Klarna's side of placing an order (`Money`): the token lives 60 minutes after the
+    /// authorization, and a window over the limit refuses the call (it waits, still owed).
+    #[test]
+    fn an_order_is_created_only_while_the_token_lives() {
+        let simulator = Simulator::new(SimConfig::DEFAULT, 3);
+        // At the token's 60 minutes exactly: dead (Klarna refuses it), and done for good.
+        let (mut fleet, sid, paid_at) = owing_an_order(&simulator);
         let late = paid_at.saturating_add(hpp_session::AUTHORIZATION_VALIDITY);
         fleet.money.push_back(MoneyCall::PlaceOrder(sid));
         fleet.money_calls(late);
-        assert_eq!(
-            fleet.sessions[sid as usize].orders, 0,
-            "a dead token made an order"
-        );
+        let money = fleet.sessions[sid as usize].money;
+        assert_eq!((money.orders_created, money.refused_invalid), (0, 1));
         // In time, but the window is full: it waits, unrefused, for the next one.
+        let (mut fleet, sid, paid_at) = owing_an_order(&simulator);
+        fleet.limiter.count(fleet.elapsed(paid_at), 1);
         fleet.money.push_back(MoneyCall::PlaceOrder(sid));
         fleet.money_calls(paid_at);
         assert_eq!(fleet.money.len(), 1);
-        fleet.window_requests = 0;
+        assert_eq!(fleet.report.rate_limited, 0, "it waited, unrefused");
+        fleet.limiter = RateWindow::new(1);
         fleet.money_calls(paid_at);
-        let session = &fleet.sessions[sid as usize];
-        assert_eq!((session.orders, session.first_order_at), (1, Some(paid_at)));
-        assert_eq!(fleet.report.rate_limited, 0);
+        let money = fleet.sessions[sid as usize].money;
+        assert_eq!((money.orders_created, money.ordered_at), (1, Some(paid_at)));
     }
 }

@@ -8,12 +8,15 @@
 //! it does to money and carts, and judges the run by the oracle on the history, never by your
 //! state: each action exactly once, an order only within the token's hour.
 
-use core::fmt;
-
 use super::Scenario;
 use super::drive::{MAX_RUN_ACTIONS, SETTLE_WITHIN};
-use super::klarna::{Delivery, ReadAnswer, Visit, token_accepted};
+use super::judge::{Conduct, judge};
+use super::klarna::{Delivery, ReadAnswer, Visit};
+use super::money::{Money, PaymentSession};
 use super::oracle::{self, Expected};
+
+pub use super::judge::Problem;
+pub use super::money::OrderAnswer;
 use core::time::Duration;
 
 use hpp_session::{DisableAnswer, ReleaseReason, Timestamp};
@@ -48,16 +51,6 @@ pub struct Klarna<'a> {
     now: Timestamp,
 }
 
-/// What create-order answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OrderAnswer {
-    /// 200: the order was created.
-    Created,
-    /// 404: the token is not this session's, not issued yet, or past its hour; or the order
-    /// exists already (a successful order closes the payment session).
-    Refused,
-}
-
 impl Klarna<'_> {
     /// `GET` the session (Klarna's read).
     pub fn read(&mut self) -> ReadAnswer {
@@ -71,22 +64,11 @@ impl Klarna<'_> {
         self.scenario.disable(self.now)
     }
 
-    /// Create-order with `token`: created once, within the token's hour
-    /// ([`token_accepted`]); every call is recorded.
+    /// Create-order with `token`, answered as Klarna answers it ([`Money::create_order`]: once,
+    /// within the token's hour); every call is recorded.
     pub fn create_order(&mut self, token: &str) -> OrderAnswer {
-        let history = &self.scenario.history;
-        let ours = history
-            .completion
-            .authorization_token
-            .as_ref()
-            .is_some_and(|t| t.as_str() == token);
-        self.record.orders_asked = self.record.orders_asked.saturating_add(1);
-        if ours && self.record.orders_created == 0 && token_accepted(history, self.now) {
-            self.record.orders_created = 1;
-            OrderAnswer::Created
-        } else {
-            OrderAnswer::Refused
-        }
+        let payment = PaymentSession::default();
+        (self.record.money).create_order(&self.scenario.history, token, self.now, payment)
     }
 
     /// The shop records the order Klarna placed.
@@ -124,40 +106,12 @@ pub struct Record {
     pub reads: u32,
     /// Disables made.
     pub disables: u32,
-    /// Create-order calls.
-    pub orders_asked: u32,
-    /// Orders created (at most one: a successful order closes the payment session).
-    pub orders_created: u32,
+    /// Create-order calls, as Klarna answered them.
+    pub money: Money,
     /// The shop's calls, in order (Klarna's order recorded, a review, a release).
     pub shop: heapless::Vec<Expected, MAX_RUN_ACTIONS>,
     /// More shop calls than [`MAX_RUN_ACTIONS`] were made.
     pub shop_overflow: bool,
-}
-
-/// What went wrong in a run, by the oracle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Problem {
-    /// The expected action did not happen (by [`SETTLE_WITHIN`] after expiry).
-    NotDone,
-    /// It happened more than once (an order asked again, a release made twice).
-    DoneTwice,
-    /// Something else happened: a paid cart released, an order beside Klarna's, the wrong
-    /// reason, another order id.
-    Wrong,
-    /// The order was asked only after the token's hour: the money is lost.
-    TokenDead,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::NotDone => "the expected action did not happen",
-            Self::DoneTwice => "the action happened more than once",
-            Self::Wrong => "something other than the expected action happened",
-            Self::TokenDead => "the order was asked after the token's hour",
-        })
-    }
 }
 
 /// The judge's verdict on one run.
@@ -167,7 +121,8 @@ pub struct Judgement {
     pub expected: Expected,
     /// What the integration did.
     pub record: Record,
-    /// What went wrong; `None`: the expected action, exactly once, and nothing else.
+    /// What went wrong ([`judge`] at the end of the run); `None`: the expected action, exactly
+    /// once, and nothing else.
     pub problem: Option<Problem>,
 }
 
@@ -179,34 +134,18 @@ impl Judgement {
     }
 }
 
-/// The oracle's verdict on `record` for a history calling for `expected`.
-fn judge(expected: &Expected, record: &Record) -> Option<Problem> {
-    let shop = record.shop.as_slice();
+/// The judge's verdict on `record` at `end`, the end of the run.
+fn verdict(expected: &Expected, record: &Record, end: Timestamp) -> Option<Problem> {
     if record.shop_overflow {
+        // Past the bound is far past "exactly once" already.
         return Some(Problem::DoneTwice);
     }
-    match expected {
-        Expected::PlaceOrder { .. } => match (record.orders_created, record.orders_asked) {
-            _ if !shop.is_empty() => Some(Problem::Wrong),
-            (1, 1) => None,
-            (1, _) => Some(Problem::DoneTwice),
-            (_, 0) => Some(Problem::NotDone),
-            _ => Some(Problem::TokenDead),
-        },
-        _ if record.orders_asked > 0 => Some(Problem::Wrong),
-        Expected::RecordOrder { order_id, .. } => match shop {
-            [] => Some(Problem::NotDone),
-            [Expected::RecordOrder { order_id: got, .. }] if got == order_id => None,
-            [_] => Some(Problem::Wrong),
-            _ => Some(Problem::DoneTwice),
-        },
-        other => match shop {
-            [] => Some(Problem::NotDone),
-            [got] if got == other => None,
-            [_] => Some(Problem::Wrong),
-            _ => Some(Problem::DoneTwice),
-        },
-    }
+    let conduct = Conduct {
+        money: &record.money,
+        paid_elsewhere: false,
+        shop: &record.shop,
+    };
+    judge(expected, &conduct, end).at_end().problem
 }
 
 /// What the loop does next.
@@ -273,7 +212,7 @@ pub fn drive_integration(scenario: &mut Scenario, integration: &mut impl Integra
     }
     // After the run: the merchant's disables are part of the history.
     let expected = oracle::expected(&scenario.history);
-    let problem = judge(&expected, &record);
+    let problem = verdict(&expected, &record, deadline);
     Judgement {
         expected,
         record,
@@ -285,127 +224,24 @@ pub fn drive_integration(scenario: &mut Scenario, integration: &mut impl Integra
 mod tests {
     use super::*;
 
-    fn text(s: &str) -> crate::Text {
-        let mut t = crate::Text::new();
-        t.push_str(s).unwrap();
-        t
-    }
-
-    fn record(orders: (u32, u32), shop: &[Expected]) -> Record {
-        Record {
-            orders_created: orders.0,
-            orders_asked: orders.1,
-            shop: heapless::Vec::from_slice(shop).unwrap(),
-            ..Record::default()
-        }
-    }
-
-    /// Each verdict of the judge, case by case, written out from "the expected action exactly
-    /// once and nothing else, the order within the token's hour".
+    /// More shop calls than the record holds is doing something twice, whatever they were.
     #[test]
-    fn the_judge_says_what_went_wrong() {
-        let place = Expected::PlaceOrder {
-            authorization_token: text("t"),
-            place_by: None,
-        };
-        let recorded = |id: &str| Expected::RecordOrder {
-            order_id: text(id),
-            klarna_reference: None,
-        };
-        let klarnas = Expected::RecordOrder {
-            order_id: text("o"),
-            klarna_reference: Some(text("REF")),
-        };
+    fn a_shop_told_past_the_bound_did_something_twice() {
         let cancelled = Expected::Release(ReleaseReason::Cancelled);
-        let disabled = Expected::Release(ReleaseReason::Disabled);
-        let cases: [(&Expected, Record, Option<Problem>); 16] = [
-            (&place, record((1, 1), &[]), None),
-            (&place, record((1, 2), &[]), Some(Problem::DoneTwice)),
-            (&place, record((0, 0), &[]), Some(Problem::NotDone)),
-            (&place, record((0, 1), &[]), Some(Problem::TokenDead)),
-            (
-                &place,
-                record((1, 1), core::slice::from_ref(&cancelled)),
-                Some(Problem::Wrong),
-            ),
-            (&klarnas, record((0, 0), &[recorded("o")]), None),
-            (
-                &klarnas,
-                record((0, 0), &[recorded("x")]),
-                Some(Problem::Wrong),
-            ),
-            (&klarnas, record((0, 0), &[]), Some(Problem::NotDone)),
-            (
-                &klarnas,
-                record((0, 1), &[recorded("o")]),
-                Some(Problem::Wrong),
-            ),
-            (
-                &klarnas,
-                record((0, 0), &[recorded("o"), recorded("o")]),
-                Some(Problem::DoneTwice),
-            ),
-            (
-                &klarnas,
-                record((0, 0), core::slice::from_ref(&cancelled)),
-                Some(Problem::Wrong),
-            ),
-            (
-                &cancelled,
-                record((0, 0), core::slice::from_ref(&cancelled)),
-                None,
-            ),
-            (
-                &cancelled,
-                record((0, 0), core::slice::from_ref(&disabled)),
-                Some(Problem::Wrong),
-            ),
-            (&cancelled, record((0, 0), &[]), Some(Problem::NotDone)),
-            (
-                &cancelled,
-                record((0, 0), &[cancelled.clone(), cancelled.clone()]),
-                Some(Problem::DoneTwice),
-            ),
-            (
-                &Expected::ReviewCompletion,
-                record((0, 1), &[Expected::ReviewCompletion]),
-                Some(Problem::Wrong),
-            ),
-        ];
-        for (n, (expected, record, problem)) in cases.iter().enumerate() {
-            assert_eq!(judge(expected, record), *problem, "case {n}");
-        }
-        let mut overflow = record((0, 0), core::slice::from_ref(&cancelled));
-        overflow.shop_overflow = true;
-        assert_eq!(judge(&cancelled, &overflow), Some(Problem::DoneTwice));
+        let mut record = Record::default();
+        record.shop.push(cancelled.clone()).unwrap();
+        let end = Timestamp::from_unix(1_700_000_000, 0).unwrap();
+        assert_eq!(verdict(&cancelled, &record, end), None);
+        record.shop_overflow = true;
+        assert_eq!(verdict(&cancelled, &record, end), Some(Problem::DoneTwice));
+        let nothing = Record::default();
+        assert_eq!(verdict(&cancelled, &nothing, end), Some(Problem::NotDone));
         let judgement = Judgement {
-            expected: cancelled.clone(),
-            record: record((0, 0), &[]),
+            expected: cancelled,
+            record: nothing,
             problem: Some(Problem::NotDone),
         };
         assert!(!judgement.ok());
-    }
-
-    #[test]
-    fn problems_say_what_went_wrong_in_words() {
-        let all = [
-            Problem::NotDone,
-            Problem::DoneTwice,
-            Problem::Wrong,
-            Problem::TokenDead,
-        ];
-        let say = |p: &Problem| {
-            let mut s = heapless::String::<80>::new();
-            core::fmt::Write::write_fmt(&mut s, format_args!("{p}")).unwrap();
-            s
-        };
-        for (i, a) in all.iter().enumerate() {
-            let said = say(a);
-            assert!(said.len() > 10, "{said}");
-            for b in &all[i + 1..] {
-                assert_ne!(said, say(b));
-            }
-        }
     }
 
     /// The adversary does not know the secret: its callbacks, and only those, arrive with
@@ -436,7 +272,11 @@ mod tests {
         for i in 0..50 {
             let mut scenario = simulator.scenario(i);
             let judgement = drive_integration(&mut scenario, &mut counts);
-            assert_eq!(judgement.problem, Some(Problem::NotDone), "it never acts");
+            let never_acted = match judgement.expected {
+                Expected::PlaceOrder { .. } => Problem::TokenDead,
+                _ => Problem::NotDone,
+            };
+            assert_eq!(judgement.problem, Some(never_acted), "it never acts");
         }
         assert!(
             counts.0 > 0 && counts.0 < counts.1,

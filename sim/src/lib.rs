@@ -1,9 +1,12 @@
 //! A deterministic model of Klarna for testing HPP integrations: session histories, what Klarna
 //! sends and answers for them, an oracle of what a correct integrator must do, and a closed loop
-//! on a test clock. The `klarna-double` HTTP server and the replay tool's fleet build on it for
-//! the histories, the oracle and the token's hour ([`klarna::token_accepted`], written once);
-//! they still keep their own payment sessions, limiter and judge. [`integration`] drives your
-//! own handler, poller and executor through a scenario and judges them by the oracle.
+//! on a test clock. The `klarna-double` HTTP server and the replay tool's fleet build on it, so
+//! each of Klarna's rules is written once: the histories, the oracle, the token's hour
+//! ([`klarna::token_accepted`]), create-order and cancel authorization ([`money`]), the rate
+//! limiter ([`limiter`], `now` passed in) and the verdict on what a merchant did ([`judge`]).
+//! What holds many sessions (the double's maps of payment sessions and tokens, the fleet's
+//! queues) stays with them. [`integration`] drives your own handler, poller and executor through
+//! a scenario and judges them with the same judge.
 //!
 //! Like `hpp-session` it is `no_std` and allocation-free: one [`Scenario`] (a session's
 //! history, its callbacks, its reads) at a time, in fixed-capacity storage. Everything is
@@ -43,7 +46,10 @@
 pub mod drive;
 pub mod history;
 pub mod integration;
+pub mod judge;
 pub mod klarna;
+pub mod limiter;
+pub mod money;
 pub mod oracle;
 pub mod rng;
 

@@ -9,6 +9,7 @@ mod integration;
 
 use hpp_session::{Action, SessionId, Timestamp, Tracker, TrackerConfig};
 use hpp_sim::integration::{Integration, Judgement, Klarna, Problem, drive_integration};
+use hpp_sim::oracle::Expected;
 use hpp_sim::{Delivery, SimConfig, Simulator, Visit};
 use integration::{MyShop, perform};
 
@@ -109,9 +110,16 @@ impl Integration for Sabotaged {
 #[test]
 fn an_executor_that_does_an_action_twice_fails_the_judge() {
     let judgements = judge_sabotaged(Sabotage::Twice, 600);
+    // An order asked twice is the money's own problem; anything else told twice is the shop's.
     let caught = judgements
         .iter()
-        .filter(|j| j.problem == Some(Problem::DoneTwice))
+        .filter(|j| {
+            j.problem
+                == Some(match j.expected {
+                    Expected::PlaceOrder { .. } => Problem::OrderTwice,
+                    _ => Problem::DoneTwice,
+                })
+        })
         .count();
     assert_eq!(
         caught,
@@ -123,9 +131,16 @@ fn an_executor_that_does_an_action_twice_fails_the_judge() {
 #[test]
 fn an_executor_that_drops_an_action_fails_the_judge() {
     let judgements = judge_sabotaged(Sabotage::Drops, 600);
+    // A dropped order is a dead token; anything else dropped is not done.
     let caught = judgements
         .iter()
-        .filter(|j| j.problem == Some(Problem::NotDone))
+        .filter(|j| {
+            j.problem
+                == Some(match j.expected {
+                    Expected::PlaceOrder { .. } => Problem::TokenDead,
+                    _ => Problem::NotDone,
+                })
+        })
         .count();
     assert_eq!(
         caught,
@@ -165,7 +180,7 @@ fn a_poller_two_hours_late_lets_tokens_die_and_the_judge_says_so() {
     let judgements = judge_sabotaged(Sabotage::Late, 600);
     let placed = judgements
         .iter()
-        .filter(|j| matches!(j.expected, hpp_sim::oracle::Expected::PlaceOrder { .. }))
+        .filter(|j| matches!(j.expected, Expected::PlaceOrder { .. }))
         .count();
     let dead = judgements
         .iter()

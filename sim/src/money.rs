@@ -1,0 +1,246 @@
+//! Klarna's side of the money for one HPP session: create-order and cancel authorization with
+//! its token, and what they did. The double's HTTP calls, the fleet and
+//! [`drive_integration`](crate::integration::drive_integration) all answer with [`Money`]: a
+//! rule about money is written here once.
+//!
+//! - An order is created only within the token's hour ([`token_accepted`]), for the session's
+//!   own token, while the payment session lives and its authorization is not cancelled; else
+//!   `404` (an invalid authorization token).
+//! - Only one order per payment session succeeds, Klarna's own included ("several
+//!   authorizations may exist, only one can create an order"): a second create-order is refused
+//!   (`400`). With the same HPP session's token it is counted as the merchant asking for the
+//!   money twice, because whether Klarna de-duplicates a repeated create-order is not
+//!   documented; with another HPP session's token, as refused and harmless.
+//!
+//! <https://docs.klarna.com/payments/web-payments/additional-resources/order-management/create-an-order/>
+
+use hpp_session::{Status, Timestamp};
+
+use super::History;
+use super::klarna::token_accepted;
+
+/// What Klarna answers a create-order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderAnswer {
+    /// 200: the order was created.
+    Created,
+    /// 404: the token is not this session's, not issued yet, past its hour, or cancelled, or
+    /// the payment session expired.
+    InvalidToken,
+    /// 400: the payment session has its order already (a successful order closes it).
+    PaymentSessionClosed,
+}
+
+/// What Klarna knows of the payment session an HPP session pays, at the call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PaymentSession {
+    /// It expired (48 h after its last update): its tokens create no order.
+    pub expired: bool,
+    /// Another HPP session of it has the order (the merchant's, or Klarna's own).
+    pub ordered_elsewhere: bool,
+}
+
+/// The money calls made with one HPP session's token, as Klarna recorded them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Money {
+    /// Orders created (at most one: a successful order closes the payment session).
+    pub orders_created: u8,
+    /// When the order was created.
+    pub ordered_at: Option<Timestamp>,
+    /// Create-order calls refused because this session's order exists already (the
+    /// merchant's, or the one Klarna placed): the money was asked for twice.
+    pub refused_again: u8,
+    /// Create-order calls refused because another HPP session of the payment session has the
+    /// order: no money moved, and nothing is wrong.
+    pub refused_closed: u8,
+    /// Create-order calls refused as an invalid token (another session's, not issued yet, past
+    /// its hour, cancelled, or the payment session expired).
+    pub refused_invalid: u8,
+    /// The merchant cancelled the authorization (it decided not to fulfil).
+    pub authorization_cancelled: bool,
+}
+
+impl Money {
+    /// Whether this HPP session has the payment session's order at `now`: one the merchant
+    /// created with its token, or one Klarna placed itself (the session `COMPLETED` with an
+    /// `order_id`).
+    #[must_use]
+    pub fn ordered(&self, history: &History, now: Timestamp) -> bool {
+        self.orders_created > 0 || klarnas_order(history, now)
+    }
+
+    /// Create-order with `token` at `now`, for the session of `history`.
+    pub fn create_order(
+        &mut self,
+        history: &History,
+        token: &str,
+        now: Timestamp,
+        payment: PaymentSession,
+    ) -> OrderAnswer {
+        let own_token = history
+            .completion
+            .authorization_token
+            .as_ref()
+            .is_some_and(|t| t.as_str() == token);
+        if !own_token
+            || self.authorization_cancelled
+            || payment.expired
+            || !token_accepted(history, now)
+        {
+            self.refused_invalid = self.refused_invalid.saturating_add(1);
+            OrderAnswer::InvalidToken
+        } else if self.ordered(history, now) {
+            self.refused_again = self.refused_again.saturating_add(1);
+            OrderAnswer::PaymentSessionClosed
+        } else if payment.ordered_elsewhere {
+            self.refused_closed = self.refused_closed.saturating_add(1);
+            OrderAnswer::PaymentSessionClosed
+        } else {
+            self.orders_created = self.orders_created.saturating_add(1);
+            self.ordered_at.get_or_insert(now);
+            OrderAnswer::Created
+        }
+    }
+
+    /// The merchant cancels the authorization at `now`
+    /// (`DELETE /payments/v1/authorizations/{token}`): `true` (204) for a token that could
+    /// still create an order; `false` (404) for one dead, used, or cancelled already.
+    pub fn cancel_authorization(
+        &mut self,
+        history: &History,
+        now: Timestamp,
+        payment: PaymentSession,
+    ) -> bool {
+        if payment.ordered_elsewhere
+            || payment.expired
+            || self.ordered(history, now)
+            || self.authorization_cancelled
+            || !token_accepted(history, now)
+        {
+            return false;
+        }
+        self.authorization_cancelled = true;
+        true
+    }
+
+    /// Create-order calls made with this session's token, whatever they got.
+    #[must_use]
+    pub const fn orders_asked(&self) -> u32 {
+        self.orders_created as u32
+            + self.refused_again as u32
+            + self.refused_closed as u32
+            + self.refused_invalid as u32
+    }
+}
+
+/// Whether Klarna placed the order itself by `now` (the session completed with an `order_id`).
+#[must_use]
+pub fn klarnas_order(history: &History, now: Timestamp) -> bool {
+    history.completion.order_id.is_some() && history.status_at(now) == Status::Completed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{SimConfig, Simulator};
+    use core::time::Duration;
+
+    /// The first history with a token and no order of Klarna's, and when it was authorized.
+    fn to_order() -> (History, Timestamp, crate::Text) {
+        let simulator = Simulator::new(SimConfig::DEFAULT, 8);
+        (0..10_000)
+            .map(|i| simulator.scenario(i).history)
+            .find_map(|h| {
+                let at = h.ending().filter(|e| e.status == Status::Completed)?.at;
+                let token = h.completion.authorization_token.clone()?;
+                h.completion.order_id.is_none().then_some((h, at, token))
+            })
+            .unwrap()
+    }
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn one_order_within_the_tokens_hour_then_refusals() {
+        let (h, at, token) = to_order();
+        let live = PaymentSession::default();
+        let mut m = Money::default();
+        assert_eq!(
+            m.create_order(&h, "another", at, live),
+            OrderAnswer::InvalidToken
+        );
+        let before = Timestamp::from_unix(at.unix_seconds() - 1, 0).unwrap();
+        assert_eq!(
+            m.create_order(&h, &token, before, live),
+            OrderAnswer::InvalidToken,
+            "not issued yet"
+        );
+        let closed = PaymentSession {
+            ordered_elsewhere: true,
+            ..live
+        };
+        assert_eq!(
+            m.create_order(&h, &token, at, closed),
+            OrderAnswer::PaymentSessionClosed
+        );
+        let expired = PaymentSession {
+            expired: true,
+            ..live
+        };
+        assert_eq!(
+            m.create_order(&h, &token, at, expired),
+            OrderAnswer::InvalidToken
+        );
+        let then = at.saturating_add(MINUTE);
+        assert_eq!(m.create_order(&h, &token, then, live), OrderAnswer::Created);
+        assert_eq!(
+            m.create_order(&h, &token, then, live),
+            OrderAnswer::PaymentSessionClosed
+        );
+        assert_eq!(
+            (m.orders_created, m.refused_again, m.refused_closed),
+            (1, 1, 1)
+        );
+        assert_eq!((m.refused_invalid, m.ordered_at), (3, Some(then)));
+        assert_eq!(m.orders_asked(), 6);
+        assert!(m.ordered(&h, then));
+        assert!(!m.cancel_authorization(&h, then, live), "used");
+    }
+
+    #[test]
+    fn the_hour_ends_at_exactly_sixty_minutes() {
+        let (h, at, token) = to_order();
+        let live = PaymentSession::default();
+        let mut m = Money::default();
+        let end = at.saturating_add(60 * MINUTE);
+        assert_eq!(
+            m.create_order(&h, &token, end, live),
+            OrderAnswer::InvalidToken
+        );
+        let last = Timestamp::from_unix(end.unix_seconds() - 1, 999_999_999).unwrap();
+        assert_eq!(m.create_order(&h, &token, last, live), OrderAnswer::Created);
+    }
+
+    #[test]
+    fn a_cancelled_authorization_creates_no_order() {
+        let (h, at, token) = to_order();
+        let live = PaymentSession::default();
+        let mut m = Money::default();
+        let closed = PaymentSession {
+            ordered_elsewhere: true,
+            ..live
+        };
+        assert!(!m.cancel_authorization(&h, at, closed), "paid elsewhere");
+        assert!(
+            !m.cancel_authorization(&h, at.saturating_add(60 * MINUTE), live),
+            "dead"
+        );
+        assert!(m.cancel_authorization(&h, at, live));
+        assert!(!m.cancel_authorization(&h, at, live), "once");
+        assert_eq!(
+            m.create_order(&h, &token, at, live),
+            OrderAnswer::InvalidToken
+        );
+        assert!(!m.ordered(&h, at));
+    }
+}
