@@ -196,7 +196,7 @@ pub(crate) async fn create_session(
         return error(
             StatusCode::BAD_REQUEST,
             "BAD_VALUE",
-            "payment_session_url: unknown, expired or closed payment session",
+            "payment_session_url: unknown, closed, or expired or in its last hour (its HPP sessions expire an hour before it)",
         );
     };
     let base = &double.base_url;

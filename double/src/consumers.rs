@@ -81,7 +81,8 @@ impl Jobs {
 
 impl Double {
     /// Creates an HPP session for a payment session and starts its consumer: `None` if the
-    /// payment session is unknown, expired, or closed by its order. A payment session may have
+    /// payment session is unknown, closed by its order, or in its last hour (its HPP sessions
+    /// expire an hour before it, [`hpp_sim::money::hpp_expires_at`]). A payment session may have
     /// several (Klarna calls it bad practice, and allows it). Returns its id and `expires_at`.
     pub(crate) fn start_consumer(
         &self,
@@ -95,7 +96,10 @@ impl Double {
             return None;
         }
         let payment = world.payment_sessions.get_mut(payment_session_id)?;
-        if payment.expired(now) {
+        // An HPP session expires an hour before its payment session: in that last hour (and
+        // after) it could take no payment, so none is made.
+        let expires_by = hpp_sim::money::hpp_expires_at(payment.created_at);
+        if now >= expires_by {
             return None;
         }
         let sim = SimConfig {
@@ -108,7 +112,8 @@ impl Double {
         };
         // Nothing happens to a session until someone opens its page: made unopened, made again
         // with the consumer's walk when the page is opened ([`Double::open_page`]).
-        let scenario = Simulator::new(sim, self.config.seed).scenario_opened(index, None);
+        let scenario =
+            Simulator::new(sim, self.config.seed).scenario_expiring(index, None, Some(expires_by));
         let session_id = scenario.history.session_id.to_string();
         payment.hpp_sessions.push(session_id.clone());
         world.created += 1;
@@ -144,7 +149,9 @@ impl Double {
             return true;
         }
         let (sim, index) = session.simulator;
-        session.scenario = Simulator::new(sim, self.config.seed).scenario_opened(index, Some(now));
+        let expires_by = Some(history.expires_at);
+        session.scenario =
+            Simulator::new(sim, self.config.seed).scenario_expiring(index, Some(now), expires_by);
         session.opened = true;
         let scenario = &session.scenario;
         let token = scenario.history.completion.authorization_token.clone();

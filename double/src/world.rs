@@ -100,10 +100,7 @@ pub struct PaymentSession {
     pub created_at: Timestamp,
 }
 
-/// A payment session is valid for 48 hours after its last update
-/// (<https://docs.klarna.com/payments/web-payments/integrate-with-klarna-payments/integrate-via-sdk/step-1-initiate-a-payment/>):
-/// then it reads 404, and no HPP session can be created for it.
-pub const PAYMENT_SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_hours(48);
+pub use hpp_sim::money::PAYMENT_SESSION_LIFETIME;
 
 impl PaymentSession {
     /// A payment session created at `now`.

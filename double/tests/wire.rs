@@ -373,10 +373,26 @@ async fn payment_sessions_hold_several_hpp_sessions_one_order_and_expire() {
         }
         let refused = answers.values().flatten().filter(|&&s| s == 400).count() as u64;
         assert!(refused > 0 && cancelled > 0, "{answers:?}");
-        // Expiry: 48 hours after the payment session's creation.
+        // Expiry: the payment session 48 hours after its creation, its HPP sessions an hour
+        // before it, however late they were made (HPP: "until 1 hour before the payment
+        // session expires"). The clock runs at speed 1 as well: a minute's margin.
         let fresh = create_payment(addr);
-        advance(addr, 48 * 3_600);
-        let read = raw(addr, "GET", &format!("/payments/v1/sessions/{fresh}"), "");
+        let payment_path = format!("/payments/v1/sessions/{fresh}");
+        advance(addr, 46 * 3_600);
+        let (code, late) = create_hpp_for(addr, &fresh);
+        assert_eq!(code, 201);
+        advance(addr, 3_600 - 60);
+        assert_eq!(
+            status(&raw(addr, "GET", &format!("/hpp/v1/sessions/{late}"), "")),
+            200
+        );
+        advance(addr, 120);
+        let hpp_read = raw(addr, "GET", &format!("/hpp/v1/sessions/{late}"), "");
+        assert_eq!(status(&hpp_read), 404, "47 h: {hpp_read}");
+        assert_eq!(create_hpp_for(addr, &fresh).0, 400, "its last hour");
+        assert_eq!(status(&raw(addr, "GET", &payment_path, "")), 200);
+        advance(addr, 3_600);
+        let read = raw(addr, "GET", &payment_path, "");
         assert_eq!(status(&read), 404, "{read}");
         assert_eq!(create_hpp_for(addr, &fresh).0, 400);
         (refused, cancelled)

@@ -116,10 +116,27 @@ impl History {
         opened_at: Option<Timestamp>,
         merchant_disables: bool,
     ) -> Self {
+        Self::generate_expiring(rng, created_at, opened_at, None, merchant_disables)
+    }
+
+    /// [`History::generate_opened`] for a session that expires by `expires_by` when that is
+    /// sooner than 48 h after its creation: Klarna's HPP session expires an hour before its
+    /// payment session ([`crate::money::hpp_expires_at`]), and a payment session may be older
+    /// than its HPP session. `None`, or a later time: as [`History::generate_opened`], byte for
+    /// byte.
+    #[must_use]
+    pub fn generate_expiring(
+        rng: &mut Rng,
+        created_at: Timestamp,
+        opened_at: Option<Timestamp>,
+        expires_by: Option<Timestamp>,
+        merchant_disables: bool,
+    ) -> Self {
+        let lifetime = created_at.saturating_add(SESSION_LIFETIME);
         let mut history = Self {
             session_id: rng.uuid(),
             created_at,
-            expires_at: created_at.saturating_add(SESSION_LIFETIME),
+            expires_at: expires_by.map_or(lifetime, |by| by.min(lifetime)),
             changes: heapless::Vec::new(),
             completion: CompletionFields::default(),
         };
@@ -177,11 +194,12 @@ impl History {
     }
 
     /// The merchant disables the session at `at`: every later change never happens, and the
-    /// session becomes `DISABLED` unless it was already final.
+    /// session becomes `DISABLED` unless it was already final or had expired (Klarna answers
+    /// 404, and nothing changes).
     pub(super) fn disable(&mut self, at: Timestamp) {
         let kept = self.changes.iter().take_while(|c| c.at <= at).count();
         let status = self.status_at(at);
-        if status.is_final() {
+        if status.is_final() || at >= self.expires_at {
             return;
         }
         self.changes.truncate(kept);

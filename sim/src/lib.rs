@@ -173,12 +173,26 @@ impl Simulator {
     /// unopened at creation and makes it again when someone opens its page.
     #[must_use]
     pub fn scenario_opened(&self, index: u64, opened_at: Option<Timestamp>) -> Scenario {
+        self.scenario_expiring(index, opened_at, None)
+    }
+
+    /// [`Simulator::scenario_opened`] for an HPP session that expires by `expires_by`, sooner
+    /// than 48 h after its creation when its payment session is older
+    /// ([`money::hpp_expires_at`]), as [`History::generate_expiring`] says.
+    #[must_use]
+    pub fn scenario_expiring(
+        &self,
+        index: u64,
+        opened_at: Option<Timestamp>,
+        expires_by: Option<Timestamp>,
+    ) -> Scenario {
         let mut rng = Rng::derive(self.seed, index);
         let created_at = self.created_at(index);
-        let history = History::generate_opened(
+        let history = History::generate_expiring(
             &mut rng,
             created_at,
             opened_at,
+            expires_by,
             self.config.merchant_disables,
         );
         let deliveries = klarna::deliveries(&history, &mut rng, &self.config);

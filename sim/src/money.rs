@@ -14,10 +14,25 @@
 //!
 //! <https://docs.klarna.com/payments/web-payments/additional-resources/order-management/create-an-order/>
 
+use core::time::Duration;
+
 use hpp_session::{Status, Timestamp};
 
 use super::History;
 use super::klarna::token_accepted;
+
+/// A payment session is valid for 48 hours after its last update
+/// (<https://docs.klarna.com/payments/web-payments/integrate-with-klarna-payments/integrate-via-sdk/step-1-initiate-a-payment/>):
+/// then it reads 404, its tokens create no order, and no HPP session can be created for it.
+pub const PAYMENT_SESSION_LIFETIME: Duration = Duration::from_secs(48 * 3600);
+
+/// When an HPP session of a payment session last updated at `payment_updated_at` expires: an
+/// hour before the payment session does (the consumer can pay on HPP until then).
+#[must_use]
+pub fn hpp_expires_at(payment_updated_at: Timestamp) -> Timestamp {
+    let hour = Duration::from_secs(3600);
+    payment_updated_at.saturating_add(PAYMENT_SESSION_LIFETIME.saturating_sub(hour))
+}
 
 /// What Klarna answers a create-order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -885,3 +885,40 @@ fn a_history_starts_when_its_page_is_opened() {
         );
     }
 }
+
+/// An HPP session expires an hour before its payment session: made for an older payment
+/// session, it expires sooner than 48 h after its own creation, nothing happens at or after
+/// that, and reads answer 404 from then; a later bound changes nothing.
+#[test]
+fn an_hpp_session_expires_an_hour_before_its_payment_session() {
+    let simulator = Simulator::new(SimConfig::DEFAULT, 12);
+    for index in 0..2_000 {
+        let created = simulator.created_at(index);
+        let opened = Some(created);
+        let as_ever = simulator.scenario(index);
+        let later = created.saturating_add(SESSION_LIFETIME + Duration::from_secs(1));
+        assert_eq!(simulator.scenario_expiring(index, opened, None), as_ever);
+        assert_eq!(
+            simulator.scenario_expiring(index, opened, Some(later)),
+            as_ever
+        );
+        // The payment session was made `index % 47` hours before this HPP session.
+        let payment_updated = Timestamp::from_unix(
+            created.unix_seconds() - 3_600 * i64::try_from(index % 47).unwrap(),
+            0,
+        )
+        .unwrap();
+        let by = hpp_sim::money::hpp_expires_at(payment_updated);
+        assert_eq!(
+            by.duration_since(payment_updated),
+            Some(Duration::from_secs(47 * 3_600))
+        );
+        let mut s = simulator.scenario_expiring(index, opened, Some(by));
+        let h = &s.history;
+        assert_eq!(h.expires_at, by.min(as_ever.history.expires_at), "{index}");
+        assert_eq!(h.session_id, as_ever.history.session_id);
+        assert!(h.changes.iter().all(|c| c.at < h.expires_at), "{index}");
+        let at_expiry = h.expires_at;
+        assert_eq!(s.read(at_expiry), ReadAnswer::NotFound, "{index}");
+    }
+}
