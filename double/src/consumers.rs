@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use hpp_session::Timestamp;
 use hpp_session::{Redirect, Status};
+use hpp_sim::people::Opening;
 use hpp_sim::{Delivery, SimConfig, Simulator, Visit};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -306,4 +307,28 @@ async fn redirect(double: &Arc<Double>, session_id: &str, visit: Visit) {
     };
     let _answer = double.http.get(&url).send().await;
     double.world.lock().redirects += 1;
+}
+
+impl Double {
+    /// A person's browser opens `page` (the double's `redirect_url`) as `opening` says, on the
+    /// double's clock: at once, later, twice, or never ([`hpp_sim::people`]).
+    pub async fn open_as_a_person(&self, http: &reqwest::Client, page: &str, opening: Opening) {
+        let now = self.clock.now();
+        let Some(first) = opening.first(now) else {
+            return;
+        };
+        self.open_at(http, page, first).await;
+        if let Opening::Twice(again) = opening {
+            self.open_at(http, page, first.saturating_add(again)).await;
+        }
+    }
+
+    /// Opens `page` once the double's clock reaches `at`.
+    async fn open_at(&self, http: &reqwest::Client, page: &str, at: Timestamp) {
+        while self.clock.now() < at {
+            let wait = self.clock.real_until(at).min(Duration::from_secs(1));
+            tokio::time::sleep(wait).await;
+        }
+        let _opened = http.get(page).send().await;
+    }
 }

@@ -7,6 +7,7 @@ use hpp_session::Timestamp;
 use hpp_sim::SimConfig;
 use std::sync::Arc;
 
+use hpp_sim::people::Opening;
 use hpp_sim::rng::Rng;
 use klarna_double::{Double, DoubleConfig, TimestampDigits};
 
@@ -92,30 +93,6 @@ struct Args {
 /// Times a consumer presses the checkout button before giving up (one second apart).
 const CHECKOUT_TRIES: u32 = 3;
 
-/// When a person opens the page they were sent to, in simulated time after the checkout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Opening {
-    /// At once (70 %).
-    Now,
-    /// Seconds to 3 hours later: from an e-mail or SMS link, or later in the day (20 %).
-    Later(Duration),
-    /// At once, and again up to an hour later (5 %).
-    Twice(Duration),
-    /// Never (5 %): the session waits for its expiry or the merchant's disable.
-    Never,
-}
-
-impl Opening {
-    fn draw(rng: &mut Rng) -> Self {
-        match rng.range(0, 1_000) {
-            0..700 => Self::Now,
-            700..900 => Self::Later(Duration::from_secs(rng.range(5, 3 * 3_600))),
-            900..950 => Self::Twice(Duration::from_secs(rng.range(60, 3_600))),
-            _ => Self::Never,
-        }
-    }
-}
-
 /// One consumer at the merchant's checkout: presses the button up to [`CHECKOUT_TRIES`] times
 /// until the shop answers with a page. `None`: no page (a failed checkout).
 async fn check_out(http: &reqwest::Client, url: &str) -> Option<String> {
@@ -147,15 +124,6 @@ async fn check_out(http: &reqwest::Client, url: &str) -> Option<String> {
     None
 }
 
-/// Opens `page` after `after` simulated seconds on the double's clock.
-async fn open_later(double: &Double, http: &reqwest::Client, page: &str, after: Duration) {
-    let at = double.clock.now().saturating_add(after);
-    while double.clock.now() < at {
-        tokio::time::sleep(double.clock.real_until(at).min(Duration::from_secs(1))).await;
-    }
-    let _opened = http.get(page).send().await;
-}
-
 /// Consumers arrive at `url`, `rate` a second, and open the page they are sent to (as people
 /// do, unless `at_once`); then the verdict ([`klarna_double::world::Truth::line`]) is printed
 /// every few seconds until every page to be opened was, and every session opened settled.
@@ -184,17 +152,7 @@ async fn shop_at(double: Arc<Double>, url: String, checkouts: u32, rate: f64, at
             Opening::draw(&mut rng)
         };
         let (double, http) = (Arc::clone(&double), http.clone());
-        openings.spawn(async move {
-            match opening {
-                Opening::Now => open_later(&double, &http, &page, Duration::ZERO).await,
-                Opening::Later(after) => open_later(&double, &http, &page, after).await,
-                Opening::Twice(after) => {
-                    open_later(&double, &http, &page, Duration::ZERO).await;
-                    open_later(&double, &http, &page, after).await;
-                }
-                Opening::Never => {}
-            }
-        });
+        openings.spawn(async move { double.open_as_a_person(&http, &page, opening).await });
     }
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;

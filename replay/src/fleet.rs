@@ -44,6 +44,9 @@ pub struct FleetConfig {
     /// integrator never exceeds the limit (the default); otherwise money calls are sent as they
     /// come, on top of the reads (a careless integrator, for the counter-check).
     pub money_first: bool,
+    /// Every consumer opens the page at once; otherwise as people do
+    /// ([`hpp_sim::people::Opening`]: later, twice, or never too).
+    pub all_open_at_once: bool,
     /// The trackers' configuration.
     pub tracker: TrackerConfig,
 }
@@ -227,16 +230,22 @@ struct Fleet<'s> {
     max_wait: Duration,
 }
 
-/// The scenario of session `sid` as it is after the integrator's disable, if it made one.
-fn scenario(simulator: &Simulator, sid: u32, disabled_at: Option<Timestamp>) -> Scenario {
-    let mut s = simulator.scenario(u64::from(sid));
-    if let Some(at) = disabled_at {
-        let _ = s.disable(at);
-    }
-    s
-}
-
 impl Fleet<'_> {
+    /// The scenario of session `sid`, its page opened as people do (or at once), as it is after
+    /// the integrator's disable, if it made one.
+    fn scenario(&self, sid: u32, disabled_at: Option<Timestamp>) -> Scenario {
+        let index = u64::from(sid);
+        let mut s = if self.config.all_open_at_once {
+            self.simulator.scenario(index)
+        } else {
+            self.simulator.scenario_as_people(index)
+        };
+        if let Some(at) = disabled_at {
+            let _ = s.disable(at);
+        }
+        s
+    }
+
     /// Time since the simulation's start, which Klarna's 1-second windows count from.
     fn elapsed(&self, at: Timestamp) -> Duration {
         at.duration_since(self.simulator.config().start)
@@ -296,7 +305,7 @@ impl Fleet<'_> {
     }
 
     fn create(&mut self, sid: u32) {
-        let s = self.simulator.scenario(u64::from(sid));
+        let s = self.scenario(sid, None);
         let id = SessionId::new(s.history.session_id.as_str()).ok();
         let tracker = match id {
             Some(id) => Tracker::created(id, s.history.created_at),
@@ -326,7 +335,7 @@ impl Fleet<'_> {
     /// A callback or redirect reaches the integrator at `at`.
     fn hint(&mut self, at: Timestamp, sid: u32, redirect: bool, index: u16) {
         let disabled_at = self.sessions[sid as usize].disabled_at;
-        let s = self.simulator.scenario(u64::from(sid));
+        let s = self.scenario(sid, None);
         let kept = |change_at: Timestamp, forged: bool| {
             forged || disabled_at.is_none_or(|d| change_at <= d)
         };
@@ -364,7 +373,7 @@ impl Fleet<'_> {
     /// Reads session `sid` at `at`.
     fn read(&mut self, sid: u32, at: Timestamp) {
         let disabled_at = self.sessions[sid as usize].disabled_at;
-        let mut s = scenario(self.simulator, sid, disabled_at);
+        let mut s = self.scenario(sid, disabled_at);
         let answer = s.read(at);
         let session = &mut self.sessions[sid as usize];
         let Some(tracker) = session.tracker.as_deref_mut() else {
@@ -468,7 +477,7 @@ impl Fleet<'_> {
             }
             match call {
                 MoneyCall::PlaceOrder(sid) => {
-                    let s = self.simulator.scenario(u64::from(sid));
+                    let s = self.scenario(sid, None);
                     let session = &mut self.sessions[sid as usize];
                     // Placed, or refused for good (Klarna's rule, `Money`): done either way.
                     if let Some(tracker) = session.tracker.as_deref_mut() {
@@ -492,7 +501,7 @@ impl Fleet<'_> {
                 }
                 MoneyCall::Disable(sid) => {
                     let disabled_at = self.sessions[sid as usize].disabled_at;
-                    let mut s = scenario(self.simulator, sid, disabled_at);
+                    let mut s = self.scenario(sid, disabled_at);
                     let answer = s.disable(at);
                     let session = &mut self.sessions[sid as usize];
                     if answer == hpp_session::DisableAnswer::Disabled {
@@ -655,7 +664,7 @@ fn judge_all(fleet: &mut Fleet<'_>) {
     let (mut detection, mut slack) = (Vec::new(), Vec::new());
     for (sid, session) in fleet.sessions.iter().enumerate() {
         let sid = u32::try_from(sid).unwrap_or(u32::MAX);
-        let s = scenario(fleet.simulator, sid, session.disabled_at);
+        let s = fleet.scenario(sid, session.disabled_at);
         let want = expected(&s.history);
         let ending = match want {
             Expected::PlaceOrder { .. } => Ending::PlacedOrder,
@@ -813,6 +822,7 @@ mod tests {
             limit: 1,
             read_share: 0.8,
             money_first: true,
+            all_open_at_once: false,
             tracker: TrackerConfig::DEFAULT,
         };
         let mut fleet = Fleet {
@@ -832,13 +842,13 @@ mod tests {
         }
         let (sid, paid_at) = (0..100)
             .find_map(|sid| {
-                let s = simulator.scenario(u64::from(sid));
+                let s = fleet.scenario(sid, None);
                 matches!(expected(&s.history), Expected::PlaceOrder { .. })
                     .then(|| (sid, s.history.ending().map(|c| c.at)))
             })
             .unwrap();
         let paid_at = paid_at.unwrap();
-        let ReadAnswer::Session(body) = simulator.scenario(u64::from(sid)).read(paid_at) else {
+        let ReadAnswer::Session(body) = fleet.scenario(sid, None).read(paid_at) else {
             panic!("a read at the payment");
         };
         let snapshot = body.session_body().snapshot().unwrap();

@@ -169,6 +169,10 @@ struct SimulateArgs {
     /// placing orders and disabling sessions).
     #[arg(long, default_value_t = 0.8, value_parser = probability)]
     read_share: f64,
+    /// Fleet mode: every consumer opens the page at once (default: as people do: 70 % at once,
+    /// 20 % 5 seconds to 3 hours later, 5 % twice, 5 % never).
+    #[arg(long)]
+    all_open_at_once: bool,
     /// Fleet mode: the report as JSON.
     #[arg(long)]
     json: bool,
@@ -312,6 +316,7 @@ fn simulate(args: &SimulateArgs, out: &mut impl Write) -> Result<ExitCode, Error
                 limit: args.limit,
                 read_share: args.read_share,
                 money_first: true,
+                all_open_at_once: args.all_open_at_once,
                 tracker,
             },
         )

@@ -693,10 +693,12 @@ fn the_fleet_reports_and_fails_when_the_guarantee_breaks() {
     assert!(out.starts_with("2000 sessions\n"), "{out}");
     assert!(out.contains("429s: 0 (0 on money calls)"), "{out}");
     assert!(out.ends_with(": kept\n"), "{out}");
+    // One read a second for sessions arriving 3 a second: reads wait far past the policy's
+    // minute.
     let o = run(&[
         "simulate",
         "--rate",
-        "1.16",
+        "3",
         "--sessions",
         "2000",
         "--limit",

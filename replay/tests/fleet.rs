@@ -51,6 +51,7 @@ impl Fleet {
                 limit: self.limit,
                 read_share: self.read_share,
                 money_first: !self.careless,
+                all_open_at_once: false,
                 tracker: TrackerConfig {
                     reads,
                     abandon_after: self.abandon_minutes.map(|m| Duration::from_secs(m * 60)),

@@ -51,6 +51,7 @@ pub mod klarna;
 pub mod limiter;
 pub mod money;
 pub mod oracle;
+pub mod people;
 pub mod rng;
 
 use core::time::Duration;

@@ -3,8 +3,9 @@
 //! check out, pay, cancel and walk away, callbacks are lost, duplicated, reordered and forged,
 //! reads fail, and order answers are lost. The verdict is the double's ground truth.
 //!
-//! Bounded for CI by default; `E2E_SESSIONS` (and `E2E_WORKERS`, `E2E_SABOTAGE_SESSIONS`)
-//! scale it: `E2E_SESSIONS=10000 cargo test -p hpp-service --release --test e2e -- --nocapture`.
+//! Consumers open their pages as people do (at once, hours later, twice, or never;
+//! `E2E_AT_ONCE=1`: all at once). Bounded for CI by default; `E2E_SESSIONS` (and
+//! `E2E_WORKERS`, `E2E_SABOTAGE_SESSIONS`) scale it: `E2E_SESSIONS=10000 cargo test -p hpp-service --release --test e2e -- --nocapture`.
 
 mod support;
 
@@ -41,11 +42,15 @@ async fn processes_killed_on_postgres_settle_every_session_by_the_doubles_truth(
         report.killed >= 1 || cfg.kill_every.is_none(),
         "no process was killed\n{text}"
     );
-    assert_eq!(
-        report.n("sessions") - report.n("not_opened"),
-        u64::from(cfg.sessions) - u64::from(report.lost_checkouts),
+    // Every checkout that gave a page made a session (a retried one perhaps two); a page
+    // drawn never to be opened was not (nor one opened after the service disabled it).
+    let checked_out = u64::from(cfg.sessions) - u64::from(report.lost_checkouts);
+    assert!(report.n("sessions") >= checked_out, "{text}");
+    assert!(
+        report.n("not_opened") >= u64::from(report.never_opened),
         "{text}"
     );
+    assert!(report.never_opened > 0 || cfg.all_open_at_once, "{text}");
     assert_eq!(report.n("paid_with_one_order"), report.n("paid"), "{text}");
     assert_eq!(report.n("orders_twice"), 0, "{text}");
     assert_eq!(report.n("paid_released"), 0, "{text}");
@@ -65,6 +70,9 @@ async fn sabotaged(sabotage: &'static str, workers: u32, lost_order_answers: u16
     let mut cfg = Run::new(&pg.url, env("E2E_SABOTAGE_SESSIONS", 400), workers);
     cfg.sabotage = Some(sabotage);
     cfg.kill_every = None;
+    // What is sabotaged is the service's money path: consumers who open at once reach it
+    // soonest (late openers only make the run longer).
+    cfg.all_open_at_once = true;
     cfg.lost_order_answers = lost_order_answers;
     cfg.settle_within = std::time::Duration::from_mins(1);
     let report = support::run(&cfg).await;

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hpp_sim::SimConfig;
+use hpp_sim::people::Opening;
+use hpp_sim::rng::Rng;
 use klarna_double::DoubleConfig;
 use serde_json::Value;
 
@@ -45,6 +47,8 @@ pub struct Run {
     pub settle_within: Duration,
     /// Seed.
     pub seed: u64,
+    /// Every consumer opens the page at once (else as people do: later, twice, or never).
+    pub all_open_at_once: bool,
 }
 
 impl Run {
@@ -79,6 +83,8 @@ impl Run {
             // E2E_SETTLE_S: how long to wait for every session to settle (default 3 min).
             settle_within: Duration::from_secs_f64(var("E2E_SETTLE_S").unwrap_or(180.0)),
             seed: 16,
+            // E2E_AT_ONCE=1: every consumer opens the page at once.
+            all_open_at_once: var("E2E_AT_ONCE").is_some_and(|v| v > 0.0),
         }
     }
 }
@@ -92,6 +98,8 @@ pub struct Report {
     pub killed: u32,
     /// Checkouts that failed for good (after retries).
     pub lost_checkouts: u32,
+    /// Consumers who checked out and never opened their page (as drawn).
+    pub never_opened: u32,
     /// Wall time from the first checkout to the last checkout.
     pub checkout_time: Duration,
     /// Wall time from the first checkout until every session settled (or the wait gave up).
@@ -147,21 +155,6 @@ impl Drop for Workers {
         for i in 0..self.children.len() {
             self.kill(i);
         }
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).unwrap_or(0)
     }
 }
 
@@ -232,7 +225,7 @@ pub async fn run(cfg: &Run) -> Report {
         .timeout(Duration::from_secs(5))
         .build()
         .expect("a client");
-    let lost_checkouts = check_out(cfg, &http, &ports, started).await;
+    let (lost_checkouts, never_opened) = check_out(cfg, &double, &http, &ports, started).await;
     let checkout_time = started.elapsed();
     let truth_url = format!("{klarna}/admin/truth");
     let mut truth = settled(&http, &truth_url, cfg).await;
@@ -262,6 +255,7 @@ pub async fn run(cfg: &Run) -> Report {
         truth,
         killed: kills,
         lost_checkouts,
+        never_opened,
         checkout_time,
         settle_time,
     }
@@ -275,13 +269,14 @@ async fn killer(
     every: Duration,
     seed: u64,
 ) -> u32 {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut killed = 0;
     while !done.load(std::sync::atomic::Ordering::Relaxed) {
-        let jitter = every.mul_f64(f64::from(u32::try_from(rng.below(1000)).unwrap_or(0)) / 1000.0);
+        let jitter =
+            every.mul_f64(f64::from(u32::try_from(rng.range(0, 1000)).unwrap_or(0)) / 1000.0);
         tokio::time::sleep(every / 2 + jitter).await;
         let mut w = workers.lock().expect("workers");
-        let i = rng.below(w.children.len());
+        let i = usize::try_from(rng.range(0, w.children.len() as u64)).unwrap_or(0);
         w.kill(i);
         w.spawn(i);
         killed += 1;
@@ -290,21 +285,36 @@ async fn killer(
 }
 
 /// Consumers check out at the rate, on any process (a load balancer's round robin, moving on
-/// when one does not answer), and open the page they are sent to; how many gave up.
-async fn check_out(cfg: &Run, http: &reqwest::Client, ports: &[u16], started: Instant) -> u32 {
+/// when one does not answer), and open the page they are sent to as people do
+/// ([`hpp_sim::people::Opening`]: at once, hours later, twice, or never); returns how many gave
+/// up, and how many never opened their page. It returns once every page to be opened was.
+async fn check_out(
+    cfg: &Run,
+    double: &Arc<klarna_double::Double>,
+    http: &reqwest::Client,
+    ports: &[u16],
+    started: Instant,
+) -> (u32, u32) {
     let ports = ports.to_vec();
     let lost = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let limit = Arc::new(tokio::sync::Semaphore::new(32));
     let mut checkouts = tokio::task::JoinSet::new();
+    let mut never = 0;
     for i in 0..cfg.sessions {
         if let Some(rate) = cfg.rate {
             let due = started + Duration::from_secs_f64(f64::from(i) / rate);
             tokio::time::sleep_until(due.into()).await;
         }
+        let opening = if cfg.all_open_at_once {
+            Opening::Now
+        } else {
+            Opening::draw(&mut Rng::derive(cfg.seed, u64::from(i)))
+        };
+        never += u32::from(opening == Opening::Never);
         let permit = Arc::clone(&limit).acquire_owned().await.expect("a permit");
         let (http, ports, lost) = (http.clone(), ports.clone(), Arc::clone(&lost));
+        let double = Arc::clone(double);
         checkouts.spawn(async move {
-            let _permit = permit;
             for attempt in 0..50_usize {
                 let port = ports[(i as usize + attempt) % ports.len()];
                 let answer = http
@@ -325,15 +335,17 @@ async fn check_out(cfg: &Run, http: &reqwest::Client, ports: &[u16], started: In
                 let Some(url) = body["redirect_url"].as_str() else {
                     continue;
                 };
-                if http.get(url).send().await.is_ok() {
-                    return;
-                }
+                // Checked out: the next consumer may press the button while this one opens
+                // the page, perhaps hours later.
+                drop(permit);
+                double.open_as_a_person(&http, url, opening).await;
+                return;
             }
             lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         });
     }
     checkouts.join_all().await;
-    lost.load(std::sync::atomic::Ordering::Relaxed)
+    (lost.load(std::sync::atomic::Ordering::Relaxed), never)
 }
 
 /// The double's truth once every session the consumers opened has settled (or the wait gave
@@ -399,6 +411,7 @@ pub fn describe(cfg: &Run, r: &Report) -> String {
         let _ = writeln!(s, "  {field}: {}", t[field]);
     }
     let _ = writeln!(s, "  lost checkouts: {}", r.lost_checkouts);
+    let _ = writeln!(s, "  never opened (as drawn): {}", r.never_opened);
     if let Some(verdicts) = t["verdicts"].as_array() {
         for v in verdicts
             .iter()
