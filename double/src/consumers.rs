@@ -126,7 +126,7 @@ impl Double {
                 urls,
                 payment_session_id: payment_session_id.to_owned(),
                 simulator: (sim, index),
-                opened: false,
+                opened_at: None,
                 money: hpp_sim::money::Money::default(),
                 disables: 0,
                 shop: Shop::default(),
@@ -146,14 +146,17 @@ impl Double {
             return false;
         };
         let history = &session.scenario.history;
-        if session.opened || history.status_at(now).is_final() || now >= history.expires_at {
+        if session.opened_at.is_some()
+            || history.status_at(now).is_final()
+            || now >= history.expires_at
+        {
             return true;
         }
         let (sim, index) = session.simulator;
         let expires_by = Some(history.expires_at);
         session.scenario =
             Simulator::new(sim, self.config.seed).scenario_expiring(index, Some(now), expires_by);
-        session.opened = true;
+        session.opened_at = Some(now);
         let scenario = &session.scenario;
         let token = scenario.history.completion.authorization_token.clone();
         for delivery in scenario.deliveries() {
@@ -311,24 +314,34 @@ async fn redirect(double: &Arc<Double>, session_id: &str, visit: Visit) {
 
 impl Double {
     /// A person's browser opens `page` (the double's `redirect_url`) as `opening` says, on the
-    /// double's clock: at once, later, twice, or never ([`hpp_sim::people`]).
-    pub async fn open_as_a_person(&self, http: &reqwest::Client, page: &str, opening: Opening) {
+    /// double's clock: at once, later, twice, or never ([`hpp_sim::people`]). Whether the page
+    /// was opened (answered).
+    pub async fn open_as_a_person(
+        &self,
+        http: &reqwest::Client,
+        page: &str,
+        opening: Opening,
+    ) -> bool {
         let now = self.clock.now();
         let Some(first) = opening.first(now) else {
-            return;
+            return false;
         };
-        self.open_at(http, page, first).await;
+        let opened = self.open_at(http, page, first).await;
         if let Opening::Twice(again) = opening {
             self.open_at(http, page, first.saturating_add(again)).await;
         }
+        opened
     }
 
-    /// Opens `page` once the double's clock reaches `at`.
-    async fn open_at(&self, http: &reqwest::Client, page: &str, at: Timestamp) {
+    /// Opens `page` once the double's clock reaches `at`: whether it answered with success.
+    async fn open_at(&self, http: &reqwest::Client, page: &str, at: Timestamp) -> bool {
         while self.clock.now() < at {
             let wait = self.clock.real_until(at).min(Duration::from_secs(1));
             tokio::time::sleep(wait).await;
         }
-        let _opened = http.get(page).send().await;
+        http.get(page)
+            .send()
+            .await
+            .is_ok_and(|answer| answer.status().is_success())
     }
 }

@@ -1,5 +1,7 @@
-//! Klarna's rate limiter ([`hpp_sim::limiter`], the fleet's too) per merchant, on the wall
-//! clock: Klarna's windows are wall-clock seconds even when the double's clock runs fast.
+//! Klarna's rate limiter ([`hpp_sim::limiter`], the fleet's too) per merchant, in real time:
+//! Klarna's windows are seconds of real time even when the double's clock runs fast. The
+//! windows are whole seconds counted from the limiter's start (a monotonic clock), not from the
+//! wall clock's second boundaries.
 
 use std::collections::HashMap;
 use std::time::Instant;

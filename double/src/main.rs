@@ -152,7 +152,9 @@ async fn shop_at(double: Arc<Double>, url: String, checkouts: u32, rate: f64, at
             Opening::draw(&mut rng)
         };
         let (double, http) = (Arc::clone(&double), http.clone());
-        openings.spawn(async move { double.open_as_a_person(&http, &page, opening).await });
+        openings.spawn(async move {
+            let _opened = double.open_as_a_person(&http, &page, opening).await;
+        });
     }
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;

@@ -12,6 +12,14 @@ use serde::Deserialize;
 
 use crate::Double;
 
+/// The call's `Idempotency-Key` (required on every call of the shop).
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// Records one call of the merchant's shop for `id` with `apply`, keyed by the call's
 /// `Idempotency-Key`: 400 without one, 404 for an unknown session.
 fn record(
@@ -20,11 +28,7 @@ fn record(
     headers: &HeaderMap,
     apply: impl FnOnce(&mut crate::world::Shop, String),
 ) -> StatusCode {
-    let Some(key) = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-    else {
+    let Some(key) = idempotency_key(headers) else {
         return StatusCode::BAD_REQUEST;
     };
     let mut world = double.world.lock();
@@ -53,14 +57,18 @@ fn release_reason(text: &str) -> Option<ReleaseReason> {
     .find(|r| r.as_str() == text)
 }
 
-/// `POST /shop/carts/{id}/release`: 422 for a reason that is none of the three, and nothing
-/// recorded (as axum answers a body it cannot read).
+/// `POST /shop/carts/{id}/release`: 400 without an `Idempotency-Key`, as every call of the
+/// shop; 422 for a reason that is none of the three (as axum answers a body it cannot read).
+/// Either way nothing is recorded, and the call is not counted.
 pub(crate) async fn release(
     State(double): State<Arc<Double>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     Json(body): Json<Release>,
 ) -> StatusCode {
+    if idempotency_key(&headers).is_none() {
+        return StatusCode::BAD_REQUEST;
+    }
     let Some(reason) = release_reason(&body.reason) else {
         return StatusCode::UNPROCESSABLE_ENTITY;
     };

@@ -41,8 +41,8 @@ pub struct Session {
     /// The simulator's configuration and the session's index, to make its history again when
     /// the page is opened.
     pub simulator: (hpp_sim::SimConfig, u64),
-    /// The consumer opened the page (only then is the history played, and judged).
-    pub opened: bool,
+    /// When the consumer first opened the page (only then is the history played).
+    pub opened_at: Option<Timestamp>,
     /// The merchant's create-order and cancel calls with the token, as Klarna answered them
     /// (the one rule of money, [`hpp_sim::money`]).
     pub money: Money,
@@ -115,7 +115,7 @@ impl PaymentSession {
     /// Whether it has expired at `now`.
     #[must_use]
     pub fn expired(&self, now: Timestamp) -> bool {
-        now >= self.created_at.saturating_add(PAYMENT_SESSION_LIFETIME)
+        now >= money::payment_expires_at(self.created_at)
     }
 }
 
@@ -254,9 +254,9 @@ impl World {
             let verdict = Verdict::of(session, paid_elsewhere, now);
             // A session nobody opened owes its release once it ended: disabled, or expired.
             let history = &session.scenario.history;
-            let due =
-                session.opened || history.status_at(now).is_final() || now >= history.expires_at;
-            truth.count(&verdict, session.opened, due);
+            let opened = session.opened_at.is_some();
+            let due = opened || history.status_at(now).is_final() || now >= history.expires_at;
+            truth.count(&verdict, opened, due);
             truth.second_orders_refused += u64::from(session.money.refused_closed);
             delays.extend(verdict.order_delay_s);
             if with_sessions {
@@ -291,6 +291,8 @@ pub struct Verdict {
     pub reviews: u32,
     /// Simulated seconds from the authorization to the order the merchant created.
     pub order_delay_s: Option<f64>,
+    /// Simulated seconds from the session's creation to its page first opened (none: never).
+    pub opened_after_s: Option<f64>,
     /// The expected action happened.
     pub settled: bool,
     /// Settled, and nothing else happened (no second order, no release of a paid cart, the
@@ -342,9 +344,15 @@ impl Verdict {
             .zip(session.money.ordered_at)
             .and_then(|(from, to)| to.duration_since(from))
             .map(|d| d.as_secs_f64());
+        let created = session.scenario.history.created_at;
+        let opened_after_s = session
+            .opened_at
+            .and_then(|at| at.duration_since(created))
+            .map(|d| d.as_secs_f64());
         Self {
             expected: expected.to_string(),
             order_delay_s,
+            opened_after_s,
             orders: u32::from(session.money.orders_created),
             releases: session
                 .shop
@@ -356,7 +364,10 @@ impl Verdict {
             reviews: u32::try_from(session.shop.reviews.len()).unwrap_or(u32::MAX),
             settled: judged.settled,
             ok: judged.ok(),
-            problem: judged.problem.map(|p| p.to_string()),
+            problem: judged.problem().map(|_| {
+                let said: Vec<String> = judged.problems.iter().map(|p| p.to_string()).collect();
+                said.join("; ")
+            }),
             kind,
             judged,
         }
@@ -454,8 +465,8 @@ pub struct Truth {
 impl Truth {
     /// `due`: the session's expected action is owed now (opened, or ended without a consumer).
     fn count(&mut self, v: &Verdict, opened: bool, due: bool) {
-        let problem = v.judged.problem;
-        let ok = u64::from(problem.is_none());
+        let problems = v.judged.problems;
+        let ok = u64::from(problems.is_empty());
         if opened {
             match v.kind {
                 Kind::Paid => {
@@ -486,12 +497,9 @@ impl Truth {
             self.not_opened_released += u64::from(v.settled) * ok;
             self.unsettled += u64::from(!v.settled && due);
         }
-        self.orders_twice += u64::from(matches!(
-            problem,
-            Some(Problem::OrderTwice | Problem::OrderBesideKlarnas)
-        ));
-        self.paid_released += u64::from(problem == Some(Problem::PaidReleased));
-        self.tokens_expired_unused += u64::from(problem == Some(Problem::TokenDead));
+        self.orders_twice += u64::from(problems.iter().any(Problem::is_order_twice));
+        self.paid_released += u64::from(problems.contains(Problem::PaidReleased));
+        self.tokens_expired_unused += u64::from(problems.contains(Problem::TokenDead));
         self.wrong += 1 - ok;
     }
 
@@ -558,7 +566,7 @@ mod tests {
             urls: MerchantUrls::default(),
             payment_session_id: "p".to_owned(),
             simulator: (SimConfig::DEFAULT, 0),
-            opened: true,
+            opened_at: Some(Timestamp::UNIX_EPOCH),
             money: Money::default(),
             disables: 0,
             shop: Shop::default(),
@@ -849,7 +857,7 @@ mod tests {
             let id = scenario.history.session_id.to_string();
             let mut world = World::default();
             let mut session = opened_in_p(scenario);
-            session.opened = false;
+            session.opened_at = None;
             world.sessions.insert(id.clone(), session);
             (world, id)
         };
@@ -1243,6 +1251,72 @@ mod tests {
         assert!(
             !t.all_ok(),
             "a money call refused over the limit fails the run"
+        );
+    }
+
+    /// The shop as the judge reads it: once per idempotency key; an order id longer than the
+    /// simulator's is cut and still differs; a second record or review under another key, or a
+    /// review of a session to be ordered, is wrong.
+    #[test]
+    fn the_shop_is_judged_once_per_key_and_strictly() {
+        let (mut world, id) = world_with(|e| matches!(e, Expected::RecordOrder { .. }));
+        let now = world.sessions[&id].scenario.history.expires_at;
+        let right = world.sessions[&id]
+            .scenario
+            .history
+            .completion
+            .order_id
+            .clone()
+            .expect("Klarna's order")
+            .to_string();
+        let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
+        shop.recorded.insert("r".to_owned(), right.clone());
+        assert_eq!(shop.as_told().len(), 1);
+        assert!(world.truth(now, false).all_ok());
+        let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
+        shop.recorded.insert("r2".to_owned(), right.clone());
+        let t = world.truth(now, true);
+        assert_eq!(t.wrong, 1, "recorded twice under two keys");
+        assert_eq!(
+            t.verdicts[0].verdict.problem.as_deref(),
+            Some("the shop was told the same thing twice")
+        );
+        let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
+        shop.recorded.remove("r2");
+        shop.recorded
+            .insert("r".to_owned(), format!("{right}{}", "x".repeat(20)));
+        assert!(matches!(
+            shop.as_told()[..],
+            [Expected::RecordOrder { ref order_id, .. }] if order_id.len() == order_id.capacity()
+        ));
+        let t = world.truth(now, true);
+        assert_eq!(
+            t.verdicts[0].verdict.problem.as_deref(),
+            Some("another order id was recorded"),
+            "cut, still another id"
+        );
+        // A session to be ordered, ordered, and handed to a person too.
+        let (mut world, id) = world_with(|e| matches!(e, Expected::PlaceOrder { .. }));
+        let (at, token) = authorized(&world, &id);
+        assert_eq!(world.create_order(&token, at), OrderAnswer::Created);
+        let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
+        shop.reviews.insert("v".to_owned());
+        let t = world.truth(at, false);
+        assert_eq!((t.wrong, t.paid_with_one_order), (1, 0), "{}", t.line(0));
+    }
+
+    /// A session can be wrong in several ways at once, and each is counted: a token dead and
+    /// the cart released.
+    #[test]
+    fn every_problem_of_a_session_is_counted() {
+        let (mut world, id) = world_with(|e| matches!(e, Expected::PlaceOrder { .. }));
+        let (at, _) = authorized(&world, &id);
+        let shop = &mut world.sessions.get_mut(&id).expect("the session").shop;
+        shop.releases.insert("k".to_owned(), ReleaseReason::Expired);
+        let t = world.truth(at.saturating_add(61 * MINUTE), false);
+        assert_eq!(
+            (t.paid_released, t.tokens_expired_unused, t.wrong),
+            (1, 1, 1)
         );
     }
 

@@ -25,7 +25,7 @@ use hpp_session::{
 use hpp_sim::drive::SETTLE_WITHIN;
 use hpp_sim::judge::{Conduct, Problem, judge};
 use hpp_sim::limiter::RateWindow;
-use hpp_sim::money::{Money, PaymentSession};
+use hpp_sim::money::{Money, payment_of};
 use hpp_sim::oracle::{Expected, expected};
 use hpp_sim::{ReadAnswer, Scenario, Simulator};
 use serde::Serialize;
@@ -161,7 +161,8 @@ pub struct FleetReport {
     pub place_by_slack_p1_secs: f64,
     /// Paid-by-token sessions with no order created while the token lived (Klarna's record).
     pub dead_tokens: u64,
-    /// Sessions with more than one order created.
+    /// Sessions whose order was asked for twice (created twice, or refused as existing or its
+    /// token used), or beside the one Klarna placed: the one judge's `OrderTwice`.
     pub orders_twice: u64,
     /// Sessions whose merchant actions differ from the oracle's (exactly once, by the history).
     pub mismatched: u64,
@@ -477,7 +478,8 @@ impl Fleet<'_> {
             }
             match call {
                 MoneyCall::PlaceOrder(sid) => {
-                    let s = self.scenario(sid, None);
+                    // Klarna answers from the history as the merchant's disable left it.
+                    let s = self.scenario(sid, self.sessions[sid as usize].disabled_at);
                     let session = &mut self.sessions[sid as usize];
                     // Placed, or refused for good (Klarna's rule, `Money`): done either way.
                     if let Some(tracker) = session.tracker.as_deref_mut() {
@@ -488,7 +490,7 @@ impl Fleet<'_> {
                             } = &action
                             {
                                 let token = authorization_token.expose_secret();
-                                let payment = PaymentSession::default();
+                                let payment = payment_of(&s.history, at);
                                 let _ = session.money.create_order(&s.history, token, at, payment);
                             }
                             session.asked.extend(Expected::of(&action));
@@ -691,20 +693,14 @@ fn judge_all(fleet: &mut Fleet<'_>) {
             shop: &shop,
         };
         let end = s.history.expires_at.saturating_add(SETTLE_WITHIN);
-        let problem = judge(&want, &conduct, end).at_end().problem;
+        let problems = judge(&want, &conduct, end).at_end().problems;
         let report = &mut fleet.report;
-        report.dead_tokens += u64::from(problem == Some(Problem::TokenDead));
-        report.orders_twice += u64::from(matches!(
-            problem,
-            Some(Problem::OrderTwice | Problem::OrderBesideKlarnas)
-        ));
+        report.dead_tokens += u64::from(problems.contains(Problem::TokenDead));
+        report.orders_twice += u64::from(problems.iter().any(Problem::is_order_twice));
         // Any other problem, or what the tracker asked not exactly the oracle's action.
-        let other = problem.is_some_and(|p| {
-            !matches!(
-                p,
-                Problem::TokenDead | Problem::OrderTwice | Problem::OrderBesideKlarnas
-            )
-        });
+        let other = problems
+            .iter()
+            .any(|p| p != Problem::TokenDead && !p.is_order_twice());
         report.mismatched +=
             u64::from(other || session.asked.as_slice() != std::slice::from_ref(&want));
         report.unsettled += u64::from(session.tracker.is_some());
@@ -879,9 +875,10 @@ mod tests {
         fleet.money_calls(paid_at);
         assert_eq!(fleet.money.len(), 1);
         assert_eq!(fleet.report.rate_limited, 0, "it waited, unrefused");
-        fleet.limiter = RateWindow::new(1);
-        fleet.money_calls(paid_at);
+        // The next second is a new window.
+        let next = paid_at.saturating_add(Duration::from_secs(1));
+        fleet.money_calls(next);
         let money = fleet.sessions[sid as usize].money;
-        assert_eq!((money.orders_created, money.ordered_at), (1, Some(paid_at)));
+        assert_eq!((money.orders_created, money.ordered_at), (1, Some(next)));
     }
 }

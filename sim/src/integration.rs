@@ -12,10 +12,10 @@ use super::Scenario;
 use super::drive::{MAX_RUN_ACTIONS, SETTLE_WITHIN};
 use super::judge::{Conduct, judge};
 use super::klarna::{Delivery, ReadAnswer, Visit};
-use super::money::{Money, PaymentSession};
+use super::money::{Money, payment_of};
 use super::oracle::{self, Expected};
 
-pub use super::judge::Problem;
+pub use super::judge::{Problem, Problems};
 pub use super::money::OrderAnswer;
 use core::time::Duration;
 
@@ -67,8 +67,11 @@ impl Klarna<'_> {
     /// Create-order with `token`, answered as Klarna answers it ([`Money::create_order`]: once,
     /// within the token's hour); every call is recorded.
     pub fn create_order(&mut self, token: &str) -> OrderAnswer {
-        let payment = PaymentSession::default();
-        (self.record.money).create_order(&self.scenario.history, token, self.now, payment)
+        let history = &self.scenario.history;
+        let payment = payment_of(history, self.now);
+        self.record
+            .money
+            .create_order(history, token, self.now, payment)
     }
 
     /// The shop records the order Klarna placed.
@@ -121,8 +124,10 @@ pub struct Judgement {
     pub expected: Expected,
     /// What the integration did.
     pub record: Record,
-    /// What went wrong ([`judge`] at the end of the run); `None`: the expected action, exactly
-    /// once, and nothing else.
+    /// Everything that went wrong ([`judge`] at the end of the run).
+    pub problems: Problems,
+    /// The first of them, money first ([`Problems::first`]); `None`: the expected action,
+    /// exactly once, and nothing else.
     pub problem: Option<Problem>,
 }
 
@@ -130,22 +135,23 @@ impl Judgement {
     /// The run did the expected action exactly once and nothing else.
     #[must_use]
     pub const fn ok(&self) -> bool {
-        self.problem.is_none()
+        self.problems.is_empty()
     }
 }
 
 /// The judge's verdict on `record` at `end`, the end of the run.
-fn verdict(expected: &Expected, record: &Record, end: Timestamp) -> Option<Problem> {
-    if record.shop_overflow {
-        // Past the bound is far past "exactly once" already.
-        return Some(Problem::DoneTwice);
-    }
+fn verdict(expected: &Expected, record: &Record, end: Timestamp) -> Problems {
     let conduct = Conduct {
         money: &record.money,
         paid_elsewhere: false,
         shop: &record.shop,
     };
-    judge(expected, &conduct, end).at_end().problem
+    let problems = judge(expected, &conduct, end).at_end().problems;
+    if record.shop_overflow {
+        // Past the bound is far past "exactly once" already.
+        return problems.with(Problem::DoneTwice);
+    }
+    problems
 }
 
 /// What the loop does next.
@@ -212,11 +218,12 @@ pub fn drive_integration(scenario: &mut Scenario, integration: &mut impl Integra
     }
     // After the run: the merchant's disables are part of the history.
     let expected = oracle::expected(&scenario.history);
-    let problem = verdict(&expected, &record, deadline);
+    let problems = verdict(&expected, &record, deadline);
     Judgement {
         expected,
         record,
-        problem,
+        problems,
+        problem: problems.first(),
     }
 }
 
@@ -231,15 +238,18 @@ mod tests {
         let mut record = Record::default();
         record.shop.push(cancelled.clone()).unwrap();
         let end = Timestamp::from_unix(1_700_000_000, 0).unwrap();
-        assert_eq!(verdict(&cancelled, &record, end), None);
+        assert_eq!(verdict(&cancelled, &record, end), Problems::NONE);
         record.shop_overflow = true;
-        assert_eq!(verdict(&cancelled, &record, end), Some(Problem::DoneTwice));
+        let twice = Problems::NONE.with(Problem::DoneTwice);
+        assert_eq!(verdict(&cancelled, &record, end), twice);
         let nothing = Record::default();
-        assert_eq!(verdict(&cancelled, &nothing, end), Some(Problem::NotDone));
+        let not_done = Problems::NONE.with(Problem::NotDone);
+        assert_eq!(verdict(&cancelled, &nothing, end), not_done);
         let judgement = Judgement {
             expected: cancelled,
             record: nothing,
-            problem: Some(Problem::NotDone),
+            problems: not_done,
+            problem: not_done.first(),
         };
         assert!(!judgement.ok());
     }

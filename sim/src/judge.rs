@@ -30,14 +30,13 @@ pub struct Conduct<'a> {
     pub shop: &'a [Expected],
 }
 
-/// What went wrong in one session.
+/// What went wrong in one session. The variants are in the order a one-line report names
+/// them (money first): [`Problems::first`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Problem {
-    /// The session is over and the action its history calls for never happened (reported by
-    /// a judge whose run has ended; the double's truth counts it as unsettled instead).
-    NotDone,
-    /// The order was asked for twice (created, or refused because it existed).
+    /// The order was asked for twice (created, or refused because it existed or its token had
+    /// been used).
     OrderTwice,
     /// An order was asked for beside the one Klarna placed.
     OrderBesideKlarnas,
@@ -45,32 +44,35 @@ pub enum Problem {
     PaidReleased,
     /// The token's hour ended with no order: the money is lost.
     TokenDead,
-    /// Another order id than Klarna's was recorded.
-    OtherOrderRecorded,
     /// An unpaid session was treated as paid: an order asked, an order recorded, a review.
     UnpaidTreatedAsPaid,
-    /// The shop was told the same thing twice (a release, a record, a review).
-    DoneTwice,
+    /// Another order id than Klarna's was recorded.
+    OtherOrderRecorded,
     /// The cart was released for another reason than the history's.
     WrongReason,
+    /// The shop was told the same thing twice (a release, a record, a review).
+    DoneTwice,
     /// The shop was told something the history does not call for (a record or a review of a
     /// session to be ordered, a review of Klarna's order, a record of a session to review).
     OtherAction,
+    /// The session is over and the action its history calls for never happened (reported by
+    /// a judge whose run has ended; the double's truth counts it as unsettled instead).
+    NotDone,
 }
 
 impl Problem {
-    /// Every problem, for reports that count them.
+    /// Every problem, in [`Problem`]'s order.
     pub const ALL: [Self; 10] = [
-        Self::NotDone,
         Self::OrderTwice,
         Self::OrderBesideKlarnas,
         Self::PaidReleased,
         Self::TokenDead,
-        Self::OtherOrderRecorded,
         Self::UnpaidTreatedAsPaid,
-        Self::DoneTwice,
+        Self::OtherOrderRecorded,
         Self::WrongReason,
+        Self::DoneTwice,
         Self::OtherAction,
+        Self::NotDone,
     ];
 
     /// Whether it moved or lost money: an order twice or beside Klarna's, a paid cart
@@ -81,6 +83,16 @@ impl Problem {
             self,
             Self::OrderTwice | Self::OrderBesideKlarnas | Self::PaidReleased | Self::TokenDead
         )
+    }
+
+    /// An order asked for twice, or beside Klarna's.
+    #[must_use]
+    pub const fn is_order_twice(self) -> bool {
+        matches!(self, Self::OrderTwice | Self::OrderBesideKlarnas)
+    }
+
+    const fn bit(self) -> u16 {
+        1 << (self as u16)
     }
 }
 
@@ -98,6 +110,51 @@ impl fmt::Display for Problem {
             Self::WrongReason => "the cart was released for another reason",
             Self::OtherAction => "the shop was told something the history does not call for",
         })
+    }
+}
+
+/// Every problem found in one session: a session may have several (a token dead and its cart
+/// released), and each is counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Problems(u16);
+
+impl Problems {
+    /// None.
+    pub const NONE: Self = Self(0);
+
+    /// These and `problem`.
+    #[must_use]
+    pub const fn with(self, problem: Problem) -> Self {
+        Self(self.0 | problem.bit())
+    }
+
+    /// These and `problem` when `when`.
+    #[must_use]
+    const fn with_if(self, problem: Problem, when: bool) -> Self {
+        if when { self.with(problem) } else { self }
+    }
+
+    /// Whether `problem` is one of them.
+    #[must_use]
+    pub const fn contains(self, problem: Problem) -> bool {
+        self.0 & problem.bit() != 0
+    }
+
+    /// No problem.
+    #[must_use]
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Each, in [`Problem`]'s order.
+    pub fn iter(self) -> impl Iterator<Item = Problem> {
+        Problem::ALL.into_iter().filter(move |p| self.contains(*p))
+    }
+
+    /// The first, in [`Problem`]'s order (money first): the one a one-line report names.
+    #[must_use]
+    pub fn first(self) -> Option<Problem> {
+        self.iter().next()
     }
 }
 
@@ -120,7 +177,7 @@ pub struct Verdict {
     /// it without an order of its own).
     pub settled: bool,
     /// What went wrong so far. [`Problem::NotDone`] only from [`Verdict::at_end`].
-    pub problem: Option<Problem>,
+    pub problems: Problems,
     /// How a paid session was settled without an order of its own.
     pub paid_otherwise: PaidOtherwise,
 }
@@ -129,18 +186,21 @@ impl Verdict {
     /// Settled, and nothing wrong.
     #[must_use]
     pub const fn ok(&self) -> bool {
-        self.settled && self.problem.is_none()
+        self.settled && self.problems.is_empty()
+    }
+
+    /// The first problem, money first ([`Problems::first`]).
+    #[must_use]
+    pub fn problem(&self) -> Option<Problem> {
+        self.problems.first()
     }
 
     /// The verdict of a run that has ended: unsettled is [`Problem::NotDone`].
     #[must_use]
     pub const fn at_end(self) -> Self {
-        match (self.problem, self.settled) {
-            (None, false) => Self {
-                problem: Some(Problem::NotDone),
-                ..self
-            },
-            _ => self,
+        Self {
+            problems: self.problems.with_if(Problem::NotDone, !self.settled),
+            ..self
         }
     }
 }
@@ -155,8 +215,9 @@ pub fn judge(expected: &Expected, conduct: &Conduct<'_>, now: Timestamp) -> Verd
     let reviews = count(|e| matches!(e, Expected::ReviewCompletion));
     let money = conduct.money;
     let asked = money.orders_asked();
+    let none = Problems::NONE;
     let mut paid_otherwise = PaidOtherwise::No;
-    let (settled, problem) = match expected {
+    let (settled, problems) = match expected {
         Expected::PlaceOrder { place_by, .. } => {
             if money.orders_created == 0 {
                 if money.authorization_cancelled {
@@ -166,70 +227,61 @@ pub fn judge(expected: &Expected, conduct: &Conduct<'_>, now: Timestamp) -> Verd
                 }
             }
             let settled = money.orders_created >= 1 || paid_otherwise != PaidOtherwise::No;
-            let problem = if money.orders_created > 1 || money.refused_again > 0 {
-                Some(Problem::OrderTwice)
-            } else if releases > 0 && paid_otherwise == PaidOtherwise::No {
-                Some(Problem::PaidReleased)
-            } else if recorded + reviews > 0 {
-                Some(Problem::OtherAction)
-            } else if !settled && place_by.is_some_and(|by| now >= by) {
-                Some(Problem::TokenDead)
-            } else {
-                None
-            };
-            (settled, problem)
+            // Asked again after the order: refused because it exists, or because the token
+            // was used or its hour had ended by then.
+            let again = money.refused_again > 0 || money.refused_invalid > 0;
+            let twice = money.orders_created > 1 || (money.orders_created == 1 && again);
+            let problems = none
+                .with_if(Problem::OrderTwice, twice || money.refused_again > 0)
+                .with_if(
+                    Problem::PaidReleased,
+                    releases > 0 && paid_otherwise == PaidOtherwise::No,
+                )
+                .with_if(Problem::DoneTwice, releases > 1)
+                .with_if(Problem::OtherAction, recorded + reviews > 0)
+                .with_if(
+                    Problem::TokenDead,
+                    !settled && place_by.is_some_and(|by| now >= by),
+                );
+            (settled, problems)
         }
         Expected::RecordOrder { order_id, .. } => {
             let other_id = conduct.shop.iter().any(
                 |e| matches!(e, Expected::RecordOrder { order_id: got, .. } if got != order_id),
             );
-            let problem = if asked > 0 {
-                Some(Problem::OrderBesideKlarnas)
-            } else if releases > 0 {
-                Some(Problem::PaidReleased)
-            } else if other_id {
-                Some(Problem::OtherOrderRecorded)
-            } else if recorded > 1 {
-                Some(Problem::DoneTwice)
-            } else if reviews > 0 {
-                Some(Problem::OtherAction)
-            } else {
-                None
-            };
-            (recorded >= 1, problem)
+            let problems = none
+                .with_if(Problem::OrderBesideKlarnas, asked > 0)
+                .with_if(Problem::PaidReleased, releases > 0)
+                .with_if(Problem::OtherOrderRecorded, other_id)
+                .with_if(Problem::DoneTwice, recorded > 1)
+                .with_if(Problem::OtherAction, reviews > 0);
+            (recorded >= 1, problems)
         }
         Expected::ReviewCompletion => {
-            let problem = if releases > 0 {
-                Some(Problem::PaidReleased)
-            } else if asked + u32::try_from(recorded).unwrap_or(u32::MAX) > 0 {
-                Some(Problem::OtherAction)
-            } else if reviews > 1 {
-                Some(Problem::DoneTwice)
-            } else {
-                None
-            };
-            (reviews >= 1, problem)
+            let problems = none
+                .with_if(Problem::PaidReleased, releases > 0)
+                .with_if(Problem::OtherAction, asked > 0 || recorded > 0)
+                .with_if(Problem::DoneTwice, reviews > 1);
+            (reviews >= 1, problems)
         }
         Expected::Release(reason) => {
-            let first = conduct.shop.iter().find_map(|e| match e {
-                Expected::Release(r) => Some(*r),
-                _ => None,
-            });
-            let problem = if asked > 0 || recorded + reviews > 0 {
-                Some(Problem::UnpaidTreatedAsPaid)
-            } else if releases > 1 {
-                Some(Problem::DoneTwice)
-            } else if first.is_some_and(|r| r != *reason) {
-                Some(Problem::WrongReason)
-            } else {
-                None
-            };
-            (releases >= 1, problem)
+            let wrong_reason = conduct
+                .shop
+                .iter()
+                .any(|e| matches!(e, Expected::Release(r) if r != reason));
+            let problems = none
+                .with_if(
+                    Problem::UnpaidTreatedAsPaid,
+                    asked > 0 || recorded + reviews > 0,
+                )
+                .with_if(Problem::DoneTwice, releases > 1)
+                .with_if(Problem::WrongReason, wrong_reason);
+            (releases >= 1, problems)
         }
     };
     Verdict {
         settled,
-        problem,
+        problems,
         paid_otherwise,
     }
 }
@@ -500,7 +552,7 @@ mod tests {
             };
             let verdict = judge(expected, &conduct, *now);
             assert_eq!(
-                (verdict.settled, verdict.problem),
+                (verdict.settled, verdict.problem()),
                 (*settled, *problem),
                 "case {n}"
             );
@@ -511,7 +563,7 @@ mod tests {
             shop: &[record("o")],
         };
         assert_eq!(
-            judge(&cancelled, &recorded_for_release, late).problem,
+            judge(&cancelled, &recorded_for_release, late).problem(),
             Some(Problem::UnpaidTreatedAsPaid)
         );
     }
@@ -549,19 +601,82 @@ mod tests {
     fn at_the_end_unsettled_is_not_done() {
         let v = Verdict {
             settled: false,
-            problem: None,
+            problems: Problems::NONE,
             paid_otherwise: PaidOtherwise::No,
         };
         assert!(!v.ok());
-        assert_eq!(v.at_end().problem, Some(Problem::NotDone));
+        assert_eq!(v.at_end().problem(), Some(Problem::NotDone));
         let wrong = Verdict {
-            problem: Some(Problem::TokenDead),
+            problems: Problems::NONE.with(Problem::TokenDead),
             ..v
         };
-        assert_eq!(wrong.at_end(), wrong);
+        assert_eq!(
+            wrong
+                .at_end()
+                .problems
+                .iter()
+                .collect::<heapless::Vec<_, 4>>(),
+            [Problem::TokenDead, Problem::NotDone]
+        );
         let done = Verdict { settled: true, ..v };
         assert!(done.ok());
         assert_eq!(done.at_end(), done);
+    }
+
+    /// Each problem is counted, not only the first: a token dead and the cart released, an
+    /// order twice and a review, a release twice and for the wrong reason.
+    #[test]
+    fn every_problem_of_a_session_is_found() {
+        let place = Expected::PlaceOrder {
+            authorization_token: text("t"),
+            place_by: Some(at(3_600)),
+        };
+        let cancelled = Expected::Release(ReleaseReason::Cancelled);
+        let expired = Expected::Release(ReleaseReason::Expired);
+        let found = |expected: &Expected, money: &Money, shop: &[Expected]| {
+            let conduct = Conduct {
+                money,
+                paid_elsewhere: false,
+                shop,
+            };
+            let verdict = judge(expected, &conduct, at(3_600));
+            verdict.problems.iter().collect::<heapless::Vec<_, 10>>()
+        };
+        let released = core::slice::from_ref(&cancelled);
+        assert_eq!(
+            found(&place, &Money::default(), released),
+            [Problem::PaidReleased, Problem::TokenDead]
+        );
+        assert_eq!(
+            found(&place, &money(1, 1), &[Expected::ReviewCompletion]),
+            [Problem::OrderTwice, Problem::OtherAction]
+        );
+        assert_eq!(
+            found(&cancelled, &Money::default(), &[cancelled.clone(), expired]),
+            [Problem::WrongReason, Problem::DoneTwice]
+        );
+        // A resend after the order, refused for the token's hour, is asking twice; a call with
+        // another session's token before it is not.
+        let resent = Money {
+            refused_invalid: 1,
+            ..money(1, 0)
+        };
+        assert_eq!(found(&place, &resent, &[]), [Problem::OrderTwice]);
+        let foreign = Money {
+            refused_foreign: 1,
+            ..money(1, 0)
+        };
+        assert_eq!(found(&place, &foreign, &[]), []);
+        // Cancelled, then released once: settled, nothing wrong; released twice: done twice.
+        let cancel = Money {
+            authorization_cancelled: true,
+            ..Money::default()
+        };
+        assert_eq!(found(&place, &cancel, released), []);
+        assert_eq!(
+            found(&place, &cancel, &[cancelled.clone(), cancelled.clone()]),
+            [Problem::DoneTwice]
+        );
     }
 
     #[test]
@@ -579,11 +694,15 @@ mod tests {
             }
         }
         let money: [bool; 10] = Problem::ALL.map(Problem::is_money);
-        assert_eq!(
-            money,
-            [
-                false, true, true, true, true, false, false, false, false, false
-            ]
-        );
+        let (t, f) = (true, false);
+        assert_eq!(money, [t, t, t, t, f, f, f, f, f, f]);
+        let twice: [bool; 10] = Problem::ALL.map(Problem::is_order_twice);
+        assert_eq!(twice, [t, t, f, f, f, f, f, f, f, f]);
+        let all = Problem::ALL
+            .into_iter()
+            .fold(Problems::NONE, Problems::with);
+        assert!(all.iter().eq(Problem::ALL), "each its own bit");
+        assert_eq!(all.first(), Some(Problem::OrderTwice));
+        assert_eq!(Problems::NONE.first(), None);
     }
 }

@@ -26,12 +26,36 @@ use super::klarna::token_accepted;
 /// then it reads 404, its tokens create no order, and no HPP session can be created for it.
 pub const PAYMENT_SESSION_LIFETIME: Duration = Duration::from_secs(48 * 3600);
 
+/// An HPP session expires this long before its payment session (HPP: the consumer can pay
+/// "until 1 hour before the payment session expires").
+pub const HPP_ENDS_BEFORE_PAYMENT: Duration = Duration::from_secs(3600);
+
+/// When a payment session last updated at `updated_at` expires.
+#[must_use]
+pub fn payment_expires_at(updated_at: Timestamp) -> Timestamp {
+    updated_at.saturating_add(PAYMENT_SESSION_LIFETIME)
+}
+
 /// When an HPP session of a payment session last updated at `payment_updated_at` expires: an
-/// hour before the payment session does (the consumer can pay on HPP until then).
+/// hour before the payment session does.
 #[must_use]
 pub fn hpp_expires_at(payment_updated_at: Timestamp) -> Timestamp {
-    let hour = Duration::from_secs(3600);
-    payment_updated_at.saturating_add(PAYMENT_SESSION_LIFETIME.saturating_sub(hour))
+    payment_updated_at
+        .saturating_add(PAYMENT_SESSION_LIFETIME.saturating_sub(HPP_ENDS_BEFORE_PAYMENT))
+}
+
+/// The payment session a history without one of its own stands for (the fleet's,
+/// [`drive_integration`](crate::integration::drive_integration)'s): its only HPP session is
+/// that history's, and it expires an hour after it, as Klarna's rule has it. The simulator's
+/// HPP session lives 48 h from its creation, so this payment session was last updated an hour
+/// after that: no token outlives it (an authorization comes before `expires_at`, and its hour
+/// ends by then).
+#[must_use]
+pub fn payment_of(history: &History, now: Timestamp) -> PaymentSession {
+    PaymentSession {
+        expired: now >= history.expires_at.saturating_add(HPP_ENDS_BEFORE_PAYMENT),
+        ordered_elsewhere: false,
+    }
 }
 
 /// What Klarna answers a create-order.
@@ -55,7 +79,8 @@ pub struct PaymentSession {
     pub ordered_elsewhere: bool,
 }
 
-/// The money calls made with one HPP session's token, as Klarna recorded them.
+/// The money calls made with one HPP session's token, as Klarna recorded them. The counters
+/// saturate at 255: a judge needs only "none, one, more".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Money {
     /// Orders created (at most one: a successful order closes the payment session).
@@ -68,9 +93,12 @@ pub struct Money {
     /// Create-order calls refused because another HPP session of the payment session has the
     /// order: no money moved, and nothing is wrong.
     pub refused_closed: u8,
-    /// Create-order calls refused as an invalid token (another session's, not issued yet, past
+    /// Create-order calls with this session's token refused as invalid (not issued yet, past
     /// its hour, cancelled, or the payment session expired).
     pub refused_invalid: u8,
+    /// Create-order calls made for this session with a token that is not its own (a mixed-up
+    /// session), refused as invalid.
+    pub refused_foreign: u8,
     /// The merchant cancelled the authorization (it decided not to fulfil).
     pub authorization_cancelled: bool,
 }
@@ -97,11 +125,10 @@ impl Money {
             .authorization_token
             .as_ref()
             .is_some_and(|t| t.as_str() == token);
-        if !own_token
-            || self.authorization_cancelled
-            || payment.expired
-            || !token_accepted(history, now)
-        {
+        if !own_token {
+            self.refused_foreign = self.refused_foreign.saturating_add(1);
+            OrderAnswer::InvalidToken
+        } else if self.authorization_cancelled || payment.expired || !token_accepted(history, now) {
             self.refused_invalid = self.refused_invalid.saturating_add(1);
             OrderAnswer::InvalidToken
         } else if self.ordered(history, now) {
@@ -138,13 +165,14 @@ impl Money {
         true
     }
 
-    /// Create-order calls made with this session's token, whatever they got.
+    /// Create-order calls made for this session, whatever token and answer they had.
     #[must_use]
     pub const fn orders_asked(&self) -> u32 {
         self.orders_created as u32
             + self.refused_again as u32
             + self.refused_closed as u32
             + self.refused_invalid as u32
+            + self.refused_foreign as u32
     }
 }
 
@@ -216,10 +244,53 @@ mod tests {
             (m.orders_created, m.refused_again, m.refused_closed),
             (1, 1, 1)
         );
-        assert_eq!((m.refused_invalid, m.ordered_at), (3, Some(then)));
+        assert_eq!(
+            (m.refused_foreign, m.refused_invalid, m.ordered_at),
+            (1, 2, Some(then))
+        );
         assert_eq!(m.orders_asked(), 6);
         assert!(m.ordered(&h, then));
         assert!(!m.cancel_authorization(&h, then, live), "used");
+    }
+
+    #[test]
+    fn a_payment_session_lives_48_hours_and_its_hpp_sessions_an_hour_less() {
+        let (h, at, _) = to_order();
+        let hours = |to: Timestamp| to.duration_since(at).map(|d| d.as_secs() / 3_600);
+        assert_eq!(hours(payment_expires_at(at)), Some(48));
+        assert_eq!(hours(hpp_expires_at(at)), Some(47));
+        // A history's own payment session ends an hour after the HPP session.
+        let end = h.expires_at.saturating_add(HPP_ENDS_BEFORE_PAYMENT);
+        let last = Timestamp::from_unix(end.unix_seconds() - 1, 0).unwrap();
+        assert!(!payment_of(&h, last).expired);
+        assert!(payment_of(&h, end).expired);
+        assert!(!payment_of(&h, end).ordered_elsewhere);
+    }
+
+    /// A session Klarna placed the order for has its order: the merchant's create-order with
+    /// its token asks for the money twice.
+    #[test]
+    fn klarnas_own_order_is_the_sessions_order() {
+        let simulator = Simulator::new(SimConfig::DEFAULT, 8);
+        let (h, at, token) = (0..10_000)
+            .map(|i| simulator.scenario(i).history)
+            .find_map(|h| {
+                let at = h.ending().filter(|e| e.status == Status::Completed)?.at;
+                let token = h.completion.authorization_token.clone()?;
+                h.completion.order_id.is_some().then_some((h, at, token))
+            })
+            .unwrap();
+        let before = Timestamp::from_unix(at.unix_seconds() - 1, 0).unwrap();
+        assert!(!klarnas_order(&h, before));
+        assert!(klarnas_order(&h, at));
+        let mut m = Money::default();
+        assert!(m.ordered(&h, at));
+        let live = PaymentSession::default();
+        assert_eq!(
+            m.create_order(&h, &token, at, live),
+            OrderAnswer::PaymentSessionClosed
+        );
+        assert_eq!((m.orders_created, m.refused_again), (0, 1));
     }
 
     #[test]

@@ -98,7 +98,8 @@ pub struct Report {
     pub killed: u32,
     /// Checkouts that failed for good (after retries).
     pub lost_checkouts: u32,
-    /// Consumers who checked out and never opened their page (as drawn).
+    /// Consumers who checked out and never opened their page (as drawn, or the page did not
+    /// answer).
     pub never_opened: u32,
     /// Wall time from the first checkout to the last checkout.
     pub checkout_time: Duration,
@@ -112,6 +113,23 @@ impl Report {
     /// A field of the truth, as a number.
     pub fn n(&self, field: &str) -> u64 {
         self.truth[field].as_u64().unwrap_or(u64::MAX)
+    }
+
+    /// Sessions whose page was first opened 5 minutes or more after creation, that were paid
+    /// (an order placed, or Klarna's recorded) and judged right, from the per-session verdicts.
+    pub fn late_openers_paid(&self) -> usize {
+        let verdicts = self.truth["verdicts"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
+        verdicts
+            .iter()
+            .filter(|v| v["opened_after_s"].as_f64().is_some_and(|s| s >= 300.0))
+            .filter(|v| v["ok"] == true)
+            .filter(|v| {
+                let expected = v["expected"].as_str().unwrap_or("");
+                expected.starts_with("place_order") || expected.starts_with("record_order")
+            })
+            .count()
     }
 }
 
@@ -286,8 +304,9 @@ async fn killer(
 
 /// Consumers check out at the rate, on any process (a load balancer's round robin, moving on
 /// when one does not answer), and open the page they are sent to as people do
-/// ([`hpp_sim::people::Opening`]: at once, hours later, twice, or never); returns how many gave
-/// up, and how many never opened their page. It returns once every page to be opened was.
+/// ([`hpp_sim::Simulator::opening`]: at once, hours later, twice, or never); returns how many
+/// gave up, and how many checked out and never opened their page. It returns once every page
+/// to be opened was.
 async fn check_out(
     cfg: &Run,
     double: &Arc<klarna_double::Double>,
@@ -299,7 +318,9 @@ async fn check_out(
     let lost = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let limit = Arc::new(tokio::sync::Semaphore::new(32));
     let mut checkouts = tokio::task::JoinSet::new();
-    let mut never = 0;
+    let never = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    // The simulator's people, apart from the double's histories (which take the same seed).
+    let people = hpp_sim::Simulator::new(SimConfig::DEFAULT, cfg.seed);
     for i in 0..cfg.sessions {
         if let Some(rate) = cfg.rate {
             let due = started + Duration::from_secs_f64(f64::from(i) / rate);
@@ -308,11 +329,11 @@ async fn check_out(
         let opening = if cfg.all_open_at_once {
             Opening::Now
         } else {
-            Opening::draw(&mut Rng::derive(cfg.seed, u64::from(i)))
+            people.opening(u64::from(i))
         };
-        never += u32::from(opening == Opening::Never);
         let permit = Arc::clone(&limit).acquire_owned().await.expect("a permit");
         let (http, ports, lost) = (http.clone(), ports.clone(), Arc::clone(&lost));
+        let never = Arc::clone(&never);
         let double = Arc::clone(double);
         checkouts.spawn(async move {
             for attempt in 0..50_usize {
@@ -338,13 +359,16 @@ async fn check_out(
                 // Checked out: the next consumer may press the button while this one opens
                 // the page, perhaps hours later.
                 drop(permit);
-                double.open_as_a_person(&http, url, opening).await;
+                if !double.open_as_a_person(&http, url, opening).await {
+                    never.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 return;
             }
             lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         });
     }
     checkouts.join_all().await;
+    let never = never.load(std::sync::atomic::Ordering::Relaxed);
     (lost.load(std::sync::atomic::Ordering::Relaxed), never)
 }
 
