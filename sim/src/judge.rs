@@ -227,18 +227,18 @@ pub fn judge(expected: &Expected, conduct: &Conduct<'_>, now: Timestamp) -> Verd
                 }
             }
             let settled = money.orders_created >= 1 || paid_otherwise != PaidOtherwise::No;
-            // Asked again after the order: refused because it exists, or because the token
-            // was used or its hour had ended by then.
-            let again = money.refused_again > 0 || money.refused_invalid > 0;
-            let twice = money.orders_created > 1 || (money.orders_created == 1 && again);
+            // Asked again: refused because the order exists (own or Klarna's), or, after the
+            // order, because the token was used or its hour had ended by then.
+            let resent = money.orders_created == 1 && money.refused_invalid > 0;
+            let twice = money.orders_created > 1 || money.refused_again > 0 || resent;
             let problems = none
-                .with_if(Problem::OrderTwice, twice || money.refused_again > 0)
+                .with_if(Problem::OrderTwice, twice)
                 .with_if(
                     Problem::PaidReleased,
                     releases > 0 && paid_otherwise == PaidOtherwise::No,
                 )
                 .with_if(Problem::DoneTwice, releases > 1)
-                .with_if(Problem::OtherAction, recorded + reviews > 0)
+                .with_if(Problem::OtherAction, recorded > 0 || reviews > 0)
                 .with_if(
                     Problem::TokenDead,
                     !settled && place_by.is_some_and(|by| now >= by),
@@ -272,7 +272,7 @@ pub fn judge(expected: &Expected, conduct: &Conduct<'_>, now: Timestamp) -> Verd
             let problems = none
                 .with_if(
                     Problem::UnpaidTreatedAsPaid,
-                    asked > 0 || recorded + reviews > 0,
+                    asked > 0 || recorded > 0 || reviews > 0,
                 )
                 .with_if(Problem::DoneTwice, releases > 1)
                 .with_if(Problem::WrongReason, wrong_reason);
@@ -349,7 +349,7 @@ mod tests {
             bool,
             Option<Problem>,
         );
-        let cases: [Case<'_>; 27] = [
+        let cases: [Case<'_>; 30] = [
             // A session to be ordered.
             (&place, one, false, &[], early, true, None),
             (&place, none, false, &[], early, false, None),
@@ -541,6 +541,33 @@ mod tests {
                 true,
                 Some(Problem::UnpaidTreatedAsPaid),
             ),
+            (
+                &cancelled,
+                none,
+                false,
+                &[cancelled.clone(), review.clone()],
+                late,
+                true,
+                Some(Problem::UnpaidTreatedAsPaid),
+            ),
+            (
+                &review,
+                none,
+                false,
+                &[review.clone(), record("o")],
+                early,
+                true,
+                Some(Problem::OtherAction),
+            ),
+            (
+                &review,
+                none,
+                false,
+                &[review.clone(), cancelled.clone()],
+                early,
+                true,
+                Some(Problem::PaidReleased),
+            ),
         ];
         for (n, (expected, money, paid_elsewhere, shop, now, settled, problem)) in
             cases.iter().enumerate()
@@ -698,6 +725,10 @@ mod tests {
         assert_eq!(money, [t, t, t, t, f, f, f, f, f, f]);
         let twice: [bool; 10] = Problem::ALL.map(Problem::is_order_twice);
         assert_eq!(twice, [t, t, f, f, f, f, f, f, f, f]);
+        let twice_told = Problems::NONE
+            .with(Problem::DoneTwice)
+            .with(Problem::DoneTwice);
+        assert!(twice_told.contains(Problem::DoneTwice), "with is a union");
         let all = Problem::ALL
             .into_iter()
             .fold(Problems::NONE, Problems::with);
