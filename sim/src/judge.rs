@@ -349,7 +349,7 @@ mod tests {
             bool,
             Option<Problem>,
         );
-        let cases: [Case<'_>; 30] = [
+        let cases: [Case<'_>; 31] = [
             // A session to be ordered.
             (&place, one, false, &[], early, true, None),
             (&place, none, false, &[], early, false, None),
@@ -540,6 +540,15 @@ mod tests {
                 late,
                 true,
                 Some(Problem::UnpaidTreatedAsPaid),
+            ),
+            (
+                &place,
+                one,
+                false,
+                &[record("o")],
+                early,
+                true,
+                Some(Problem::OtherAction),
             ),
             (
                 &cancelled,
