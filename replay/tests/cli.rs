@@ -792,3 +792,42 @@ fn simulate_delivers_late_calls_and_simulates_a_verifying_integrator() {
     let o = check("hint");
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
 }
+
+/// The fleet's consumers open their pages as people do (a late opener's page is read blind
+/// until it is opened); `--all-open-at-once` opens every page at its creation, as before.
+#[test]
+fn the_fleet_draws_people_unless_all_open_at_once() {
+    let mean_reads_of_hinted_paid = |extra: &[&str]| {
+        let base = [
+            "simulate",
+            "--rate",
+            "1.16/s",
+            "--sessions",
+            "3000",
+            "--limit",
+            "50",
+        ];
+        let o = run(&[&base[..], extra].concat());
+        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+        let out = stdout(&o);
+        let line = out
+            .lines()
+            .find(|l| {
+                l.trim_start()
+                    .starts_with("paid, a callback or redirect came")
+            })
+            .unwrap_or_else(|| panic!("{out}"))
+            .to_owned();
+        let mean: f64 = line
+            .split_whitespace()
+            .nth_back(2)
+            .unwrap()
+            .parse()
+            .unwrap();
+        mean
+    };
+    let at_once = mean_reads_of_hinted_paid(&["--all-open-at-once"]);
+    let people = mean_reads_of_hinted_paid(&[]);
+    assert!((at_once - 1.0).abs() < 0.005, "{at_once}");
+    assert!(people > 1.1, "{people}");
+}
