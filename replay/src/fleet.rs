@@ -202,9 +202,21 @@ struct Session {
     paid_confirmed_at: Option<Timestamp>,
     /// The create-order calls, as Klarna answered them.
     money: Money,
-    asked: Vec<Expected>,
+    /// What the tracker asked for, in order: almost always one action, so a boxed slice (16
+    /// bytes, not a `Vec`'s 24: a million sessions are held at once).
+    asked: Option<Box<[Expected]>>,
     /// The money calls queued for a window (they stay owed until answered).
     queued: hpp_session::ActionSet,
+}
+
+/// The tracker asked for `action` (none: an action the oracle does not know).
+fn ask(asked: &mut Option<Box<[Expected]>>, action: Option<Expected>) {
+    let Some(action) = action else {
+        return;
+    };
+    let mut all = asked.take().map(Vec::from).unwrap_or_default();
+    all.push(action);
+    *asked = Some(all.into_boxed_slice());
 }
 
 /// A money call waiting for a window with room.
@@ -232,25 +244,29 @@ struct Fleet<'s> {
 }
 
 impl Fleet<'_> {
-    /// The scenario of session `sid`, its page opened as people do (or at once), as it is after
-    /// the integrator's disable, if it made one.
-    fn scenario(&self, sid: u32, disabled_at: Option<Timestamp>) -> Scenario {
-        let index = u64::from(sid);
-        let mut s = if self.config.all_open_at_once {
-            self.simulator.scenario(index)
+    /// The scenario of session `sid`, its page opened as people do (or at once). Returned
+    /// straight from the simulator: a scenario is large, and a hint makes one.
+    fn fresh(&self, sid: u32) -> Scenario {
+        if self.config.all_open_at_once {
+            self.simulator.scenario(u64::from(sid))
         } else {
-            self.simulator.scenario_as_people(index)
-        };
-        if let Some(at) = disabled_at {
-            let _ = s.disable(at);
+            self.simulator.scenario_as_people(u64::from(sid))
         }
-        s
     }
 
     /// Time since the simulation's start, which Klarna's 1-second windows count from.
     fn elapsed(&self, at: Timestamp) -> Duration {
         at.duration_since(self.simulator.config().start)
             .unwrap_or_default()
+    }
+
+    /// [`Fleet::fresh`] as it is after the integrator's disable, if it made one.
+    fn scenario(&self, sid: u32, disabled_at: Option<Timestamp>) -> Scenario {
+        let mut s = self.fresh(sid);
+        if let Some(at) = disabled_at {
+            let _ = s.disable(at);
+        }
+        s
     }
 
     /// Queues the tracker's next read of `sid`.
@@ -298,7 +314,7 @@ impl Fleet<'_> {
                     }
                 }
                 _ => {
-                    session.asked.extend(Expected::of(&action));
+                    ask(&mut session.asked, Expected::of(&action));
                     let _ = tracker.done(action.id(&id));
                 }
             }
@@ -306,7 +322,7 @@ impl Fleet<'_> {
     }
 
     fn create(&mut self, sid: u32) {
-        let s = self.scenario(sid, None);
+        let s = self.fresh(sid);
         let id = SessionId::new(s.history.session_id.as_str()).ok();
         let tracker = match id {
             Some(id) => Tracker::created(id, s.history.created_at),
@@ -327,7 +343,7 @@ impl Fleet<'_> {
             disabled_at: None,
             paid_confirmed_at: None,
             money: Money::default(),
-            asked: Vec::new(),
+            asked: None,
             queued: hpp_session::ActionSet::EMPTY,
         });
         self.schedule(sid, s.history.created_at);
@@ -336,7 +352,7 @@ impl Fleet<'_> {
     /// A callback or redirect reaches the integrator at `at`.
     fn hint(&mut self, at: Timestamp, sid: u32, redirect: bool, index: u16) {
         let disabled_at = self.sessions[sid as usize].disabled_at;
-        let s = self.scenario(sid, None);
+        let s = self.fresh(sid);
         let kept = |change_at: Timestamp, forged: bool| {
             forged || disabled_at.is_none_or(|d| change_at <= d)
         };
@@ -479,7 +495,10 @@ impl Fleet<'_> {
             match call {
                 MoneyCall::PlaceOrder(sid) => {
                     // Klarna answers from the history as the merchant's disable left it.
-                    let s = self.scenario(sid, self.sessions[sid as usize].disabled_at);
+                    let s = match self.sessions[sid as usize].disabled_at {
+                        None => self.fresh(sid),
+                        disabled_at => self.scenario(sid, disabled_at),
+                    };
                     let session = &mut self.sessions[sid as usize];
                     // Placed, or refused for good (Klarna's rule, `Money`): done either way.
                     if let Some(tracker) = session.tracker.as_deref_mut() {
@@ -493,7 +512,7 @@ impl Fleet<'_> {
                                 let payment = payment_of(&s.history, at);
                                 let _ = session.money.create_order(&s.history, token, at, payment);
                             }
-                            session.asked.extend(Expected::of(&action));
+                            ask(&mut session.asked, Expected::of(&action));
                         }
                         if let Some(id) = tracker.session_id().cloned() {
                             let _ = tracker.done(action_id(&id, ActionKind::PlaceOrder));
@@ -680,17 +699,13 @@ fn judge_all(fleet: &mut Fleet<'_>) {
             Expected::Release(_) => Ending::AbandonedExpired,
         };
         reads[Ending::ALL.iter().position(|e| *e == ending).unwrap_or(0)].push(session.reads);
-        // The one judge (the double's too): what Klarna recorded and what the shop was told.
-        let shop: Vec<Expected> = session
-            .asked
-            .iter()
-            .filter(|e| !matches!(e, Expected::PlaceOrder { .. }))
-            .cloned()
-            .collect();
+        // The one judge (the double's too): what Klarna recorded and what the shop was told
+        // (the judge reads no order from the shop's list: those are in `money`).
+        let asked = session.asked.as_deref().unwrap_or_default();
         let conduct = Conduct {
             money: &session.money,
             paid_elsewhere: false,
-            shop: &shop,
+            shop: asked,
         };
         let end = s.history.expires_at.saturating_add(SETTLE_WITHIN);
         let problems = judge(&want, &conduct, end).at_end().problems;
@@ -701,8 +716,7 @@ fn judge_all(fleet: &mut Fleet<'_>) {
         let other = problems
             .iter()
             .any(|p| p != Problem::TokenDead && !p.is_order_twice());
-        report.mismatched +=
-            u64::from(other || session.asked.as_slice() != std::slice::from_ref(&want));
+        report.mismatched += u64::from(other || asked != std::slice::from_ref(&want));
         report.unsettled += u64::from(session.tracker.is_some());
         if ending.is_paid() {
             let told = s
@@ -838,13 +852,13 @@ mod tests {
         }
         let (sid, paid_at) = (0..100)
             .find_map(|sid| {
-                let s = fleet.scenario(sid, None);
+                let s = fleet.fresh(sid);
                 matches!(expected(&s.history), Expected::PlaceOrder { .. })
                     .then(|| (sid, s.history.ending().map(|c| c.at)))
             })
             .unwrap();
         let paid_at = paid_at.unwrap();
-        let ReadAnswer::Session(body) = fleet.scenario(sid, None).read(paid_at) else {
+        let ReadAnswer::Session(body) = fleet.fresh(sid).read(paid_at) else {
             panic!("a read at the payment");
         };
         let snapshot = body.session_body().snapshot().unwrap();

@@ -97,6 +97,7 @@ impl History {
     /// time in the first two hours, if it has not ended by then (the draw is made either way, so
     /// the rest of a seed's scenario is the same). A session that never reaches a final status
     /// expires.
+    #[inline]
     #[must_use]
     pub fn generate(rng: &mut Rng, created_at: Timestamp, merchant_disables: bool) -> Self {
         Self::generate_opened(rng, created_at, Some(created_at), merchant_disables)
@@ -109,6 +110,7 @@ impl History {
     /// stays `WAITING` until the merchant disables it or it expires. The session id and
     /// `expires_at` do not depend on `opened_at`, nor, as long as expiry cuts nothing, do the
     /// consumer's choices: a session made unopened and opened later keeps its id.
+    #[inline]
     #[must_use]
     pub fn generate_opened(
         rng: &mut Rng,

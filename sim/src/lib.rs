@@ -163,6 +163,7 @@ impl Simulator {
 
     /// Session `index`, created at [`Simulator::created_at`], its page reaching the consumer at
     /// once.
+    #[inline]
     #[must_use]
     pub fn scenario(&self, index: u64) -> Scenario {
         self.scenario_opened(index, Some(self.created_at(index)))
@@ -172,6 +173,7 @@ impl Simulator {
     /// stays `WAITING` until disabled or expired), as [`History::generate_opened`] says. Its id
     /// and `expires_at` are the same whatever `opened_at` is: the double makes a session
     /// unopened at creation and makes it again when someone opens its page.
+    #[inline]
     #[must_use]
     pub fn scenario_opened(&self, index: u64, opened_at: Option<Timestamp>) -> Scenario {
         self.scenario_expiring(index, opened_at, None)

@@ -58,6 +58,7 @@ impl Simulator {
 
     /// Session `index` as its consumer opens it ([`Simulator::opening`]): the history starts
     /// when the page is first opened, or never.
+    #[inline]
     #[must_use]
     pub fn scenario_as_people(&self, index: u64) -> Scenario {
         let opened_at = self.opening(index).first(self.created_at(index));
