@@ -58,6 +58,7 @@ async fn processes_killed_on_postgres_settle_every_session_by_the_doubles_truth(
             "{late_paid}\n{text}"
         );
     }
+    assert_eq!(report.urls_with_a_token, 0, "no token in a URL\n{text}");
     assert_eq!(report.n("paid_with_one_order"), report.n("paid"), "{text}");
     assert_eq!(report.n("orders_twice"), 0, "{text}");
     assert_eq!(report.n("paid_released"), 0, "{text}");

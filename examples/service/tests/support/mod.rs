@@ -98,6 +98,8 @@ pub struct Report {
     pub killed: u32,
     /// Checkouts that failed for good (after retries).
     pub lost_checkouts: u32,
+    /// Sessions whose merchant URLs ask Klarna for the authorization token.
+    pub urls_with_a_token: usize,
     /// Consumers who checked out and never opened their page (as drawn, or the page did not
     /// answer).
     pub never_opened: u32,
@@ -174,6 +176,33 @@ impl Drop for Workers {
             self.kill(i);
         }
     }
+}
+
+/// Sessions whose merchant URLs (as the service gave them to Klarna) ask for the
+/// authorization token: a token in a URL lands in every access log and proxy on the way.
+fn urls_with_a_token(double: &klarna_double::Double) -> usize {
+    let world = double.world.lock();
+    let with_token = |url: &Option<String>| {
+        url.as_deref()
+            .is_some_and(|u| u.contains("authorization_token"))
+    };
+    world
+        .sessions
+        .values()
+        .filter(|s| {
+            let u = &s.urls;
+            [
+                &u.status_update,
+                &u.success,
+                &u.failure,
+                &u.back,
+                &u.cancel,
+                &u.error,
+            ]
+            .into_iter()
+            .any(with_token)
+        })
+        .count()
 }
 
 /// Runs it.
@@ -271,6 +300,7 @@ pub async fn run(cfg: &Run) -> Report {
     Report {
         logs,
         truth,
+        urls_with_a_token: urls_with_a_token(&double),
         killed: kills,
         lost_checkouts,
         never_opened,
