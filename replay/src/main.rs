@@ -158,7 +158,8 @@ struct SimulateArgs {
     /// Fleet mode: sessions arrive at this rate (e.g. `1.16/s`, about 100,000 a day) on one
     /// clock, against Klarna's per-merchant rate limiter; prints a report instead of a log, and
     /// exits 1 when the money guarantee was not kept (a token died, a money call was refused, a
-    /// `COMPLETED` found late, a session off its oracle or unsettled).
+    /// `COMPLETED` found late, a due read waited longer than the poll lag for budget, a session
+    /// off its oracle or unsettled).
     #[arg(long, value_name = "PER_SECOND", value_parser = rate)]
     rate: Option<f64>,
     /// Fleet mode: Klarna's per-merchant limit on reads, order placement and disables a second
@@ -171,7 +172,7 @@ struct SimulateArgs {
     read_share: f64,
     /// Fleet mode: every consumer opens the page at once (default: as people do: 70 % at once,
     /// 20 % 5 seconds to 3 hours later, 5 % twice, 5 % never).
-    #[arg(long)]
+    #[arg(long, requires = "rate")]
     all_open_at_once: bool,
     /// Fleet mode: the report as JSON.
     #[arg(long)]

@@ -830,4 +830,7 @@ fn the_fleet_draws_people_unless_all_open_at_once() {
     let people = mean_reads_of_hinted_paid(&[]);
     assert!((at_once - 1.0).abs() < 0.005, "{at_once}");
     assert!(people > 1.1, "{people}");
+    // Outside fleet mode it would do nothing: refused.
+    let o = run(&["simulate", "--sessions", "3", "--all-open-at-once"]);
+    assert_eq!(o.status.code(), Some(2));
 }

@@ -114,9 +114,15 @@ impl fmt::Display for Problem {
 }
 
 /// Every problem found in one session: a session may have several (a token dead and its cart
-/// released), and each is counted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// released), and each is counted. `Debug` lists them.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Problems(u16);
+
+impl fmt::Debug for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
 
 impl Problems {
     /// None.
@@ -734,6 +740,12 @@ mod tests {
         assert_eq!(money, [t, t, t, t, f, f, f, f, f, f]);
         let twice: [bool; 10] = Problem::ALL.map(Problem::is_order_twice);
         assert_eq!(twice, [t, t, f, f, f, f, f, f, f, f]);
+        let mut listed = heapless::String::<64>::new();
+        let two = Problems::NONE
+            .with(Problem::TokenDead)
+            .with(Problem::PaidReleased);
+        core::fmt::Write::write_fmt(&mut listed, format_args!("{two:?}")).unwrap();
+        assert_eq!(listed, "{PaidReleased, TokenDead}");
         let twice_told = Problems::NONE
             .with(Problem::DoneTwice)
             .with(Problem::DoneTwice);

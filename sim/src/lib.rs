@@ -24,6 +24,11 @@
 //!   and optionally a 429 or 5xx.
 //! - [`oracle::expected`] is the one merchant action the history calls for, computed from the
 //!   history alone.
+//! - [`people`]: when a consumer opens the page ([`people::Opening`]: at once, hours later,
+//!   twice, or never); [`Simulator::scenario_as_people`] is session `index` as its consumer
+//!   opens it, [`Simulator::scenario`] opens every page at its creation.
+//! - [`money`], [`judge`], [`limiter`]: Klarna's answer to create-order and cancel
+//!   authorization, the verdict on what a merchant did, Klarna's 1-second windows.
 //! - [`drive::drive`] runs the closed loop with a [`hpp_session::Tracker`]: days of simulated time in
 //!   microseconds.
 //!

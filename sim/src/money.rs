@@ -112,7 +112,13 @@ impl Money {
         self.orders_created > 0 || klarnas_order(history, now)
     }
 
-    /// Create-order with `token` at `now`, for the session of `history`.
+    /// Create-order with `token` at `now`, for the session of `history`, as Klarna answers it.
+    ///
+    /// `payment` is what Klarna knows of the payment session at the call: for a history that
+    /// stands alone (a fleet's, a [`drive_integration`](crate::integration::drive_integration)
+    /// run's), [`payment_of`]`(history, now)`; the double works it out from its payment
+    /// sessions. The token's hour runs from the history's `COMPLETED` change
+    /// ([`token_accepted`]).
     pub fn create_order(
         &mut self,
         history: &History,
