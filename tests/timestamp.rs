@@ -93,6 +93,15 @@ fn malformed_and_out_of_range_inputs_are_typed_errors() {
 
 /// The draw that once failed `klarnas_form_agrees_with_the_time_crate`: `time` accepts a leap
 /// second at the end of a month, this crate refuses every `:60` ([`agrees_with_time`]).
+/// Found by CI's proptest: the last day of year 9999 at a negative offset is year 10000 in UTC,
+/// which this crate refuses as out of range (and `time` cannot hold).
+#[test]
+fn the_end_of_9999_west_of_utc_is_out_of_range() {
+    assert_eq!(parse("9999-12-31T02:04:00-21:56"), Err(Kind::OutOfRange));
+    agrees_with_time("9999-12-31T02:04:00-21:56").unwrap();
+    assert!(parse("9999-12-31T02:04:00+21:56").is_ok());
+}
+
 #[test]
 fn a_leap_second_at_the_end_of_july_is_refused_where_time_accepts_it() {
     let text = "0000-07-31T23:59:60.000Z";
@@ -183,16 +192,16 @@ fn agrees_with_time(text: &str) -> Result<(), TestCaseError> {
         Ok(_) if second == Some("60") => {
             prop_assert_eq!(ours, Err(Kind::Second));
         }
-        Ok(theirs) => {
-            let utc = theirs.to_offset(time::UtcOffset::UTC);
-            if (0..=9999).contains(&utc.year()) {
+        // In UTC the instant may lie past what `time` holds (9999-12-31 at a negative offset
+        // is year 10000 in UTC): `checked_to_offset`, not `to_offset`, which panics there.
+        Ok(theirs) => match theirs.checked_to_offset(time::UtcOffset::UTC) {
+            Some(utc) if (0..=9999).contains(&utc.year()) => {
                 let t = ours.map_err(|k| TestCaseError::fail(format!("{text}: {k:?}")))?;
                 prop_assert_eq!(t.unix_seconds(), theirs.unix_timestamp());
                 prop_assert_eq!(t.subsec_nanos(), theirs.nanosecond());
-            } else {
-                prop_assert_eq!(ours, Err(Kind::OutOfRange));
             }
-        }
+            _ => prop_assert_eq!(ours, Err(Kind::OutOfRange)),
+        },
         Err(_) => prop_assert!(ours.is_err(), "{} accepted, time rejects it", text),
     }
     Ok(())
