@@ -293,13 +293,32 @@ pub(crate) async fn disable_session(
 
 /// `POST /payments/v1/authorizations/{token}/order`: 200 with the order; 404 for a token
 /// unknown, not issued yet or older than 60 minutes. A configured share of created orders is
-/// answered 500 all the same (the order exists: an ambiguous result).
+/// answered 500 all the same (the order exists: an ambiguous result), and a configured share is
+/// held before it is carried out (it lands after the client's timeout).
 pub(crate) async fn create_order(
     State(double): State<Arc<Double>>,
     Path(token): Path<String>,
 ) -> Response {
-    let now = double.clock.now();
-    let answer = double.world.lock().create_order(&token, now);
+    let late = double.fault(double.config.late_orders);
+    // Carried out in a task of its own: a client that gives up (closing its connection, which
+    // drops this handler) does not stop it, as it would not stop Klarna.
+    let carried_out = tokio::spawn({
+        let double = Arc::clone(&double);
+        async move {
+            if late {
+                tokio::time::sleep(double.config.late_order_delay).await;
+            }
+            let now = double.clock.now();
+            double.world.lock().create_order(&token, now)
+        }
+    });
+    let Ok(answer) = carried_out.await else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "Internal error",
+        );
+    };
     match answer {
         OrderAnswer::Created if double.fault(double.config.lost_order_answers) => error(
             StatusCode::INTERNAL_SERVER_ERROR,

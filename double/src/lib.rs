@@ -74,6 +74,15 @@ pub struct DoubleConfig {
     pub throttled: u16,
     /// Created orders answered 500 all the same, per mille.
     pub lost_order_answers: u16,
+    /// Create-order requests held this long before they are carried out, per mille
+    /// ([`DoubleConfig::late_order_delay`]): an order that lands after the client gave up
+    /// waiting (its timeout), as a request still in flight at Klarna does. A client that asks
+    /// again before the late one landed orders twice.
+    pub late_orders: u16,
+    /// How long a late order is held (wall clock).
+    pub late_order_delay: Duration,
+    /// The bearer credential sent with each consumer's checkout (`--checkout-url`), if any.
+    pub checkout_token: Option<String>,
     /// How long the double waits for the merchant's 2xx to a callback (Klarna: 3 s). Wall clock.
     pub callback_timeout: Duration,
     /// Fractional digits of the timestamps it writes: 3 as Klarna's
@@ -128,6 +137,9 @@ impl Default for DoubleConfig {
             server_errors: 0,
             throttled: 0,
             lost_order_answers: 0,
+            late_orders: 0,
+            late_order_delay: Duration::from_secs(12),
+            checkout_token: None,
             callback_timeout: Duration::from_secs(3),
             timestamp_digits: TimestampDigits::Three,
         }

@@ -68,6 +68,17 @@ struct Args {
     /// Created orders answered 500 all the same, per mille.
     #[arg(long, default_value_t = 0)]
     lost_order_answers: u16,
+    /// Create-order requests held before they are carried out, per mille: the order lands
+    /// after the client's timeout (see --late-order-delay-ms).
+    #[arg(long, default_value_t = 0)]
+    late_orders: u16,
+    /// How long a late order is held, in milliseconds (longer than the client's timeout).
+    #[arg(long, default_value_t = 12_000)]
+    late_order_delay_ms: u64,
+    /// The bearer credential each consumer's checkout carries (--checkout-url), e.g. the
+    /// service's `HPP_CHECKOUT_TOKEN`.
+    #[arg(long, env = "HPP_CHECKOUT_TOKEN", hide_env_values = true)]
+    checkout_token: Option<String>,
     /// Reads answered 429 on demand, per mille (as if another client filled the window).
     #[arg(long, default_value_t = 0)]
     throttled: u16,
@@ -95,9 +106,13 @@ const CHECKOUT_TRIES: u32 = 3;
 
 /// One consumer at the merchant's checkout: presses the button up to [`CHECKOUT_TRIES`] times
 /// until the shop answers with a page. `None`: no page (a failed checkout).
-async fn check_out(http: &reqwest::Client, url: &str) -> Option<String> {
+async fn check_out(http: &reqwest::Client, url: &str, token: Option<&str>) -> Option<String> {
     for _ in 0..CHECKOUT_TRIES {
-        let page = match http.post(url).send().await {
+        let mut request = http.post(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let page = match request.send().await {
             Ok(answer) if answer.status().is_success() || answer.status().is_redirection() => {
                 let location = answer
                     .headers()
@@ -142,7 +157,8 @@ async fn shop_at(double: Arc<Double>, url: String, checkouts: u32, rate: f64, at
     let mut openings = tokio::task::JoinSet::new();
     for _ in 0..checkouts {
         tokio::time::sleep(gap).await;
-        let Some(page) = check_out(&http, &url).await else {
+        let Some(page) = check_out(&http, &url, double.config.checkout_token.as_deref()).await
+        else {
             failed += 1;
             continue;
         };
@@ -204,6 +220,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         server_errors: args.server_errors,
         throttled: args.throttled,
         lost_order_answers: args.lost_order_answers,
+        late_orders: args.late_orders,
+        late_order_delay: Duration::from_millis(args.late_order_delay_ms),
+        checkout_token: args.checkout_token.clone(),
         timestamp_digits: args.timestamp_digits,
         ..DoubleConfig::default()
     };

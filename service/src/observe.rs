@@ -8,8 +8,37 @@ use hpp_session::{
 };
 use serde_json::Value;
 
-/// A merchant action to store: its kind and the crate's serialized form.
-pub type Asked = (ActionKind, Value);
+use crate::store::millis;
+
+/// A merchant action to store: its kind, the crate's serialized form, and when it must be done
+/// by (the executor takes the soonest first).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Asked {
+    /// Its kind.
+    pub kind: ActionKind,
+    /// The crate's serialized [`hpp_session::Action`].
+    pub data: Value,
+    /// Unix milliseconds by which it must be done: a place-order's `place_by` (0, at once,
+    /// when the authorization time is unknown); `i64::MAX` for every other kind, which waits on
+    /// no token and is taken in the order it was asked.
+    pub deadline_ms: i64,
+}
+
+impl Asked {
+    /// `action` as a row to store.
+    #[must_use]
+    pub fn of(action: &hpp_session::Action) -> Option<Self> {
+        let deadline_ms = match action {
+            hpp_session::Action::PlaceOrder { place_by, .. } => place_by.map_or(0, millis),
+            _ => i64::MAX,
+        };
+        Some(Self {
+            kind: action.kind(),
+            data: serde_json::to_value(action).ok()?,
+            deadline_ms,
+        })
+    }
+}
 
 /// What a read of the session answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +51,21 @@ pub enum ReadAnswer {
     Failed(ReadFailure),
 }
 
+impl ReadAnswer {
+    /// Its kind, for logs (never the body: it carries the authorization token).
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Body(_) => "200",
+            Self::NotFound => "404",
+            Self::Failed(ReadFailure::Timeout) => "timeout",
+            Self::Failed(ReadFailure::RateLimited { .. }) => "429",
+            Self::Failed(ReadFailure::ServerError) => "5xx",
+            Self::Failed(_) => "unexpected",
+        }
+    }
+}
+
 /// The actions of `kinds` the tracker owes, with their data: the rows that project what it owes
 /// into a table the executor claims from (stored in the same transaction as the tracker; the
 /// tracker's own `owed` set is the truth, and the executor reports each done on it).
@@ -30,7 +74,7 @@ pub fn asked(tracker: &Tracker, kinds: ActionSet) -> Vec<Asked> {
     kinds
         .iter()
         .filter_map(|k| tracker.action(k))
-        .filter_map(|a| serde_json::to_value(&a).ok().map(|v| (a.kind(), v)))
+        .filter_map(|a| Asked::of(&a))
         .collect()
 }
 
@@ -85,12 +129,33 @@ pub fn callback(
         None => tracker.observe_callback(config, callback.event_id(), &snapshot, now),
     };
     match observed {
-        Ok(report) => (
-            CallbackOutcome::Observed { verified },
-            asked(tracker, report.newly_owed()),
-        ),
+        Ok(report) => {
+            counted(
+                if verified {
+                    "callback_verified"
+                } else {
+                    "callback"
+                },
+                report,
+            );
+            (
+                CallbackOutcome::Observed { verified },
+                asked(tracker, report.newly_owed()),
+            )
+        }
         Err(e) => (CallbackOutcome::Refused(e.to_string()), vec![]),
     }
+}
+
+/// Counts an observation of `input` by its outcome (`hpp_observations_total`): a claim a read
+/// refuted shows as `refuted`.
+fn counted(input: &'static str, report: hpp_session::Report) {
+    metrics::counter!(
+        "hpp_observations_total",
+        "input" => input,
+        "outcome" => report.outcome().as_str()
+    )
+    .increment(1);
 }
 
 /// Observes a read's answer. A body that does not parse, or that the tracker refuses, and a
@@ -105,11 +170,14 @@ pub fn read(
         ReadAnswer::Body(body) => serde_json::from_str::<SessionBody<'_>>(body)
             .ok()
             .and_then(|b| b.snapshot().ok())
-            .and_then(|s| tracker.observe_read(config, &s, now).ok())
-            .map(|r| r.newly_owed()),
-        ReadAnswer::NotFound => tracker.observe_not_found(now).ok().map(|r| r.newly_owed()),
+            .and_then(|s| tracker.observe_read(config, &s, now).ok()),
+        ReadAnswer::NotFound => tracker.observe_not_found(now).ok(),
         ReadAnswer::Failed(_) => None,
-    };
+    }
+    .map(|report| {
+        counted("read", report);
+        report.newly_owed()
+    });
     if let Some(new) = learned {
         return asked(tracker, new);
     }

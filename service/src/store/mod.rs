@@ -41,6 +41,30 @@ impl StoreError {
     pub(crate) fn of(e: impl fmt::Display) -> Self {
         Self(e.to_string())
     }
+
+    /// `what` failed with PostgreSQL's `e`: its message and SQLSTATE when the server answered,
+    /// else the cause (`tokio_postgres` alone displays a server's error as `db error`).
+    #[allow(clippy::needless_pass_by_value)]
+    pub(crate) fn query(what: &str, e: tokio_postgres::Error) -> Self {
+        if let Some(db) = e.as_db_error() {
+            return Self(format!(
+                "{what}: {} ({}: {})",
+                db.message(),
+                db.severity(),
+                db.code().code()
+            ));
+        }
+        Self(format!("{what}: {}", crate::error::with_causes(&e)))
+    }
+
+    /// No connection from the pool.
+    #[allow(clippy::needless_pass_by_value)]
+    pub(crate) fn pool(e: deadpool_postgres::PoolError) -> Self {
+        Self(format!(
+            "no PostgreSQL connection: {}",
+            crate::error::with_causes(&e)
+        ))
+    }
 }
 
 /// A session's row, as an observation sees it.
@@ -81,6 +105,11 @@ pub struct PendingAction {
     /// Earlier attempts (recorded before each was performed): more than zero means the
     /// outcome of one may be unknown.
     pub attempts: u32,
+    /// Milliseconds since the last attempt began (`None` before the first), on the database's
+    /// clock: an order is not placed again while an earlier attempt may still land at Klarna.
+    pub since_attempt_ms: Option<i64>,
+    /// The owner id it was claimed under (PostgreSQL; 0 on SQLite).
+    pub owner: i32,
     /// The tracker owes it no more (confirmed evidence replaced the completion it was asked
     /// for, the cart turned out paid, the session ended before its disable): it is reported
     /// done without being performed ([`current`]).
@@ -106,6 +135,35 @@ pub enum Sabotage {
     ActionsWithoutLock,
     /// Place an order again after an ambiguous answer without looking first.
     ResendBlindly,
+    /// Look and place an order again after an ambiguous answer at once, while the earlier
+    /// attempt may still land at Klarna (no landing bound).
+    ResendInFlight,
+}
+
+/// How a store is opened.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// The merchant's policy, held here next to the stored trackers: a changed policy applies
+    /// to every stored session.
+    pub config: TrackerConfig,
+    /// PostgreSQL: a claim older than this may be taken over even from a live process (one
+    /// frozen, or stuck). Longer than any read or action takes: Klarna's timeout plus the
+    /// order's landing margin, and more.
+    pub lease: std::time::Duration,
+    /// Deliberate breakage, for the end-to-end test's sabotage checks only.
+    pub sabotage: Sabotage,
+}
+
+impl Options {
+    /// `config`, a lease of a minute, no sabotage.
+    #[must_use]
+    pub const fn new(config: TrackerConfig) -> Self {
+        Self {
+            config,
+            lease: std::time::Duration::from_mins(1),
+            sabotage: Sabotage::None,
+        }
+    }
 }
 
 /// The storage seam.
@@ -157,23 +215,30 @@ impl ActionClaim {
 }
 
 impl Store {
-    /// Opens `url`: `postgres://…` for PostgreSQL, anything else is a SQLite file path.
+    /// Opens `url` (`postgres://…` for PostgreSQL, anything else is a SQLite file path) and
+    /// applies its migrations: a database written by an earlier version is upgraded.
     ///
     /// # Errors
-    /// The database's.
-    /// `config` is the merchant's policy, held here next to the stored trackers: a changed
-    /// policy applies to every stored session.
-    pub async fn open(
-        url: &str,
-        sabotage: Sabotage,
-        config: TrackerConfig,
-    ) -> Result<Self, StoreError> {
+    /// The database's, a migration's, or (SQLite) another process holding the file.
+    pub async fn open(url: &str, options: Options) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self::Postgres(
-                postgres::Postgres::open(url, sabotage, config).await?,
+                postgres::Postgres::open(url, &options).await?,
             ))
         } else {
-            Ok(Self::Sqlite(sqlite::Sqlite::open(url, config).await?))
+            Ok(Self::Sqlite(
+                sqlite::Sqlite::open(url, options.config).await?,
+            ))
+        }
+    }
+
+    /// Klarna's budget shared through the database (PostgreSQL: every process draws on one);
+    /// `None` on SQLite, whose one process keeps its own.
+    #[must_use]
+    pub fn shared_budget(&self) -> Option<postgres::SharedBudget> {
+        match self {
+            Self::Sqlite(_) => None,
+            Self::Postgres(p) => Some(p.budget()),
         }
     }
 
@@ -219,8 +284,8 @@ impl Store {
         }
     }
 
-    /// Observes the reads' answers on the claimed sessions (reads started at `started`,
-    /// answered by `now`), stores them, and ends the claim.
+    /// Observes the reads' answers on the claimed sessions (each started on its tracker when
+    /// it was claimed, answered by `now`), stores them, and ends the claim.
     ///
     /// # Errors
     /// The database's; then nothing was stored.
@@ -228,21 +293,17 @@ impl Store {
         &self,
         claim: ReadClaim,
         answers: Vec<(String, ReadAnswer)>,
-        started: Timestamp,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         match (self, claim) {
-            (Self::Sqlite(s), ReadClaim::Sqlite(c)) => {
-                s.finish_reads(c, answers, started, now).await
-            }
-            (Self::Postgres(s), ReadClaim::Postgres(c)) => {
-                s.finish_reads(*c, answers, started, now).await
-            }
+            (Self::Sqlite(s), ReadClaim::Sqlite(c)) => s.finish_reads(c, answers, now).await,
+            (Self::Postgres(s), ReadClaim::Postgres(c)) => s.finish_reads(*c, answers, now).await,
             _ => Err(StoreError("a claim from another store".to_owned())),
         }
     }
 
-    /// Claims up to `limit` pending actions, oldest first.
+    /// Claims up to `limit` pending actions: the soonest deadline first (the order whose token
+    /// dies soonest), then the oldest.
     ///
     /// # Errors
     /// The database's.
@@ -253,14 +314,16 @@ impl Store {
         }
     }
 
-    /// Records, committed at once, that `action_id` is about to be performed.
+    /// Records, committed at once, that `action` is about to be performed (and when), if it
+    /// is still this process's claim; `false`: another process took it over, do not perform
+    /// it.
     ///
     /// # Errors
     /// The database's: then do not perform it.
-    pub async fn attempt(&self, action_id: &str) -> Result<(), StoreError> {
+    pub async fn attempt(&self, action: &PendingAction) -> Result<bool, StoreError> {
         match self {
-            Self::Sqlite(s) => s.attempt(action_id).await,
-            Self::Postgres(s) => s.attempt(action_id).await,
+            Self::Sqlite(s) => s.attempt(&action.action_id).await,
+            Self::Postgres(s) => s.attempt(action).await,
         }
     }
 
@@ -286,6 +349,29 @@ impl Store {
         }
     }
 
+    /// What the metrics show, at `now` (the service's clock).
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn gauges(&self, now: Timestamp) -> Result<Gauges, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.gauges(now).await,
+            Self::Postgres(s) => s.gauges(now).await,
+        }
+    }
+
+    /// Whether the database answers and its schema is the one this version migrates to (for
+    /// `/readyz`).
+    ///
+    /// # Errors
+    /// What is wrong.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.ready().await,
+            Self::Postgres(s) => s.ready().await,
+        }
+    }
+
     /// Counts of sessions and of pending actions (for the service's status page).
     ///
     /// # Errors
@@ -296,6 +382,31 @@ impl Store {
             Self::Postgres(s) => s.counts().await,
         }
     }
+}
+
+/// A session's status as the metrics count it: its confirmed status (`WAITING` until one is
+/// known), or `EXPIRED`.
+#[must_use]
+pub fn status_of(tracker: &Tracker) -> &'static str {
+    if tracker.is_expired() {
+        return "EXPIRED";
+    }
+    tracker.status().map_or("WAITING", |s| s.as_str())
+}
+
+/// What the metrics show of the store at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Sessions whose read is due now.
+    pub due_reads: i64,
+    /// How long the most overdue read has been due, in milliseconds of the service's clock.
+    pub oldest_due_read_ms: i64,
+    /// Pending actions by kind.
+    pub pending: Vec<(String, i64)>,
+    /// How long the oldest pending action has waited, in wall-clock milliseconds.
+    pub oldest_pending_ms: i64,
+    /// Sessions by status.
+    pub sessions: Vec<(String, i64)>,
 }
 
 /// Unix milliseconds of `t`.
@@ -414,5 +525,5 @@ pub fn kinds<'a>(names: impl IntoIterator<Item = &'a str>) -> ActionSet {
 /// The stable id of an action: `"{session_id}/{kind}"`.
 #[must_use]
 pub fn action_id(session_id: &str, asked: &Asked) -> String {
-    format!("{session_id}/{}", asked.0.as_str())
+    format!("{session_id}/{}", asked.kind.as_str())
 }

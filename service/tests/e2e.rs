@@ -59,6 +59,11 @@ async fn processes_killed_on_postgres_settle_every_session_by_the_doubles_truth(
         );
     }
     assert_eq!(report.urls_with_a_token, 0, "no token in a URL\n{text}");
+    assert!(report.log_lines > 0, "the processes logged nothing\n{text}");
+    assert_eq!(
+        report.log_lines_with_a_token, 0,
+        "a token in a log line\n{text}"
+    );
     assert_eq!(report.n("paid_with_one_order"), report.n("paid"), "{text}");
     assert_eq!(report.n("orders_twice"), 0, "{text}");
     assert_eq!(report.n("paid_released"), 0, "{text}");
@@ -72,7 +77,13 @@ async fn processes_killed_on_postgres_settle_every_session_by_the_doubles_truth(
 }
 
 /// A sabotaged service on PostgreSQL, no kills: the double's truth must show orders twice.
-async fn sabotaged(sabotage: &'static str, workers: u32, lost_order_answers: u16) {
+/// `lost_order_answers` and `late_orders` per mille of the double's create-orders.
+async fn sabotaged(
+    sabotage: &'static str,
+    workers: u32,
+    lost_order_answers: u16,
+    late_orders: u16,
+) {
     let _one = ONE_AT_A_TIME.lock().await;
     let pg = server();
     let mut cfg = Run::new(&pg.url, env("E2E_SABOTAGE_SESSIONS", 400), workers);
@@ -82,6 +93,7 @@ async fn sabotaged(sabotage: &'static str, workers: u32, lost_order_answers: u16
     // soonest (late openers only make the run longer).
     cfg.all_open_at_once = true;
     cfg.lost_order_answers = lost_order_answers;
+    cfg.late_orders = late_orders;
     cfg.settle_within = std::time::Duration::from_mins(1);
     let report = support::run(&cfg).await;
     let text = describe(&cfg, &report);
@@ -98,12 +110,19 @@ async fn sabotaged(sabotage: &'static str, workers: u32, lost_order_answers: u16
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sabotage_claiming_actions_without_a_lock_is_caught_by_the_truth() {
-    sabotaged("actions-without-lock", 4, 50).await;
+    sabotaged("actions-without-lock", 4, 50, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sabotage_resending_an_order_after_an_ambiguous_answer_is_caught_by_the_truth() {
-    sabotaged("resend-blindly", 2, 200).await;
+    sabotaged("resend-blindly", 2, 200, 0).await;
+}
+
+/// Orders that land at Klarna after the service's timeout: a service that looks and places the
+/// order again at once, while the first may still land, orders twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sabotage_placing_an_order_again_while_the_first_may_still_land_is_caught_by_the_truth() {
+    sabotaged("resend-in-flight", 2, 0, 300).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

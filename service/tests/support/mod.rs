@@ -49,7 +49,17 @@ pub struct Run {
     pub seed: u64,
     /// Every consumer opens the page at once (else as people do: later, twice, or never).
     pub all_open_at_once: bool,
+    /// The service's timeout on Klarna's calls.
+    pub klarna_timeout: Duration,
+    /// The service's margin for an order landing after its timeout.
+    pub order_landing_margin: Duration,
+    /// Create-order requests the double holds past the service's timeout before carrying them
+    /// out, per mille (they land within the margin).
+    pub late_orders: u16,
 }
+
+/// The credential the harness's consumers present at the checkout.
+pub const CHECKOUT_TOKEN: &str = "e2e-checkout-credential";
 
 impl Run {
     /// The defaults of the run: loss, duplicates, reordering, forged callbacks, 5xx,
@@ -85,6 +95,11 @@ impl Run {
             seed: 16,
             // E2E_AT_ONCE=1: every consumer opens the page at once.
             all_open_at_once: var("E2E_AT_ONCE").is_some_and(|v| v > 0.0),
+            // Short, for a clock 200 times faster than the wall's: 2 s of wall clock is
+            // about 7 simulated minutes of a token's 60.
+            klarna_timeout: Duration::from_secs(2),
+            order_landing_margin: Duration::from_secs(1),
+            late_orders: 20,
         }
     }
 }
@@ -109,6 +124,10 @@ pub struct Report {
     pub settle_time: Duration,
     /// The service processes' logs, kept when the run went wrong.
     pub logs: Option<std::path::PathBuf>,
+    /// Lines the service processes logged.
+    pub log_lines: usize,
+    /// Log lines that carry an authorization token the double issued.
+    pub log_lines_with_a_token: usize,
 }
 
 impl Report {
@@ -205,7 +224,26 @@ fn urls_with_a_token(double: &klarna_double::Double) -> usize {
         .count()
 }
 
+/// Every line the service processes logged, and how many carry an authorization token the
+/// double issued (any of them, anywhere in the line).
+fn tokens_in_logs(double: &klarna_double::Double, logs: &std::path::Path) -> (usize, usize) {
+    let tokens: Vec<String> = double.world.lock().tokens.keys().cloned().collect();
+    let mut lines = 0;
+    let mut with_a_token = 0;
+    for entry in std::fs::read_dir(logs).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            lines += 1;
+            if tokens.iter().any(|t| line.contains(t.as_str())) {
+                with_a_token += 1;
+            }
+        }
+    }
+    (lines, with_a_token)
+}
+
 /// Runs it.
+#[allow(clippy::too_many_lines)]
 pub async fn run(cfg: &Run) -> Report {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -222,6 +260,9 @@ pub async fn run(cfg: &Run) -> Report {
         server_errors: cfg.server_errors,
         throttled: cfg.throttled,
         lost_order_answers: cfg.lost_order_answers,
+        late_orders: cfg.late_orders,
+        // Past the service's timeout, within its margin.
+        late_order_delay: cfg.klarna_timeout + cfg.order_landing_margin / 2,
         ..DoubleConfig::default()
     };
     let (double, _server) = klarna_double::serve(listener, double_config).expect("the double");
@@ -236,8 +277,15 @@ pub async fn run(cfg: &Run) -> Report {
         "--double-clock".to_owned(),
         "--budget".to_owned(),
         cfg.budget.to_string(),
-        "--processes".to_owned(),
-        cfg.workers.to_string(),
+        "--create-budget".to_owned(),
+        "100000".to_owned(),
+        "--checkout-token".to_owned(),
+        CHECKOUT_TOKEN.to_owned(),
+        "--klarna-timeout-ms".to_owned(),
+        cfg.klarna_timeout.as_millis().to_string(),
+        "--order-landing-margin-ms".to_owned(),
+        cfg.order_landing_margin.as_millis().to_string(),
+        "--log-json".to_owned(),
         "--abandon-after".to_owned(),
         "60".to_owned(),
         "--poll-lag".to_owned(),
@@ -289,6 +337,7 @@ pub async fn run(cfg: &Run) -> Report {
         truth = t;
     }
     drop(workers);
+    let (log_lines, log_lines_with_a_token) = tokens_in_logs(&double, &logs);
     // The processes' logs are kept for a run that went wrong, and removed otherwise.
     let logs = if truth["wrong"] == 0 && truth["unsettled"] == 0 {
         let _ = std::fs::remove_dir_all(&logs);
@@ -301,6 +350,8 @@ pub async fn run(cfg: &Run) -> Report {
         logs,
         truth,
         urls_with_a_token: urls_with_a_token(&double),
+        log_lines,
+        log_lines_with_a_token,
         killed: kills,
         lost_checkouts,
         never_opened,
@@ -370,6 +421,7 @@ async fn check_out(
                 let port = ports[(i as usize + attempt) % ports.len()];
                 let answer = http
                     .post(format!("http://127.0.0.1:{port}/checkout"))
+                    .bearer_auth(CHECKOUT_TOKEN)
                     .send()
                     .await;
                 let Ok(answer) = answer else {
@@ -465,6 +517,11 @@ pub fn describe(cfg: &Run, r: &Report) -> String {
         let _ = writeln!(s, "  {field}: {}", t[field]);
     }
     let _ = writeln!(s, "  lost checkouts: {}", r.lost_checkouts);
+    let _ = writeln!(
+        s,
+        "  log lines: {}, with a token: {}",
+        r.log_lines, r.log_lines_with_a_token
+    );
     let _ = writeln!(s, "  never opened (as drawn): {}", r.never_opened);
     if let Some(verdicts) = t["verdicts"].as_array() {
         for v in verdicts

@@ -3,11 +3,11 @@
 //! their pending rows show (nothing that was already performed), and the policy that applies is
 //! the service's own.
 
-use hpp_service::store::{Sabotage, Store};
+use hpp_service::store::{Options, Store};
 use hpp_session::{Action, ActionKind, Timestamp, TrackerConfig};
 
 /// Trackers as version 0.1.0's serializer wrote them (the crate's `tests/data`).
-const STORED: &str = include_str!("../../../tests/data/trackers-0.1.0.txt");
+const STORED: &str = include_str!("../../tests/data/trackers-0.1.0.txt");
 
 fn stored(name: &str, session_id: &str) -> String {
     STORED
@@ -17,6 +17,42 @@ fn stored(name: &str, session_id: &str) -> String {
         .replace("39a1c773-bafd-754d-af1f-b30c592f1267", session_id)
 }
 
+/// The SQLite schema as `hpp-service` created it when migrations were not versioned yet (main
+/// at 467875e, the start of issue 23), verbatim.
+const SCHEMA_AT_ISSUE_23: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id         TEXT PRIMARY KEY,
+    secret             TEXT NOT NULL,
+    payment_session_id TEXT NOT NULL,
+    tracker            TEXT NOT NULL,
+    next_read_ms       INTEGER,
+    urgency            INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_due ON sessions (next_read_ms);
+CREATE TABLE IF NOT EXISTS actions (
+    action_id     TEXT PRIMARY KEY,
+    session_id    TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    data          TEXT NOT NULL,
+    done          INTEGER NOT NULL DEFAULT 0,
+    outcome       TEXT,
+    not_before_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS actions_pending ON actions (done);
+CREATE TABLE IF NOT EXISTS attempts (
+    action_id TEXT PRIMARY KEY,
+    count     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+/// A database written by the service before its migrations were versioned (the schema as it
+/// created it, its trackers as 0.1 stored them, open sessions and pending actions) is upgraded at
+/// open, not refused: the trackers load owing what their rows show, the schema is current, and
+/// the pending order, asked last, is claimed first (money first, whatever the rows' age).
 #[tokio::test]
 async fn trackers_stored_by_0_1_load_owing_what_their_rows_show() {
     let dir = std::env::temp_dir().join(format!("hpp-store-{}", std::process::id()));
@@ -24,21 +60,17 @@ async fn trackers_stored_by_0_1_load_owing_what_their_rows_show() {
     let path = dir.join("old.db");
     let _ = std::fs::remove_file(&path);
     let url = path.to_str().expect("a UTF-8 path").to_owned();
-    // The schema as the previous version created it.
-    drop(
-        Store::open(&url, Sabotage::None, TrackerConfig::DEFAULT)
-            .await
-            .expect("a store"),
-    );
     {
         let conn = rusqlite::Connection::open(&path).expect("the database");
+        conn.execute_batch(SCHEMA_AT_ISSUE_23)
+            .expect("the old schema");
         for (id, name, rows) in [
-            // Paid: the order asked for and not yet performed.
-            ("s-paid", "PAID", vec![("place_order", 0)]),
-            // Cancelled: the release performed and marked done.
-            ("s-cancelled", "CANCELLED", vec![("release", 1)]),
             // Abandoned: the disable still pending.
             ("s-abandoned", "ABANDONED", vec![("disable", 0)]),
+            // Cancelled: the release performed and marked done.
+            ("s-cancelled", "CANCELLED", vec![("release", 1)]),
+            // Paid: the order asked for and not yet performed.
+            ("s-paid", "PAID", vec![("place_order", 0)]),
         ] {
             conn.execute(
                 "INSERT INTO sessions (session_id, secret, payment_session_id, tracker) \
@@ -56,7 +88,7 @@ async fn trackers_stored_by_0_1_load_owing_what_their_rows_show() {
             }
         }
     }
-    let store = Store::open(&url, Sabotage::None, TrackerConfig::DEFAULT)
+    let store = Store::open(&url, Options::new(TrackerConfig::DEFAULT))
         .await
         .expect("the old database opens");
     let now: Timestamp = "2019-05-13T16:00:00Z".parse().expect("a timestamp");
@@ -96,6 +128,39 @@ async fn trackers_stored_by_0_1_load_owing_what_their_rows_show() {
         text.contains(r#""owed":1"#) && !text.contains(r#""reads""#),
         "{text}"
     );
+    store.ready().await.expect("the schema is current");
+    let claim = store.claim_actions(10).await.expect("claimed");
+    let order: Vec<&str> = claim
+        .actions()
+        .iter()
+        .map(|a| a.action_id.as_str())
+        .collect();
+    assert_eq!(order, ["s-paid/place_order", "s-abandoned/disable"]);
+    drop(claim);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SQLite is for one process: a second store on the same file is refused while the first is
+/// open, with an error that says so, and opens once the first is gone.
+#[tokio::test]
+async fn a_second_process_on_one_sqlite_file_is_refused() {
+    let (dir, url) = temp_db("second");
+    let first = Store::open(&url, Options::new(TrackerConfig::DEFAULT))
+        .await
+        .expect("the first store");
+    let second = Store::open(&url, Options::new(TrackerConfig::DEFAULT)).await;
+    let error = second
+        .expect_err("a second store on the same file")
+        .to_string();
+    assert!(
+        error.contains("another hpp-service process holds") && error.contains("PostgreSQL"),
+        "{error}"
+    );
+    drop(first);
+    Store::open(&url, Options::new(TrackerConfig::DEFAULT))
+        .await
+        .expect("opens once the first is gone");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -155,7 +220,7 @@ async fn read(store: &Store, config: TrackerConfig, answer: String, at: &str) {
 async fn a_claimed_action_is_what_the_tracker_owes_now() {
     let (dir, url) = temp_db("retired");
     let config = TrackerConfig::DEFAULT;
-    let store = Store::open(&url, Sabotage::None, config)
+    let store = Store::open(&url, Options::new(config))
         .await
         .expect("a store");
     created(&store, &config).await;
@@ -208,7 +273,7 @@ async fn a_changed_policy_reschedules_every_open_session_at_open() {
     let (dir, url) = temp_db("policy");
     let path = url.clone();
     let config = TrackerConfig::DEFAULT;
-    let store = Store::open(&url, Sabotage::None, config)
+    let store = Store::open(&url, Options::new(config))
         .await
         .expect("a store");
     created(&store, &config).await;
@@ -230,7 +295,7 @@ async fn a_changed_policy_reschedules_every_open_session_at_open() {
     let deadline: Timestamp = "2019-05-13T14:11:43.507Z".parse().expect("a timestamp");
     assert!(before > hpp_service::store::millis(deadline), "{before}");
     drop(
-        Store::open(&url, Sabotage::None, limited)
+        Store::open(&url, Options::new(limited))
             .await
             .expect("reopened"),
     );
@@ -241,7 +306,7 @@ async fn a_changed_policy_reschedules_every_open_session_at_open() {
         .execute("UPDATE sessions SET next_read_ms = 1", [])
         .expect("updated");
     drop(
-        Store::open(&url, Sabotage::None, limited)
+        Store::open(&url, Options::new(limited))
             .await
             .expect("reopened"),
     );

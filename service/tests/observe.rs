@@ -35,7 +35,7 @@ fn callback(session: &str) -> Vec<u8> {
 }
 
 fn kinds(asked: &[observe::Asked]) -> Vec<ActionKind> {
-    asked.iter().map(|a| a.0).collect()
+    asked.iter().map(|a| a.kind).collect()
 }
 
 const NOW: &str = "2019-05-13T14:54:05Z";
@@ -54,11 +54,14 @@ fn a_callback_with_the_secret_is_evidence_and_asks_for_the_order() {
     );
     assert_eq!(outcome, CallbackOutcome::Observed { verified: true });
     assert_eq!(kinds(&asked), [ActionKind::PlaceOrder]);
-    assert_eq!(asked[0].1["kind"], "place_order");
+    assert_eq!(asked[0].data["kind"], "place_order");
     assert_eq!(
-        asked[0].1["authorization_token"],
+        asked[0].data["authorization_token"],
         "a1a8f727-2756-6058-bd3c-40069be0994b"
     );
+    // Its deadline is the token's: authorized at 14:54:04.675, dead an hour later.
+    let place_by: hpp_session::Timestamp = "2019-05-13T15:54:04.675Z".parse().expect("a time");
+    assert_eq!(asked[0].deadline_ms, hpp_service::store::millis(place_by));
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! SQLite: one process (SQLite has one writer). Every observation is a `BEGIN IMMEDIATE`
 //! transaction, so it runs on the tracker as stored; claims are the process's own set of
-//! sessions and actions in hand.
+//! sessions and actions in hand, so a second process on the same file would read and act
+//! twice: opening takes an exclusive lock on `{file}.lock` and refuses when another process
+//! holds it. Migrations are versioned files (`migrations/sqlite`, applied with `refinery`).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -10,40 +12,14 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     ActionClaim, Finished, NewSession, POLICY_SETTING, PendingAction, Row, StoreError, action_id,
-    current, from_json, from_millis, kinds, millis, policy_fingerprint, schedule,
+    current, from_json, from_millis, kinds, millis, policy_fingerprint, schedule, status_of,
     stored_before_owed, to_json, urgency, wall_millis,
 };
 use crate::observe::{self, Asked, ReadAnswer};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS sessions (
-    session_id         TEXT PRIMARY KEY,
-    secret             TEXT NOT NULL,
-    payment_session_id TEXT NOT NULL,
-    tracker            TEXT NOT NULL,
-    next_read_ms       INTEGER,
-    urgency            INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS sessions_due ON sessions (next_read_ms);
-CREATE TABLE IF NOT EXISTS actions (
-    action_id     TEXT PRIMARY KEY,
-    session_id    TEXT NOT NULL,
-    kind          TEXT NOT NULL,
-    data          TEXT NOT NULL,
-    done          INTEGER NOT NULL DEFAULT 0,
-    outcome       TEXT,
-    not_before_ms INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS actions_pending ON actions (done);
-CREATE TABLE IF NOT EXISTS attempts (
-    action_id TEXT PRIMARY KEY,
-    count     INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS settings (
-    name  TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-";
+mod migrations {
+    refinery::embed_migrations!("migrations/sqlite");
+}
 
 /// Computes every open session's next read again when the store was last opened with another
 /// policy (or by a version that did not record it), in one transaction.
@@ -96,6 +72,9 @@ type Claimed = Arc<Mutex<HashSet<String>>>;
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct Sqlite {
+    /// The lock on `{file}.lock`, held while the store lives (the OS drops it with the
+    /// process, however it ends).
+    _one_process: Arc<std::fs::File>,
     conn: Arc<Mutex<Connection>>,
     reads: Claimed,
     actions: Claimed,
@@ -133,24 +112,29 @@ fn save(
 ) -> Result<(), StoreError> {
     let next = row.tracker.next_read(config, now);
     tx.execute(
-        "UPDATE sessions SET tracker = ?2, next_read_ms = ?3, urgency = ?4 WHERE session_id = ?1",
+        "UPDATE sessions SET tracker = ?2, next_read_ms = ?3, urgency = ?4, status = ?5 \
+         WHERE session_id = ?1",
         params![
             session_id,
             to_json(&row.tracker)?,
             next.map(|r| millis(r.at)),
-            urgency(next)
+            urgency(next),
+            status_of(&row.tracker)
         ],
     )
     .map_err(StoreError::of)?;
     for a in asked {
         tx.execute(
-            "INSERT OR IGNORE INTO actions (action_id, session_id, kind, data) \
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR IGNORE INTO actions \
+             (action_id, session_id, kind, data, deadline_ms, asked_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 action_id(session_id, a),
                 session_id,
-                a.0.as_str(),
-                a.1.to_string()
+                a.kind.as_str(),
+                a.data.to_string(),
+                a.deadline_ms,
+                wall_millis()
             ],
         )
         .map_err(StoreError::of)?;
@@ -191,6 +175,28 @@ fn load(tx: &rusqlite::Transaction<'_>, session_id: &str) -> Result<Option<Row>,
         .transpose()
 }
 
+/// The exclusive lock on `{path}.lock`: SQLite is for one process, and a second one on the
+/// same file would read and act twice.
+fn one_process(path: &str) -> Result<std::fs::File, StoreError> {
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError(format!("cannot open {lock_path}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError(format!(
+            "another hpp-service process holds {path} (its lock {lock_path} is taken): SQLite \
+             is for one process; for several, use PostgreSQL (--database-url postgres://…)"
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError(format!("cannot lock {lock_path}: {e}")))
+        }
+    }
+}
+
 impl Sqlite {
     /// Opens (or creates) the database file at `path`, in WAL mode.
     ///
@@ -198,19 +204,26 @@ impl Sqlite {
     /// SQLite's.
     pub async fn open(path: &str, config: TrackerConfig) -> Result<Self, StoreError> {
         let path = path.strip_prefix("sqlite://").unwrap_or(path).to_owned();
+        let one_process = one_process(&path)?;
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
             let mut conn = Connection::open(path).map_err(StoreError::of)?;
             conn.pragma_update(None, "journal_mode", "WAL")
                 .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
                 .and_then(|()| conn.busy_timeout(std::time::Duration::from_secs(5)))
-                .and_then(|()| conn.execute_batch(SCHEMA))
                 .map_err(StoreError::of)?;
+            let report = migrations::migrations::runner()
+                .run(&mut conn)
+                .map_err(|e| StoreError(format!("migrating the SQLite schema: {e}")))?;
+            for applied in report.applied_migrations() {
+                tracing::info!(migration = %applied, "applied");
+            }
             reschedule(&mut conn, &config)?;
             Ok(conn)
         })
         .await
         .map_err(StoreError::of)??;
         Ok(Self {
+            _one_process: Arc::new(one_process),
             conn: Arc::new(Mutex::new(conn)),
             reads: Claimed::default(),
             actions: Claimed::default(),
@@ -232,15 +245,16 @@ impl Sqlite {
         self.with(move |conn| {
             conn.execute(
                 "INSERT INTO sessions \
-                 (session_id, secret, payment_session_id, tracker, next_read_ms, urgency) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 (session_id, secret, payment_session_id, tracker, next_read_ms, urgency, status) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     s.session_id,
                     s.secret,
                     s.payment_session_id,
                     to_json(&s.tracker)?,
                     s.next.map(|r| millis(r.at)),
-                    urgency(s.next)
+                    urgency(s.next),
+                    status_of(&s.tracker)
                 ],
             )
             .map_err(StoreError::of)?;
@@ -272,35 +286,55 @@ impl Sqlite {
         .await
     }
 
+    /// Claims due reads not in this process's hand, each started on its tracker
+    /// ([`hpp_session::Tracker::start_read`]) in one transaction.
     pub(super) async fn claim_reads(
         &self,
         now: Timestamp,
         limit: u32,
     ) -> Result<Claim, StoreError> {
         let set = Arc::clone(&self.reads);
+        let config = self.config;
+        let in_hand: HashSet<String> = lock(&set).clone();
         let ids = self
             .with(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT session_id FROM sessions WHERE next_read_ms <= ?1 \
-                         ORDER BY urgency DESC, next_read_ms LIMIT ?2",
-                    )
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(StoreError::of)?;
-                let ids: Vec<String> = stmt
-                    .query_map(params![millis(now), limit.saturating_mul(2)], |r| r.get(0))
+                let due: Vec<String> = {
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "SELECT session_id FROM sessions WHERE next_read_ms <= ?1 \
+                             ORDER BY urgency DESC, next_read_ms LIMIT ?2",
+                        )
+                        .map_err(StoreError::of)?;
+                    let extra = u32::try_from(in_hand.len()).unwrap_or(u32::MAX);
+                    stmt.query_map(params![millis(now), limit.saturating_add(extra)], |r| {
+                        r.get(0)
+                    })
                     .map_err(StoreError::of)?
                     .collect::<Result<_, _>>()
-                    .map_err(StoreError::of)?;
+                    .map_err(StoreError::of)?
+                };
+                let mut ids = Vec::new();
+                for session_id in due.into_iter().filter(|id| !in_hand.contains(id)) {
+                    if ids.len() >= limit as usize {
+                        break;
+                    }
+                    let Some(mut row) = load(&tx, &session_id)? else {
+                        continue;
+                    };
+                    let started = row.tracker.start_read(&config, now).is_some();
+                    save(&tx, &config, &session_id, &row, now, &[])?;
+                    if started {
+                        ids.push(session_id);
+                    }
+                }
+                tx.commit().map_err(StoreError::of)?;
                 Ok(ids)
             })
             .await?;
-        let mut claimed = lock(&set);
-        let ids: Vec<String> = ids
-            .into_iter()
-            .filter(|id| claimed.insert(id.clone()))
-            .take(limit as usize)
-            .collect();
-        drop(claimed);
+        lock(&set).extend(ids.iter().cloned());
         Ok(Claim { ids, set })
     }
 
@@ -308,7 +342,6 @@ impl Sqlite {
         &self,
         claim: Claim,
         answers: Vec<(String, ReadAnswer)>,
-        started: Timestamp,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let config = self.config;
@@ -320,8 +353,6 @@ impl Sqlite {
                 let Some(mut row) = load(&tx, session_id)? else {
                     continue;
                 };
-                // The read counts from when it started (its evidence is as of then).
-                let _ = row.tracker.start_read(&config, started);
                 let asked = observe::read(&mut row.tracker, &config, answer, now);
                 save(&tx, &config, session_id, &row, now, &asked)?;
             }
@@ -339,10 +370,12 @@ impl Sqlite {
                 let mut stmt = conn
                     .prepare_cached(
                         "SELECT a.action_id, a.session_id, s.payment_session_id, a.data, \
-                         COALESCE(t.count, 0), a.kind, s.tracker FROM actions a \
+                         COALESCE(t.count, 0), a.kind, s.tracker, \
+                         CASE WHEN t.count > 0 THEN ?1 - t.last_ms END FROM actions a \
                          JOIN sessions s ON s.session_id = a.session_id \
                          LEFT JOIN attempts t ON t.action_id = a.action_id \
-                         WHERE a.done = 0 AND a.not_before_ms <= ?1 ORDER BY a.rowid LIMIT ?2",
+                         WHERE a.done = 0 AND a.not_before_ms <= ?1 \
+                         ORDER BY a.deadline_ms, a.rowid LIMIT ?2",
                     )
                     .map_err(StoreError::of)?;
                 let rows = stmt
@@ -362,6 +395,8 @@ impl Sqlite {
                             retired: now.is_none(),
                             data: now.unwrap_or(serde_json::Value::Null),
                             attempts: r.get(4)?,
+                            since_attempt_ms: r.get(7)?,
+                            owner: 0,
                         })
                     })
                     .map_err(StoreError::of)?
@@ -381,16 +416,17 @@ impl Sqlite {
         Ok(ActionClaim::Sqlite(Claim { ids, set }, pending))
     }
 
-    pub(super) async fn attempt(&self, action_id: &str) -> Result<(), StoreError> {
+    /// Records an attempt and when it began (the process's claim is its own: always `true`).
+    pub(super) async fn attempt(&self, action_id: &str) -> Result<bool, StoreError> {
         let action_id = action_id.to_owned();
         self.with(move |conn| {
             conn.execute(
-                "INSERT INTO attempts (action_id, count) VALUES (?1, 1) \
-                 ON CONFLICT (action_id) DO UPDATE SET count = count + 1",
-                [action_id],
+                "INSERT INTO attempts (action_id, count, last_ms) VALUES (?1, 1, ?2) \
+                 ON CONFLICT (action_id) DO UPDATE SET count = count + 1, last_ms = ?2",
+                params![action_id, wall_millis()],
             )
             .map_err(StoreError::of)?;
-            Ok(())
+            Ok(true)
         })
         .await
     }
@@ -433,6 +469,71 @@ impl Sqlite {
             tx.commit().map_err(StoreError::of)?;
             drop(claim);
             Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn gauges(&self, now: Timestamp) -> Result<super::Gauges, StoreError> {
+        let now = millis(now);
+        let wall = wall_millis();
+        self.with(move |conn| {
+            let (due_reads, oldest_due_read_ms) = conn
+                .query_row(
+                    "SELECT COUNT(*), COALESCE(?1 - MIN(next_read_ms), 0) FROM sessions \
+                     WHERE next_read_ms <= ?1",
+                    [now],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(StoreError::of)?;
+            let oldest_pending_ms = conn
+                .query_row(
+                    "SELECT COALESCE(?1 - MIN(asked_ms), 0) FROM actions \
+                     WHERE done = 0 AND asked_ms > 0",
+                    [wall],
+                    |r| r.get(0),
+                )
+                .map_err(StoreError::of)?;
+            let pairs = |sql: &str| -> Result<Vec<(String, i64)>, StoreError> {
+                let mut stmt = conn.prepare_cached(sql).map_err(StoreError::of)?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(StoreError::of)?
+                    .collect::<Result<_, _>>()
+                    .map_err(StoreError::of)
+            };
+            Ok(super::Gauges {
+                due_reads,
+                oldest_due_read_ms,
+                pending: pairs("SELECT kind, COUNT(*) FROM actions WHERE done = 0 GROUP BY kind")?,
+                oldest_pending_ms,
+                sessions: pairs(
+                    "SELECT COALESCE(status, 'UNKNOWN'), COUNT(*) FROM sessions GROUP BY 1",
+                )?,
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn ready(&self) -> Result<(), StoreError> {
+        let latest = migrations::migrations::runner()
+            .get_migrations()
+            .iter()
+            .map(refinery::Migration::version)
+            .max()
+            .unwrap_or(0);
+        self.with(move |conn| {
+            let applied: Option<i64> = conn
+                .query_row(
+                    "SELECT MAX(version) FROM refinery_schema_history",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(StoreError::of)?;
+            match applied {
+                Some(v) if v == i64::from(latest) => Ok(()),
+                other => Err(StoreError(format!(
+                    "the schema is at version {other:?}, this service's is {latest}"
+                ))),
+            }
         })
         .await
     }

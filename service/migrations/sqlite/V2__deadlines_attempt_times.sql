@@ -1,0 +1,12 @@
+-- Money first: an order's `place_by` (0 when unknown: at once); every other kind waits on no
+-- token and goes in the order it was asked.
+ALTER TABLE actions ADD COLUMN deadline_ms INTEGER NOT NULL DEFAULT 9223372036854775807;
+UPDATE actions SET deadline_ms = 0 WHERE kind = 'place_order' AND done = 0;
+CREATE INDEX actions_by_deadline ON actions (deadline_ms) WHERE done = 0;
+-- When the last attempt began: no order is placed again while an earlier attempt may still
+-- land at Klarna (a process killed mid-call and started again).
+ALTER TABLE attempts ADD COLUMN last_ms INTEGER NOT NULL DEFAULT 0;
+-- For the metrics: each session's status as its tracker last stored it (NULL until then), and
+-- when each action was asked.
+ALTER TABLE sessions ADD COLUMN status TEXT;
+ALTER TABLE actions ADD COLUMN asked_ms INTEGER NOT NULL DEFAULT 0;

@@ -1,0 +1,233 @@
+//! HTTP in: the checkout, Klarna's status callbacks, the consumer's redirects, and what a person
+//! on call and an orchestrator ask (`/status`, `/healthz`, `/readyz`, `/metrics`).
+//!
+//! Bodies are limited to [`BODY_LIMIT`] (a callback is a few hundred bytes; the checkout takes
+//! none): a larger one is answered 413 and never read.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hpp_session::{SessionId, Tracker};
+use serde_json::json;
+use subtle::ConstantTimeEq as _;
+use tracing::Instrument as _;
+
+use crate::App;
+use crate::error::ApiError;
+use crate::observe::{self, CallbackOutcome};
+use crate::store::NewSession;
+
+/// The largest request body read: 64 KiB.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The service's routes.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/checkout", post(checkout))
+        .route(
+            "/klarna/status/{session_id}/{secret}",
+            post(status_callback),
+        )
+        .route("/klarna/return/{kind}/{session_id}", get(redirect))
+        .route("/status", get(status))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(app)
+}
+
+/// A fresh callback secret: 128 random bits, hex.
+fn secret() -> Result<String, ApiError> {
+    let mut bytes = [0_u8; 16];
+    getrandom::fill(&mut bytes).map_err(|_| ApiError::NoRandomness)?;
+    Ok(bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    }))
+}
+
+/// Whether `headers` carry `Authorization: Bearer {expected}` (compared in constant time).
+fn authorized(headers: &HeaderMap, expected: &str) -> bool {
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// `POST /checkout` (`Authorization: Bearer <HPP_CHECKOUT_TOKEN>`): creates the payment
+/// session and the HPP session at Klarna, stores the session with its tracker, and answers 201
+/// with the consumer's `redirect_url`. The session is stored before the consumer can be sent to
+/// the page; when it cannot be, the HPP session just created is disabled, so that no page is
+/// left open that no one tracks.
+async fn checkout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if !authorized(&headers, &app.checkout_token) {
+        return Err(ApiError::Unauthorized);
+    }
+    let secret = secret()?;
+    let payment_session_id = app.klarna.create_payment_session(10_000).await?;
+    let base = &app.public_url;
+    let back = |kind: &str| format!("{base}/klarna/return/{kind}/{{{{session_id}}}}");
+    let urls = json!({
+        "status_update": format!("{base}/klarna/status/{{{{session_id}}}}/{secret}"),
+        // The session id only: a token in a URL lands in every access log and proxy on the
+        // way, and the authenticated read carries it.
+        "success": back("success"),
+        "failure": back("failure"),
+        "back": back("back"),
+        "cancel": back("cancel"),
+        "error": back("error"),
+    });
+    let (session_id, redirect_url) = app.klarna.create_session(&payment_session_id, urls).await?;
+    let span = tracing::info_span!("checkout", session = %session_id);
+    async {
+        let stored = store_new(&app, &session_id, secret, payment_session_id).await;
+        if let Err(e) = stored {
+            // Not tracked: close the page rather than leave it open to a payment no one sees.
+            let disabled = app.klarna.disable(&session_id).await;
+            tracing::warn!(error = %e, disabled = ?disabled, "checkout not stored: HPP session disabled");
+            metrics::counter!("hpp_checkouts_total", "result" => "not_stored").increment(1);
+            return Err(e);
+        }
+        metrics::counter!("hpp_checkouts_total", "result" => "created").increment(1);
+        tracing::info!("checked out");
+        let body = json!({"session_id": session_id, "redirect_url": redirect_url});
+        Ok((StatusCode::CREATED, Json(body)).into_response())
+    }
+    .instrument(span)
+    .await
+}
+
+/// Stores a session Klarna just created.
+async fn store_new(
+    app: &App,
+    session_id: &str,
+    secret: String,
+    payment_session_id: String,
+) -> Result<(), ApiError> {
+    let id = SessionId::new(session_id).map_err(|_| ApiError::UnusableSessionId)?;
+    let now = app.clock.now().await.map_err(ApiError::Clock)?;
+    let tracker = Tracker::created(id, now);
+    let next = tracker.next_read(&app.tracker, now);
+    let new = NewSession {
+        session_id: session_id.to_owned(),
+        secret,
+        payment_session_id,
+        tracker,
+        next,
+    };
+    app.store.insert(new).await?;
+    Ok(())
+}
+
+/// `POST /klarna/status/{session_id}/{secret}`: 200 when observed or refused for good (a
+/// retry would not help), 404 for a session not stored (yet: Klarna calls again), 503 when
+/// the database failed (Klarna calls again). Never waits on a read or an action in flight:
+/// those hold no lock.
+async fn status_callback(
+    State(app): State<Arc<App>>,
+    Path((session_id, presented)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let span = tracing::info_span!("callback", session = %session_id);
+    let answer = async {
+        let now = app.clock.now().await.map_err(ApiError::Clock)?;
+        let config = app.tracker;
+        let url_session = session_id.clone();
+        let observed = app
+            .store
+            .observe(&session_id, now, move |row| {
+                observe::callback(
+                    &mut row.tracker,
+                    &config,
+                    &url_session,
+                    &row.secret,
+                    &presented,
+                    &body,
+                    now,
+                )
+            })
+            .await?;
+        match observed {
+            Some(CallbackOutcome::Observed { verified }) => {
+                tracing::info!(verified, "callback observed");
+                Ok(StatusCode::OK.into_response())
+            }
+            Some(CallbackOutcome::Refused(why)) => {
+                tracing::info!(why = %why, "callback refused");
+                Ok(StatusCode::OK.into_response())
+            }
+            None => Err(ApiError::NotFound("no such session")),
+        }
+    }
+    .instrument(span)
+    .await;
+    metrics::histogram!("hpp_callback_seconds").record(started.elapsed().as_secs_f64());
+    answer
+}
+
+/// `GET /klarna/return/{kind}/{session_id}`: the consumer's browser, back from the page. A
+/// hint: it may make a read urgent.
+async fn redirect(
+    State(app): State<Arc<App>>,
+    Path((kind, session_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = observe::redirect_kind(&kind).ok_or(ApiError::NotFound("no such redirect"))?;
+    let now = app.clock.now().await.map_err(ApiError::Clock)?;
+    let id = session_id.clone();
+    let observed = app
+        .store
+        .observe(&session_id, now, move |row| {
+            ((), observe::redirect(&mut row.tracker, &id, kind, now))
+        })
+        .instrument(tracing::info_span!("redirect", session = %session_id))
+        .await?;
+    match observed {
+        Some(()) => Ok("Thank you: your order is being confirmed.".into_response()),
+        None => Err(ApiError::NotFound("no such session")),
+    }
+}
+
+/// `GET /status`: sessions stored and actions pending.
+async fn status(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
+    let (sessions, pending) = app.store.counts().await?;
+    Ok(Json(json!({"sessions": sessions, "pending_actions": pending})).into_response())
+}
+
+/// `GET /healthz`: the process is alive and serving (200, always).
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: 200 when the database answers and its schema is this version's; 503 with
+/// what is wrong otherwise.
+async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, ApiError> {
+    app.store.ready().await?;
+    Ok("ready")
+}
+
+/// `GET /metrics`: Prometheus' text format.
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    match &app.metrics {
+        Some(handle) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            crate::metrics::render(&app, handle).await,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
