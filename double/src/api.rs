@@ -3,6 +3,7 @@
 //! limiter on every call, status codes and body shapes as Klarna documents them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
@@ -231,6 +232,17 @@ pub(crate) async fn read_session(
     State(double): State<Arc<Double>>,
     Path(id): Path<String>,
 ) -> Response {
+    if double.fault(double.config.hung_reads) {
+        tokio::time::sleep(Duration::from_mins(1)).await;
+    } else if double.fault(double.config.slow_reads) {
+        let (from, to) = double.config.slow_read;
+        let spread = to.saturating_sub(from).as_millis();
+        let extra = double
+            .rng
+            .lock()
+            .range(0, u64::try_from(spread).unwrap_or(0).saturating_add(1));
+        tokio::time::sleep(from + Duration::from_millis(extra)).await;
+    }
     if double.fault(double.config.throttled) {
         double.world.lock().throttled += 1;
         let mut response = error(

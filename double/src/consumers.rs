@@ -250,6 +250,7 @@ async fn callback(double: &Arc<Double>, session_id: String, delivery: Box<Delive
         "event_id": delivery.event_id.as_str(),
         "session": session,
     });
+    let sent = std::time::Instant::now();
     let answered = double
         .http
         .post(&url)
@@ -261,6 +262,11 @@ async fn callback(double: &Arc<Double>, session_id: String, delivery: Box<Delive
         let mut world = double.world.lock();
         world.callbacks.0 += 1;
         world.callbacks.1 += u64::from(answered);
+        if answered {
+            world
+                .callback_ms
+                .push(sent.elapsed().as_secs_f64() * 1_000.0);
+        }
     }
     if !answered && !delivery.forged && call < CALLS_PER_EVENT {
         let at = double.clock.now().saturating_add(RETRY_AFTER);

@@ -81,6 +81,13 @@ pub struct DoubleConfig {
     pub late_orders: u16,
     /// How long a late order is held (wall clock).
     pub late_order_delay: Duration,
+    /// Reads answered slowly, per mille: held between [`DoubleConfig::slow_read`]'s bounds
+    /// (wall clock) before they are answered.
+    pub slow_reads: u16,
+    /// How long a slow read is held: from, to (wall clock, uniformly).
+    pub slow_read: (Duration, Duration),
+    /// Reads never answered, per mille (held for a minute: the client times out).
+    pub hung_reads: u16,
     /// The bearer credential sent with each consumer's checkout (`--checkout-url`), if any.
     pub checkout_token: Option<String>,
     /// How long the double waits for the merchant's 2xx to a callback (Klarna: 3 s). Wall clock.
@@ -139,6 +146,9 @@ impl Default for DoubleConfig {
             lost_order_answers: 0,
             late_orders: 0,
             late_order_delay: Duration::from_secs(12),
+            slow_reads: 0,
+            slow_read: (Duration::from_secs(2), Duration::from_secs(5)),
+            hung_reads: 0,
             checkout_token: None,
             callback_timeout: Duration::from_secs(3),
             timestamp_digits: TimestampDigits::Three,
@@ -177,7 +187,7 @@ pub struct Double {
     /// Each create call's own bucket.
     payment_create_limiter: Shared<Limiter>,
     hpp_create_limiter: Shared<Limiter>,
-    rng: Shared<Rng>,
+    pub(crate) rng: Shared<Rng>,
     jobs: Jobs,
     http: reqwest::Client,
 }

@@ -75,6 +75,12 @@ struct Args {
     /// How long a late order is held, in milliseconds (longer than the client's timeout).
     #[arg(long, default_value_t = 12_000)]
     late_order_delay_ms: u64,
+    /// Reads answered slowly (2 to 5 s, wall clock), per mille.
+    #[arg(long, default_value_t = 0)]
+    slow_reads: u16,
+    /// Reads never answered (held a minute: the client times out), per mille.
+    #[arg(long, default_value_t = 0)]
+    hung_reads: u16,
     /// The bearer credential each consumer's checkout carries (--checkout-url), e.g. the
     /// service's `HPP_CHECKOUT_TOKEN`.
     #[arg(long, env = "HPP_CHECKOUT_TOKEN", hide_env_values = true)]
@@ -222,6 +228,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         lost_order_answers: args.lost_order_answers,
         late_orders: args.late_orders,
         late_order_delay: Duration::from_millis(args.late_order_delay_ms),
+        slow_reads: args.slow_reads,
+        hung_reads: args.hung_reads,
         checkout_token: args.checkout_token.clone(),
         timestamp_digits: args.timestamp_digits,
         ..DoubleConfig::default()

@@ -153,6 +153,8 @@ pub struct World {
     pub throttled: u64,
     /// Callback calls made (forged ones included) and those the merchant answered 2xx.
     pub callbacks: (u64, u64),
+    /// Wall-clock milliseconds of each callback the merchant answered with a 2xx.
+    pub callback_ms: Vec<f64>,
     /// Redirects the consumers' browsers (or an adversary) opened.
     pub redirects: u64,
 }
@@ -265,6 +267,7 @@ impl World {
         }
         verdicts.sort_by(|a, b| a.0.cmp(&b.0));
         truth.order_delay_s = percentiles(&mut delays);
+        truth.callback_ms = percentiles(&mut self.callback_ms.clone());
         truth.verdicts = verdicts
             .into_iter()
             .map(|(session_id, verdict)| SessionVerdict {
@@ -447,6 +450,9 @@ pub struct Truth {
     pub over_limit: OverLimit,
     /// Simulated seconds from an authorization to the merchant's order: p50, p99, max.
     pub order_delay_s: [f64; 3],
+    /// Wall-clock milliseconds the merchant took to answer a callback with a 2xx: p50, p99,
+    /// max (Klarna waits 3 s).
+    pub callback_ms: [f64; 3],
     /// Reads answered.
     pub reads: u64,
     /// Reads answered 429 on demand (`--throttled`).

@@ -40,6 +40,8 @@ pub enum ApiError {
     NoRandomness,
     /// No such session, or no such route: 404.
     NotFound(&'static str),
+    /// The process is draining (SIGTERM): 503.
+    Draining,
 }
 
 impl std::fmt::Display for ApiError {
@@ -54,6 +56,7 @@ impl std::fmt::Display for ApiError {
             Self::Clock(e) => write!(f, "clock: {e}"),
             Self::NoRandomness => f.write_str("no randomness for a callback secret"),
             Self::NotFound(what) => write!(f, "not found: {what}"),
+            Self::Draining => f.write_str("draining: this process is stopping"),
         }
     }
 }
@@ -75,7 +78,7 @@ impl ApiError {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Klarna(_) | Self::UnusableSessionId => StatusCode::BAD_GATEWAY,
-            Self::Storage(_) | Self::Clock(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Storage(_) | Self::Clock(_) | Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
             Self::NoRandomness => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
         }
@@ -100,6 +103,13 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %self, "request failed");
         }
-        (status, Json(json!({"error": self.to_string()}))).into_response()
+        let mut response = (status, Json(json!({"error": self.to_string()}))).into_response();
+        if matches!(self, Self::Unauthorized) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }

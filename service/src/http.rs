@@ -57,11 +57,13 @@ fn secret() -> Result<String, ApiError> {
 
 /// Whether `headers` carry `Authorization: Bearer {expected}` (compared in constant time).
 fn authorized(headers: &HeaderMap, expected: &str) -> bool {
+    // The scheme is case-insensitive (RFC 9110, 11.1); the credential is not.
     let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, credential)| credential.trim());
     !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
 }
 
@@ -93,10 +95,11 @@ async fn checkout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Res
     async {
         let stored = store_new(&app, &session_id, secret, payment_session_id).await;
         if let Err(e) = stored {
-            // Not tracked: close the page rather than leave it open to a payment no one sees.
-            let disabled = app.klarna.disable(&session_id).await;
-            tracing::warn!(error = %e, disabled = ?disabled, "checkout not stored: HPP session disabled");
+            // Not tracked: close the page rather than leave it open to a payment no one sees,
+            // in a task of its own (the consumer's connection may go), until Klarna answers.
+            tracing::warn!(error = %e, "checkout not stored: disabling the HPP session");
             metrics::counter!("hpp_checkouts_total", "result" => "not_stored").increment(1);
+            tokio::spawn(disable_orphan(Arc::clone(&app), session_id.clone()).in_current_span());
             return Err(e);
         }
         metrics::counter!("hpp_checkouts_total", "result" => "created").increment(1);
@@ -106,6 +109,33 @@ async fn checkout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Res
     }
     .instrument(span)
     .await
+}
+
+/// Disables an HPP session no one tracks, trying for about an hour (the page cannot be paid
+/// once Klarna answers 204, 400 means it was paid already: a person must look).
+async fn disable_orphan(app: Arc<App>, session_id: String) {
+    use crate::klarna::DisableResult;
+    for attempt in 0..40_u32 {
+        match app.klarna.disable(&session_id).await {
+            DisableResult::Disabled | DisableResult::NotFound => {
+                tracing::info!("untracked HPP session disabled");
+                return;
+            }
+            DisableResult::AlreadyFinal => {
+                tracing::error!(
+                    "an untracked HPP session is final already (perhaps paid): a person must look"
+                );
+                metrics::counter!("hpp_orphans_total", "result" => "final").increment(1);
+                return;
+            }
+            DisableResult::Retry => {
+                let wait = crate::worker::spread(attempt).max(1_000);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            }
+        }
+    }
+    tracing::error!("an untracked HPP session could not be disabled: a person must disable it");
+    metrics::counter!("hpp_orphans_total", "result" => "open").increment(1);
 }
 
 /// Stores a session Klarna just created.
@@ -205,14 +235,25 @@ async fn status(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     Ok(Json(json!({"sessions": sessions, "pending_actions": pending})).into_response())
 }
 
-/// `GET /healthz`: the process is alive and serving (200, always).
-async fn healthz() -> &'static str {
-    "ok"
+/// `GET /healthz`: 200 while the process serves and its poller and executor run; 503 when one
+/// of them stopped without being asked (restart the process).
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    match app.health.stopped_worker() {
+        None => "ok".into_response(),
+        Some(worker) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the {worker} stopped"),
+        )
+            .into_response(),
+    }
 }
 
 /// `GET /readyz`: 200 when the database answers and its schema is this version's; 503 with
-/// what is wrong otherwise.
+/// what is wrong otherwise, and while the process drains.
 async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, ApiError> {
+    if app.health.draining() {
+        return Err(ApiError::Draining);
+    }
     app.store.ready().await?;
     Ok("ready")
 }

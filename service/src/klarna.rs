@@ -56,6 +56,11 @@ impl Call {
     }
 }
 
+/// How long a checkout waits for its create calls' budget before it answers 502.
+pub const CHECKOUT_BUDGET_WAIT: Duration = Duration::from_secs(5);
+const NO_BUDGET: &str =
+    "no room in the budget within 5 s (full, or the database holding it is down)";
+
 /// Requests a second for each kind of call, for the whole merchant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rates {
@@ -142,6 +147,13 @@ impl Budget {
         }
     }
 
+    /// Takes `call` from the budget within `limit`; `None`: it could not be (the budget is full
+    /// for that long, or the database holding it does not answer). For a caller waiting on an
+    /// answer (a checkout), rather than [`Budget::take`]'s waiting forever.
+    pub async fn take_within(&self, call: Call, limit: Duration) -> Option<Permit> {
+        tokio::time::timeout(limit, self.take(call)).await.ok()
+    }
+
     /// Waits until `call` fits in the budget, and takes it.
     pub async fn take(&self, call: Call) -> Permit {
         match self {
@@ -152,7 +164,11 @@ impl Budget {
             Self::Shared { budget, rates } => loop {
                 match budget.take(call.as_str(), rates.of(call)).await {
                     Ok(None) => break,
-                    Ok(Some(wait)) => tokio::time::sleep(wait.min(Duration::from_secs(1))).await,
+                    // At least half a millisecond: a loser of the bucket's row lock may see a stale wait.
+                    Ok(Some(wait)) => {
+                        let wait = wait.clamp(Duration::from_micros(500), Duration::from_secs(1));
+                        tokio::time::sleep(wait).await;
+                    }
                     Err(e) => {
                         tracing::warn!(call = call.as_str(), error = %e, "budget unavailable");
                         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -182,6 +198,8 @@ pub enum OrderResult {
     /// 5xx, a timeout, a dropped connection: the order may or may not exist. Never resend
     /// blindly: check the payment session first.
     Ambiguous,
+    /// Not sent: its deadline had passed.
+    NotSent,
 }
 
 /// What a disable answered.
@@ -279,8 +297,12 @@ impl Klarna {
     /// What Klarna answered, or why it did not.
     pub async fn create_payment_session(&self, amount: u64) -> Result<String, KlarnaError> {
         const CALL: &str = "create a payment session";
-        let _permit = self.budget.take(Call::CreatePaymentSession).await;
         let failed = |cause: String| KlarnaError { call: CALL, cause };
+        let _permit = self
+            .budget
+            .take_within(Call::CreatePaymentSession, CHECKOUT_BUDGET_WAIT)
+            .await
+            .ok_or_else(|| failed(NO_BUDGET.to_owned()))?;
         let body = json!({
             "purchase_country": "SE", "purchase_currency": "SEK", "locale": "en-SE",
             "order_amount": amount, "order_tax_amount": 0,
@@ -316,8 +338,12 @@ impl Klarna {
         merchant_urls: Value,
     ) -> Result<(String, String), KlarnaError> {
         const CALL: &str = "create an HPP session";
-        let _permit = self.budget.take(Call::CreateHppSession).await;
         let failed = |cause: String| KlarnaError { call: CALL, cause };
+        let _permit = self
+            .budget
+            .take_within(Call::CreateHppSession, CHECKOUT_BUDGET_WAIT)
+            .await
+            .ok_or_else(|| failed(NO_BUDGET.to_owned()))?;
         let body = json!({
             "payment_session_url": format!("{}/payments/v1/sessions/{payment_session_id}", self.base),
             "merchant_urls": merchant_urls,
@@ -393,8 +419,19 @@ impl Klarna {
     /// Creates the order with `token`, spending `permit` (a money call taken from the budget
     /// before the attempt was recorded: the attempt's time is when the request leaves, not when
     /// the budget let it).
-    pub async fn create_order(&self, permit: Permit, token: &str, reference: &str) -> OrderResult {
+    /// The request ends by `deadline` whatever happens (Klarna's timeout counted from before the
+    /// attempt was recorded): it never outlives the landing bound recorded with the attempt.
+    pub async fn create_order(
+        &self,
+        permit: Permit,
+        token: &str,
+        reference: &str,
+        deadline: std::time::Instant,
+    ) -> OrderResult {
         debug_assert_eq!(permit.0, Call::Money);
+        let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+            return OrderResult::NotSent;
+        };
         let body = json!({
             "purchase_country": "SE", "purchase_currency": "SEK",
             "merchant_reference1": reference,
@@ -404,6 +441,7 @@ impl Klarna {
                 reqwest::Method::POST,
                 &format!("/payments/v1/authorizations/{token}/order"),
             )
+            .timeout(left)
             .json(&body)
             .send()
             .await;

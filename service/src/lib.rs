@@ -47,6 +47,8 @@ pub struct App {
     /// How long after Klarna's timeout an order request may still land at Klarna: no order is
     /// placed again before an earlier attempt's timeout plus this has passed.
     pub order_landing_margin: Duration,
+    /// Whether the process drains, and whether its workers run.
+    pub health: Health,
     /// The Prometheus exporter's handle (`None`: metrics are not recorded).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The database.
@@ -63,4 +65,70 @@ pub struct App {
     pub public_url: String,
     /// Deliberate breakage, for the end-to-end test's sabotage checks only.
     pub sabotage: store::Sabotage,
+}
+
+/// What `/healthz` and `/readyz` tell: whether the process drains, and whether its poller and
+/// executor still run.
+#[derive(Debug, Default)]
+pub struct Health {
+    draining: std::sync::atomic::AtomicBool,
+    poller_stopped: std::sync::atomic::AtomicBool,
+    executor_stopped: std::sync::atomic::AtomicBool,
+}
+
+impl Health {
+    /// The process was asked to stop.
+    pub fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the process drains.
+    #[must_use]
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A worker that stopped without the process draining (it panicked): `"poller"` or
+    /// `"executor"`.
+    #[must_use]
+    pub fn stopped_worker(&self) -> Option<&'static str> {
+        if self.draining() {
+            return None;
+        }
+        if self
+            .poller_stopped
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Some("poller");
+        }
+        self.executor_stopped
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then_some("executor")
+    }
+
+    /// Marks `worker` (`"poller"` or `"executor"`) stopped when the guard drops, however it
+    /// ends (a panic included).
+    #[must_use]
+    pub fn running(&self, worker: &'static str) -> RunningGuard<'_> {
+        RunningGuard {
+            flag: if worker == "poller" {
+                &self.poller_stopped
+            } else {
+                &self.executor_stopped
+            },
+        }
+    }
+}
+
+/// Marks a worker stopped when dropped ([`Health::running`]).
+#[derive(Debug)]
+pub struct RunningGuard<'a> {
+    flag: &'a std::sync::atomic::AtomicBool,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }

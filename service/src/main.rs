@@ -94,9 +94,24 @@ struct Args {
     sabotage: Sabotage,
 }
 
+/// Crates whose debug logs would carry secrets (statement parameters with trackers and tokens,
+/// create-order's URL with its token): held at `info` whatever `HPP_LOG` says.
+const QUIET: [&str; 5] = [
+    "tokio_postgres=info",
+    "reqwest=info",
+    "hyper=info",
+    "hyper_util=info",
+    "h2=info",
+];
+
 fn logs(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HPP_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("HPP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for directive in QUIET {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -127,7 +142,13 @@ async fn stop_signal() {
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     logs(args.log_json);
-    match run(args).await {
+    // Asked to stop from the start: while migrating too.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop_signal().await;
+        let _ = stop.send(true);
+    });
+    match run(args, stopping).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "hpp-service stopped");
@@ -136,7 +157,15 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(
+    args: Args,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if args.checkout_token.trim().is_empty() {
+        return Err(
+            "HPP_CHECKOUT_TOKEN (--checkout-token) is empty: set a long random credential".into(),
+        );
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -158,13 +187,20 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         lease: timeout.saturating_mul(2) + margin,
         sabotage: args.sabotage,
     };
-    let store = Store::open(&args.database_url, options).await?;
+    let store = tokio::select! {
+        store = Store::open(&args.database_url, options) => store?,
+        _ = stopping.wait_for(|s| *s) => {
+            tracing::info!("stopped before the store was open");
+            return Ok(());
+        }
+    };
     let rates = Rates::new(args.budget, args.read_share, args.create_budget);
     let budget = match store.shared_budget() {
         Some(budget) => Budget::Shared { budget, rates },
         None => Budget::process(rates),
     };
     let app = Arc::new(App {
+        health: hpp_service::Health::default(),
         checkout_token: args.checkout_token,
         order_landing_margin: margin,
         metrics: Some(hpp_service::metrics::install()?),
@@ -186,7 +222,6 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         public_url,
         sabotage: args.sabotage,
     });
-    let (stop, stopping) = tokio::sync::watch::channel(false);
     let poller = tokio::spawn(worker::poll(Arc::clone(&app), stopping.clone()));
     let executor = tokio::spawn(worker::execute(Arc::clone(&app), stopping.clone()));
     tracing::info!(
@@ -203,8 +238,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let _ = http_stopping.wait_for(|s| *s).await;
         });
     let server = tokio::spawn(async move { server.await });
-    stop_signal().await;
-    let _ = stop.send(true);
+    let _ = stopping.wait_for(|s| *s).await;
+    app.health.drain();
     let drain = Duration::from_secs(args.drain_timeout);
     let drained = tokio::time::timeout(drain, async {
         let _ = poller.await;
@@ -217,7 +252,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         tracing::warn!(
             seconds = args.drain_timeout,
-            "drain timed out: what is still in hand is given back (taken over by another process)"
+            "drain timed out: what is still in hand is left to be claimed again (at once on \
+             PostgreSQL, when this process's liveness lock goes with it)"
         );
     }
     Ok(())

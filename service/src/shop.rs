@@ -4,6 +4,9 @@
 
 use serde_json::Value;
 
+/// How long a call to the shop may take.
+pub const SHOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The shop's HTTP API.
 #[derive(Debug)]
 pub struct Shop {
@@ -16,7 +19,12 @@ impl Shop {
     #[must_use]
     pub fn new(base: &str) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            // A shop that hangs must not hold the executor's batch: a call that takes longer
+            // is retried (with the same idempotency key).
+            http: reqwest::Client::builder()
+                .timeout(SHOP_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
             base: base.trim_end_matches('/').to_owned(),
         }
     }

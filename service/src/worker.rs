@@ -70,6 +70,7 @@ async fn forever<F: Future<Output = Result<usize, String>>>(
 
 /// Reads due sessions until `stop`.
 pub async fn poll(app: Arc<App>, stop: tokio::sync::watch::Receiver<bool>) {
+    let _running = app.health.running("poller");
     forever("poller", &stop, || poll_once(&app)).await;
 }
 
@@ -109,6 +110,7 @@ pub async fn poll_once(app: &Arc<App>) -> Result<usize, String> {
 
 /// Performs pending actions until `stop`.
 pub async fn execute(app: Arc<App>, stop: tokio::sync::watch::Receiver<bool>) {
+    let _running = app.health.running("executor");
     forever("executor", &stop, || execute_once(&app)).await;
 }
 
@@ -117,14 +119,15 @@ pub async fn execute(app: Arc<App>, stop: tokio::sync::watch::Receiver<bool>) {
 /// # Errors
 /// The store's.
 pub async fn execute_once(app: &Arc<App>) -> Result<usize, String> {
-    let claim = app
-        .store
-        .claim_actions(BATCH)
-        .await
-        .map_err(|e| e.to_string())?;
+    let claim = Arc::new(
+        app.store
+            .claim_actions(BATCH)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
     let mut performing = JoinSet::new();
     for action in claim.actions() {
-        let (app, action) = (Arc::clone(app), action.clone());
+        let (app, action, claim) = (Arc::clone(app), action.clone(), Arc::clone(&claim));
         let span = tracing::info_span!(
             "action",
             session = %action.session_id,
@@ -132,44 +135,87 @@ pub async fn execute_once(app: &Arc<App>) -> Result<usize, String> {
         );
         performing.spawn(
             async move {
-                let finished = perform(&app, &action).await;
+                tracing::info!(
+                    attempts = action.attempts,
+                    lands_in_ms = action.lands_in_ms,
+                    retired = action.retired,
+                    "claimed"
+                );
+                // Bounded, so one slow action never holds the others; each is stored as soon
+                // as it is known.
+                let finished = tokio::time::timeout(action_timeout(&app), perform(&app, &action))
+                    .await
+                    .unwrap_or(Finished::Retry(spread(action.attempts)));
                 match &finished {
                     Finished::Done(_, what) => tracing::info!(outcome = %what, "done"),
                     Finished::Retry(ms) => tracing::info!(retry_in_ms = ms, "not done yet"),
                 }
-                (action.action_id, finished)
+                // Reported done at the time of the answer.
+                let now = app.clock.now().await?;
+                app.store
+                    .finish_action(&claim, action.action_id, finished, now)
+                    .await
+                    .map_err(|e| e.to_string())
             }
             .instrument(span),
         );
     }
-    let finished = performing.join_all().await;
-    let count = finished.len();
-    // Reported done at the time of the answers.
-    let now = app.clock.now().await?;
-    app.store
-        .finish_actions(claim, finished, now)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(count)
+    let results = performing.join_all().await;
+    let count = results.len();
+    let failed: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    if let Ok(claim) = Arc::try_unwrap(claim) {
+        app.store
+            .finish_actions(claim, Vec::new(), app.clock.now().await?)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    match failed.first() {
+        Some(e) => Err(format!(
+            "{} of {count} outcomes not stored: {e}",
+            failed.len()
+        )),
+        None => Ok(count),
+    }
 }
 
-/// How long an order attempt made `since_attempt_ms` ago may still land at Klarna: Klarna's
-/// timeout (after which this client gave up on it) plus the landing margin; `None` once past.
-#[must_use]
-pub fn may_still_land(app: &App, since_attempt_ms: Option<i64>) -> Option<u64> {
-    let bound = app
-        .klarna
+/// The longest one action may take: two calls to Klarna (a look and an order) and the shop's
+/// timeout, and the budget's waits. Past it the action is given up and tried again.
+fn action_timeout(app: &App) -> Duration {
+    app.klarna
         .timeout()
-        .saturating_add(app.order_landing_margin);
-    let bound_ms = i64::try_from(bound.as_millis()).unwrap_or(i64::MAX);
-    let since = since_attempt_ms?;
-    (since < bound_ms).then(|| u64::try_from(bound_ms - since).unwrap_or(0))
+        .saturating_mul(2)
+        .saturating_add(crate::shop::SHOP_TIMEOUT)
+        .saturating_add(Duration::from_secs(5))
 }
+
+/// How long an order may land at Klarna after its attempt was recorded: Klarna's timeout
+/// (after which this client gave up on it) plus the landing margin. Recorded with the attempt,
+/// so a process with other settings judges it by the attempting process's.
+#[must_use]
+pub fn landing_bound(app: &App) -> Duration {
+    app.klarna
+        .timeout()
+        .saturating_add(app.order_landing_margin)
+}
+
+/// How long to wait until an earlier attempt can no longer land (`lands_in_ms` as claimed);
+/// `None` once past.
+#[must_use]
+pub fn may_still_land(lands_in_ms: Option<i64>) -> Option<u64> {
+    lands_in_ms
+        .filter(|&ms| ms > 0)
+        .map(|ms| u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+/// The most time an order may take between the instant its attempt is asked to be recorded and
+/// the instant it leaves: past it (the process was frozen, or the database slow), it is not
+/// sent, and the next attempt waits for the bound.
+pub const SEND_SLACK: Duration = Duration::from_secs(1);
 
 /// Whether the claim on `pending` is still this process's, recorded as an attempt (and when)
 /// before it is performed: one taken over (this process was frozen) is left to its new owner.
 async fn attempt(app: &App, pending: &PendingAction) -> bool {
-    match app.store.attempt(pending).await {
+    match app.store.attempt(pending, landing_bound(app)).await {
         Ok(true) => true,
         Ok(false) => {
             tracing::warn!("claim taken over by another process: not performed");
@@ -190,7 +236,7 @@ async fn place_order(app: &App, pending: &PendingAction, token: &str) -> Finishe
     let done = |what: &str| Finished::Done(Done::Kind(ActionKind::PlaceOrder), what.to_owned());
     if pending.attempts > 0 && app.sabotage != Sabotage::ResendBlindly {
         if app.sabotage != Sabotage::ResendInFlight
-            && let Some(wait) = may_still_land(app, pending.since_attempt_ms)
+            && let Some(wait) = may_still_land(pending.lands_in_ms)
         {
             return Finished::Retry(wait.saturating_add(spread(0)));
         }
@@ -204,14 +250,25 @@ async fn place_order(app: &App, pending: &PendingAction, token: &str) -> Finishe
             None => return retry,
         }
     }
-    // The budget first, then the attempt: its time is when the request leaves.
+    // The budget first, then the attempt: its time is when the request leaves. The request
+    // must end by Klarna's timeout counted from before the attempt was recorded, so it cannot
+    // outlive the bound recorded with it (a freeze in between sends nothing).
     let permit = app.klarna.budget().take(Call::Money).await;
+    let asked = std::time::Instant::now();
     if !attempt(app, pending).await {
         return retry;
     }
+    if asked.elapsed() > SEND_SLACK {
+        tracing::warn!(
+            ms = asked.elapsed().as_millis(),
+            "the attempt took too long to record: the order is not sent (the next waits out the bound)"
+        );
+        return retry;
+    }
+    let deadline = asked + app.klarna.timeout();
     match app
         .klarna
-        .create_order(permit, token, &pending.action_id)
+        .create_order(permit, token, &pending.action_id, deadline)
         .await
     {
         OrderResult::Created(order_id) => done(&format!("order {order_id}")),
@@ -223,7 +280,7 @@ async fn place_order(app: &App, pending: &PendingAction, token: &str) -> Finishe
             metrics::counter!("hpp_orders_refused_total").increment(1);
             done(&format!("refused: {status}"))
         }
-        OrderResult::RateLimited | OrderResult::Ambiguous => retry,
+        OrderResult::RateLimited | OrderResult::Ambiguous | OrderResult::NotSent => retry,
     }
 }
 
@@ -243,7 +300,8 @@ pub async fn perform(app: &App, pending: &PendingAction) -> Finished {
     }
     let Ok(action) = serde_json::from_value::<Action>(pending.data.clone()) else {
         // Never written by this service: keep it pending, for a person to see.
-        tracing::error!(data = %pending.data, "an action this service cannot read");
+        // Never its data: a place-order's carries the token.
+        tracing::error!("an action this service cannot read");
         return Finished::Retry(60_000);
     };
     let key = &pending.action_id;

@@ -10,9 +10,11 @@ ALTER TABLE actions ADD COLUMN claimed_at_ms BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE actions ADD COLUMN deadline_ms BIGINT NOT NULL DEFAULT 9223372036854775807;
 UPDATE actions SET deadline_ms = 0 WHERE kind = 'place_order' AND NOT done;
 CREATE INDEX actions_by_deadline ON actions (deadline_ms, seq) WHERE NOT done;
--- When the last attempt began, by the database's clock (every process shares it): no order is
--- placed again while an earlier attempt may still land at Klarna.
+-- When the last attempt began, and until when it may still land at Klarna (its process's
+-- timeout plus landing margin, as that process had them), by the database's clock (every
+-- process shares it): no order is placed again before.
 ALTER TABLE attempts ADD COLUMN last_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN lands_by_ms BIGINT NOT NULL DEFAULT 0;
 -- One rate budget for every process: a GCRA per bucket (the theoretical arrival time, in
 -- microseconds of the database's clock).
 CREATE TABLE budget (

@@ -3,9 +3,11 @@
 ALTER TABLE actions ADD COLUMN deadline_ms INTEGER NOT NULL DEFAULT 9223372036854775807;
 UPDATE actions SET deadline_ms = 0 WHERE kind = 'place_order' AND done = 0;
 CREATE INDEX actions_by_deadline ON actions (deadline_ms) WHERE done = 0;
--- When the last attempt began: no order is placed again while an earlier attempt may still
--- land at Klarna (a process killed mid-call and started again).
+-- When the last attempt began, and until when it may still land at Klarna (the timeout plus
+-- landing margin the process had then): no order is placed again before (a process killed
+-- mid-call and started again, perhaps with other settings).
 ALTER TABLE attempts ADD COLUMN last_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN lands_by_ms INTEGER NOT NULL DEFAULT 0;
 -- For the metrics: each session's status as its tracker last stored it (NULL until then), and
 -- when each action was asked.
 ALTER TABLE sessions ADD COLUMN status TEXT;

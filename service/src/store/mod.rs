@@ -4,12 +4,15 @@
 //! What both guarantee:
 //! - every observation runs on a tracker loaded under its session row's lock, in the
 //!   transaction that stores the tracker and the actions it asked for (all or nothing);
-//! - a due read, and a pending action, is claimed by one worker at a time: on PostgreSQL with
-//!   `FOR UPDATE SKIP LOCKED`, held until the claim's transaction ends (a worker killed with
-//!   `kill -9` drops its connection, and the server releases its claims at once); on SQLite by
-//!   the one process's own claim set;
-//! - an action's attempt is recorded, committed, before the action is performed, so a worker
-//!   that resumes it knows the outcome may be ambiguous;
+//! - a due read, and a pending action, is claimed by one process at a time, and no lock or
+//!   transaction is held while it is performed: on PostgreSQL the claim is the process's owner
+//!   id ([`postgres`]: an action of a dead process is taken over at once, a read once the
+//!   tracker's read in flight timed out; a frozen process's after its lease); on SQLite the one
+//!   process's own claim set;
+//! - a due read is started on its tracker as it is claimed (the read in flight is the core's);
+//! - an action's attempt is recorded, committed, before the action is performed, with the
+//!   instant until which it may still land at Klarna, so a worker that resumes it knows the
+//!   outcome may be ambiguous, and does not look or place again before;
 //! - an action claimed is performed with the data the tracker owes it with now, and one the
 //!   tracker owes no more is done without being performed ([`current`]);
 //! - a store opened with another policy than the one its schedule was written under computes
@@ -105,9 +108,10 @@ pub struct PendingAction {
     /// Earlier attempts (recorded before each was performed): more than zero means the
     /// outcome of one may be unknown.
     pub attempts: u32,
-    /// Milliseconds since the last attempt began (`None` before the first), on the database's
-    /// clock: an order is not placed again while an earlier attempt may still land at Klarna.
-    pub since_attempt_ms: Option<i64>,
+    /// Milliseconds until the last attempt can no longer land at Klarna (`None` before the
+    /// first; zero or less once past), on the database's clock, by the bound the attempting
+    /// process recorded: an order is not looked up or placed again before.
+    pub lands_in_ms: Option<i64>,
     /// The owner id it was claimed under (PostgreSQL; 0 on SQLite).
     pub owner: i32,
     /// The tracker owes it no more (confirmed evidence replaced the completion it was asked
@@ -314,16 +318,22 @@ impl Store {
         }
     }
 
-    /// Records, committed at once, that `action` is about to be performed (and when), if it
-    /// is still this process's claim; `false`: another process took it over, do not perform
-    /// it.
+    /// Records, committed at once, that `action` is about to be performed, when, and that it
+    /// may land at Klarna until `lands_within` from now, if it is still this process's claim
+    /// (on PostgreSQL under the row's lock, and only while this process holds its liveness
+    /// lock); `false`: another process took it over, do not perform it.
     ///
     /// # Errors
     /// The database's: then do not perform it.
-    pub async fn attempt(&self, action: &PendingAction) -> Result<bool, StoreError> {
+    pub async fn attempt(
+        &self,
+        action: &PendingAction,
+        lands_within: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let lands_within = i64::try_from(lands_within.as_millis()).unwrap_or(i64::MAX);
         match self {
-            Self::Sqlite(s) => s.attempt(&action.action_id).await,
-            Self::Postgres(s) => s.attempt(action).await,
+            Self::Sqlite(s) => s.attempt(&action.action_id, lands_within).await,
+            Self::Postgres(s) => s.attempt(action, lands_within).await,
         }
     }
 
@@ -369,6 +379,26 @@ impl Store {
         match self {
             Self::Sqlite(s) => s.ready().await,
             Self::Postgres(s) => s.ready().await,
+        }
+    }
+
+    /// Stores what became of one action of `claim` as soon as it is known (the others of the
+    /// claim may take longer); the claim ends with [`Store::finish_actions`].
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn finish_action(
+        &self,
+        claim: &ActionClaim,
+        action_id: String,
+        finished: Finished,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let one = vec![(action_id, finished)];
+        match (self, claim) {
+            (Self::Sqlite(s), ActionClaim::Sqlite(..)) => s.finish(one, now).await,
+            (Self::Postgres(s), ActionClaim::Postgres(c, _)) => s.finish(c.owner, &one, now).await,
+            _ => Err(StoreError("a claim from another store".to_owned())),
         }
     }
 

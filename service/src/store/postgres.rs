@@ -10,8 +10,10 @@
 //!   ([`hpp_session::Tracker::start_read`]): the read in flight is the core's.
 //! - Each process holds a liveness lock, `pg_advisory_lock(717, owner)`, on a connection of its
 //!   own ([`Liveness`]). A claim whose owner's lock is free (the process died, for good or with
-//!   `kill -9`, or lost its connection) is taken over at once; one whose lease ran out (a frozen
-//!   process) too. What a taken-over claim could repeat is safe to repeat: a read, a shop call
+//!   `kill -9`, or lost its connection) is taken over as soon as it is due (an action at once; a
+//!   read once the tracker's read in flight timed out, [`hpp_session::READ_TIMEOUT`]); one whose
+//!   lease ran out (a frozen process) too. Pooled sessions end a transaction left idle for 2 s
+//!   (a process frozen mid-transaction) and give up a lock after 2 s. What a taken-over claim could repeat is safe to repeat: a read, a shop call
 //!   with its idempotency key, a disable. An order is not: it is never placed again while an
 //!   earlier attempt may still land at Klarna ([`PendingAction::since_attempt_ms`]).
 //! - Migrations are versioned files (`migrations/postgres`, applied with `refinery`) under an
@@ -47,11 +49,27 @@ const LIVENESS_CLASS: i32 = 717;
 /// The database's clock in Unix milliseconds: every process compares times on it.
 const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 /// The condition under which a row's claim (`claimed_by`, `claimed_at_ms`) may be taken by
-/// owner `$me` (parameter `me`): no one holds it, its owner's liveness lock is free (the process
+/// owner `$me` (parameter `me`), who holds its liveness lock: no one holds it, its owner's liveness lock is free (the process
 /// died, for good or not, or lost its connection), or its lease of `$lease` milliseconds ran out
 /// (a frozen process); or it is `$me`'s own and not in hand (`$mine`, an array of `id`: what this
 /// process holds now, so its own claim left behind by a failed finish is taken again).
 fn claimable(id: &str, me: u8, mine: u8, lease: u8) -> String {
+    let alive = holds_liveness(me);
+    format!("{alive} AND {}", takeable(id, me, mine, lease))
+}
+
+/// Whether owner `$me`'s liveness lock is held now (by this process's own connection): a
+/// process whose lock was lost without its noticing yet (a half-open connection) claims and
+/// attempts nothing.
+fn holds_liveness(me: u8) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+         AND classid = {LIVENESS_CLASS} AND objid::bigint = ${me}::int AND objsubid = 2 AND granted)"
+    )
+}
+
+/// Whether the row's claim may be taken (see [`claimable`]).
+fn takeable(id: &str, me: u8, mine: u8, lease: u8) -> String {
     format!(
         "(claimed_by IS NULL \
          OR claimed_by::bigint NOT IN (SELECT objid::bigint FROM pg_locks \
@@ -130,23 +148,50 @@ impl Liveness {
     /// Holds the lock forever, connecting again after a loss.
     async fn hold(self, url: String) {
         loop {
-            match tokio_postgres::connect(&url, NoTls).await {
+            let config = url.parse::<tokio_postgres::Config>().map(|mut c| {
+                c.keepalives_idle(Duration::from_secs(5))
+                    .connect_timeout(POOL_WAIT);
+                c
+            });
+            let connected = match config {
+                Ok(config) => config.connect(NoTls).await,
+                Err(e) => Err(e),
+            };
+            match connected {
                 Ok((client, connection)) => {
-                    let connection = tokio::spawn(connection);
+                    let mut connection = tokio::spawn(connection);
                     if let Some(id) = Self::take_an_id(&client).await {
                         self.owner.store(id, Ordering::SeqCst);
                         tracing::info!(owner = id, "liveness lock held");
-                        let ended = connection.await;
+                        // Held while the connection lives and answers: asked every second, so a
+                        // connection that went silent (half-open) is given up within seconds.
+                        let cause = loop {
+                            tokio::select! {
+                                ended = &mut connection => break format!("connection ended: {ended:?}"),
+                                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            }
+                            let asked =
+                                tokio::time::timeout(POOL_WAIT, client.simple_query("SELECT 1"));
+                            match asked.await {
+                                Ok(Ok(_)) => {}
+                                Ok(Err(e)) => break crate::error::with_causes(&e),
+                                Err(_) => break "no answer within 5 s".to_owned(),
+                            }
+                        };
                         self.owner.store(0, Ordering::SeqCst);
                         tracing::warn!(
                             owner = id,
-                            cause = ?ended,
+                            cause,
                             "liveness lock lost: claiming nothing until it is held again"
                         );
                     }
+                    connection.abort();
                     drop(client);
                 }
-                Err(e) => tracing::warn!(error = %e, "liveness lock: cannot connect to PostgreSQL"),
+                Err(e) => tracing::warn!(
+                    error = %crate::error::with_causes(&e),
+                    "liveness lock: cannot connect to PostgreSQL"
+                ),
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -200,7 +245,9 @@ impl SharedBudget {
         bucket: &str,
         per_second: u32,
     ) -> Result<Option<Duration>, StoreError> {
-        let interval_us = 1_000_000 / i64::from(per_second.max(1));
+        // Rounded up: never more than `per_second` intervals in a second.
+        let rate = i64::from(per_second.max(1));
+        let interval_us = (1_000_000 + rate - 1) / rate;
         let client = self.pool.get().await.map_err(StoreError::pool)?;
         let row = client
             .query_one(
@@ -233,10 +280,45 @@ pub const BUCKETS: [&str; 4] = [
     "hpp_session_create",
 ];
 
-/// The PostgreSQL store: a connection pool, and this process's liveness.
+/// Connections a pool holds at most: two pools a process (the workers' and the handlers'), so
+/// four processes stay well under PostgreSQL's default 100 connections.
+const POOL_SIZE: usize = 8;
+/// How long to wait for a pooled connection, to make one, or to check one before reuse.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+/// Server-side limits on every pooled session: a transaction left idle (its process frozen
+/// mid-transaction) is ended after 2 s, so it cannot hold rows a callback waits on; a lock
+/// waited for longer than 2 s is an error (the caller retries; Klarna calls a callback again).
+const SESSION_LIMITS: &str = "-c idle_in_transaction_session_timeout=2000 -c lock_timeout=2000";
+
+/// A pool on `url`, its sessions limited ([`SESSION_LIMITS`], unless the URL sets options).
+fn new_pool(url: &str) -> Result<Pool, StoreError> {
+    let mut config = deadpool_postgres::Config::new();
+    config.url = Some(url.to_owned());
+    let url_options = url
+        .parse::<tokio_postgres::Config>()
+        .ok()
+        .and_then(|c| c.get_options().map(str::to_owned));
+    config.options = Some(url_options.unwrap_or_else(|| SESSION_LIMITS.to_owned()));
+    config.connect_timeout = Some(POOL_WAIT);
+    config.keepalives_idle = Some(Duration::from_secs(10));
+    let mut limits = deadpool_postgres::PoolConfig::new(POOL_SIZE);
+    limits.timeouts = deadpool_postgres::Timeouts {
+        wait: Some(POOL_WAIT),
+        create: Some(POOL_WAIT),
+        recycle: Some(POOL_WAIT),
+    };
+    config.pool = Some(limits);
+    config
+        .create_pool(Some(Runtime::Tokio1), NoTls)
+        .map_err(|e| StoreError(format!("PostgreSQL's URL or settings: {e}")))
+}
+
+/// The PostgreSQL store: two connection pools (the workers' and the HTTP handlers', so that a
+/// callback never queues behind claims and the budget), and this process's liveness.
 #[derive(Debug, Clone)]
 pub struct Postgres {
     pool: Pool,
+    handlers: Pool,
     sabotage: Sabotage,
     config: TrackerConfig,
     /// Claims older than this (milliseconds) may be taken over even from a live owner.
@@ -361,17 +443,13 @@ impl Postgres {
     /// # Errors
     /// PostgreSQL's, or a migration's.
     pub async fn open(url: &str, options: &Options) -> Result<Self, StoreError> {
-        let mut pool_config = deadpool_postgres::Config::new();
-        pool_config.url = Some(url.to_owned());
-        pool_config.pool = Some(deadpool_postgres::PoolConfig::new(16));
-        let pool = pool_config
-            .create_pool(Some(Runtime::Tokio1), NoTls)
-            .map_err(StoreError::of)?;
+        let (pool, handlers) = (new_pool(url)?, new_pool(url)?);
         migrate(&pool, &options.config).await?;
         let liveness = Liveness::default();
         tokio::spawn(liveness.clone().hold(url.to_owned()));
         Ok(Self {
             pool,
+            handlers,
             sabotage: options.sabotage,
             config: options.config,
             lease_ms: i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX),
@@ -399,6 +477,11 @@ impl Postgres {
         self.pool.get().await.map_err(StoreError::pool)
     }
 
+    /// A connection from the HTTP handlers' pool.
+    async fn handler_client(&self) -> Result<Object, StoreError> {
+        self.handlers.get().await.map_err(StoreError::pool)
+    }
+
     fn owner(&self) -> Result<i32, StoreError> {
         self.liveness.owner().ok_or_else(|| {
             StoreError("no liveness lock held (re-establishing it): claiming nothing".to_owned())
@@ -406,7 +489,7 @@ impl Postgres {
     }
 
     pub(super) async fn insert(&self, s: NewSession) -> Result<(), StoreError> {
-        self.client()
+        self.handler_client()
             .await?
             .execute(
                 "INSERT INTO sessions \
@@ -433,7 +516,7 @@ impl Postgres {
         now: Timestamp,
         observe: impl FnOnce(&mut Row) -> (R, Vec<Asked>) + Send + 'static,
     ) -> Result<Option<R>, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.handler_client().await?;
         let tx = client
             .transaction()
             .await
@@ -582,7 +665,7 @@ impl Postgres {
                 &format!(
                     "SELECT a.action_id, a.session_id, s.payment_session_id, a.data, \
                      COALESCE(t.count, 0), a.kind, s.tracker, \
-                     CASE WHEN t.count > 0 THEN {NOW_MS} - t.last_ms END \
+                     CASE WHEN t.count > 0 THEN t.lands_by_ms - {NOW_MS} END \
                      FROM actions a JOIN sessions s ON s.session_id = a.session_id \
                      LEFT JOIN attempts t ON t.action_id = a.action_id \
                      WHERE a.action_id = ANY($1) ORDER BY a.deadline_ms, a.seq"
@@ -607,7 +690,7 @@ impl Postgres {
                     retired: now.is_none(),
                     data: now.unwrap_or(serde_json::Value::Null),
                     attempts: u32::try_from(r.get::<_, i32>(4)).unwrap_or(0),
-                    since_attempt_ms: r.get(7),
+                    lands_in_ms: r.get(7),
                     owner: me,
                 }
             })
@@ -621,22 +704,36 @@ impl Postgres {
         Ok(ActionClaim::Postgres(Box::new(claim), pending))
     }
 
-    /// Records that the order (or other action) is about to be performed, on the database's
-    /// clock, when the claim is still this process's; `false`: it was taken over, do not
-    /// perform it.
-    pub(super) async fn attempt(&self, action: &PendingAction) -> Result<bool, StoreError> {
+    /// Records that the action is about to be performed, on the database's clock, with the
+    /// instant until which it may land (`lands_within` milliseconds on), when the claim is still
+    /// this process's and this process still holds its liveness lock; `false`: it was taken
+    /// over (or may be at any moment), do not perform it. The action's row is locked for the
+    /// statement: a claim taking it over either waits for this attempt (and sees it) or
+    /// commits first (and this one finds the row no longer ours).
+    pub(super) async fn attempt(
+        &self,
+        action: &PendingAction,
+        lands_within: i64,
+    ) -> Result<bool, StoreError> {
+        let ours = match self.sabotage {
+            // Sabotage: whoever saw it pending performs it.
+            Sabotage::ActionsWithoutLock => "$2::int IS NOT NULL".to_owned(),
+            _ => format!("claimed_by = $2 AND {}", holds_liveness(2)),
+        };
         let recorded = self
             .client()
             .await?
             .execute(
                 &format!(
-                    "INSERT INTO attempts (action_id, count, last_ms) \
-                     SELECT action_id, 1, {NOW_MS} FROM actions \
-                     WHERE action_id = $1 AND claimed_by = $2 \
-                     ON CONFLICT (action_id) DO UPDATE \
-                     SET count = attempts.count + 1, last_ms = EXCLUDED.last_ms"
+                    "WITH mine AS (SELECT action_id FROM actions \
+                         WHERE action_id = $1 AND {ours} \
+                         FOR UPDATE OF actions) \
+                     INSERT INTO attempts (action_id, count, last_ms, lands_by_ms) \
+                     SELECT action_id, 1, {NOW_MS}, {NOW_MS} + $3 FROM mine \
+                     ON CONFLICT (action_id) DO UPDATE SET count = attempts.count + 1, \
+                     last_ms = EXCLUDED.last_ms, lands_by_ms = EXCLUDED.lands_by_ms"
                 ),
-                &[&action.action_id, &action.owner],
+                &[&action.action_id, &action.owner, &lands_within],
             )
             .await
             .map_err(|e| StoreError::query("record an attempt", e))?;
@@ -649,12 +746,24 @@ impl Postgres {
         finished: Vec<(String, Finished)>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        let stored = self.finish(claim.owner, &finished, now).await;
+        drop(claim);
+        stored
+    }
+
+    /// Stores what became of actions claimed under `owner`.
+    pub(super) async fn finish(
+        &self,
+        owner: i32,
+        finished: &[(String, Finished)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client
             .transaction()
             .await
             .map_err(|e| StoreError::query("begin", e))?;
-        for (action_id, f) in &finished {
+        for (action_id, f) in finished {
             match f {
                 Finished::Done(done, outcome) => {
                     // Reported done on the tracker, in the same transaction as the row (done
@@ -678,7 +787,7 @@ impl Postgres {
                             "UPDATE actions SET not_before_ms = {NOW_MS} + $2, claimed_by = NULL \
                              WHERE action_id = $1 AND claimed_by = $3"
                         ),
-                        &[action_id, &after, &claim.owner],
+                        &[action_id, &after, &owner],
                     )
                     .await
                 }
@@ -688,12 +797,11 @@ impl Postgres {
         tx.commit()
             .await
             .map_err(|e| StoreError::query("commit actions' outcomes", e))?;
-        drop(claim);
         Ok(())
     }
 
     pub(super) async fn gauges(&self, now: Timestamp) -> Result<super::Gauges, StoreError> {
-        let client = self.client().await?;
+        let client = self.handler_client().await?;
         let what = |e| StoreError::query("read the metrics' gauges", e);
         let now = millis(now);
         let reads = client

@@ -208,7 +208,8 @@ impl Sqlite {
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
             let mut conn = Connection::open(path).map_err(StoreError::of)?;
             conn.pragma_update(None, "journal_mode", "WAL")
-                .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+                // FULL: an attempt committed before an order leaves survives a power loss too.
+                .and_then(|()| conn.pragma_update(None, "synchronous", "FULL"))
                 .and_then(|()| conn.busy_timeout(std::time::Duration::from_secs(5)))
                 .map_err(StoreError::of)?;
             let report = migrations::migrations::runner()
@@ -371,7 +372,7 @@ impl Sqlite {
                     .prepare_cached(
                         "SELECT a.action_id, a.session_id, s.payment_session_id, a.data, \
                          COALESCE(t.count, 0), a.kind, s.tracker, \
-                         CASE WHEN t.count > 0 THEN ?1 - t.last_ms END FROM actions a \
+                         CASE WHEN t.count > 0 THEN t.lands_by_ms - ?1 END FROM actions a \
                          JOIN sessions s ON s.session_id = a.session_id \
                          LEFT JOIN attempts t ON t.action_id = a.action_id \
                          WHERE a.done = 0 AND a.not_before_ms <= ?1 \
@@ -395,7 +396,7 @@ impl Sqlite {
                             retired: now.is_none(),
                             data: now.unwrap_or(serde_json::Value::Null),
                             attempts: r.get(4)?,
-                            since_attempt_ms: r.get(7)?,
+                            lands_in_ms: r.get(7)?,
                             owner: 0,
                         })
                     })
@@ -416,14 +417,21 @@ impl Sqlite {
         Ok(ActionClaim::Sqlite(Claim { ids, set }, pending))
     }
 
-    /// Records an attempt and when it began (the process's claim is its own: always `true`).
-    pub(super) async fn attempt(&self, action_id: &str) -> Result<bool, StoreError> {
+    /// Records an attempt, when it began and until when it may land (the process's claim is
+    /// its own: always `true`).
+    pub(super) async fn attempt(
+        &self,
+        action_id: &str,
+        lands_within: i64,
+    ) -> Result<bool, StoreError> {
         let action_id = action_id.to_owned();
         self.with(move |conn| {
+            let now = wall_millis();
             conn.execute(
-                "INSERT INTO attempts (action_id, count, last_ms) VALUES (?1, 1, ?2) \
-                 ON CONFLICT (action_id) DO UPDATE SET count = count + 1, last_ms = ?2",
-                params![action_id, wall_millis()],
+                "INSERT INTO attempts (action_id, count, last_ms, lands_by_ms) \
+                 VALUES (?1, 1, ?2, ?3) ON CONFLICT (action_id) DO UPDATE \
+                 SET count = count + 1, last_ms = ?2, lands_by_ms = ?3",
+                params![action_id, now, now.saturating_add(lands_within)],
             )
             .map_err(StoreError::of)?;
             Ok(true)
@@ -434,6 +442,17 @@ impl Sqlite {
     pub(super) async fn finish_actions(
         &self,
         claim: Claim,
+        finished: Vec<(String, Finished)>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let stored = self.finish(finished, now).await;
+        drop(claim);
+        stored
+    }
+
+    /// Stores what became of claimed actions.
+    pub(super) async fn finish(
+        &self,
         finished: Vec<(String, Finished)>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
@@ -467,7 +486,6 @@ impl Sqlite {
                 .map_err(StoreError::of)?;
             }
             tx.commit().map_err(StoreError::of)?;
-            drop(claim);
             Ok(())
         })
         .await

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod postgres;
+pub mod proxy;
 
 use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -56,6 +57,28 @@ pub struct Run {
     /// Create-order requests the double holds past the service's timeout before carrying them
     /// out, per mille (they land within the margin).
     pub late_orders: u16,
+    /// Reads the double answers in 2–5 s, and reads it never answers, per mille.
+    pub slow_reads: u16,
+    /// Reads the double never answers (the service's timeout ends them), per mille.
+    pub hung_reads: u16,
+    /// The processes sit behind one public URL (a round-robin proxy with health checks) that
+    /// Klarna's callbacks and the consumers go through.
+    pub behind_a_proxy: bool,
+    /// Faults on a schedule (wall clock from the first checkout).
+    pub faults: Vec<(Duration, Fault)>,
+}
+
+/// A fault the harness causes at a moment of the run.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// PostgreSQL restarted: `fast` or `immediate`.
+    RestartPostgres(&'static str),
+    /// Process `i` killed for good (`kill -9`, never started again).
+    KillForGood(usize),
+    /// Process `i` frozen (`SIGSTOP`) for this long, then continued.
+    Freeze(usize, Duration),
+    /// Process `i` sent `SIGTERM`: it must drain and exit 0; started again after.
+    Terminate(usize),
 }
 
 /// The credential the harness's consumers present at the checkout.
@@ -100,6 +123,10 @@ impl Run {
             klarna_timeout: Duration::from_secs(2),
             order_landing_margin: Duration::from_secs(1),
             late_orders: 20,
+            slow_reads: 0,
+            hung_reads: 0,
+            behind_a_proxy: false,
+            faults: Vec::new(),
         }
     }
 }
@@ -128,6 +155,49 @@ pub struct Report {
     pub log_lines: usize,
     /// Log lines that carry an authorization token the double issued.
     pub log_lines_with_a_token: usize,
+    /// What the faults did, in order: one line each.
+    pub faults: Vec<String>,
+    /// `SIGTERM`s answered by exit status 0 within the drain timeout, of those sent.
+    pub terminated_cleanly: (u32, u32),
+    /// From `/metrics` during the run: the most due reads and pending actions seen, and the
+    /// last scrape's (the backlog rose and fell), and how many scrapes answered.
+    pub backlog: Backlog,
+}
+
+/// The backlog as `/metrics` showed it during a run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Backlog {
+    /// Scrapes that answered.
+    pub scrapes: u32,
+    /// The most `hpp_reads_due` seen.
+    pub max_due_reads: f64,
+    /// The most pending actions (all kinds) seen.
+    pub max_pending: f64,
+    /// The last scrape's due reads.
+    pub last_due_reads: f64,
+    /// The last scrape's pending actions.
+    pub last_pending: f64,
+}
+
+/// The due reads and pending actions in a `/metrics` text.
+fn backlog_of(text: &str) -> (f64, f64) {
+    let value = |line: &str| {
+        line.rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let due = text
+        .lines()
+        .filter(|l| l.starts_with("hpp_reads_due "))
+        .map(value)
+        .sum();
+    let pending = text
+        .lines()
+        .filter(|l| l.starts_with("hpp_actions_pending{"))
+        .map(value)
+        .sum();
+    (due, pending)
 }
 
 impl Report {
@@ -178,6 +248,24 @@ impl Workers {
             .spawn()
             .expect("the service starts");
         self.children[i] = Some(child);
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `TERM`) to process `i`.
+    fn signal(&self, i: usize, signal: &str) {
+        if let Some(child) = &self.children[i] {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+
+    /// Whether process `i` exited, and how: then it is gone.
+    fn exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let child = self.children[i].as_mut()?;
+        let status = child.try_wait().ok()??;
+        self.children[i] = None;
+        Some(status)
     }
 
     fn kill(&mut self, i: usize) {
@@ -242,9 +330,112 @@ fn tokens_in_logs(double: &klarna_double::Double, logs: &std::path::Path) -> (us
     (lines, with_a_token)
 }
 
-/// Runs it.
-#[allow(clippy::too_many_lines)]
+/// Causes `faults` at their moments from `started`: lines saying what each did, and the
+/// `SIGTERM`s answered by exit 0 within the drain timeout, of those sent.
+async fn cause_faults(
+    faults: Vec<(Duration, Fault)>,
+    workers: Arc<Mutex<Workers>>,
+    pg: Option<Arc<postgres::Postgres>>,
+    started: Instant,
+) -> (Vec<String>, (u32, u32)) {
+    let mut said = Vec::new();
+    let mut terminated = (0, 0);
+    for (at, fault) in faults {
+        tokio::time::sleep_until((started + at).into()).await;
+        let t = started.elapsed().as_secs_f64();
+        match fault {
+            Fault::RestartPostgres(mode) => {
+                if let Some(pg) = pg.clone() {
+                    let began = Instant::now();
+                    let _ = tokio::task::spawn_blocking(move || pg.restart(mode)).await;
+                    said.push(format!(
+                        "{t:.1} s: PostgreSQL restarted ({mode}), accepting again after {:.1} s",
+                        began.elapsed().as_secs_f64()
+                    ));
+                }
+            }
+            Fault::KillForGood(i) => {
+                workers.lock().expect("workers").kill(i);
+                said.push(format!("{t:.1} s: process {i} killed for good"));
+            }
+            Fault::Freeze(i, long) => {
+                workers.lock().expect("workers").signal(i, "STOP");
+                let workers = Arc::clone(&workers);
+                tokio::spawn(async move {
+                    tokio::time::sleep(long).await;
+                    workers.lock().expect("workers").signal(i, "CONT");
+                });
+                said.push(format!(
+                    "{t:.1} s: process {i} frozen for {:.0} s",
+                    long.as_secs_f64()
+                ));
+            }
+            Fault::Terminate(i) => {
+                workers.lock().expect("workers").signal(i, "TERM");
+                let asked = Instant::now();
+                let mut code = None;
+                while asked.elapsed() < DRAIN_TIMEOUT + Duration::from_secs(5) {
+                    if let Some(exit) = workers.lock().expect("workers").exited(i) {
+                        code = exit.code();
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let took = asked.elapsed();
+                {
+                    let mut w = workers.lock().expect("workers");
+                    w.kill(i);
+                    w.spawn(i);
+                }
+                terminated.1 += 1;
+                if code == Some(0) && took <= DRAIN_TIMEOUT {
+                    terminated.0 += 1;
+                }
+                said.push(format!(
+                    "{t:.1} s: process {i} sent SIGTERM: exit {code:?} after {:.2} s, started again",
+                    took.as_secs_f64()
+                ));
+            }
+        }
+    }
+    (said, terminated)
+}
+
+/// The service processes' drain timeout in these runs.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Scrapes `/metrics` at `url` every half second until `done`.
+async fn scrape(url: String, done: Arc<std::sync::atomic::AtomicBool>) -> Backlog {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("a client");
+    let mut backlog = Backlog::default();
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Ok(r) = http.get(&url).send().await
+            && r.status().is_success()
+            && let Ok(text) = r.text().await
+        {
+            let (due, pending) = backlog_of(&text);
+            backlog.scrapes += 1;
+            backlog.max_due_reads = backlog.max_due_reads.max(due);
+            backlog.max_pending = backlog.max_pending.max(pending);
+            backlog.last_due_reads = due;
+            backlog.last_pending = pending;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    backlog
+}
+
+/// Runs it, with no PostgreSQL restarts.
 pub async fn run(cfg: &Run) -> Report {
+    run_with(cfg, None).await
+}
+
+/// Runs it; `pg` is the server the faults restart.
+#[allow(clippy::too_many_lines)]
+pub async fn run_with(cfg: &Run, pg: Option<Arc<postgres::Postgres>>) -> Report {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a port for the double");
@@ -263,11 +454,18 @@ pub async fn run(cfg: &Run) -> Report {
         late_orders: cfg.late_orders,
         // Past the service's timeout, within its margin.
         late_order_delay: cfg.klarna_timeout + cfg.order_landing_margin / 2,
+        slow_reads: cfg.slow_reads,
+        hung_reads: cfg.hung_reads,
         ..DoubleConfig::default()
     };
     let (double, _server) = klarna_double::serve(listener, double_config).expect("the double");
     let klarna = double.base_url.clone();
-    let logs = std::env::temp_dir().join(format!("hpp-e2e-logs-{}", std::process::id()));
+    // One directory per run: the runs of one test binary come one after another.
+    let logs = std::env::temp_dir().join(format!(
+        "hpp-e2e-logs-{}-{}",
+        std::process::id(),
+        postgres::free_port()
+    ));
     std::fs::create_dir_all(&logs).expect("a log directory");
     let mut args = vec![
         "--klarna-url".to_owned(),
@@ -290,13 +488,27 @@ pub async fn run(cfg: &Run) -> Report {
         "60".to_owned(),
         "--poll-lag".to_owned(),
         "300".to_owned(),
+        "--drain-timeout".to_owned(),
+        DRAIN_TIMEOUT.as_secs().to_string(),
     ];
     if let Some(s) = cfg.sabotage {
         args.extend(["--sabotage".to_owned(), s.to_owned()]);
     }
     let n = cfg.workers as usize;
+    let ports: Vec<u16> = (0..n).map(|_| postgres::free_port()).collect();
+    // Behind one public URL: Klarna's callbacks and the consumers come through the proxy.
+    let entrances = if cfg.behind_a_proxy {
+        let proxy = proxy::start(ports.clone()).await;
+        args.extend([
+            "--public-url".to_owned(),
+            format!("http://127.0.0.1:{proxy}"),
+        ]);
+        vec![proxy]
+    } else {
+        ports.clone()
+    };
     let mut workers = Workers {
-        ports: (0..n).map(|_| postgres::free_port()).collect(),
+        ports,
         children: (0..n).map(|_| None).collect(),
         args,
         logs: logs.clone(),
@@ -304,10 +516,20 @@ pub async fn run(cfg: &Run) -> Report {
     for i in 0..n {
         workers.spawn(i);
     }
-    let ports = workers.ports.clone();
+    let ports = entrances;
     let workers = Arc::new(Mutex::new(workers));
     let started = Instant::now();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let faults = tokio::spawn(cause_faults(
+        cfg.faults.clone(),
+        Arc::clone(&workers),
+        pg,
+        started,
+    ));
+    let scraper = tokio::spawn(scrape(
+        format!("http://127.0.0.1:{}/metrics", ports[0]),
+        Arc::clone(&done),
+    ));
     let killer = cfg.kill_every.map(|every| {
         tokio::spawn(killer(
             Arc::clone(&workers),
@@ -330,6 +552,8 @@ pub async fn run(cfg: &Run) -> Report {
         Some(k) => k.await.unwrap_or(0),
         None => 0,
     };
+    let (faults, terminated_cleanly) = faults.await.unwrap_or_default();
+    let backlog = scraper.await.unwrap_or_default();
     // A last look, with every session's verdict, once the dust settled.
     if let Ok(r) = http.get(format!("{truth_url}?sessions=true")).send().await
         && let Ok(t) = r.json::<Value>().await
@@ -352,6 +576,9 @@ pub async fn run(cfg: &Run) -> Report {
         urls_with_a_token: urls_with_a_token(&double),
         log_lines,
         log_lines_with_a_token,
+        faults,
+        terminated_cleanly,
+        backlog,
         killed: kills,
         lost_checkouts,
         never_opened,
@@ -522,6 +749,16 @@ pub fn describe(cfg: &Run, r: &Report) -> String {
         "  log lines: {}, with a token: {}",
         r.log_lines, r.log_lines_with_a_token
     );
+    let _ = writeln!(s, "  callback_ms (p50, p99, max): {}", t["callback_ms"]);
+    let b = r.backlog;
+    let _ = writeln!(
+        s,
+        "  /metrics ({} scrapes): due reads max {}, last {}; pending actions max {}, last {}",
+        b.scrapes, b.max_due_reads, b.last_due_reads, b.max_pending, b.last_pending
+    );
+    for fault in &r.faults {
+        let _ = writeln!(s, "  fault: {fault}");
+    }
     let _ = writeln!(s, "  never opened (as drawn): {}", r.never_opened);
     if let Some(verdicts) = t["verdicts"].as_array() {
         for v in verdicts

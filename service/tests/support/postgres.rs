@@ -70,8 +70,11 @@ pub fn available() -> bool {
 }
 
 impl Postgres {
-    /// Starts a server in a fresh directory, tuned for a test (no fsync: the test kills the
-    /// service's processes, never the server).
+    /// Starts a server in a fresh directory, tuned for a test: no fsync (the test may crash
+    /// the server's processes, never the machine), but every commit's WAL written before it
+    /// answers (`synchronous_commit` on: with it off, an immediate restart loses the last
+    /// commits, an order's attempt among them, and an order is placed twice; the service
+    /// relies on its commits being durable).
     pub fn start() -> Self {
         let dir =
             std::env::temp_dir().join(format!("hpp-e2e-pg-{}-{}", std::process::id(), free_port()));
@@ -108,7 +111,7 @@ impl Postgres {
         let port = free_port();
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} \
-             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+             -c fsync=off -c full_page_writes=off \
              -c max_connections=300",
             dir.display()
         );
@@ -138,6 +141,35 @@ impl Postgres {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             dir,
         }
+    }
+}
+
+impl Postgres {
+    /// Restarts the server: `fast` (sessions ended cleanly) or `immediate` (as a crash: no
+    /// checkpoint, crash recovery at start). Returns once it accepts connections again.
+    pub fn restart(&self, mode: &str) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("log");
+        let out = run_as_server_user(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap_or(""),
+                "-l",
+                log.to_str().unwrap_or(""),
+                "-m",
+                mode,
+                "-w",
+                "restart",
+            ],
+        )
+        .output()
+        .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl restart -m {mode} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
