@@ -33,7 +33,11 @@ pub enum ApiError {
     /// Klarna gave a session id this service cannot use: 502.
     UnusableSessionId,
     /// The database failed: 503 (Klarna calls a callback again; a checkout may be tried again).
+    /// The caller is told only that storage failed; the log has the cause.
     Storage(StoreError),
+    /// `/readyz`: the database does not answer or its schema is another version's: 503, with
+    /// the cause (an operations route, for the orchestrator and the person on call).
+    NotReady(StoreError),
     /// The clock could not be read (the double's, in tests): 503.
     Clock(String),
     /// The system's randomness failed (no callback secret): 500.
@@ -52,7 +56,7 @@ impl std::fmt::Display for ApiError {
             ),
             Self::Klarna(e) => e.fmt(f),
             Self::UnusableSessionId => f.write_str("Klarna: the HPP session id is unusable"),
-            Self::Storage(e) => e.fmt(f),
+            Self::Storage(e) | Self::NotReady(e) => e.fmt(f),
             Self::Clock(e) => write!(f, "clock: {e}"),
             Self::NoRandomness => f.write_str("no randomness for a callback secret"),
             Self::NotFound(what) => write!(f, "not found: {what}"),
@@ -65,7 +69,7 @@ impl std::error::Error for ApiError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Klarna(e) => Some(e),
-            Self::Storage(e) => Some(e),
+            Self::Storage(e) | Self::NotReady(e) => Some(e),
             _ => None,
         }
     }
@@ -78,9 +82,29 @@ impl ApiError {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Klarna(_) | Self::UnusableSessionId => StatusCode::BAD_GATEWAY,
-            Self::Storage(_) | Self::Clock(_) | Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Storage(_) | Self::NotReady(_) | Self::Clock(_) | Self::Draining => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::NoRandomness => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+        }
+    }
+}
+
+impl ApiError {
+    /// What the caller is told: the whole message, but for a storage or clock failure only what
+    /// failed (the database's own text names tables, versions and hosts; it goes to the log,
+    /// and callers of the callback and redirect routes are anyone on the internet).
+    #[must_use]
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Storage(_) => {
+                "storage unavailable: try again (the cause is in the service's log)".to_owned()
+            }
+            Self::Clock(_) => {
+                "clock unavailable: try again (the cause is in the service's log)".to_owned()
+            }
+            _ => self.to_string(),
         }
     }
 }
@@ -103,7 +127,7 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %self, "request failed");
         }
-        let mut response = (status, Json(json!({"error": self.to_string()}))).into_response();
+        let mut response = (status, Json(json!({"error": self.public_message()}))).into_response();
         if matches!(self, Self::Unauthorized) {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -254,7 +254,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, ApiError> {
     if app.health.draining() {
         return Err(ApiError::Draining);
     }
-    app.store.ready().await?;
+    app.store.ready().await.map_err(ApiError::NotReady)?;
     Ok("ready")
 }
 

@@ -191,8 +191,13 @@ pub struct Permit(Call);
 pub enum OrderResult {
     /// 200: the order, by id.
     Created(String),
-    /// 4xx: refused (an invalid or expired token); resending will not help.
+    /// 4xx but 401, 403, 408 and 429: refused (an invalid or expired token, 404 Klarna's
+    /// `NOT_FOUND` for a token past its hour); resending will not help.
     Refused(u16),
+    /// 401 or 403: this service's credentials were refused, before anything was done. Not the
+    /// token's fault: tried again (and logged as an error) until the credentials are fixed,
+    /// within the token's hour.
+    NotAuthorized(u16),
     /// 429: not processed; try again.
     RateLimited,
     /// 5xx, a timeout, a dropped connection: the order may or may not exist. Never resend
@@ -245,6 +250,8 @@ pub struct Klarna {
     username: String,
     password: String,
     budget: Budget,
+    /// This process's waiters for the money bucket, soonest deadline first.
+    money: crate::soonest::Soonest,
     timeout: Duration,
 }
 
@@ -268,6 +275,7 @@ impl Klarna {
             username: username.to_owned(),
             password: password.to_owned(),
             budget,
+            money: crate::soonest::Soonest::default(),
             timeout,
         }
     }
@@ -461,11 +469,15 @@ impl Klarna {
         };
         let status = response.status();
         answered("create_order", result_of(status));
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            return OrderResult::RateLimited;
-        }
-        if status.is_client_error() {
-            return OrderResult::Refused(status.as_u16());
+        match status {
+            StatusCode::TOO_MANY_REQUESTS => return OrderResult::RateLimited,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return OrderResult::NotAuthorized(status.as_u16());
+            }
+            // The request timed out at Klarna's side: it may have been carried out.
+            StatusCode::REQUEST_TIMEOUT => return OrderResult::Ambiguous,
+            s if s.is_client_error() => return OrderResult::Refused(status.as_u16()),
+            _ => {}
         }
         if !status.is_success() {
             return OrderResult::Ambiguous;
@@ -478,10 +490,23 @@ impl Klarna {
         }
     }
 
+    /// Takes a money call from the budget once no call of this process with an earlier
+    /// deadline (Unix milliseconds: an order's `place_by`, `i64::MAX` for none) waits for one:
+    /// the order whose token dies soonest goes first.
+    pub async fn money(&self, deadline_ms: i64) -> Permit {
+        let _turn = self.money.turn(deadline_ms).await;
+        self.budget.take(Call::Money).await
+    }
+
     /// Whether an order was created from the payment session (`status` `complete`): how an
-    /// ambiguous create-order is settled. `None`: the read failed.
-    pub async fn payment_session_ordered(&self, payment_session_id: &str) -> Option<bool> {
-        let _permit = self.budget.take(Call::Money).await;
+    /// ambiguous create-order is settled, within the money budget at the order's deadline.
+    /// `None`: the read failed.
+    pub async fn payment_session_ordered(
+        &self,
+        payment_session_id: &str,
+        deadline_ms: i64,
+    ) -> Option<bool> {
+        let _permit = self.money(deadline_ms).await;
         let sent = self
             .request(
                 reqwest::Method::GET,
@@ -501,9 +526,10 @@ impl Klarna {
         body["status"].as_str().map(|s| s == "complete")
     }
 
-    /// Disables the HPP session, within the money share of the budget.
+    /// Disables the HPP session, within the money share of the budget (after every order
+    /// waiting for it).
     pub async fn disable(&self, session_id: &str) -> DisableResult {
-        let _permit = self.budget.take(Call::Money).await;
+        let _permit = self.money(i64::MAX).await;
         let sent = self
             .request(
                 reqwest::Method::DELETE,

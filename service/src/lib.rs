@@ -28,6 +28,7 @@ pub mod http;
 pub mod klarna;
 pub mod observe;
 pub mod shop;
+pub mod soonest;
 pub mod store;
 pub mod worker;
 

@@ -86,6 +86,11 @@ struct Args {
     /// (what is left is taken over by another process, or by this one when it starts again).
     #[arg(long, env = "HPP_DRAIN_TIMEOUT", default_value_t = 30)]
     drain_timeout: u64,
+    /// On SIGTERM or SIGINT, how long to go on answering HTTP (callbacks, redirects, checkouts)
+    /// with `/readyz` at 503 before the listener closes, in seconds: the time a load balancer
+    /// takes to see it and route elsewhere. Within the drain timeout.
+    #[arg(long, env = "HPP_DRAIN_GRACE", default_value_t = 5)]
+    drain_grace: u64,
     /// Log as JSON lines (one object per event, with its session's span) instead of text.
     #[arg(long, env = "HPP_LOG_JSON")]
     log_json: bool,
@@ -183,7 +188,9 @@ async fn run(
     let margin = Duration::from_millis(args.order_landing_margin_ms);
     let options = Options {
         config: tracker,
-        // Longer than any read or action takes: a frozen process's claims are taken over after.
+        // Longer than a read or a Klarna call takes, short beside a token's hour: a frozen
+        // process's claims are taken over after it (a holder taken over is fenced at its
+        // attempt, so a shorter lease than an action repeats work, never an order).
         lease: timeout.saturating_mul(2) + margin,
         sabotage: args.sabotage,
     };
@@ -233,9 +240,14 @@ async fn run(
         "hpp-service started"
     );
     let mut http_stopping = stopping.clone();
+    // Draining, the listener stays open for the grace (readyz says 503 meanwhile), so a load
+    // balancer routes elsewhere before connections are refused.
+    let grace = Duration::from_secs(args.drain_grace.min(args.drain_timeout));
     let server =
         axum::serve(listener, http::router(Arc::clone(&app))).with_graceful_shutdown(async move {
             let _ = http_stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+            tracing::info!("closing the listener");
         });
     let server = tokio::spawn(async move { server.await });
     let _ = stopping.wait_for(|s| *s).await;

@@ -1,10 +1,10 @@
 //! What the service makes of each input, on a tracker loaded under its row's lock: pure
 //! functions from an input to the merchant actions it asks for.
 
-use hpp_session::wire::{CallbackBody, SessionBody};
+use hpp_session::wire::{CallbackBody, CallbackStatus, SessionBody, SessionStatus};
 use hpp_session::{
-    ActionKind, ActionSet, ReadFailure, Redirect, SessionId, Timestamp, Tracker, TrackerConfig,
-    callback_secret_matches,
+    ActionKind, ActionSet, ReadFailure, Redirect, SessionId, Snapshot, Timestamp, Tracker,
+    TrackerConfig, callback_secret_matches,
 };
 use serde_json::Value;
 
@@ -101,19 +101,11 @@ pub fn callback(
     body: &[u8],
     now: Timestamp,
 ) -> (CallbackOutcome, Vec<Asked>) {
-    let callback: CallbackBody<'_> = match serde_json::from_slice(body) {
-        Ok(c) => c,
-        Err(e) => {
-            return (
-                CallbackOutcome::Refused(format!("not a callback: {e}")),
-                vec![],
-            );
-        }
+    let (event_id, snapshot) = match callback_snapshot(body) {
+        Ok(read) => read,
+        Err(why) => return (CallbackOutcome::Refused(why), vec![]),
     };
-    let snapshot = match callback.session.snapshot() {
-        Ok(s) => s,
-        Err(e) => return (CallbackOutcome::Refused(e.to_string()), vec![]),
-    };
+    let event_id = event_id.as_deref();
     let Ok(session_id) = SessionId::new(session_id) else {
         return (
             CallbackOutcome::Refused(format!("not a session id: {session_id:?}")),
@@ -123,10 +115,8 @@ pub fn callback(
     let checked = callback_secret_matches(&session_id, issued.as_bytes(), presented.as_bytes());
     let verified = checked.is_some();
     let observed = match checked {
-        Some(proof) => {
-            tracker.observe_verified_callback(proof, callback.event_id(), &snapshot, now)
-        }
-        None => tracker.observe_callback(config, callback.event_id(), &snapshot, now),
+        Some(proof) => tracker.observe_verified_callback(proof, event_id, &snapshot, now),
+        None => tracker.observe_callback(config, event_id, &snapshot, now),
     };
     match observed {
         Ok(report) => {
@@ -144,6 +134,47 @@ pub fn callback(
             )
         }
         Err(e) => (CallbackOutcome::Refused(e.to_string()), vec![]),
+    }
+}
+
+/// A callback's event id and snapshot. A body [`CallbackBody`] cannot parse (a field Klarna
+/// documents as a string is not one) is read again for its status alone: a `COMPLETED` one is
+/// a paid session a person must review ([`SessionStatus::paid_snapshot`]), never a refused
+/// callback that leaves the cart to be released. `Err`: why it was refused.
+fn callback_snapshot(body: &[u8]) -> Result<(Option<String>, Snapshot), String> {
+    match serde_json::from_slice::<CallbackBody<'_>>(body) {
+        Ok(callback) => {
+            let snapshot = callback.session.snapshot().map_err(|e| e.to_string())?;
+            Ok((callback.event_id().map(str::to_owned), snapshot))
+        }
+        Err(e) => {
+            let status = serde_json::from_slice::<CallbackStatus<'_>>(body).ok();
+            let paid = status
+                .as_ref()
+                .and_then(|c| c.session.paid_snapshot().ok().flatten());
+            match (status, paid) {
+                (Some(c), Some(paid)) => Ok((
+                    c.event_id
+                        .as_ref()
+                        .and_then(|t| t.as_str().ok())
+                        .map(str::to_owned),
+                    paid,
+                )),
+                _ => Err(format!("not a callback: {e}")),
+            }
+        }
+    }
+}
+
+/// A read's snapshot, with the same fallback as [`callback_snapshot`]'s for a paid session.
+fn read_snapshot(body: &str) -> Option<Snapshot> {
+    match serde_json::from_str::<SessionBody<'_>>(body) {
+        Ok(b) => b.snapshot().ok(),
+        Err(_) => serde_json::from_str::<SessionStatus<'_>>(body)
+            .ok()?
+            .paid_snapshot()
+            .ok()
+            .flatten(),
     }
 }
 
@@ -167,10 +198,9 @@ pub fn read(
     now: Timestamp,
 ) -> Vec<Asked> {
     let learned = match answer {
-        ReadAnswer::Body(body) => serde_json::from_str::<SessionBody<'_>>(body)
-            .ok()
-            .and_then(|b| b.snapshot().ok())
-            .and_then(|s| tracker.observe_read(config, &s, now).ok()),
+        ReadAnswer::Body(body) => {
+            read_snapshot(body).and_then(|s| tracker.observe_read(config, &s, now).ok())
+        }
         ReadAnswer::NotFound => tracker.observe_not_found(now).ok(),
         ReadAnswer::Failed(_) => None,
     }

@@ -19,7 +19,7 @@ impl Shop {
     #[must_use]
     pub fn new(base: &str) -> Self {
         Self {
-            // A shop that hangs must not hold the executor's batch: a call that takes longer
+            // A shop that hangs must not hold an action's slot for long: a call that takes longer
             // is retried (with the same idempotency key).
             http: reqwest::Client::builder()
                 .timeout(SHOP_TIMEOUT)

@@ -246,3 +246,55 @@ fn a_429_waits_for_its_reset_where_other_failures_retry_soon() {
     let failed = wait(ReadAnswer::Failed(ReadFailure::ServerError));
     assert!(failed < reset, "{failed:?}");
 }
+
+/// A `COMPLETED` body with a field Klarna documents as a string that is not one (an
+/// integrator's round trip turned the `order_id` into a number) cannot be read whole: read
+/// again for its status, it is a paid session for a person to review, as a read and as a
+/// verified callback, and its expiry never releases the cart. Anything else so malformed is
+/// refused as before.
+#[test]
+fn a_paid_body_that_cannot_be_read_whole_is_handed_to_a_person_never_released() {
+    let odd = format!(
+        r#"{{"session_id":"{ID}","status":"COMPLETED","order_id":12345,"updated_at":"2019-05-13T14:54:04.675Z","expires_at":"2019-05-15T13:51:43.507Z"}}"#
+    );
+    assert!(serde_json::from_str::<hpp_session::wire::SessionBody<'_>>(&odd).is_err());
+    let mut t = tracker();
+    let asked = observe::read(&mut t, &CFG, &ReadAnswer::Body(odd.clone()), at(NOW));
+    assert_eq!(kinds(&asked), [ActionKind::ReviewCompletion]);
+    let after = at("2019-05-16T00:00:00Z");
+    assert!(
+        !kinds(&observe::read(&mut t, &CFG, &ReadAnswer::NotFound, after))
+            .contains(&ActionKind::Release),
+        "a paid session's expiry released its cart"
+    );
+    let mut t = tracker();
+    let (outcome, asked) = observe::callback(
+        &mut t,
+        &CFG,
+        ID,
+        "s3cret",
+        "s3cret",
+        &callback(&odd),
+        at(NOW),
+    );
+    assert_eq!(outcome, CallbackOutcome::Observed { verified: true });
+    assert_eq!(kinds(&asked), [ActionKind::ReviewCompletion]);
+    // Not paid, and not readable: refused, nothing asked.
+    let cancelled = odd.replace("COMPLETED", "CANCELLED");
+    let mut t = tracker();
+    let (outcome, asked) = observe::callback(
+        &mut t,
+        &CFG,
+        ID,
+        "s3cret",
+        "s3cret",
+        &callback(&cancelled),
+        at(NOW),
+    );
+    assert!(
+        matches!(outcome, CallbackOutcome::Refused(_)),
+        "{outcome:?}"
+    );
+    assert!(asked.is_empty());
+    assert!(observe::read(&mut t, &CFG, &ReadAnswer::Body(cancelled), at(NOW)).is_empty());
+}

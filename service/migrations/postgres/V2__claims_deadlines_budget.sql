@@ -15,6 +15,11 @@ CREATE INDEX actions_by_deadline ON actions (deadline_ms, seq) WHERE NOT done;
 -- process shares it): no order is placed again before.
 ALTER TABLE attempts ADD COLUMN last_ms BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE attempts ADD COLUMN lands_by_ms BIGINT NOT NULL DEFAULT 0;
+-- An attempt the previous version recorded has no time: it may have been in flight when that
+-- version stopped, so it may still land for a while. Two minutes from the upgrade (longer than
+-- any client's timeout) before it is looked up and placed again.
+UPDATE attempts SET last_ms = (extract(epoch FROM clock_timestamp()) * 1000)::bigint,
+    lands_by_ms = (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 120000;
 -- One rate budget for every process: a GCRA per bucket (the theoretical arrival time, in
 -- microseconds of the database's clock).
 CREATE TABLE budget (

@@ -8,6 +8,11 @@ CREATE INDEX actions_by_deadline ON actions (deadline_ms) WHERE done = 0;
 -- mid-call and started again, perhaps with other settings).
 ALTER TABLE attempts ADD COLUMN last_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE attempts ADD COLUMN lands_by_ms INTEGER NOT NULL DEFAULT 0;
+-- An attempt the previous version recorded has no time: it may have been in flight when that
+-- version stopped. Two minutes from the upgrade (longer than any client's timeout) before it
+-- is looked up and placed again (the wall clock in Unix milliseconds, as attempts are timed).
+UPDATE attempts SET last_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),
+    lands_by_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + 120000;
 -- For the metrics: each session's status as its tracker last stored it (NULL until then), and
 -- when each action was asked.
 ALTER TABLE sessions ADD COLUMN status TEXT;

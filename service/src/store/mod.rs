@@ -94,8 +94,9 @@ pub struct NewSession {
     pub next: Option<NextRead>,
 }
 
-/// An action claimed for performing.
-#[derive(Clone, Debug)]
+/// An action claimed for performing. `Debug` does not show its data (a place-order's carries
+/// the authorization token), only its kind.
+#[derive(Clone)]
 pub struct PendingAction {
     /// Its stable id, `"{session_id}/{kind}"` (the idempotency key).
     pub action_id: String,
@@ -118,6 +119,21 @@ pub struct PendingAction {
     /// for, the cart turned out paid, the session ended before its disable): it is reported
     /// done without being performed ([`current`]).
     pub retired: bool,
+}
+
+impl std::fmt::Debug for PendingAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAction")
+            .field("action_id", &self.action_id)
+            .field("session_id", &self.session_id)
+            .field("payment_session_id", &self.payment_session_id)
+            .field("data", &self.data.get("kind").and_then(Value::as_str))
+            .field("attempts", &self.attempts)
+            .field("lands_in_ms", &self.lands_in_ms)
+            .field("owner", &self.owner)
+            .field("retired", &self.retired)
+            .finish()
+    }
 }
 
 /// What became of a claimed action.
@@ -151,8 +167,10 @@ pub struct Options {
     /// to every stored session.
     pub config: TrackerConfig,
     /// PostgreSQL: a claim older than this may be taken over even from a live process (one
-    /// frozen, or stuck). Longer than any read or action takes: Klarna's timeout plus the
-    /// order's landing margin, and more.
+    /// frozen, or stuck). It may be shorter than an action takes (a slow shop call): a holder
+    /// whose claim was taken over is fenced, its attempt refused ([`Store::attempt`]: the row
+    /// names another owner, or the attempt count moved), so a takeover repeats at most the
+    /// work of a call not yet attempted, never an order.
     pub lease: std::time::Duration,
     /// Deliberate breakage, for the end-to-end test's sabotage checks only.
     pub sabotage: Sabotage,
@@ -197,6 +215,19 @@ impl ReadClaim {
             Self::Postgres(c) => &c.ids,
         }
     }
+
+    /// One claim per session, each finished on its own: a slow read holds no other.
+    #[must_use]
+    pub fn into_each(self) -> Vec<Self> {
+        match self {
+            Self::Sqlite(c) => c.split().into_iter().map(Self::Sqlite).collect(),
+            Self::Postgres(c) => c
+                .split()
+                .into_iter()
+                .map(|c| Self::Postgres(Box::new(c)))
+                .collect(),
+        }
+    }
 }
 
 /// Pending actions claimed by this worker.
@@ -214,6 +245,37 @@ impl ActionClaim {
     pub fn actions(&self) -> &[PendingAction] {
         match self {
             Self::Sqlite(_, a) | Self::Postgres(_, a) => a,
+        }
+    }
+
+    /// One claim per action, each performed and finished on its own: a slow action holds no
+    /// other. (An id claimed whose row did not load is released here.)
+    #[must_use]
+    pub fn into_each(self) -> Vec<(Self, PendingAction)> {
+        fn pair<C>(
+            claims: Vec<C>,
+            ids: impl Fn(&C) -> &[String],
+            mut pending: Vec<PendingAction>,
+        ) -> Vec<(C, PendingAction)> {
+            claims
+                .into_iter()
+                .filter_map(|c| {
+                    let at = pending
+                        .iter()
+                        .position(|a| ids(&c).first() == Some(&a.action_id))?;
+                    Some((c, pending.swap_remove(at)))
+                })
+                .collect()
+        }
+        match self {
+            Self::Sqlite(c, pending) => pair(c.split(), |c| &c.ids, pending)
+                .into_iter()
+                .map(|(c, a)| (Self::Sqlite(c, vec![a.clone()]), a))
+                .collect(),
+            Self::Postgres(c, pending) => pair(c.split(), |c| &c.ids, pending)
+                .into_iter()
+                .map(|(c, a)| (Self::Postgres(Box::new(c), vec![a.clone()]), a))
+                .collect(),
         }
     }
 }
@@ -289,19 +351,22 @@ impl Store {
     }
 
     /// Observes the reads' answers on the claimed sessions (each started on its tracker when
-    /// it was claimed, answered by `now`), stores them, and ends the claim.
+    /// it was claimed, answered by `now`), and stores them. The claim stays in this process's
+    /// hand until the caller lets go of it (drops it): not before this returned.
     ///
     /// # Errors
     /// The database's; then nothing was stored.
     pub async fn finish_reads(
         &self,
-        claim: ReadClaim,
+        claim: &ReadClaim,
         answers: Vec<(String, ReadAnswer)>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         match (self, claim) {
-            (Self::Sqlite(s), ReadClaim::Sqlite(c)) => s.finish_reads(c, answers, now).await,
-            (Self::Postgres(s), ReadClaim::Postgres(c)) => s.finish_reads(*c, answers, now).await,
+            (Self::Sqlite(s), ReadClaim::Sqlite(_)) => s.finish_reads(answers, now).await,
+            (Self::Postgres(s), ReadClaim::Postgres(c)) => {
+                s.finish_reads(c.owner, answers, now).await
+            }
             _ => Err(StoreError("a claim from another store".to_owned())),
         }
     }
@@ -321,7 +386,9 @@ impl Store {
     /// Records, committed at once, that `action` is about to be performed, when, and that it
     /// may land at Klarna until `lands_within` from now, if it is still this process's claim
     /// (on PostgreSQL under the row's lock, and only while this process holds its liveness
-    /// lock); `false`: another process took it over, do not perform it.
+    /// lock), it is not done, and no attempt was recorded since it was claimed (a
+    /// compare-and-set on [`PendingAction::attempts`]); `false`: another process took it over,
+    /// or another attempt came first: do not perform it.
     ///
     /// # Errors
     /// The database's: then do not perform it.
@@ -332,28 +399,29 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let lands_within = i64::try_from(lands_within.as_millis()).unwrap_or(i64::MAX);
         match self {
-            Self::Sqlite(s) => s.attempt(&action.action_id, lands_within).await,
+            Self::Sqlite(s) => {
+                s.attempt(&action.action_id, action.attempts, lands_within)
+                    .await
+            }
             Self::Postgres(s) => s.attempt(action, lands_within).await,
         }
     }
 
     /// Stores what became of the claimed actions (reported done on their trackers, in the same
-    /// transaction), and ends the claim.
+    /// transaction). The claim stays in this process's hand until the caller lets go of it.
     ///
     /// # Errors
     /// The database's.
     pub async fn finish_actions(
         &self,
-        claim: ActionClaim,
+        claim: &ActionClaim,
         finished: Vec<(String, Finished)>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         match (self, claim) {
-            (Self::Sqlite(s), ActionClaim::Sqlite(c, _)) => {
-                s.finish_actions(c, finished, now).await
-            }
+            (Self::Sqlite(s), ActionClaim::Sqlite(..)) => s.finish(finished, now).await,
             (Self::Postgres(s), ActionClaim::Postgres(c, _)) => {
-                s.finish_actions(*c, finished, now).await
+                s.finish(c.owner, &finished, now).await
             }
             _ => Err(StoreError("a claim from another store".to_owned())),
         }
@@ -382,23 +450,17 @@ impl Store {
         }
     }
 
-    /// Stores what became of one action of `claim` as soon as it is known (the others of the
-    /// claim may take longer); the claim ends with [`Store::finish_actions`].
+    /// When the earliest scheduled read is due, on the service's clock (`None`: no session has
+    /// one, every one is settled): for a simulated clock that jumps from one due read to the
+    /// next (the crash test, `tests/crash.rs`). One indexed query, where [`Store::gauges`] counts
+    /// every session.
     ///
     /// # Errors
     /// The database's.
-    pub async fn finish_action(
-        &self,
-        claim: &ActionClaim,
-        action_id: String,
-        finished: Finished,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let one = vec![(action_id, finished)];
-        match (self, claim) {
-            (Self::Sqlite(s), ActionClaim::Sqlite(..)) => s.finish(one, now).await,
-            (Self::Postgres(s), ActionClaim::Postgres(c, _)) => s.finish(c.owner, &one, now).await,
-            _ => Err(StoreError("a claim from another store".to_owned())),
+    pub async fn next_read(&self) -> Result<Option<Timestamp>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.next_read().await,
+            Self::Postgres(s) => s.next_read().await,
         }
     }
 

@@ -68,15 +68,18 @@ fn holds_liveness(me: u8) -> String {
     )
 }
 
-/// Whether the row's claim may be taken (see [`claimable`]).
+/// Whether the row's claim may be taken (see [`claimable`]). Never what this process holds
+/// now, whoever the row names: a task of this process still works on it (under an owner id
+/// the process since lost, or past its lease), and taking it again would give one action two
+/// holders with one owner id.
 fn takeable(id: &str, me: u8, mine: u8, lease: u8) -> String {
     format!(
-        "(claimed_by IS NULL \
+        "(NOT ({id} = ANY(${mine})) AND (claimed_by IS NULL \
          OR claimed_by::bigint NOT IN (SELECT objid::bigint FROM pg_locks \
              WHERE locktype = 'advisory' AND classid = {LIVENESS_CLASS} AND objsubid = 2 \
              AND granted) \
          OR claimed_at_ms < {NOW_MS} - ${lease} \
-         OR (claimed_by = ${me} AND NOT ({id} = ANY(${mine}))))"
+         OR claimed_by = ${me}))"
     )
 }
 
@@ -339,6 +342,21 @@ pub struct Claim {
     in_hand: Arc<Mutex<HashSet<String>>>,
 }
 
+impl Claim {
+    /// One claim per id, each released on its own: a read or an action that ends sooner is
+    /// stored, and leaves this process's hand, without waiting for the others.
+    pub(super) fn split(mut self) -> Vec<Self> {
+        std::mem::take(&mut self.ids)
+            .into_iter()
+            .map(|id| Self {
+                ids: vec![id],
+                owner: self.owner,
+                in_hand: Arc::clone(&self.in_hand),
+            })
+            .collect()
+    }
+}
+
 impl Drop for Claim {
     fn drop(&mut self) {
         let mut set = lock(&self.in_hand);
@@ -375,6 +393,13 @@ async fn save(
         )
         .await
         .map_err(|e| StoreError::query("store a tracker", e))?;
+    tracing::debug!(
+        session = session_id,
+        status = status_of(&row.tracker),
+        next_read_ms = next.map(|r| millis(r.at)),
+        asked = ?asked.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>(),
+        "storing"
+    );
     for a in asked {
         client
             .execute(
@@ -595,7 +620,7 @@ impl Postgres {
     /// liveness lock) is not observed: the newer read is the one in flight.
     pub(super) async fn finish_reads(
         &self,
-        claim: Claim,
+        owner: i32,
         answers: Vec<(String, ReadAnswer)>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
@@ -608,7 +633,7 @@ impl Postgres {
             let Some((mut row, claimed_by)) = load_locked(&tx, session_id).await? else {
                 continue;
             };
-            if claimed_by != Some(claim.owner) {
+            if claimed_by != Some(owner) {
                 continue;
             }
             let asked = observe::read(&mut row.tracker, &self.config, answer, now);
@@ -622,9 +647,7 @@ impl Postgres {
         }
         tx.commit()
             .await
-            .map_err(|e| StoreError::query("commit reads' answers", e))?;
-        drop(claim);
-        Ok(())
+            .map_err(|e| StoreError::query("commit reads' answers", e))
     }
 
     /// Claims pending actions, the soonest deadline first (an order whose token dies soonest),
@@ -706,8 +729,10 @@ impl Postgres {
 
     /// Records that the action is about to be performed, on the database's clock, with the
     /// instant until which it may land (`lands_within` milliseconds on), when the claim is still
-    /// this process's and this process still holds its liveness lock; `false`: it was taken
-    /// over (or may be at any moment), do not perform it. The action's row is locked for the
+    /// this process's, this process still holds its liveness lock, the action is not done, and
+    /// no attempt was recorded since it was claimed (a compare-and-set on the count the claim
+    /// saw, under the attempts row's own lock); `false`: it was taken over (or may be at any
+    /// moment), or someone attempted it meanwhile: do not perform it. The action's row is locked for the
     /// statement: a claim taking it over either waits for this attempt (and sees it) or
     /// commits first (and this one finds the row no longer ours).
     pub(super) async fn attempt(
@@ -715,10 +740,20 @@ impl Postgres {
         action: &PendingAction,
         lands_within: i64,
     ) -> Result<bool, StoreError> {
-        let ours = match self.sabotage {
+        let (ours, unseen) = match self.sabotage {
             // Sabotage: whoever saw it pending performs it.
-            Sabotage::ActionsWithoutLock => "$2::int IS NOT NULL".to_owned(),
-            _ => format!("claimed_by = $2 AND {}", holds_liveness(2)),
+            Sabotage::ActionsWithoutLock => {
+                ("$2::int IS NOT NULL AND $4::int IS NOT NULL".to_owned(), "")
+            }
+            _ => (
+                format!("NOT done AND claimed_by = $2 AND {}", holds_liveness(2)),
+                " WHERE $4::int = 0 OR EXISTS (SELECT 1 FROM attempts WHERE action_id = $1)",
+            ),
+        };
+        let cas = if unseen.is_empty() {
+            ""
+        } else {
+            " WHERE attempts.count = $4::int"
         };
         let recorded = self
             .client()
@@ -729,26 +764,20 @@ impl Postgres {
                          WHERE action_id = $1 AND {ours} \
                          FOR UPDATE OF actions) \
                      INSERT INTO attempts (action_id, count, last_ms, lands_by_ms) \
-                     SELECT action_id, 1, {NOW_MS}, {NOW_MS} + $3 FROM mine \
+                     SELECT action_id, 1, {NOW_MS}, {NOW_MS} + $3 FROM mine{unseen} \
                      ON CONFLICT (action_id) DO UPDATE SET count = attempts.count + 1, \
-                     last_ms = EXCLUDED.last_ms, lands_by_ms = EXCLUDED.lands_by_ms"
+                     last_ms = EXCLUDED.last_ms, lands_by_ms = EXCLUDED.lands_by_ms{cas}"
                 ),
-                &[&action.action_id, &action.owner, &lands_within],
+                &[
+                    &action.action_id,
+                    &action.owner,
+                    &lands_within,
+                    &i32::try_from(action.attempts).unwrap_or(i32::MAX),
+                ],
             )
             .await
             .map_err(|e| StoreError::query("record an attempt", e))?;
         Ok(recorded == 1)
-    }
-
-    pub(super) async fn finish_actions(
-        &self,
-        claim: Claim,
-        finished: Vec<(String, Finished)>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let stored = self.finish(claim.owner, &finished, now).await;
-        drop(claim);
-        stored
     }
 
     /// Stores what became of actions claimed under `owner`.
@@ -862,9 +891,20 @@ impl Postgres {
         match applied {
             Some(v) if i64::from(v) == i64::from(latest) => Ok(()),
             other => Err(StoreError(format!(
-                "the schema is at version {other:?}, this service's is {latest}"
+                "the schema is at version {}, this service's is {latest}",
+                other.map_or_else(|| "none (not migrated)".to_owned(), |v| v.to_string())
             ))),
         }
+    }
+
+    pub(super) async fn next_read(&self) -> Result<Option<Timestamp>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT MIN(next_read_ms) FROM sessions", &[])
+            .await
+            .map_err(|e| StoreError::query("find the next read", e))?;
+        Ok(row.get::<_, Option<i64>>(0).map(from_millis))
     }
 
     pub(super) async fn counts(&self) -> Result<(i64, i64), StoreError> {

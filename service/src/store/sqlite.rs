@@ -89,6 +89,19 @@ pub struct Claim {
     set: Claimed,
 }
 
+impl Claim {
+    /// One claim per id, each released on its own (see the PostgreSQL store's).
+    pub(super) fn split(mut self) -> Vec<Self> {
+        std::mem::take(&mut self.ids)
+            .into_iter()
+            .map(|id| Self {
+                ids: vec![id],
+                set: Arc::clone(&self.set),
+            })
+            .collect()
+    }
+}
+
 impl Drop for Claim {
     fn drop(&mut self) {
         let mut set = lock(&self.set);
@@ -176,9 +189,10 @@ fn load(tx: &rusqlite::Transaction<'_>, session_id: &str) -> Result<Option<Row>,
 }
 
 /// The exclusive lock on `{path}.lock`: SQLite is for one process, and a second one on the
-/// same file would read and act twice.
+/// same file would read and act twice. The path is made canonical first (symbolic links and
+/// `..` resolved), so the same file named two ways has one lock.
 fn one_process(path: &str) -> Result<std::fs::File, StoreError> {
-    let lock_path = format!("{path}.lock");
+    let lock_path = format!("{}.lock", canonical(path).display());
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -195,6 +209,21 @@ fn one_process(path: &str) -> Result<std::fs::File, StoreError> {
             Err(StoreError(format!("cannot lock {lock_path}: {e}")))
         }
     }
+}
+
+/// `path` with its links resolved: the file's own when it exists, else its directory's.
+fn canonical(path: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(path);
+    std::fs::canonicalize(path)
+        .or_else(|_| {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            let name = path.file_name().ok_or(std::io::ErrorKind::InvalidInput)?;
+            std::fs::canonicalize(dir).map(|d| d.join(name))
+        })
+        .unwrap_or_else(|_| path.to_owned())
 }
 
 impl Sqlite {
@@ -341,7 +370,6 @@ impl Sqlite {
 
     pub(super) async fn finish_reads(
         &self,
-        claim: Claim,
         answers: Vec<(String, ReadAnswer)>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
@@ -357,17 +385,20 @@ impl Sqlite {
                 let asked = observe::read(&mut row.tracker, &config, answer, now);
                 save(&tx, &config, session_id, &row, now, &asked)?;
             }
-            tx.commit().map_err(StoreError::of)?;
-            drop(claim);
-            Ok(())
+            tx.commit().map_err(StoreError::of)
         })
         .await
     }
 
     pub(super) async fn claim_actions(&self, limit: u32) -> Result<ActionClaim, StoreError> {
         let set = Arc::clone(&self.actions);
+        let hand = Arc::clone(&set);
         let pending = self
             .with(move |conn| {
+                // Under the connection's lock, so no action in hand is stored and let go of
+                // between this read and the check against the hand (a stale row claimed).
+                let mut claimed = lock(&hand);
+                let extra = u32::try_from(claimed.len()).unwrap_or(u32::MAX);
                 let mut stmt = conn
                     .prepare_cached(
                         "SELECT a.action_id, a.session_id, s.payment_session_id, a.data, \
@@ -380,7 +411,7 @@ impl Sqlite {
                     )
                     .map_err(StoreError::of)?;
                 let rows = stmt
-                    .query_map(params![wall_millis(), limit.saturating_mul(2)], |r| {
+                    .query_map(params![wall_millis(), limit.saturating_add(extra)], |r| {
                         let stored = serde_json::from_str(&r.get::<_, String>(3)?)
                             .unwrap_or(serde_json::Value::Null);
                         let now = ActionKind::from_name(&r.get::<_, String>(5)?).map_or(
@@ -403,51 +434,45 @@ impl Sqlite {
                     .map_err(StoreError::of)?
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(StoreError::of)?;
-                Ok(rows)
+                Ok(rows
+                    .into_iter()
+                    .filter(|a| claimed.insert(a.action_id.clone()))
+                    .take(limit as usize)
+                    .collect::<Vec<_>>())
             })
             .await?;
-        let mut claimed = lock(&set);
-        let pending: Vec<PendingAction> = pending
-            .into_iter()
-            .filter(|a| claimed.insert(a.action_id.clone()))
-            .take(limit as usize)
-            .collect();
-        drop(claimed);
         let ids = pending.iter().map(|a| a.action_id.clone()).collect();
         Ok(ActionClaim::Sqlite(Claim { ids, set }, pending))
     }
 
     /// Records an attempt, when it began and until when it may land (the process's claim is
     /// its own: always `true`).
+    /// Records the attempt, if the action is not done and no attempt was recorded since it was
+    /// claimed (a compare-and-set on the count the claim saw); `false`: do not perform it.
     pub(super) async fn attempt(
         &self,
         action_id: &str,
+        seen: u32,
         lands_within: i64,
     ) -> Result<bool, StoreError> {
         let action_id = action_id.to_owned();
         self.with(move |conn| {
             let now = wall_millis();
-            conn.execute(
-                "INSERT INTO attempts (action_id, count, last_ms, lands_by_ms) \
-                 VALUES (?1, 1, ?2, ?3) ON CONFLICT (action_id) DO UPDATE \
-                 SET count = count + 1, last_ms = ?2, lands_by_ms = ?3",
-                params![action_id, now, now.saturating_add(lands_within)],
-            )
-            .map_err(StoreError::of)?;
-            Ok(true)
+            let recorded = conn
+                .execute(
+                    "INSERT INTO attempts (action_id, count, last_ms, lands_by_ms) \
+                     SELECT ?1, 1, ?2, ?3 \
+                     WHERE EXISTS (SELECT 1 FROM actions WHERE action_id = ?1 AND NOT done) \
+                     AND (?4 = 0 OR EXISTS (SELECT 1 FROM attempts WHERE action_id = ?1)) \
+                     ON CONFLICT (action_id) DO UPDATE \
+                     SET count = count + 1, last_ms = ?2, lands_by_ms = ?3 \
+                     WHERE attempts.count = ?4",
+                    params![action_id, now, now.saturating_add(lands_within), seen],
+                )
+                .map_err(StoreError::of)?;
+            Ok(recorded == 1)
         })
         .await
-    }
-
-    pub(super) async fn finish_actions(
-        &self,
-        claim: Claim,
-        finished: Vec<(String, Finished)>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let stored = self.finish(finished, now).await;
-        drop(claim);
-        stored
     }
 
     /// Stores what became of claimed actions.
@@ -549,9 +574,21 @@ impl Sqlite {
             match applied {
                 Some(v) if v == i64::from(latest) => Ok(()),
                 other => Err(StoreError(format!(
-                    "the schema is at version {other:?}, this service's is {latest}"
+                    "the schema is at version {}, this service's is {latest}",
+                    other.map_or_else(|| "none (not migrated)".to_owned(), |v| v.to_string())
                 ))),
             }
+        })
+        .await
+    }
+
+    pub(super) async fn next_read(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.with(|conn| {
+            conn.query_row("SELECT MIN(next_read_ms) FROM sessions", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .map(|ms| ms.map(from_millis))
+            .map_err(StoreError::of)
         })
         .await
     }

@@ -165,7 +165,7 @@ pub struct Report {
 }
 
 /// The backlog as `/metrics` showed it during a run.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Backlog {
     /// Scrapes that answered.
     pub scrapes: u32,
@@ -177,6 +177,27 @@ pub struct Backlog {
     pub last_due_reads: f64,
     /// The last scrape's pending actions.
     pub last_pending: f64,
+    /// Each scrape: seconds since the run started, Klarna reads the double answered by then
+    /// (its own count, not the service's), and the due reads the service reported.
+    pub samples: Vec<(f64, u64, f64)>,
+}
+
+impl Backlog {
+    /// Klarna reads a second after `since` (seconds into the run), in the half-second intervals
+    /// that began and ended with reads due (so the work was there, and the budget or the service
+    /// bound the pace): the median, and how many intervals.
+    #[must_use]
+    pub fn reads_per_second_since(&self, since: f64) -> Option<(f64, usize)> {
+        #[allow(clippy::cast_precision_loss)]
+        let mut rates: Vec<f64> = self
+            .samples
+            .windows(2)
+            .filter(|w| w[0].0 >= since && w[0].2 >= 1.0 && w[1].2 >= 1.0)
+            .map(|w| (w[1].1 - w[0].1) as f64 / (w[1].0 - w[0].0))
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        rates.get(rates.len() / 2).map(|m| (*m, rates.len()))
+    }
 }
 
 /// The due reads and pending actions in a `/metrics` text.
@@ -405,7 +426,12 @@ async fn cause_faults(
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Scrapes `/metrics` at `url` every half second until `done`.
-async fn scrape(url: String, done: Arc<std::sync::atomic::AtomicBool>) -> Backlog {
+async fn scrape(
+    url: String,
+    done: Arc<std::sync::atomic::AtomicBool>,
+    double: Arc<klarna_double::Double>,
+    started: Instant,
+) -> Backlog {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
@@ -422,6 +448,10 @@ async fn scrape(url: String, done: Arc<std::sync::atomic::AtomicBool>) -> Backlo
             backlog.max_pending = backlog.max_pending.max(pending);
             backlog.last_due_reads = due;
             backlog.last_pending = pending;
+            let reads = double.world.lock().reads;
+            backlog
+                .samples
+                .push((started.elapsed().as_secs_f64(), reads, due));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -490,6 +520,9 @@ pub async fn run_with(cfg: &Run, pg: Option<Arc<postgres::Postgres>>) -> Report 
         "300".to_owned(),
         "--drain-timeout".to_owned(),
         DRAIN_TIMEOUT.as_secs().to_string(),
+        // Behind the harness's proxy, which fails over on a refused connection.
+        "--drain-grace".to_owned(),
+        "2".to_owned(),
     ];
     if let Some(s) = cfg.sabotage {
         args.extend(["--sabotage".to_owned(), s.to_owned()]);
@@ -529,6 +562,8 @@ pub async fn run_with(cfg: &Run, pg: Option<Arc<postgres::Postgres>>) -> Report 
     let scraper = tokio::spawn(scrape(
         format!("http://127.0.0.1:{}/metrics", ports[0]),
         Arc::clone(&done),
+        Arc::clone(&double),
+        started,
     ));
     let killer = cfg.kill_every.map(|every| {
         tokio::spawn(killer(
@@ -750,7 +785,7 @@ pub fn describe(cfg: &Run, r: &Report) -> String {
         r.log_lines, r.log_lines_with_a_token
     );
     let _ = writeln!(s, "  callback_ms (p50, p99, max): {}", t["callback_ms"]);
-    let b = r.backlog;
+    let b = &r.backlog;
     let _ = writeln!(
         s,
         "  /metrics ({} scrapes): due reads max {}, last {}; pending actions max {}, last {}",
@@ -758,6 +793,20 @@ pub fn describe(cfg: &Run, r: &Report) -> String {
     );
     for fault in &r.faults {
         let _ = writeln!(s, "  fault: {fault}");
+    }
+    let died = cfg.faults.iter().find_map(|(at, fault)| match fault {
+        Fault::KillForGood(process) => Some((at.as_secs_f64(), *process)),
+        _ => None,
+    });
+    if let Some((since, process)) = died
+        && let Some((rate, intervals)) = r.backlog.reads_per_second_since(since)
+    {
+        let _ = writeln!(
+            s,
+            "  Klarna reads a second after process {process} died, while reads were due: median \
+             {rate:.1} ({intervals} half-second intervals; the budget {} a second)",
+            cfg.budget
+        );
     }
     let _ = writeln!(s, "  never opened (as drawn): {}", r.never_opened);
     if let Some(verdicts) = t["verdicts"].as_array() {
