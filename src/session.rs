@@ -107,14 +107,18 @@ impl Session {
         Ok(self.enter(event, to, at))
     }
 
-    /// Applies [`Event::Authorize`] at `at`, keeping what the session completed with.
+    /// Applies [`Event::Authorize`] at `at`, keeping a copy of what the session completed with.
+    ///
+    /// The completion is borrowed and copied only when the event is accepted: a rejected
+    /// authorization (a duplicate, a replay, a late one) costs a table lookup, not a copy of
+    /// its 520 bytes.
     ///
     /// # Errors
     /// As [`Session::apply`]; the session is unchanged on error.
     #[inline]
     pub fn authorize(
         &mut self,
-        completion: Completion,
+        completion: &Completion,
         at: Timestamp,
     ) -> Result<Edge, SessionError> {
         let Some(to) = table::next(self.status, Event::Authorize) else {
@@ -123,7 +127,7 @@ impl Session {
         if at < self.changed_at {
             return Err(self.late_or_incomplete(at));
         }
-        self.completion = Some(completion);
+        self.completion = Some(completion.clone());
         Ok(self.enter(Event::Authorize, to, at))
     }
 

@@ -75,19 +75,42 @@ impl Status {
     }
 
     /// Whether the status never changes again (`COMPLETED`, `CANCELLED`, `DISABLED`).
+    ///
+    /// A bit test, not a `match`: next to a table lookup a `match` compiled to a jump table,
+    /// whose indirect jump a random stream of events mispredicts (`benches/lifecycle.rs`).
     #[must_use]
+    #[inline]
     pub const fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Cancelled | Self::Disabled)
+        Self::FINAL & (1 << self as u16) != 0
     }
 
     /// Whether the consumer left the page but may open it again and retry
     /// (`FAILED`, `BACK`, `ERROR`, `TIMEOUT`).
     #[must_use]
+    #[inline]
     pub const fn can_retry(self) -> bool {
-        matches!(
-            self,
-            Self::Failed | Self::Back | Self::Error | Self::Timeout
-        )
+        Self::RETRY & (1 << self as u16) != 0
+    }
+
+    /// The final statuses, a bit per discriminant.
+    const FINAL: u16 = Self::bits(&[Self::Completed, Self::Cancelled, Self::Disabled]);
+
+    /// The statuses a consumer may retry from, a bit per discriminant.
+    const RETRY: u16 = Self::bits(&[Self::Failed, Self::Back, Self::Error, Self::Timeout]);
+
+    /// The set of `statuses`, a bit per discriminant.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "only evaluated at compile time, within the slice's length"
+    )]
+    const fn bits(statuses: &[Self]) -> u16 {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < statuses.len() {
+            bits |= 1 << statuses[i] as u16;
+            i += 1;
+        }
+        bits
     }
 
     /// The status with discriminant `index`, if there is one (`from_index(s as u8) == Some(s)`).

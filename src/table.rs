@@ -86,8 +86,8 @@ pub fn edges() -> impl ExactSizeIterator<Item = Edge> + Clone {
 
 /// Where `event` takes a session in status `from`, or `None` when the table has no such edge.
 ///
-/// Constant time: one load from a dense `[[_; Event::COUNT]; Status::COUNT]` array built from
-/// [`EDGES`] at compile time.
+/// Constant time: one load from a dense `[[Option<Status>; Event::COUNT]; Status::COUNT]` array
+/// built from [`EDGES`] at compile time (the answer itself is stored: nothing to map).
 #[must_use]
 #[inline]
 #[expect(
@@ -96,7 +96,7 @@ pub fn edges() -> impl ExactSizeIterator<Item = Edge> + Clone {
               bounds by construction (checked at compile time below); the compiler drops the check"
 )]
 pub const fn next(from: Status, event: Event) -> Option<Status> {
-    Status::from_index(NEXT[from as usize][event as usize])
+    NEXT[from as usize][event as usize]
 }
 
 /// Whether a session in status `from` can reach status `to` in one or more transitions.
@@ -125,31 +125,28 @@ pub const fn has_edge(from: Status, to: Status) -> bool {
     ADJACENT[from as usize] & bit(to) != 0
 }
 
-/// Sentinel in [`NEXT`] for "no edge"; not a status discriminant.
-const NONE: u8 = u8::MAX;
-
 const fn bit(status: Status) -> u16 {
     1 << status as u16
 }
 
-/// `NEXT[from][event]` is the discriminant of the next status, or [`NONE`].
-const NEXT: [[u8; Event::COUNT]; Status::COUNT] = build_next();
+/// `NEXT[from][event]` is the next status, or `None`.
+const NEXT: [[Option<Status>; Event::COUNT]; Status::COUNT] = build_next();
 
 #[expect(
     clippy::indexing_slicing,
     reason = "only evaluated at compile time: a bad index is a build error, not a runtime panic"
 )]
-const fn build_next() -> [[u8; Event::COUNT]; Status::COUNT] {
-    let mut next = [[NONE; Event::COUNT]; Status::COUNT];
+const fn build_next() -> [[Option<Status>; Event::COUNT]; Status::COUNT] {
+    let mut next = [[None; Event::COUNT]; Status::COUNT];
     let mut i = 0;
     while i < EDGES.len() {
         let Edge { from, event, to } = EDGES[i];
         assert!(
-            next[from as usize][event as usize] == NONE,
+            next[from as usize][event as usize].is_none(),
             "two edges for one (status, event)"
         );
         assert!(!from.is_final(), "an edge leaves a final status");
-        next[from as usize][event as usize] = to as u8;
+        next[from as usize][event as usize] = Some(to);
         i += 1;
     }
     next

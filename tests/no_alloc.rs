@@ -104,7 +104,7 @@ fn a_session_journey_does_not_allocate() {
         let err = s.apply(Event::Open, t0).unwrap_err();
         write!(msg, "{err}").unwrap();
         let c = Completion::authorized("a1a8f727-2756-6058-bd3c-40069be0994b").unwrap();
-        s.authorize(c, t0).unwrap();
+        s.authorize(&c, t0).unwrap();
         let copy = Session::from_parts(s.status(), s.changed_at(), s.completion().cloned(), 2);
         final_status = copy.unwrap().status();
     });
@@ -120,7 +120,7 @@ fn serde_to_a_fixed_buffer_does_not_allocate() {
     let mut s = Session::new(t0);
     s.apply(Event::Open, t0).unwrap();
     s.authorize(
-        Completion::order_placed("93d644a2", "X438HG0Q").unwrap(),
+        &Completion::order_placed("93d644a2", "X438HG0Q").unwrap(),
         t0,
     )
     .unwrap();

@@ -14,7 +14,7 @@ fn completed(completion: Completion) -> Session {
     s.apply(Event::Open, at(1)).unwrap();
     s.apply(Event::GoBack, at(2)).unwrap();
     s.apply(Event::Open, at(3)).unwrap();
-    s.authorize(completion, at(4)).unwrap();
+    s.authorize(&completion, at(4)).unwrap();
     s
 }
 
@@ -169,7 +169,7 @@ proptest! {
         for (i, e) in events.into_iter().enumerate() {
             let t = at(i as u64);
             let _ = match Event::ALL[e] {
-                Event::Authorize => s.authorize(Completion::authorized(&token).unwrap(), t),
+                Event::Authorize => s.authorize(&Completion::authorized(&token).unwrap(), t),
                 e => s.apply(e, t),
             };
         }
@@ -307,6 +307,20 @@ fn the_authorization_token_is_never_printed() {
     }
     assert_eq!(token.expose_secret(), secret);
     assert!(serde_json::to_string(&action[0]).unwrap().contains(secret));
+    // A body's fields as `Debug` shows them: the token hidden, an escaped string too long to
+    // keep by its length.
+    let long = "\\/".repeat(300);
+    let json =
+        format!(r#"{{"status":"COMPLETED","authorization_token":"{secret}","order_id":"{long}"}}"#);
+    let body = serde_json::from_str::<hpp_session::wire::SessionBody<'_>>(&json).unwrap();
+    let fields = "session_id: None, status: Some(\"COMPLETED\"), updated_at: None, expires_at: None, \
+                  authorization_token: Some(\"<redacted>\"), order_id: Some(<300 bytes>), \
+                  klarna_reference: None";
+    assert_eq!(format!("{body:?}"), format!("SessionBody {{ {fields} }}"));
+    assert_eq!(
+        format!("{:?}", body.fields()),
+        format!("SessionFields {{ {fields} }}")
+    );
 }
 
 /// Trackers stored by version 0.1.0 (`tests/data/trackers-0.1.0.txt`, written by that version's

@@ -67,7 +67,7 @@ fn check(steps: &[Step]) -> Result<(), TestCaseError> {
             if expected.is_some() && stamp >= before.changed_at() {
                 prop_assert_eq!(via_apply, Err(SessionError::CompletionRequired));
             }
-            session.authorize(data.clone(), stamp)
+            session.authorize(&data, stamp)
         } else {
             session.apply(step.event, stamp)
         };

@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         let stamp = Timestamp::from_unix(now.unix_seconds() + delta, now.subsec_nanos()).unwrap();
         let before = session.clone();
         let result = if event == Event::Authorize && pair[0] & 0x80 != 0 {
-            session.authorize(Completion::authorized("a1a8f727").unwrap(), stamp)
+            session.authorize(&Completion::authorized("a1a8f727").unwrap(), stamp)
         } else {
             session.apply(event, stamp)
         };

@@ -20,7 +20,7 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     let Ok(completion) = Completion::authorized("a1a8f727-2756-6058-bd3c-40069be0994b") else {
         return 3;
     };
-    if session.authorize(completion, t0).is_err() || session.status() != Status::Completed {
+    if session.authorize(&completion, t0).is_err() || session.status() != Status::Completed {
         return 4;
     }
     // The tracker: a read of the completed session asks for the order once.

@@ -168,6 +168,9 @@ pub struct FleetReport {
     pub mismatched: u64,
     /// Sessions still open when the run ended.
     pub unsettled: u64,
+    /// The most sessions open at once: the trackers the run held (each
+    /// `size_of::<Tracker>()` bytes, boxed with what the judge needs of an open session).
+    pub live_peak: u64,
     /// The longest a due read waited for budget, seconds.
     pub max_read_wait_secs: f64,
     /// The policy's guarantee, seconds.
@@ -192,12 +195,21 @@ impl FleetReport {
     }
 }
 
-/// One session's state.
+/// One session, as the vector of every session of the run holds it: 16 bytes. What an open
+/// session needs is boxed in its [`Live`], which is judged and dropped once it settled, so that
+/// a run holds the open sessions' trackers and little else (a million sessions a day are held
+/// in about 16 MB once they ended, where each kept its tracker's box and its record before).
 struct Session {
-    tracker: Option<Box<Tracker>>,
+    /// The open session (`None` once it settled and was judged).
+    live: Option<Box<Live>>,
     /// The generation of the queued read: older queue entries are stale.
     generation: u32,
     reads: u32,
+}
+
+/// An open session: its tracker and what the judge needs of its life.
+struct Live {
+    tracker: Tracker,
     disabled_at: Option<Timestamp>,
     paid_confirmed_at: Option<Timestamp>,
     /// The create-order calls, as Klarna answered them.
@@ -207,6 +219,20 @@ struct Session {
     asked: Option<Box<[Expected]>>,
     /// The money calls queued for a window (they stay owed until answered).
     queued: hpp_session::ActionSet,
+}
+
+/// The verdicts' figures, gathered as sessions are judged (each once, when it settled or at the
+/// end): the spreads and percentiles of the report.
+#[derive(Default)]
+struct Verdicts {
+    /// Reads of each session, by how it ended ([`Ending::ALL`]'s order).
+    reads: [Vec<u32>; Ending::ALL.len()],
+    hinted: Vec<u32>,
+    unhinted: Vec<u32>,
+    /// From a `COMPLETED`'s change to the read that confirmed it.
+    detection: Vec<Duration>,
+    /// From an order placed to its token's end.
+    slack: Vec<Duration>,
 }
 
 /// The tracker asked for `action` (none: an action the oracle does not know).
@@ -238,6 +264,9 @@ struct Fleet<'s> {
     due: BinaryHeap<DueKey>,
     money: VecDeque<MoneyCall>,
     report: FleetReport,
+    verdicts: Verdicts,
+    /// Open sessions now, and the most at once.
+    live: u64,
     /// Klarna's limiter for the merchant's reads and money calls, on the simulated clock.
     limiter: RateWindow,
     max_wait: Duration,
@@ -252,6 +281,11 @@ impl Fleet<'_> {
         } else {
             self.simulator.scenario_as_people(u64::from(sid))
         }
+    }
+
+    /// Session `sid` while it is open; `None` once it settled, when nothing more happens to it.
+    fn open(&self, sid: u32) -> Option<&Live> {
+        self.sessions[sid as usize].live.as_deref()
     }
 
     /// Time since the simulation's start, which Klarna's 1-second windows count from.
@@ -272,18 +306,23 @@ impl Fleet<'_> {
     /// Queues the tracker's next read of `sid`.
     fn schedule(&mut self, sid: u32, now: Timestamp) {
         let session = &mut self.sessions[sid as usize];
-        let Some(tracker) = &session.tracker else {
+        let Some(live) = &session.live else {
             return;
         };
         session.generation += 1;
-        match tracker.next_read(&self.config.tracker, now) {
+        match live.tracker.next_read(&self.config.tracker, now) {
             Some(next) => {
                 self.timed
                     .push(Reverse((next.at, sid, session.generation, next.urgency)));
             }
-            None if tracker.owed().is_empty() => {
-                // Settled: the tracker is no longer needed.
-                session.tracker = None;
+            None if live.tracker.owed().is_empty() => {
+                // Settled: nothing of the session changes any more. It is judged now, and only
+                // its count of reads is kept.
+                let reads = session.reads;
+                if let Some(live) = session.live.take() {
+                    self.live -= 1;
+                    self.judge(sid, &live, reads, false);
+                }
             }
             // No more reads, but a money call is owed: the tracker waits for its answer.
             None => {}
@@ -294,10 +333,15 @@ impl Fleet<'_> {
     /// spend no Klarna budget), the money calls (placing the order, disabling) queued for a
     /// window with room. Each is reported done once it happened.
     fn perform(&mut self, sid: u32) {
-        let session = &mut self.sessions[sid as usize];
-        let Some(tracker) = session.tracker.as_deref_mut() else {
+        let Some(live) = self.sessions[sid as usize].live.as_deref_mut() else {
             return;
         };
+        let Live {
+            tracker,
+            asked,
+            queued,
+            ..
+        } = live;
         let Some(id) = tracker.session_id().cloned() else {
             return;
         };
@@ -305,8 +349,8 @@ impl Fleet<'_> {
             match action.kind() {
                 ActionKind::PlaceOrder | ActionKind::Disable => {
                     // Queued once: it stays owed until its answer comes.
-                    if !session.queued.contains(action.kind()) {
-                        session.queued = session.queued.with(action.kind());
+                    if !queued.contains(action.kind()) {
+                        *queued = queued.with(action.kind());
                         self.money.push_back(match action.kind() {
                             ActionKind::PlaceOrder => MoneyCall::PlaceOrder(sid),
                             _ => MoneyCall::Disable(sid),
@@ -314,7 +358,7 @@ impl Fleet<'_> {
                     }
                 }
                 _ => {
-                    ask(&mut session.asked, Expected::of(&action));
+                    ask(asked, Expected::of(&action));
                     let _ = tracker.done(action.id(&id));
                 }
             }
@@ -337,27 +381,33 @@ impl Fleet<'_> {
                 .push(Reverse((v.at, sid, true, u16::try_from(i).unwrap_or(0))));
         }
         self.sessions.push(Session {
-            tracker: Some(Box::new(tracker)),
+            live: Some(Box::new(Live {
+                tracker,
+                disabled_at: None,
+                paid_confirmed_at: None,
+                money: Money::default(),
+                asked: None,
+                queued: hpp_session::ActionSet::EMPTY,
+            })),
             generation: 0,
             reads: 0,
-            disabled_at: None,
-            paid_confirmed_at: None,
-            money: Money::default(),
-            asked: None,
-            queued: hpp_session::ActionSet::EMPTY,
         });
+        self.live += 1;
+        self.report.live_peak = self.report.live_peak.max(self.live);
         self.schedule(sid, s.history.created_at);
     }
 
     /// A callback or redirect reaches the integrator at `at`.
     fn hint(&mut self, at: Timestamp, sid: u32, redirect: bool, index: u16) {
-        let disabled_at = self.sessions[sid as usize].disabled_at;
+        let Some(disabled_at) = self.open(sid).map(|live| live.disabled_at) else {
+            // Settled: hints change nothing.
+            return;
+        };
         let s = self.fresh(sid);
         let kept = |change_at: Timestamp, forged: bool| {
             forged || disabled_at.is_none_or(|d| change_at <= d)
         };
-        let session = &mut self.sessions[sid as usize];
-        let Some(tracker) = session.tracker.as_deref_mut() else {
+        let Some(Live { tracker, .. }) = self.sessions[sid as usize].live.as_deref_mut() else {
             return;
         };
         if redirect {
@@ -389,11 +439,18 @@ impl Fleet<'_> {
 
     /// Reads session `sid` at `at`.
     fn read(&mut self, sid: u32, at: Timestamp) {
-        let disabled_at = self.sessions[sid as usize].disabled_at;
+        let Some(disabled_at) = self.open(sid).map(|live| live.disabled_at) else {
+            return;
+        };
         let mut s = self.scenario(sid, disabled_at);
         let answer = s.read(at);
         let session = &mut self.sessions[sid as usize];
-        let Some(tracker) = session.tracker.as_deref_mut() else {
+        let Some(Live {
+            tracker,
+            paid_confirmed_at,
+            ..
+        }) = session.live.as_deref_mut()
+        else {
             return;
         };
         session.reads += 1;
@@ -417,8 +474,8 @@ impl Fleet<'_> {
             }
             ReadAnswer::Failed(failure) => tracker.observe_read_failure(*failure, at),
         }
-        if session.paid_confirmed_at.is_none() && tracker.status() == Some(Status::Completed) {
-            session.paid_confirmed_at = Some(at);
+        if paid_confirmed_at.is_none() && tracker.status() == Some(Status::Completed) {
+            *paid_confirmed_at = Some(at);
         }
         self.perform(sid);
         self.schedule(sid, at);
@@ -494,14 +551,23 @@ impl Fleet<'_> {
             }
             match call {
                 MoneyCall::PlaceOrder(sid) => {
+                    // An owed call keeps its session open, so it is there.
+                    let Some(disabled_at) = self.open(sid).map(|live| live.disabled_at) else {
+                        continue;
+                    };
                     // Klarna answers from the history as the merchant's disable left it.
-                    let s = match self.sessions[sid as usize].disabled_at {
+                    let s = match disabled_at {
                         None => self.fresh(sid),
                         disabled_at => self.scenario(sid, disabled_at),
                     };
-                    let session = &mut self.sessions[sid as usize];
                     // Placed, or refused for good (Klarna's rule, `Money`): done either way.
-                    if let Some(tracker) = session.tracker.as_deref_mut() {
+                    if let Some(Live {
+                        tracker,
+                        money,
+                        asked,
+                        ..
+                    }) = self.sessions[sid as usize].live.as_deref_mut()
+                    {
                         if let Some(action) = tracker.action(ActionKind::PlaceOrder) {
                             if let Action::PlaceOrder {
                                 authorization_token,
@@ -510,9 +576,9 @@ impl Fleet<'_> {
                             {
                                 let token = authorization_token.expose_secret();
                                 let payment = payment_of(&s.history, at);
-                                let _ = session.money.create_order(&s.history, token, at, payment);
+                                let _ = money.create_order(&s.history, token, at, payment);
                             }
-                            ask(&mut session.asked, Expected::of(&action));
+                            ask(asked, Expected::of(&action));
                         }
                         if let Some(id) = tracker.session_id().cloned() {
                             let _ = tracker.done(action_id(&id, ActionKind::PlaceOrder));
@@ -521,17 +587,18 @@ impl Fleet<'_> {
                     self.schedule(sid, at);
                 }
                 MoneyCall::Disable(sid) => {
-                    let disabled_at = self.sessions[sid as usize].disabled_at;
+                    let Some(disabled_at) = self.open(sid).map(|live| live.disabled_at) else {
+                        continue;
+                    };
                     let mut s = self.scenario(sid, disabled_at);
                     let answer = s.disable(at);
-                    let session = &mut self.sessions[sid as usize];
-                    if answer == hpp_session::DisableAnswer::Disabled {
-                        session.disabled_at = Some(at);
-                    }
-                    if let Some(tracker) = session.tracker.as_deref_mut()
-                        && let Some(id) = tracker.session_id().cloned()
-                    {
-                        let _ = tracker.observe_disable_answer(&id, answer, at);
+                    if let Some(live) = self.sessions[sid as usize].live.as_deref_mut() {
+                        if answer == hpp_session::DisableAnswer::Disabled {
+                            live.disabled_at = Some(at);
+                        }
+                        if let Some(id) = live.tracker.session_id().cloned() {
+                            let _ = live.tracker.observe_disable_answer(&id, answer, at);
+                        }
                     }
                     // A 204 asks for the release; a 400 for a read at once.
                     self.perform(sid);
@@ -610,6 +677,8 @@ pub fn run(simulator: &Simulator, config: FleetConfig) -> Result<FleetReport, No
         timed: BinaryHeap::new(),
         due: BinaryHeap::new(),
         money: VecDeque::new(),
+        verdicts: Verdicts::default(),
+        live: 0,
         report: FleetReport {
             sessions: u64::from(sessions),
             detect_within_secs: config.tracker.reads.detect_within().as_secs_f64(),
@@ -678,38 +747,37 @@ fn before(t: Timestamp) -> Timestamp {
     }
 }
 
-/// Judges every session against its history and Klarna's record.
-fn judge_all(fleet: &mut Fleet<'_>) {
-    let mut reads: Vec<Vec<u32>> = vec![Vec::new(); Ending::ALL.len()];
-    let (mut hinted, mut unhinted) = (Vec::new(), Vec::new());
-    let (mut detection, mut slack) = (Vec::new(), Vec::new());
-    for (sid, session) in fleet.sessions.iter().enumerate() {
-        let sid = u32::try_from(sid).unwrap_or(u32::MAX);
-        let s = fleet.scenario(sid, session.disabled_at);
+impl Fleet<'_> {
+    /// Judges session `sid` against its history and Klarna's record: once, when it settled
+    /// (nothing of it changes after), or at the end while still open (`unsettled`).
+    fn judge(&mut self, sid: u32, live: &Live, reads: u32, unsettled: bool) {
+        let s = self.scenario(sid, live.disabled_at);
         let want = expected(&s.history);
         let ending = match want {
             Expected::PlaceOrder { .. } => Ending::PlacedOrder,
             Expected::RecordOrder { .. } => Ending::RecordedOrder,
             Expected::ReviewCompletion => Ending::Review,
             Expected::Release(ReleaseReason::Cancelled) => Ending::Cancelled,
-            Expected::Release(ReleaseReason::Disabled) if session.disabled_at.is_some() => {
+            Expected::Release(ReleaseReason::Disabled) if live.disabled_at.is_some() => {
                 Ending::AbandonedDisabled
             }
             Expected::Release(ReleaseReason::Disabled) => Ending::Disabled,
             Expected::Release(_) => Ending::AbandonedExpired,
         };
-        reads[Ending::ALL.iter().position(|e| *e == ending).unwrap_or(0)].push(session.reads);
+        let verdicts = &mut self.verdicts;
+        let by_ending = Ending::ALL.iter().position(|e| *e == ending).unwrap_or(0);
+        verdicts.reads[by_ending].push(reads);
         // The one judge (the double's too): what Klarna recorded and what the shop was told
         // (the judge reads no order from the shop's list: those are in `money`).
-        let asked = session.asked.as_deref().unwrap_or_default();
+        let asked = live.asked.as_deref().unwrap_or_default();
         let conduct = Conduct {
-            money: &session.money,
+            money: &live.money,
             paid_elsewhere: false,
             shop: asked,
         };
         let end = s.history.expires_at.saturating_add(SETTLE_WITHIN);
         let problems = judge(&want, &conduct, end).at_end().problems;
-        let report = &mut fleet.report;
+        let report = &mut self.report;
         report.dead_tokens += u64::from(problems.contains(Problem::TokenDead));
         report.orders_twice += u64::from(problems.iter().any(Problem::is_order_twice));
         // Any other problem, or what the tracker asked not exactly the oracle's action.
@@ -717,7 +785,7 @@ fn judge_all(fleet: &mut Fleet<'_>) {
             .iter()
             .any(|p| p != Problem::TokenDead && !p.is_order_twice());
         report.mismatched += u64::from(other || asked != std::slice::from_ref(&want));
-        report.unsettled += u64::from(session.tracker.is_some());
+        report.unsettled += u64::from(unsettled);
         if ending.is_paid() {
             let told = s
                 .deliveries
@@ -726,17 +794,43 @@ fn judge_all(fleet: &mut Fleet<'_>) {
                 || s.visits
                     .iter()
                     .any(|v| !v.forged && v.redirect == hpp_session::Redirect::Success);
-            if told { &mut hinted } else { &mut unhinted }.push(session.reads);
-            if let (Some(end), Some(confirmed)) = (s.history.ending(), session.paid_confirmed_at) {
-                detection.push(confirmed.duration_since(end.at).unwrap_or_default());
+            if told {
+                verdicts.hinted.push(reads);
+            } else {
+                verdicts.unhinted.push(reads);
+            }
+            if let (Some(end), Some(confirmed)) = (s.history.ending(), live.paid_confirmed_at) {
+                let detected = confirmed.duration_since(end.at).unwrap_or_default();
+                verdicts.detection.push(detected);
             }
         }
-        if let (Expected::PlaceOrder { place_by, .. }, Some(at)) = (&want, session.money.ordered_at)
+        if let (Expected::PlaceOrder { place_by, .. }, Some(at)) = (&want, live.money.ordered_at)
             && let Some(by) = place_by
         {
-            slack.push(by.duration_since(at).unwrap_or_default());
+            verdicts
+                .slack
+                .push(by.duration_since(at).unwrap_or_default());
         }
     }
+}
+
+/// Judges the sessions still open at the end, and makes the report's spreads and percentiles.
+fn judge_all(fleet: &mut Fleet<'_>) {
+    for sid in 0..fleet.sessions.len() {
+        let session = &mut fleet.sessions[sid];
+        let reads = session.reads;
+        if let Some(live) = session.live.take() {
+            let sid = u32::try_from(sid).unwrap_or(u32::MAX);
+            fleet.judge(sid, &live, reads, true);
+        }
+    }
+    let Verdicts {
+        reads,
+        hinted,
+        unhinted,
+        mut detection,
+        mut slack,
+    } = std::mem::take(&mut fleet.verdicts);
     let report = &mut fleet.report;
     report.reads_by_ending = Ending::ALL
         .into_iter()
@@ -783,6 +877,12 @@ impl fmt::Display for FleetReport {
             f,
             "\nReads a second: mean {:.2}, peak {}; longest wait for budget {:.1} s",
             self.reads_per_second_mean, self.reads_per_second_peak, self.max_read_wait_secs
+        )?;
+        writeln!(
+            f,
+            "Sessions open at once: at most {} (a tracker each, {} bytes)",
+            self.live_peak,
+            size_of::<Tracker>()
         )?;
         writeln!(
             f,
@@ -843,6 +943,8 @@ mod tests {
             timed: BinaryHeap::new(),
             due: BinaryHeap::new(),
             money: VecDeque::new(),
+            verdicts: Verdicts::default(),
+            live: 0,
             report: FleetReport::default(),
             limiter: RateWindow::new(config.limit),
             max_wait: Duration::ZERO,
@@ -862,12 +964,23 @@ mod tests {
             panic!("a read at the payment");
         };
         let snapshot = body.session_body().snapshot().unwrap();
-        let tracker = fleet.sessions[sid as usize].tracker.as_deref_mut().unwrap();
+        let tracker = &mut fleet.sessions[sid as usize]
+            .live
+            .as_deref_mut()
+            .unwrap()
+            .tracker;
         tracker
             .observe_read(&config.tracker, &snapshot, paid_at)
             .unwrap();
         assert!(tracker.action(ActionKind::PlaceOrder).is_some());
         (fleet, sid, paid_at)
+    }
+
+    /// A session that ended costs the run 16 bytes (and its judged figures): everything else of
+    /// it was boxed with its tracker and dropped.
+    #[test]
+    fn an_ended_session_is_small() {
+        assert_eq!(size_of::<Session>(), 16);
     }
 
     /// Klarna's side of placing an order (`Money`): the token lives 60 minutes after the
@@ -880,8 +993,14 @@ mod tests {
         let late = paid_at.saturating_add(hpp_session::AUTHORIZATION_VALIDITY);
         fleet.money.push_back(MoneyCall::PlaceOrder(sid));
         fleet.money_calls(late);
-        let money = fleet.sessions[sid as usize].money;
-        assert_eq!((money.orders_created, money.refused_invalid), (0, 1));
+        // Done for good: the session settled, and its judge (the one session judged) found the
+        // token dead.
+        assert!(fleet.sessions[sid as usize].live.is_none());
+        assert_eq!(
+            (fleet.report.dead_tokens, fleet.report.orders_twice),
+            (1, 0)
+        );
+        assert!(fleet.verdicts.slack.is_empty(), "no order was created");
         // In time, but the window is full: it waits, unrefused, for the next one.
         let (mut fleet, sid, paid_at) = owing_an_order(&simulator);
         fleet.limiter.count(fleet.elapsed(paid_at), 1);
@@ -892,7 +1011,15 @@ mod tests {
         // The next second is a new window.
         let next = paid_at.saturating_add(Duration::from_secs(1));
         fleet.money_calls(next);
-        let money = fleet.sessions[sid as usize].money;
-        assert_eq!((money.orders_created, money.ordered_at), (1, Some(next)));
+        // Created at `next`: the session settled with its order, a second inside the token's
+        // hour.
+        assert!(fleet.sessions[sid as usize].live.is_none());
+        let report = &fleet.report;
+        assert_eq!(
+            (report.dead_tokens, report.orders_twice, report.mismatched),
+            (0, 0, 0)
+        );
+        let slack = hpp_session::AUTHORIZATION_VALIDITY.checked_sub(Duration::from_secs(1));
+        assert_eq!(fleet.verdicts.slack, [slack.unwrap()]);
     }
 }

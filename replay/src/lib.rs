@@ -7,6 +7,7 @@
 
 pub mod check;
 mod error;
+mod fields;
 pub mod fleet;
 pub mod lines;
 pub mod log_line;
@@ -108,6 +109,10 @@ pub fn replay(
     options: &Options,
 ) -> Result<Replayer, Error> {
     let mut replayer = Replayer::new(options.config);
+    if options.format != Format::Human {
+        // Only the timeline shows when each session is read next.
+        replayer = replayer.without_next_reads();
+    }
     let mut scratch = Vec::new();
     let (max, threads) = (options.max_line_bytes, options.threads);
     for_each_record(input, &mut replayer, max, threads, |record| {

@@ -52,15 +52,23 @@ pub fn write_json(
     scratch.extend_from_slice(b",\"session_id\":");
     optional_string(scratch, record.session_id)?;
     scratch.extend_from_slice(b",\"outcome\":");
-    string(scratch, outcome)?;
+    name(scratch, outcome);
     scratch.extend_from_slice(b",\"status\":");
-    optional_string(scratch, record.status)?;
+    match record.status {
+        Some(status) => name(scratch, status),
+        None => scratch.extend_from_slice(b"null"),
+    }
     if let Some(claim) = record.claim {
         scratch.extend_from_slice(b",\"claim\":");
-        string(scratch, claim)?;
+        name(scratch, claim);
     }
     scratch.extend_from_slice(b",\"actions\":");
-    serde_json::to_writer(&mut *scratch, &JsonActions(record))?;
+    match &record.result {
+        Ok((observed, _)) if !observed.actions.is_empty() => {
+            serde_json::to_writer(&mut *scratch, &JsonActions(record))?;
+        }
+        _ => scratch.extend_from_slice(b"[]"),
+    }
     if let Some(error) = error {
         scratch.extend_from_slice(b",\"error\":");
         string(scratch, error)?;
@@ -88,6 +96,15 @@ fn needs_escaping(s: &str) -> bool {
     // Without an early exit, so that the compiler checks many bytes at a time.
     let escaped = |b| b < 0x20 || b == b'"' || b == b'\\';
     s.bytes().fold(0u8, |any, b| any | u8::from(escaped(b))) != 0
+}
+
+/// Writes one of the crate's names (an outcome, a wire status, `EXPIRED`) as a JSON string:
+/// upper- or lower-case letters and `_`, which JSON writes as they are (`names_need_no_escaping`).
+fn name(scratch: &mut Vec<u8>, name: &'static str) {
+    debug_assert!(!needs_escaping(name), "{name}");
+    scratch.push(b'"');
+    scratch.extend_from_slice(name.as_bytes());
+    scratch.push(b'"');
 }
 
 /// Writes `s` as a JSON string, or `null`.
@@ -169,8 +186,34 @@ pub fn write_human(out: &mut impl Write, record: &Record<'_>) -> io::Result<()> 
 mod tests {
     use super::*;
     use crate::replayer::Replayer;
-    use hpp_session::TrackerConfig;
+    use hpp_session::{Status, TrackerConfig};
     use proptest::prelude::*;
+
+    /// The names written without a look at their bytes: every wire status, every outcome's
+    /// name (`Outcome::as_str`), and the replay's own.
+    #[test]
+    fn names_need_no_escaping() {
+        let outcomes = [
+            "advanced",
+            "claimed",
+            "duplicate",
+            "stale",
+            "conflict",
+            "refuted",
+            "expired",
+            "redirected",
+            "disable_refused",
+        ];
+        let statuses = Status::ALL.map(Status::as_str);
+        for name in outcomes
+            .iter()
+            .chain(&statuses)
+            .chain(&["EXPIRED", "rejected"])
+        {
+            assert!(!needs_escaping(name), "{name}");
+            assert_eq!(serde_json::to_string(name).unwrap(), format!("\"{name}\""));
+        }
+    }
 
     /// The oracle: a record as `serde_json` writes a derived struct.
     #[derive(Serialize)]

@@ -2,7 +2,9 @@
 
 use std::convert::Infallible;
 
-use hpp_session::wire::{CallbackBody, CallbackStatus, SessionBody, SessionStatus, Text};
+use hpp_session::wire::{CallbackStatus, SessionFields, SessionStatus};
+
+use crate::fields::{BodyFields, CallbackFields, Field};
 
 use crate::log_line::LogLine;
 use crate::sessions::{Sessions, View};
@@ -21,14 +23,21 @@ pub struct Observed {
     pub kinds: ActionSet,
     /// The actions newly asked for, with their data (empty, and not allocated, when none).
     pub actions: Vec<Action>,
-    /// When to read the session next, after the observation (`None`: no more reads).
+    /// When to read the session next, after the observation (`None`: no more reads, or the
+    /// replayer was made [`Replayer::without_next_reads`]).
     pub next_read: Option<Timestamp>,
 }
 
 impl Observed {
     /// What `report` did on `tracker`. The replay is the log of an executor: the actions it
     /// reports are done once reported, so that a session settles.
-    fn of(report: Report, tracker: &mut Tracker, config: &TrackerConfig, now: Timestamp) -> Self {
+    fn of(
+        report: Report,
+        tracker: &mut Tracker,
+        config: &TrackerConfig,
+        now: Timestamp,
+        next_reads: bool,
+    ) -> Self {
         let kinds = report.newly_owed();
         let actions = if kinds.is_empty() {
             Vec::new()
@@ -40,7 +49,11 @@ impl Observed {
             outcome: report.outcome(),
             kinds,
             actions,
-            next_read: tracker.next_read(config, now).map(|r| r.at),
+            next_read: if next_reads {
+                tracker.next_read(config, now).map(|r| r.at)
+            } else {
+                None
+            },
         }
     }
 
@@ -118,6 +131,8 @@ impl From<TrackerConfig> for Config {
 /// One tracker per session, and the counts a summary needs.
 pub struct Replayer {
     config: Config,
+    /// Whether each record says when to read its session next.
+    next_reads: bool,
     sessions: Sessions,
     /// Lines seen.
     pub lines: u64,
@@ -137,12 +152,24 @@ impl Replayer {
     pub fn new(config: impl Into<Config>) -> Self {
         Self {
             config: config.into(),
+            next_reads: true,
             sessions: Sessions::default(),
             lines: 0,
             rejected: 0,
             first_rejected: Vec::new(),
             actions: [0; ActionKind::ALL.len()],
             latest: None,
+        }
+    }
+
+    /// The same replayer, whose records leave [`Observed::next_read`] out (`None`): for an
+    /// output that does not show it (`--json`, the summaries), which then does not pay for it
+    /// (about 5 % of a replay's instructions).
+    #[must_use]
+    pub fn without_next_reads(self) -> Self {
+        Self {
+            next_reads: false,
+            ..self
         }
     }
 
@@ -176,6 +203,7 @@ impl Replayer {
         self.lines += 1;
         let Self {
             config,
+            next_reads,
             sessions,
             rejected,
             first_rejected,
@@ -190,7 +218,7 @@ impl Replayer {
             status: None,
             claim: None,
         };
-        let result = observe(sessions, *config, prepared, &mut record);
+        let result = observe(sessions, *config, *next_reads, prepared, &mut record);
         match &result {
             Ok((observed, now)) => {
                 for (count, kind) in actions.iter_mut().zip(ActionKind::ALL) {
@@ -215,6 +243,7 @@ impl Replayer {
 fn observe<'a>(
     sessions: &mut Sessions,
     config: Config,
+    next_reads: bool,
     prepared: Prepared<&'a str>,
     record: &mut Record<'a>,
 ) -> Result<(Observed, Timestamp), String> {
@@ -248,31 +277,35 @@ fn observe<'a>(
     let id = line.session_id;
     record.session_id = Some(id);
     let event_id = match &line.what {
-        What::Callback { event_id, .. } => event_id.as_ref().and_then(Field::value),
+        What::Callback { event_id, .. } => event_id.as_ref().and_then(|e| e.value().ok()),
         What::Read(_) | What::NotFound => None,
     };
-    if let Some(settled) = sessions.settled_mut(id) {
-        record.status = shown(Some(settled.status()), settled.is_expired());
-        match on_settled(settled, config, &line.what, snapshot, now) {
-            Err(e) => return Err(e),
-            Ok(Some(outcome)) => {
-                record.status = shown(Some(settled.status()), settled.is_expired());
-                sessions.note_conflict(id);
-                return Ok((Observed::settled(outcome), now));
+    // An open session's tracker is found with one lookup; only a session that is not open is
+    // looked for among the settled ones (a keyed hash of its id).
+    if !sessions.is_live(id) {
+        if let Some(settled) = sessions.settled_mut(id) {
+            record.status = shown(Some(settled.status()), settled.is_expired());
+            match on_settled(settled, config, &line.what, snapshot, now) {
+                Err(e) => return Err(e),
+                Ok(Some(outcome)) => {
+                    record.status = shown(Some(settled.status()), settled.is_expired());
+                    sessions.note_conflict(id);
+                    return Ok((Observed::settled(outcome), now));
+                }
+                // Confirmed evidence that outranks the settled change: its tracker comes back.
+                Ok(None) => {
+                    sessions.revive(id);
+                }
             }
-            // Confirmed evidence that outranks the settled change: its tracker comes back.
-            Ok(None) => {
-                sessions.revive(id);
-            }
+        } else {
+            // A line that names a new session is tried on a tracker of its own first: one it
+            // rejects (a 404 with no known expiry, a callback stamped in the future) leaves no
+            // session.
+            let mut fresh = Tracker::new();
+            // Only whether it is refused counts: this tracker is thrown away.
+            let _ = observe_on(&mut fresh, config, id, &line.what, event_id, snapshot, now)?;
+            sessions.insert(id);
         }
-    } else if sessions.live_mut(id).is_none() {
-        // A line that names a new session is tried on a tracker of its own first: one it
-        // rejects (a 404 with no known expiry, a callback stamped in the future) leaves no
-        // session.
-        let mut fresh = Tracker::new();
-        // Only whether it is refused counts: this tracker is thrown away.
-        let _ = observe_on(&mut fresh, config, id, &line.what, event_id, snapshot, now)?;
-        sessions.insert(id);
     }
     let Some(tracker) = sessions.live_mut(id) else {
         return Err("internal error: the session's tracker is gone".to_owned());
@@ -280,12 +313,14 @@ fn observe<'a>(
     record.status = shown_status(View::Live(tracker));
     record.claim = tracker.claim().map(|c| c.status().as_str());
     let report = observe_on(tracker, config, id, &line.what, event_id, snapshot, now)?;
-    let observed = Observed::of(report, tracker, &config.tracker, now);
+    let observed = Observed::of(report, tracker, &config.tracker, now, next_reads);
     let state = tracker.state();
     record.status = shown(state.status, state.expired);
     record.claim = state.claim.map(|c| c.status().as_str());
     // A session that settled keeps only its stand-in from now on.
-    sessions.settle(id);
+    if let Some(settled) = tracker.settled() {
+        sessions.settle(id, settled);
+    }
     Ok((observed, now))
 }
 
@@ -410,126 +445,37 @@ enum What<S> {
     NotFound,
 }
 
-/// One string of a body: borrowed from the line (`S`), or kept apart when the line spelled it
-/// with escapes ([`Text`]: unescaped, so it is in no line). Kept strings are rare (PHP's
-/// `json_encode` writes `\/`) and boxed, so that a line stays small while it crosses threads.
-enum Field<S> {
-    Line(S),
-    Kept(Box<Text<'static>>),
-}
-
-impl<'a> Field<&'a str> {
-    fn of(text: Text<'a>) -> Self {
-        match text {
-            Text::Borrowed(s) => Self::Line(s),
-            Text::Unescaped(s) => Self::Kept(Box::new(Text::Unescaped(s))),
-            Text::Overlong(len) => Self::Kept(Box::new(Text::Overlong(len))),
-        }
-    }
-
-    /// The field as the wire type holds it.
-    fn text(&self) -> Text<'a> {
-        match self {
-            Self::Line(s) => Text::Borrowed(s),
-            Self::Kept(text) => (**text).clone(),
-        }
-    }
-
-    /// The value, unless it was too long to keep.
-    fn value(&self) -> Option<&str> {
-        match self {
-            Self::Line(s) => Some(s),
-            Self::Kept(text) => text.as_str().ok(),
-        }
-    }
-}
-
-impl<S> Field<S> {
-    fn try_map<T, E>(self, f: &mut impl FnMut(S) -> Result<T, E>) -> Result<Field<T>, E> {
-        Ok(match self {
-            Self::Line(s) => Field::Line(f(s)?),
-            Self::Kept(text) => Field::Kept(text),
-        })
-    }
-}
-
-/// The fields of a session body that make its snapshot ([`SessionBody::snapshot`]), or a
-/// `COMPLETED` body that could not be read whole ([`SessionStatus::paid_snapshot`]).
+/// The fields of a session body that make its snapshot ([`SessionFields::snapshot`], without
+/// the session id: the replay routes by it), or a `COMPLETED` body that could not be read whole
+/// ([`SessionStatus::paid_snapshot`]).
 enum Body<S> {
-    Fields {
-        status: Option<Field<S>>,
-        updated_at: Option<Field<S>>,
-        expires_at: Option<Field<S>>,
-        authorization_token: Option<Field<S>>,
-        order_id: Option<Field<S>>,
-        klarna_reference: Option<Field<S>>,
-    },
+    Fields(BodyFields<S>),
     PaidUnreadable,
 }
 
-impl<'a> Body<&'a str> {
-    fn of(body: SessionBody<'a>) -> Self {
-        Self::Fields {
-            status: body.status.map(Field::of),
-            updated_at: body.updated_at.map(Field::of),
-            expires_at: body.expires_at.map(Field::of),
-            authorization_token: body.authorization_token.map(Field::of),
-            order_id: body.order_id.map(Field::of),
-            klarna_reference: body.klarna_reference.map(Field::of),
-        }
-    }
-
-    /// The snapshot, checked as [`SessionBody::snapshot`] checks it (which does not read the
-    /// session id).
+impl Body<&str> {
+    /// The snapshot, checked as [`hpp_session::wire::SessionBody::snapshot`] checks it.
     fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
-        let Self::Fields {
-            status,
-            updated_at,
-            expires_at,
-            authorization_token,
-            order_id,
-            klarna_reference,
-        } = self
-        else {
-            // What `SessionStatus::paid_snapshot` gives a `COMPLETED` body.
-            let problem = CompletionProblem::Malformed;
-            return Ok(Snapshot::paid_undated(Completion::Unusable(problem), None));
-        };
-        let text = |field: &Option<Field<&'a str>>| field.as_ref().map(Field::text);
-        SessionBody {
-            session_id: None,
-            status: text(status),
-            updated_at: text(updated_at),
-            expires_at: text(expires_at),
-            authorization_token: text(authorization_token),
-            order_id: text(order_id),
-            klarna_reference: text(klarna_reference),
+        match self {
+            Self::Fields(fields) => SessionFields {
+                session_id: None,
+                ..fields.values()
+            }
+            .snapshot(),
+            Self::PaidUnreadable => {
+                // What `SessionStatus::paid_snapshot` gives a `COMPLETED` body.
+                let problem = CompletionProblem::Malformed;
+                Ok(Snapshot::paid_undated(Completion::Unusable(problem), None))
+            }
         }
-        .snapshot()
     }
 }
 
 impl<S> Body<S> {
     fn try_map<T, E>(self, f: &mut impl FnMut(S) -> Result<T, E>) -> Result<Body<T>, E> {
-        let Self::Fields {
-            status,
-            updated_at,
-            expires_at,
-            authorization_token,
-            order_id,
-            klarna_reference,
-        } = self
-        else {
-            return Ok(Body::PaidUnreadable);
-        };
-        let mut field = |s: Option<Field<S>>| s.map(|s| s.try_map(&mut *f)).transpose();
-        Ok(Body::Fields {
-            status: field(status)?,
-            updated_at: field(updated_at)?,
-            expires_at: field(expires_at)?,
-            authorization_token: field(authorization_token)?,
-            order_id: field(order_id)?,
-            klarna_reference: field(klarna_reference)?,
+        Ok(match self {
+            Self::Fields(fields) => Body::Fields(fields.try_map(f)?),
+            Self::PaidUnreadable => Body::PaidUnreadable,
         })
     }
 }
@@ -618,7 +564,8 @@ fn parse(text: &str) -> Result<Observation<&str>, Rejection<&str>> {
         session_id: None,
         error,
     };
-    let line: LogLine<'_, CallbackBody<'_>, SessionBody<'_>> = match serde_json::from_str(text) {
+    let line: LogLine<'_, CallbackFields<&str>, BodyFields<&str>> = match serde_json::from_str(text)
+    {
         Ok(line) => line,
         Err(e) => {
             return paid_unreadable(text).ok_or_else(|| unrouted(format!("not a log line: {e}")));
@@ -630,14 +577,15 @@ fn parse(text: &str) -> Result<Observation<&str>, Rejection<&str>> {
         (None, None, Some(true)) => (None, None),
         _ => return Err(unrouted(ONE_OF.into())),
     };
-    let body_id = body.as_ref().and_then(|b| b.session_id.clone());
+    let mut body = body;
+    let body_id = body.as_mut().and_then(|b| b.session_id.take());
     let session_id = route(body_id, line.session_id).map_err(unrouted)?;
     let what = match (body, event_id) {
         (Some(body), Some(event_id)) => What::Callback {
-            event_id: event_id.map(Field::of),
-            body: Body::of(body),
+            event_id,
+            body: Body::Fields(body),
         },
-        (Some(body), None) => What::Read(Body::of(body)),
+        (Some(body), None) => What::Read(Body::Fields(body)),
         (None, _) => What::NotFound,
     };
     Ok(Observation {
@@ -652,11 +600,11 @@ const ONE_OF: &str = "a line has exactly one of callback, read, or not_found: tr
 /// The session a line belongs to: the body's `session_id` and the line's, which must agree
 /// when both are given. An escaped `session_id` is refused: the replay routes by the text of
 /// the line (Klarna's session ids are UUIDs, with nothing to escape).
-fn route<'a>(body_id: Option<Text<'a>>, line_id: Option<&'a str>) -> Result<&'a str, String> {
+fn route<'a>(body_id: Option<Field<&'a str>>, line_id: Option<&'a str>) -> Result<&'a str, String> {
     let body_id = match body_id {
         None => None,
-        Some(Text::Borrowed(id)) => Some(id),
-        Some(escaped) => {
+        Some(Field::Line(id)) => Some(id),
+        Some(Field::Kept(escaped)) => {
             return Err(format!(
                 "the session_id {escaped:?} is written with escapes: the replay routes by the \
                  session_id as the line writes it"
@@ -687,7 +635,7 @@ fn paid_unreadable(text: &str) -> Option<Observation<&str>> {
         _ => return None,
     };
     status.paid_snapshot().ok()??;
-    let session_id = route(status.session_id, line.session_id).ok()?;
+    let session_id = route(status.session_id.map(Field::of), line.session_id).ok()?;
     Some(Observation {
         at: line.at,
         session_id,
@@ -704,6 +652,8 @@ fn paid_unreadable(text: &str) -> Option<Observation<&str>> {
 
 #[cfg(test)]
 mod tests {
+    use hpp_session::wire::SessionBody;
+
     use super::*;
 
     /// Bodies of every shape: each status, each completion shape, and the malformed.
@@ -818,10 +768,16 @@ mod tests {
                 ..body.clone()
             }
             .snapshot();
-            assert_eq!(Body::of(body.clone()).snapshot(), expected, "{body:?}");
+            let json = serde_json::to_string(&body).unwrap();
+            let read = || {
+                let mut fields: BodyFields<&str> = serde_json::from_str(&json).unwrap();
+                fields.session_id = None;
+                Body::Fields(fields)
+            };
+            assert_eq!(read().snapshot(), expected, "{body:?}");
             // Across threads: strings copied into a buffer as ranges, then read back.
             let mut buffer = String::new();
-            let Ok(ranges) = Body::of(body.clone()).try_map(&mut |s: &str| {
+            let Ok(ranges) = read().try_map(&mut |s: &str| {
                 let start = buffer.len();
                 buffer.push_str(s);
                 Ok::<_, Infallible>(start..buffer.len())

@@ -76,16 +76,7 @@ pub struct SessionBody<'a> {
 
 impl fmt::Debug for SessionBody<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let token = self.authorization_token.as_ref().map(|_| "<redacted>");
-        f.debug_struct("SessionBody")
-            .field("session_id", &self.session_id)
-            .field("status", &self.status)
-            .field("updated_at", &self.updated_at)
-            .field("expires_at", &self.expires_at)
-            .field("authorization_token", &token)
-            .field("order_id", &self.order_id)
-            .field("klarna_reference", &self.klarna_reference)
-            .finish()
+        self.fields().debug("SessionBody", f)
     }
 }
 
@@ -135,7 +126,7 @@ impl SessionStatus<'_> {
     /// # Errors
     /// [`SnapshotError::Id`] when it is empty or over-long. `Ok(None)` when absent.
     pub fn session_id(&self) -> Result<Option<SessionId>, SnapshotError> {
-        session_id(self.session_id.as_ref())
+        session_id(self.session_id.as_ref().map(Text::as_str))
     }
 
     /// The snapshot of a paid session whose body could not be read: `Some` exactly when the
@@ -145,7 +136,7 @@ impl SessionStatus<'_> {
     /// # Errors
     /// [`SnapshotError::MissingStatus`] or [`SnapshotError::UnknownStatus`].
     pub fn paid_snapshot(&self) -> Result<Option<Snapshot>, SnapshotError> {
-        Ok(match status(self.status.as_ref())? {
+        Ok(match status(self.status.as_ref().map(Text::as_str))? {
             Status::Completed => {
                 let problem = CompletionProblem::Malformed;
                 let paid = Snapshot::paid_undated(Completion::Unusable(problem), None);
@@ -161,22 +152,17 @@ impl SessionStatus<'_> {
 }
 
 /// The status a body's `status` field names, after unescaping.
-fn status(field: Option<&Text<'_>>) -> Result<Status, SnapshotError> {
+fn status(field: Option<Value<'_>>) -> Result<Status, SnapshotError> {
     let text = field.ok_or(SnapshotError::MissingStatus)?;
-    Ok(Status::from_wire(text.as_str().unwrap_or_default())?)
-}
-
-/// A field's value, or the length of one too long to keep.
-fn value<'t>(field: Option<&'t Text<'_>>) -> Option<Result<&'t str, usize>> {
-    field.map(Text::as_str)
+    Ok(Status::from_wire(text.unwrap_or_default())?)
 }
 
 /// A body's `session_id`, checked.
-fn session_id(field: Option<&Text<'_>>) -> Result<Option<SessionId>, SnapshotError> {
-    let Some(text) = field else {
+fn session_id(field: Option<Value<'_>>) -> Result<Option<SessionId>, SnapshotError> {
+    let Some(value) = field else {
         return Ok(None);
     };
-    let id = text.as_str().map_err(|len| crate::IdError {
+    let id = value.map_err(|len| crate::IdError {
         kind: crate::IdKind::SessionId,
         len,
     })?;
@@ -186,13 +172,77 @@ fn session_id(field: Option<&Text<'_>>) -> Result<Option<SessionId>, SnapshotErr
 /// A timestamp field, parsed. An over-long one is malformed like any other text that is not a
 /// timestamp.
 fn timestamp(
-    field: Option<&Text<'_>>,
+    field: Option<Value<'_>>,
     which: TimestampField,
 ) -> Option<Result<Timestamp, SnapshotError>> {
-    field.map(|text| {
-        Timestamp::parse(text.as_str().unwrap_or_default())
-            .map_err(|e| SnapshotError::Timestamp(which, e))
+    field.map(|value| {
+        Timestamp::parse(value.unwrap_or_default()).map_err(|e| SnapshotError::Timestamp(which, e))
     })
+}
+
+/// The value of one field of a body: the string, or the length in bytes of an escaped one too
+/// long to have been kept ([`Text::as_str`]).
+pub type Value<'t> = Result<&'t str, usize>;
+
+/// The values of a session object's fields, however a reader holds the strings: what
+/// [`SessionBody::snapshot`] checks, and the one place it is checked.
+///
+/// [`SessionBody`] holds each field as a [`Text`] (264 bytes, so that an escaped string needs no
+/// allocator); a reader that has one of its own (the replay tool keeps its lines small, and
+/// boxes the rare escaped string) fills these in with [`Value`]s and gets the snapshot the
+/// library would make. `Debug` does not show the `authorization_token`.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionFields<'t> {
+    /// `session_id`.
+    pub session_id: Option<Value<'t>>,
+    /// `status`, a wire name.
+    pub status: Option<Value<'t>>,
+    /// `updated_at`, RFC 3339.
+    pub updated_at: Option<Value<'t>>,
+    /// `expires_at`, RFC 3339.
+    pub expires_at: Option<Value<'t>>,
+    /// `authorization_token`.
+    pub authorization_token: Option<Value<'t>>,
+    /// `order_id`.
+    pub order_id: Option<Value<'t>>,
+    /// `klarna_reference`.
+    pub klarna_reference: Option<Value<'t>>,
+}
+
+impl fmt::Debug for SessionFields<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.debug("SessionFields", f)
+    }
+}
+
+impl SessionFields<'_> {
+    /// Writes the fields as `name { … }`, each value as [`Text`] shows it, the token hidden.
+    fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// A value as `Text`'s `Debug` shows it.
+        struct Shown<'t>(Option<Value<'t>>);
+        impl fmt::Debug for Shown<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.0 {
+                    None => f.write_str("None"),
+                    Some(Ok(s)) => f.debug_tuple("Some").field(&s).finish(),
+                    Some(Err(len)) => f
+                        .debug_tuple("Some")
+                        .field(&format_args!("<{len} bytes>"))
+                        .finish(),
+                }
+            }
+        }
+        let token = self.authorization_token.map(|_| "<redacted>");
+        f.debug_struct(name)
+            .field("session_id", &Shown(self.session_id))
+            .field("status", &Shown(self.status))
+            .field("updated_at", &Shown(self.updated_at))
+            .field("expires_at", &Shown(self.expires_at))
+            .field("authorization_token", &token)
+            .field("order_id", &Shown(self.order_id))
+            .field("klarna_reference", &Shown(self.klarna_reference))
+            .finish()
+    }
 }
 
 impl SessionBody<'_> {
@@ -201,9 +251,36 @@ impl SessionBody<'_> {
     /// # Errors
     /// [`SnapshotError::Id`] when it is empty or over-long. `Ok(None)` when absent.
     pub fn session_id(&self) -> Result<Option<SessionId>, SnapshotError> {
-        session_id(self.session_id.as_ref())
+        session_id(self.session_id.as_ref().map(Text::as_str))
     }
 
+    /// The fields' values, borrowed.
+    #[must_use]
+    pub fn fields(&self) -> SessionFields<'_> {
+        fn value<'t>(field: Option<&'t Text<'_>>) -> Option<Value<'t>> {
+            field.map(Text::as_str)
+        }
+        SessionFields {
+            session_id: value(self.session_id.as_ref()),
+            status: value(self.status.as_ref()),
+            updated_at: value(self.updated_at.as_ref()),
+            expires_at: value(self.expires_at.as_ref()),
+            authorization_token: value(self.authorization_token.as_ref()),
+            order_id: value(self.order_id.as_ref()),
+            klarna_reference: value(self.klarna_reference.as_ref()),
+        }
+    }
+
+    /// The snapshot these fields describe: [`SessionFields::snapshot`].
+    ///
+    /// # Errors
+    /// [`SessionFields::snapshot`]'s.
+    pub fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
+        self.fields().snapshot()
+    }
+}
+
+impl SessionFields<'_> {
     /// The snapshot these fields describe, of the session its `session_id` names (when it
     /// names one: a tracker refuses a snapshot of another session than its own).
     ///
@@ -218,39 +295,49 @@ impl SessionBody<'_> {
     /// but `COMPLETED`, an empty or over-long `session_id`, a missing or malformed timestamp,
     /// or completion fields.
     pub fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
-        let status = status(self.status.as_ref())?;
-        let updated_at = timestamp(self.updated_at.as_ref(), TimestampField::UpdatedAt);
-        let expires_at = timestamp(self.expires_at.as_ref(), TimestampField::ExpiresAt);
-        let completion = Completion::from_values(
-            value(self.authorization_token.as_ref()),
-            value(self.order_id.as_ref()),
-            value(self.klarna_reference.as_ref()),
-        );
-        let session_id = self.session_id();
+        let status = status(self.status)?;
+        let updated_at = timestamp(self.updated_at, TimestampField::UpdatedAt);
+        let expires_at = timestamp(self.expires_at, TimestampField::ExpiresAt);
+        let session_id = session_id(self.session_id);
         if status == Status::Completed {
             // A paid session stays paid: what cannot be read is left out, never a rejection.
-            // (The completion is 520 bytes; it is built once and moved once.)
-            let completion = completion.unwrap_or(Completion::Unusable(CompletionProblem::Missing));
+            let completion = Completion::from_values(
+                self.authorization_token,
+                self.order_id,
+                self.klarna_reference,
+            )
+            .unwrap_or(Completion::Unusable(CompletionProblem::Missing));
             let expires_at = expires_at.and_then(Result::ok);
-            let paid = match updated_at.and_then(Result::ok) {
+            let mut paid = match updated_at.and_then(Result::ok) {
                 Some(updated_at) => {
                     Snapshot::new(status, updated_at, expires_at, Some(completion))?
                 }
                 None => Snapshot::paid_undated(completion, expires_at),
             };
-            return Ok(match session_id {
-                Ok(Some(id)) => paid.of_session(id),
-                Ok(None) | Err(_) => paid,
-            });
+            if let Ok(Some(id)) = session_id {
+                paid.set_session(id);
+            }
+            return Ok(paid);
         }
         let session_id = session_id?;
         let updated_at = updated_at.ok_or(SnapshotError::MissingUpdatedAt)??;
         let expires_at = expires_at.transpose()?;
-        let snapshot = Snapshot::new(status, updated_at, expires_at, completion)?;
-        Ok(match session_id {
-            Some(id) => snapshot.of_session(id),
-            None => snapshot,
-        })
+        // Completion data on any other status is refused; the check needs no `Completion` (520
+        // bytes) built and moved: `Completion::from_values` gives one exactly when a field is
+        // there.
+        let completion_fields = [
+            self.authorization_token,
+            self.order_id,
+            self.klarna_reference,
+        ];
+        if completion_fields.iter().any(Option::is_some) {
+            return Err(SnapshotError::UnexpectedCompletion(status));
+        }
+        let mut snapshot = Snapshot::new(status, updated_at, expires_at, None)?;
+        if let Some(id) = session_id {
+            snapshot.set_session(id);
+        }
+        Ok(snapshot)
     }
 }
 
