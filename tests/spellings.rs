@@ -246,7 +246,18 @@ fn a_numeric_order_id_is_a_paid_session_to_review() {
     let json = r#"{"session_id":"s","status":"COMPLETED","updated_at":"2019-05-13T14:54:04.675Z","expires_at":"2019-05-15T13:51:43.507Z","order_id":1234567}"#;
     assert!(parse_all(json).is_err());
     let snapshot = read_snapshot(json).unwrap();
-    let mut tracker = Tracker::default();
+    // Of the session the body names: another session's tracker refuses it.
+    let session = hpp_session::SessionId::new("s").unwrap();
+    assert_eq!(snapshot.session_id(), Some(&session));
+    let status: SessionStatus<'_> = serde_json::from_str(json).unwrap();
+    assert_eq!(status.session_id(), Ok(Some(session.clone())));
+    let other = hpp_session::SessionId::new("t").unwrap();
+    assert!(
+        Tracker::for_session(other)
+            .observe_read(&CFG, &snapshot, at("2019-05-13T14:54:10Z"))
+            .is_err()
+    );
+    let mut tracker = Tracker::for_session(session);
     let report = tracker
         .observe_read(&CFG, &snapshot, at("2019-05-13T14:54:10Z"))
         .unwrap();

@@ -96,9 +96,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<&'a str> {
     }
 }
 
-/// A session object's fields (`SessionBody`'s shape); unknown ones are ignored.
+/// A session object (`SessionBody`'s shape): its id, which routes the line, and the fields of
+/// its snapshot. Unknown fields are ignored.
 pub(crate) struct BodyFields<S> {
     pub(crate) session_id: Option<Field<S>>,
+    pub(crate) snapshot: SnapshotFields<S>,
+}
+
+/// The fields a snapshot is made of: a session object's but its id (the replay routes by the
+/// line's, so only these cross threads).
+pub(crate) struct SnapshotFields<S> {
     pub(crate) status: Option<Field<S>>,
     pub(crate) updated_at: Option<Field<S>>,
     pub(crate) expires_at: Option<Field<S>>,
@@ -107,14 +114,26 @@ pub(crate) struct BodyFields<S> {
     pub(crate) klarna_reference: Option<Field<S>>,
 }
 
+/// A field's value, when it is there.
+fn value<'t>(field: Option<&'t Field<&str>>) -> Option<Value<'t>> {
+    field.map(Field::value)
+}
+
 impl BodyFields<&str> {
     /// The fields' values, for [`SessionFields::snapshot`].
     pub(crate) fn values(&self) -> SessionFields<'_> {
-        fn value<'t>(field: Option<&'t Field<&str>>) -> Option<Value<'t>> {
-            field.map(Field::value)
-        }
         SessionFields {
             session_id: value(self.session_id.as_ref()),
+            ..self.snapshot.values()
+        }
+    }
+}
+
+impl SnapshotFields<&str> {
+    /// The fields' values, without a session id.
+    pub(crate) fn values(&self) -> SessionFields<'_> {
+        SessionFields {
+            session_id: None,
             status: value(self.status.as_ref()),
             updated_at: value(self.updated_at.as_ref()),
             expires_at: value(self.expires_at.as_ref()),
@@ -125,15 +144,14 @@ impl BodyFields<&str> {
     }
 }
 
-impl<S> BodyFields<S> {
+impl<S> SnapshotFields<S> {
     /// The same fields with their strings referred to through `f`.
     pub(crate) fn try_map<T, E>(
         self,
         f: &mut impl FnMut(S) -> Result<T, E>,
-    ) -> Result<BodyFields<T>, E> {
+    ) -> Result<SnapshotFields<T>, E> {
         let mut field = |s: Option<Field<S>>| s.map(|s| s.try_map(&mut *f)).transpose();
-        Ok(BodyFields {
-            session_id: field(self.session_id)?,
+        Ok(SnapshotFields {
             status: field(self.status)?,
             updated_at: field(self.updated_at)?,
             expires_at: field(self.expires_at)?,
@@ -183,12 +201,14 @@ impl<'a> From<BodyShape<'a>> for BodyFields<&'a str> {
     fn from(b: BodyShape<'a>) -> Self {
         Self {
             session_id: b.session_id,
-            status: b.status,
-            updated_at: b.updated_at,
-            expires_at: b.expires_at,
-            authorization_token: b.authorization_token,
-            order_id: b.order_id,
-            klarna_reference: b.klarna_reference,
+            snapshot: SnapshotFields {
+                status: b.status,
+                updated_at: b.updated_at,
+                expires_at: b.expires_at,
+                authorization_token: b.authorization_token,
+                order_id: b.order_id,
+                klarna_reference: b.klarna_reference,
+            },
         }
     }
 }
@@ -302,20 +322,32 @@ mod tests {
             })
     }
 
-    /// A log line: a read, a callback, a 404, or a mix the log refuses.
+    /// A log line: a read, a callback, a 404, or a mix the log refuses; now and then with a
+    /// key the log does not have, a key twice, or a callback that is not an object.
     fn line_json() -> impl Strategy<Value = String> {
-        (body_json(), field_json(), 0u8..5, any::<bool>()).prop_map(
-            |(body, event_id, kind, line_id)| {
+        (body_json(), field_json(), 0u8..5, any::<bool>(), 0u8..12).prop_map(
+            |(body, event_id, kind, line_id, odd)| {
                 let event = event_id
                     .map(|e| format!("\"event_id\":{e},"))
                     .unwrap_or_default();
                 let id = if line_id { ",\"session_id\":\"s\"" } else { "" };
+                let extra = match odd {
+                    0 => ",\"extra\":1",
+                    1 => ",\"at\":\"2019-05-13T14:54:06Z\"",
+                    2 => ",\"callback\":[]",
+                    3 => ",\"callback\":{\"event_id\":\"e\",\"session\":{},\"x\":[1]}",
+                    _ => "",
+                };
                 let at = "\"at\":\"2019-05-13T14:54:05Z\"";
                 match kind {
-                    0 => format!("{{{at},\"read\":{body}{id}}}"),
-                    1 | 2 => format!("{{{at},\"callback\":{{{event}\"session\":{body}}}{id}}}"),
-                    3 => format!("{{{at},\"not_found\":true{id}}}"),
-                    _ => format!("{{{at},\"read\":{body},\"callback\":{{\"session\":{body}}}}}"),
+                    0 => format!("{{{at},\"read\":{body}{id}{extra}}}"),
+                    1 | 2 => {
+                        format!("{{{at},\"callback\":{{{event}\"session\":{body}}}{id}{extra}}}")
+                    }
+                    3 => format!("{{{at},\"not_found\":true{id}{extra}}}"),
+                    _ => format!(
+                        "{{{at},\"read\":{body},\"callback\":{{\"session\":{body}}}{extra}}}"
+                    ),
                 }
             },
         )

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 
 use hpp_session::wire::{CallbackStatus, SessionFields, SessionStatus};
 
-use crate::fields::{BodyFields, CallbackFields, Field};
+use crate::fields::{BodyFields, CallbackFields, Field, SnapshotFields};
 
 use crate::log_line::LogLine;
 use crate::sessions::{Sessions, View};
@@ -449,7 +449,7 @@ enum What<S> {
 /// the session id: the replay routes by it), or a `COMPLETED` body that could not be read whole
 /// ([`SessionStatus::paid_snapshot`]).
 enum Body<S> {
-    Fields(BodyFields<S>),
+    Fields(SnapshotFields<S>),
     PaidUnreadable,
 }
 
@@ -457,11 +457,7 @@ impl Body<&str> {
     /// The snapshot, checked as [`hpp_session::wire::SessionBody::snapshot`] checks it.
     fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
         match self {
-            Self::Fields(fields) => SessionFields {
-                session_id: None,
-                ..fields.values()
-            }
-            .snapshot(),
+            Self::Fields(fields) => fields.values().snapshot(),
             Self::PaidUnreadable => {
                 // What `SessionStatus::paid_snapshot` gives a `COMPLETED` body.
                 let problem = CompletionProblem::Malformed;
@@ -577,8 +573,13 @@ fn parse(text: &str) -> Result<Observation<&str>, Rejection<&str>> {
         (None, None, Some(true)) => (None, None),
         _ => return Err(unrouted(ONE_OF.into())),
     };
-    let mut body = body;
-    let body_id = body.as_mut().and_then(|b| b.session_id.take());
+    let (body_id, body) = match body {
+        Some(BodyFields {
+            session_id,
+            snapshot,
+        }) => (session_id, Some(snapshot)),
+        None => (None, None),
+    };
     let session_id = route(body_id, line.session_id).map_err(unrouted)?;
     let what = match (body, event_id) {
         (Some(body), Some(event_id)) => What::Callback {
@@ -770,9 +771,8 @@ mod tests {
             .snapshot();
             let json = serde_json::to_string(&body).unwrap();
             let read = || {
-                let mut fields: BodyFields<&str> = serde_json::from_str(&json).unwrap();
-                fields.session_id = None;
-                Body::Fields(fields)
+                let fields: BodyFields<&str> = serde_json::from_str(&json).unwrap();
+                Body::Fields(fields.snapshot)
             };
             assert_eq!(read().snapshot(), expected, "{body:?}");
             // Across threads: strings copied into a buffer as ranges, then read back.
