@@ -119,8 +119,10 @@ fn value<'t>(field: Option<&'t Field<&str>>) -> Option<Value<'t>> {
     field.map(Field::value)
 }
 
+#[cfg(test)]
 impl BodyFields<&str> {
-    /// The fields' values, for [`SessionFields::snapshot`].
+    /// The fields' values, the session id's too (the replay routes by the line's, and checks a
+    /// snapshot without it: [`SnapshotFields::values`]).
     pub(crate) fn values(&self) -> SessionFields<'_> {
         SessionFields {
             session_id: value(self.session_id.as_ref()),

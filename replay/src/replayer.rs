@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 
-use hpp_session::wire::{CallbackStatus, SessionFields, SessionStatus};
+use hpp_session::wire::{CallbackStatus, SessionStatus};
 
 use crate::fields::{BodyFields, CallbackFields, Field, SnapshotFields};
 
@@ -445,9 +445,9 @@ enum What<S> {
     NotFound,
 }
 
-/// The fields of a session body that make its snapshot ([`SessionFields::snapshot`], without
-/// the session id: the replay routes by it), or a `COMPLETED` body that could not be read whole
-/// ([`SessionStatus::paid_snapshot`]).
+/// The fields of a session body that make its snapshot
+/// ([`hpp_session::wire::SessionFields::snapshot`], without the session id: the replay routes
+/// by it), or a `COMPLETED` body that could not be read whole ([`SessionStatus::paid_snapshot`]).
 enum Body<S> {
     Fields(SnapshotFields<S>),
     PaidUnreadable,
