@@ -92,6 +92,9 @@ impl Status {
         Self::RETRY & (1 << self as u16) != 0
     }
 
+    // A bit per discriminant in a `u16`.
+    const _FITS: () = assert!(Self::COUNT <= 16);
+
     /// The final statuses, a bit per discriminant.
     const FINAL: u16 = Self::bits(&[Self::Completed, Self::Cancelled, Self::Disabled]);
 

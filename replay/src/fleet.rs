@@ -197,8 +197,9 @@ impl FleetReport {
 
 /// One session, as the vector of every session of the run holds it: 16 bytes. What an open
 /// session needs is boxed in its [`Live`], which is judged and dropped once it settled, so that
-/// a run holds the open sessions' trackers and little else (a million sessions a day are held
-/// in about 16 MB once they ended, where each kept its tracker's box and its record before).
+/// a run holds the open sessions' records and little else: an ended session costs these 16
+/// bytes and its figures for the report's spreads (`Verdicts`: 4 to 44 bytes), where it kept
+/// its tracker's box and its record to the end before.
 struct Session {
     /// The open session (`None` once it settled and was judged).
     live: Option<Box<Live>>,
@@ -219,6 +220,16 @@ struct Live {
     asked: Option<Box<[Expected]>>,
     /// The money calls queued for a window (they stay owed until answered).
     queued: hpp_session::ActionSet,
+}
+
+/// When sessions are judged.
+enum Judging {
+    /// Each when it settles, its box then dropped: what [`run`] does.
+    WhenSettled,
+    /// All at the end, the settled ones kept aside as they were: how the fleet judged before it
+    /// dropped them, the oracle a test holds [`Judging::WhenSettled`] against.
+    #[cfg(test)]
+    AtEnd(std::collections::HashMap<u32, Box<Live>>),
 }
 
 /// The verdicts' figures, gathered as sessions are judged (each once, when it settled or at the
@@ -265,7 +276,8 @@ struct Fleet<'s> {
     money: VecDeque<MoneyCall>,
     report: FleetReport,
     verdicts: Verdicts,
-    /// Open sessions now, and the most at once.
+    judging: Judging,
+    /// Open sessions now (the most at once is the report's `live_peak`).
     live: u64,
     /// Klarna's limiter for the merchant's reads and money calls, on the simulated clock.
     limiter: RateWindow,
@@ -321,7 +333,13 @@ impl Fleet<'_> {
                 let reads = session.reads;
                 if let Some(live) = session.live.take() {
                     self.live -= 1;
-                    self.judge(sid, &live, reads, false);
+                    match &mut self.judging {
+                        Judging::WhenSettled => self.judge(sid, &live, reads, false),
+                        #[cfg(test)]
+                        Judging::AtEnd(settled) => {
+                            settled.insert(sid, live);
+                        }
+                    }
                 }
             }
             // No more reads, but a money call is owed: the tracker waits for its answer.
@@ -551,7 +569,8 @@ impl Fleet<'_> {
             }
             match call {
                 MoneyCall::PlaceOrder(sid) => {
-                    // An owed call keeps its session open, so it is there.
+                    // A session can settle with its call still queued (Klarna placed the
+                    // order, and the token's call is owed no more): it is not made.
                     let Some(disabled_at) = self.open(sid).map(|live| live.disabled_at) else {
                         continue;
                     };
@@ -587,7 +606,25 @@ impl Fleet<'_> {
                     self.schedule(sid, at);
                 }
                 MoneyCall::Disable(sid) => {
+                    // A disable stays owed until answered, and is dropped only when the session
+                    // ended (a confirmed final status, or expiry), which Klarna would answer
+                    // 400 or 404: nothing to make for a settled session. (Before, the call was
+                    // made and its answer kept; `Judging::AtEnd` still does, and the test
+                    // `judging_when_settled_reports_what_judging_at_the_end_did` holds the two
+                    // alike.)
                     let Some(disabled_at) = self.open(sid).map(|live| live.disabled_at) else {
+                        #[cfg(test)]
+                        if let Judging::AtEnd(settled) = &self.judging
+                            && let Some(disabled_at) = settled.get(&sid).map(|l| l.disabled_at)
+                        {
+                            let answer = self.scenario(sid, disabled_at).disable(at);
+                            if answer == hpp_session::DisableAnswer::Disabled
+                                && let Judging::AtEnd(settled) = &mut self.judging
+                                && let Some(live) = settled.get_mut(&sid)
+                            {
+                                live.disabled_at = Some(at);
+                            }
+                        }
                         continue;
                     };
                     let mut s = self.scenario(sid, disabled_at);
@@ -653,6 +690,15 @@ impl FleetConfig {
 /// # Errors
 /// [`NoReadBudget`] when the read budget rounds to 0 a second: such a fleet could never end.
 pub fn run(simulator: &Simulator, config: FleetConfig) -> Result<FleetReport, NoReadBudget> {
+    run_judging(simulator, config, Judging::WhenSettled)
+}
+
+/// [`run`], judging sessions as `judging` says.
+fn run_judging(
+    simulator: &Simulator,
+    config: FleetConfig,
+    judging: Judging,
+) -> Result<FleetReport, NoReadBudget> {
     let read_budget = config.read_budget();
     if read_budget == 0 {
         #[expect(
@@ -678,6 +724,7 @@ pub fn run(simulator: &Simulator, config: FleetConfig) -> Result<FleetReport, No
         due: BinaryHeap::new(),
         money: VecDeque::new(),
         verdicts: Verdicts::default(),
+        judging,
         live: 0,
         report: FleetReport {
             sessions: u64::from(sessions),
@@ -816,6 +863,13 @@ impl Fleet<'_> {
 
 /// Judges the sessions still open at the end, and makes the report's spreads and percentiles.
 fn judge_all(fleet: &mut Fleet<'_>) {
+    #[cfg(test)]
+    if let Judging::AtEnd(settled) = std::mem::replace(&mut fleet.judging, Judging::WhenSettled) {
+        for (sid, live) in settled {
+            let reads = fleet.sessions[sid as usize].reads;
+            fleet.judge(sid, &live, reads, false);
+        }
+    }
     for sid in 0..fleet.sessions.len() {
         let session = &mut fleet.sessions[sid];
         let reads = session.reads;
@@ -880,9 +934,10 @@ impl fmt::Display for FleetReport {
         )?;
         writeln!(
             f,
-            "Sessions open at once: at most {} (a tracker each, {} bytes)",
+            "Sessions open at once: at most {} (each a tracker of {} bytes, {} with the rest of its record)",
             self.live_peak,
-            size_of::<Tracker>()
+            size_of::<Tracker>(),
+            size_of::<Live>()
         )?;
         writeln!(
             f,
@@ -944,6 +999,7 @@ mod tests {
             due: BinaryHeap::new(),
             money: VecDeque::new(),
             verdicts: Verdicts::default(),
+            judging: Judging::WhenSettled,
             live: 0,
             report: FleetReport::default(),
             limiter: RateWindow::new(config.limit),
@@ -974,6 +1030,72 @@ mod tests {
             .unwrap();
         assert!(tracker.action(ActionKind::PlaceOrder).is_some());
         (fleet, sid, paid_at)
+    }
+
+    /// Judging each session when it settles (and dropping it) reports what judging every
+    /// session at the end did, the settled ones kept as they were: on the default fleet, with a
+    /// time limit (disables), with money calls sent on top of a full budget (429s), and with
+    /// every page opened at once.
+    #[test]
+    fn judging_when_settled_reports_what_judging_at_the_end_did() {
+        let fleet = |seed, rate: f64, config: FleetConfig| {
+            let sim = SimConfig {
+                arrival_gap: Duration::from_secs_f64(1.0 / rate),
+                ..SimConfig::DEFAULT
+            };
+            let simulator = Simulator::new(sim, seed);
+            let now = run_judging(&simulator, config, Judging::WhenSettled).unwrap();
+            let before = run_judging(
+                &simulator,
+                config,
+                Judging::AtEnd(std::collections::HashMap::default()),
+            );
+            let (now, before) = (
+                serde_json::to_value(now),
+                serde_json::to_value(before.unwrap()),
+            );
+            assert_eq!(now.unwrap(), before.unwrap(), "seed {seed}");
+        };
+        let base = FleetConfig {
+            sessions: 1_500,
+            limit: 50,
+            read_share: 0.8,
+            money_first: true,
+            all_open_at_once: false,
+            tracker: TrackerConfig::DEFAULT,
+        };
+        let limited = TrackerConfig {
+            abandon_after: Some(Duration::from_secs(7_200)),
+            ..TrackerConfig::DEFAULT
+        };
+        fleet(3, 1.16, base);
+        fleet(
+            4,
+            11.6,
+            FleetConfig {
+                limit: 20,
+                tracker: limited,
+                ..base
+            },
+        );
+        fleet(
+            5,
+            5.0,
+            FleetConfig {
+                limit: 5,
+                read_share: 1.0,
+                money_first: false,
+                ..base
+            },
+        );
+        fleet(
+            6,
+            2.0,
+            FleetConfig {
+                all_open_at_once: true,
+                ..base
+            },
+        );
     }
 
     /// A session that ended costs the run 16 bytes (and its judged figures): everything else of

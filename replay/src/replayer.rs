@@ -23,8 +23,8 @@ pub struct Observed {
     pub kinds: ActionSet,
     /// The actions newly asked for, with their data (empty, and not allocated, when none).
     pub actions: Vec<Action>,
-    /// When to read the session next, after the observation (`None`: no more reads, or the
-    /// replayer was made [`Replayer::without_next_reads`]).
+    /// When to read the session next, after the observation (`None`: no more reads; also
+    /// when [`crate::replay`] writes an output that does not show it).
     pub next_read: Option<Timestamp>,
 }
 
@@ -164,9 +164,10 @@ impl Replayer {
 
     /// The same replayer, whose records leave [`Observed::next_read`] out (`None`): for an
     /// output that does not show it (`--json`, the summaries), which then does not pay for it
-    /// (about 5 % of a replay's instructions).
+    /// (about 5 % of a replay's instructions). Crate-private: a record's `None` otherwise means
+    /// "no more reads", which the timeline prints.
     #[must_use]
-    pub fn without_next_reads(self) -> Self {
+    pub(crate) fn without_next_reads(self) -> Self {
         Self {
             next_reads: false,
             ..self
@@ -280,8 +281,8 @@ fn observe<'a>(
         What::Callback { event_id, .. } => event_id.as_ref().and_then(|e| e.value().ok()),
         What::Read(_) | What::NotFound => None,
     };
-    // An open session's tracker is found with one lookup; only a session that is not open is
-    // looked for among the settled ones (a keyed hash of its id).
+    // An open session is found in the open ones' map; only a session that is not open is
+    // looked for among the settled ones (two keyed SipHash values of its id).
     if !sessions.is_live(id) {
         if let Some(settled) = sessions.settled_mut(id) {
             record.status = shown(Some(settled.status()), settled.is_expired());
@@ -718,6 +719,28 @@ mod tests {
             },
         ]);
         bodies
+    }
+
+    /// The next read is in each record unless the replayer was told to leave it out, and
+    /// leaving it out changes nothing else.
+    #[test]
+    fn next_reads_are_computed_only_when_asked_for() {
+        let waiting = r#"{"at":"2019-05-13T14:51:43.507Z","read":{"session_id":"s","status":"WAITING","updated_at":"2019-05-13T14:51:43.507Z"}}"#;
+        let mut with = Replayer::new(TrackerConfig::DEFAULT);
+        let mut without = Replayer::new(TrackerConfig::DEFAULT).without_next_reads();
+        let (a, b) = (with.replay(1, Ok(waiting)), without.replay(1, Ok(waiting)));
+        let (Ok((a, _)), Ok((b, _))) = (a.result, b.result) else {
+            panic!("a WAITING read is accepted");
+        };
+        assert!(a.next_read.is_some());
+        assert_eq!(b.next_read, None);
+        assert_eq!(
+            Observed {
+                next_read: None,
+                ..a
+            },
+            b
+        );
     }
 
     #[test]

@@ -8,9 +8,12 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
 use hashbrown::HashTable;
-/// The open sessions' map: `hashbrown`'s, with its default hasher (foldhash, seeded at random
-/// each run). A lookup compares the whole id, so a collision costs time, never a wrong session;
-/// and the table is looked up on every line, where `SipHash` cost 8 % of a replay.
+/// The open sessions' map: `hashbrown`'s, with its default hasher (foldhash, seeded per run
+/// from addresses and a counter, not from the OS: "minimally" resistant to flooding). A lookup
+/// compares the whole id, so a collision costs time, never a wrong session; the tool is run
+/// offline on a log, with nothing to tell a writer of ids how its ids hashed. The table is
+/// looked up twice a line, where five `SipHash` lookups cost 8 % of a replay. (The settled
+/// sessions' keys, which stand for their ids, stay keyed `SipHash`.)
 type LiveMap = hashbrown::HashMap<Box<str>, Box<Tracker>>;
 use hpp_session::{Claim, SessionId, Settled, Status, Timestamp, Tracker, TrackerConfig};
 

@@ -57,6 +57,23 @@ fn the_embedded_sample_replays_to_its_golden_output() {
     assert!(text.contains("RECORD ORDER 93d644a2-43f3-11e9-b210-d663bd873d93 (ffc25786)"));
 }
 
+/// The timeline of the sample file, byte for byte (next reads included: only the timeline
+/// shows them).
+#[test]
+fn the_sample_file_replays_to_its_golden_timeline() {
+    // From the workspace's root, as CI runs it (the timeline's first line names the file).
+    let root = data("..");
+    let o = bin()
+        .current_dir(&root)
+        .arg("replay/sample.jsonl")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let golden = std::fs::read_to_string(data("sample.expected.txt")).unwrap();
+    assert_eq!(stdout(&o), golden);
+    assert!(golden.contains("next read at ") && golden.contains("no more reads needed"));
+}
+
 #[test]
 fn a_file_and_standard_input_replay_the_same() {
     let from_file = run(&["--json", data("sample.jsonl").to_str().unwrap()]);

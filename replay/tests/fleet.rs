@@ -94,6 +94,17 @@ fn the_playground_budget_carries_100_000_sessions_a_day() {
     assert!(reads_of(&r, Ending::AbandonedExpired) <= 70.0, "{r}");
     assert!(r.reads_paid_hinted.mean <= 2.0, "{r}");
     assert!(r.reads_paid_hinted.sessions > 5_000, "{r}");
+    // About one paid session in a hundred has every callback and its redirect lost.
+    let (hinted, unhinted) = (r.reads_paid_hinted.sessions, r.reads_paid_unhinted.sessions);
+    assert!(unhinted > 0 && unhinted * 20 < hinted, "{r}");
+    // Hints make the confirming read come soon (with every hint lost it takes minutes: below).
+    assert!(r.detection_p99_secs <= 120.0, "{r}");
+    // The merchant's own disables are told apart from the tracker's (no time limit here).
+    let endings: Vec<Ending> = r.reads_by_ending.iter().map(|(e, _)| *e).collect();
+    assert!(endings.contains(&Ending::Disabled), "{r}");
+    assert!(!endings.contains(&Ending::AbandonedDisabled), "{r}");
+    // Sessions end as others begin: the run holds far fewer open at once than it runs.
+    assert!(r.live_peak > 0 && r.live_peak < r.sessions / 2, "{r}");
 }
 
 #[test]
@@ -126,6 +137,8 @@ fn with_every_hint_lost_a_completed_is_found_within_the_guarantee() {
     assert_eq!(r.reads_paid_hinted.sessions, 0);
     assert!(r.reads_paid_unhinted.sessions > 3_000);
     assert!(r.detection_max_secs <= 45.0 * 60.0, "{r}");
+    // Found by the blind reads alone: minutes after the payment, not at once.
+    assert!(r.detection_p99_secs >= 600.0, "{r}");
     // Found late, but in time: the token still had a quarter of its hour.
     assert!(r.place_by_slack_min_secs >= 15.0 * 60.0 - 61.0, "{r}");
 }
