@@ -114,7 +114,9 @@ impl Session {
     /// its 520 bytes.
     ///
     /// # Errors
-    /// As [`Session::apply`]; the session is unchanged on error.
+    /// [`SessionError::NotAllowed`] when the table has no authorization from the current
+    /// status; [`SessionError::BeforeLastChange`] when `at` is earlier than
+    /// [`Session::changed_at`]. The session is unchanged on error.
     #[inline]
     pub fn authorize(
         &mut self,

@@ -92,9 +92,6 @@ impl Status {
         Self::RETRY & (1 << self as u16) != 0
     }
 
-    // A bit per discriminant in a `u16`.
-    const _FITS: () = assert!(Self::COUNT <= 16);
-
     /// The final statuses, a bit per discriminant.
     const FINAL: u16 = Self::bits(&[Self::Completed, Self::Cancelled, Self::Disabled]);
 
@@ -200,3 +197,6 @@ impl fmt::Display for UnknownStatus {
 }
 
 impl core::error::Error for UnknownStatus {}
+
+// `Status::FINAL` and `Status::RETRY` hold a bit per discriminant in a `u16`.
+const _: () = assert!(Status::COUNT <= 16);

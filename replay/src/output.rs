@@ -27,7 +27,7 @@ impl Serialize for JsonActions<'_, '_> {
 /// `{"line", "session_id", "outcome", "status", "claim"?, "actions", "error"?}`.
 ///
 /// The object's frame and keys are written as the fixed bytes they are, and every value through
-/// [`string`] or `serde_json`: `serde_json` writes a derived struct in a dozen small writes,
+/// `string` (below) or `serde_json`: `serde_json` writes a derived struct in a dozen small writes,
 /// each key escaped anew, which cost about a quarter of a replay's instructions. The test
 /// `writes_what_serde_json_writes_for_every_record` compares every byte with `serde_json`'s
 /// derived form of the same record (`JsonRecord` in the tests).

@@ -76,7 +76,8 @@ pub struct Record<'a> {
     pub session_id: Option<&'a str>,
     /// What the observation did and when `now` was, or why the line was rejected.
     pub result: Result<(Observed, Timestamp), String>,
-    /// The session's shown status after the line ([`shown_status`]).
+    /// The session's shown status after the line: its confirmed status's wire name, or
+    /// `EXPIRED` once a session that was not paid expired.
     pub status: Option<&'static str>,
     /// The status unsigned callbacks claim, awaiting confirmation.
     pub claim: Option<&'static str>,
@@ -396,9 +397,9 @@ fn report_done(tracker: &mut Tracker, kinds: ActionSet) {
 }
 
 /// Under `--trust verified` the log holds callbacks whose secret the service checked, for the
-/// session the line names, when they arrived; the log does not hold the secrets, so the replay cannot check them again. This
-/// stands for that check, in this one place: a callback becomes evidence only through a
-/// [`SecretMatched`], and only `callback_secret_matches` makes one.
+/// session the line names, when they arrived; the log does not hold the secrets, so the replay
+/// cannot check them again. This stands for that check, in this one place: a callback becomes
+/// evidence only through a [`SecretMatched`], and only `callback_secret_matches` makes one.
 fn checked_when_logged(id: &str) -> Result<SecretMatched, IdError> {
     const CHECKED: &[u8] = b"checked by the service when it logged the callback";
     let session = SessionId::new(id)?;

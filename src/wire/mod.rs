@@ -3,7 +3,8 @@
 //! [`SessionBody`] is the session object of a read (`GET session_url`) and of a status callback;
 //! [`CallbackBody`] is a callback's `{"event_id", "session"}`. Every field is optional in the
 //! shape, as in Klarna's schema, and unknown fields (`customer`, `manual_identification`, …) are
-//! ignored; only JSON objects are accepted (not serde's positional arrays). [`SessionBody::snapshot`] then checks the fields and gives a [`Snapshot`] or a typed
+//! ignored; only JSON objects are accepted (not serde's positional arrays).
+//! [`SessionBody::snapshot`] then checks the fields and gives a [`Snapshot`] or a typed
 //! [`SnapshotError`].
 //!
 //! Every valid JSON spelling of a string is its value ([`Text`]): strings without escapes are
@@ -190,7 +191,27 @@ pub type Value<'t> = Result<&'t str, usize>;
 /// [`SessionBody`] holds each field as a [`Text`] (264 bytes, so that an escaped string needs no
 /// allocator); a reader that has one of its own (the replay tool keeps its lines small, and
 /// boxes the rare escaped string) fills these in with [`Value`]s and gets the snapshot the
-/// library would make. `Debug` does not show the `authorization_token`.
+/// library would make, on one condition: each value is what [`Text::as_str`] gives for the
+/// field. That is, the string *unescaped* (`"IN\u005fPROGRESS"` is `IN_PROGRESS`), and
+/// `Err(len)` exactly where `Text` keeps only the length: an escaped string longer than
+/// [`crate::MAX_ID_LEN`] bytes unescaped. The simplest way to honour it is to read each string
+/// with `Text`'s own deserializer and keep the result as you like. `Debug` does not show the
+/// `authorization_token`.
+///
+/// ```
+/// use hpp_session::{Status, wire::SessionFields};
+///
+/// // A reader of its own, with the values it parsed (unescaped).
+/// let fields = SessionFields {
+///     session_id: Some(Ok("39a1c773-bafd-754d-af1f-b30c592f1267")),
+///     status: Some(Ok("COMPLETED")),
+///     updated_at: Some(Ok("2019-05-13T14:54:04.675Z")),
+///     authorization_token: Some(Ok("a1a8f727-2756-6058-bd3c-40069be0994b")),
+///     ..SessionFields::default()
+/// };
+/// assert_eq!(fields.snapshot()?.status(), Status::Completed);
+/// # Ok::<(), hpp_session::SnapshotError>(())
+/// ```
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct SessionFields<'t> {
     /// `session_id`.
