@@ -4,7 +4,7 @@ use std::convert::Infallible;
 
 use hpp_session::wire::{CallbackStatus, SessionStatus};
 
-use crate::fields::{BodyFields, CallbackFields, Field, SnapshotFields};
+use crate::fields::{BodyFields, Field, LineFields, SnapshotFields};
 
 use crate::log_line::LogLine;
 use crate::sessions::{Sessions, View};
@@ -562,27 +562,29 @@ fn parse(text: &str) -> Result<Observation<&str>, Rejection<&str>> {
         session_id: None,
         error,
     };
-    let line: LogLine<'_, CallbackFields<&str>, BodyFields<&str>> = match serde_json::from_str(text)
-    {
-        Ok(line) => line,
-        Err(e) => {
-            return paid_unreadable(text).ok_or_else(|| unrouted(format!("not a log line: {e}")));
-        }
-    };
-    let (event_id, body) = match (line.callback, line.read, line.not_found) {
-        (Some(cb), None, None) => (Some(cb.event_id), Some(cb.session)),
-        (None, Some(read), None) => (None, Some(read)),
-        (None, None, Some(true)) => (None, None),
+    let mut line = LineFields::default();
+    if let Err(e) = line.read(text) {
+        return paid_unreadable(text).ok_or_else(|| unrouted(format!("not a log line: {e}")));
+    }
+    let LineFields {
+        at,
+        session_id,
+        not_found,
+        callback,
+        read,
+        event_id,
+        body: BodyFields {
+            session_id: body_id,
+            snapshot,
+        },
+    } = line;
+    let (event_id, body) = match (callback, read, not_found) {
+        (true, false, None) => (Some(event_id), Some(snapshot)),
+        (false, true, None) => (None, Some(snapshot)),
+        (false, false, Some(true)) => (None, None),
         _ => return Err(unrouted(ONE_OF.into())),
     };
-    let (body_id, body) = match body {
-        Some(BodyFields {
-            session_id,
-            snapshot,
-        }) => (session_id, Some(snapshot)),
-        None => (None, None),
-    };
-    let session_id = route(body_id, line.session_id).map_err(unrouted)?;
+    let session_id = route(body_id, session_id).map_err(unrouted)?;
     let what = match (body, event_id) {
         (Some(body), Some(event_id)) => What::Callback {
             event_id,
@@ -592,7 +594,7 @@ fn parse(text: &str) -> Result<Observation<&str>, Rejection<&str>> {
         (None, _) => What::NotFound,
     };
     Ok(Observation {
-        at: line.at,
+        at,
         session_id,
         what,
     })
