@@ -1,30 +1,65 @@
-//! The bodies of a log line as the replay reads them: the shapes of the library's
+//! A log line as the replay reads it: the fields of the library's
 //! [`SessionBody`](hpp_session::wire::SessionBody) and
-//! [`CallbackBody`](hpp_session::wire::CallbackBody), with small fields.
+//! [`CallbackBody`](hpp_session::wire::CallbackBody), read in place, small.
 //!
 //! The library's wire types hold each string as a [`Text`], 264 bytes, so that an escaped string
 //! is unescaped without an allocator; a line of them is about 4 KB, and moving it through
 //! `Option` deserialization and across threads was most of what a replay did (46 % of its cycles
-//! in `memmove`). Here a string the line holds as it is stays a borrowed `&str` ([`Field::Line`],
-//! 16 bytes), and the rare escaped one (PHP's `json_encode` writes `\/`) is boxed
-//! ([`Field::Kept`]). What a string *means* is still decided by the library: each is read by
-//! [`Text`]'s own deserializer, and the snapshot is [`SessionFields::snapshot`], the check
-//! `SessionBody::snapshot` makes. That the two readers agree on every line, escaped, malformed,
-//! or not an object, is checked against the library's types
+//! in `memmove`). Here a line is read in place ([`LineFields::read`]: each value is written
+//! once, where it stays), and a string the line holds as it is is kept as where it lies in the
+//! line ([`Span`], 8 bytes): a line read ahead is applied with its text, wherever that text was
+//! copied, without being moved or changed. The rare escaped string (PHP's `json_encode` writes
+//! `\/`) is boxed ([`Field::Kept`]). What a string *means* is still decided by the library: each
+//! is read by [`Text`]'s own deserializer, and the snapshot is [`SessionFields::snapshot`], the
+//! check `SessionBody::snapshot` makes. That the two readers agree on every line, escaped,
+//! malformed, or not an object, is checked against the library's types
 //! (`a_line_reads_as_the_library_reads_it`, W4).
 
 use std::fmt;
 
 use hpp_session::wire::{SessionFields, Text, Value};
 use serde::Deserialize;
-use serde::de::value::{BorrowedStrDeserializer, SeqAccessDeserializer, StrDeserializer};
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::value::{BorrowedStrDeserializer, StrDeserializer};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-/// One string of a body: borrowed from the line (`S`), or kept apart when the line spelled it
-/// with escapes ([`Text`]: unescaped, so it is in no line). Kept strings are rare and boxed, so
-/// that a line stays small while it is parsed, moved and sent across threads.
+/// Where a string lies in its line: a byte range of the line's text. Eight bytes, so that a
+/// line read ahead is small to store and to send across threads, and refers to its text
+/// wherever that text is copied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// Where `part` lies in `line`; `None` when it is not a slice of it (or lies past 4 GiB).
+    pub(crate) fn of(line: &str, part: &str) -> Option<Self> {
+        let start = (part.as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
+        let end = start.checked_add(part.len())?;
+        if end > line.len() {
+            return None;
+        }
+        Some(Self {
+            start: u32::try_from(start).ok()?,
+            end: u32::try_from(end).ok()?,
+        })
+    }
+
+    /// The string in `line`, the text it was read from (or a copy); `None` when it is not there.
+    pub(crate) fn get(self, line: &str) -> Option<&str> {
+        line.get(self.start as usize..self.end as usize)
+    }
+}
+
+/// Why a line's string could not be kept as where it lies in the line (never seen: `serde_json`
+/// borrows every string it does not unescape from the text it reads).
+const NOT_IN_LINE: &str = "internal error: a string of the line was not found in it";
+
+/// One string of a body: where it lies in the line (`S`: a [`Span`], or the string itself as
+/// it is read), or kept apart when the line spelled it with escapes ([`Text`]: unescaped, so it
+/// is in no line). Kept strings are rare and boxed, so that a line stays small.
 #[derive(Debug)]
-pub(crate) enum Field<S> {
+pub(crate) enum Field<S = Span> {
     /// As the line writes it.
     Line(S),
     /// Unescaped, or only the length of one too long to keep.
@@ -41,25 +76,32 @@ impl<'a> Field<&'a str> {
         }
     }
 
-    /// The value, or the length of one too long to keep ([`Text::as_str`]).
-    pub(crate) fn value(&self) -> Value<'_> {
-        match self {
-            Self::Line(s) => Ok(s),
-            Self::Kept(text) => text.as_str(),
-        }
+    /// The same string, as where it lies in `line`.
+    fn in_line(self, line: &str) -> Option<Field> {
+        Some(match self {
+            Self::Line(s) => Field::Line(Span::of(line, s)?),
+            Self::Kept(text) => Field::Kept(text),
+        })
     }
 }
 
-impl<S> Field<S> {
-    /// The same string referred to through `f`.
-    pub(crate) fn try_map<T, E>(
-        self,
-        f: &mut impl FnMut(S) -> Result<T, E>,
-    ) -> Result<Field<T>, E> {
-        Ok(match self {
-            Self::Line(s) => Field::Line(f(s)?),
+impl Field {
+    /// The same string, as `line` (the text it was read from) has it; `None` when it is not in
+    /// `line`.
+    pub(crate) fn in_text(self, line: &str) -> Option<Field<&str>> {
+        Some(match self {
+            Self::Line(span) => Field::Line(span.get(line)?),
             Self::Kept(text) => Field::Kept(text),
         })
+    }
+
+    /// The value, or the length of one too long to keep ([`Text::as_str`]), in `line` (the
+    /// text the field was read from); `None` when the field is not in it.
+    pub(crate) fn value<'t>(&'t self, line: &'t str) -> Option<Value<'t>> {
+        match self {
+            Self::Line(span) => span.get(line).map(Ok),
+            Self::Kept(text) => Some(text.as_str()),
+        }
     }
 }
 
@@ -95,69 +137,58 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<&'a str> {
 /// A session object (`SessionBody`'s shape): its id, which routes the line, and the fields of
 /// its snapshot. Unknown fields are ignored.
 #[derive(Default)]
-pub(crate) struct BodyFields<S> {
-    pub(crate) session_id: Option<Field<S>>,
-    pub(crate) snapshot: SnapshotFields<S>,
+pub(crate) struct BodyFields {
+    pub(crate) session_id: Option<Field>,
+    pub(crate) snapshot: SnapshotFields,
 }
 
 /// The fields a snapshot is made of: a session object's but its id (the replay routes by the
-/// line's, so only these cross threads).
+/// line's).
 #[derive(Default)]
-pub(crate) struct SnapshotFields<S> {
-    pub(crate) status: Option<Field<S>>,
-    pub(crate) updated_at: Option<Field<S>>,
-    pub(crate) expires_at: Option<Field<S>>,
-    pub(crate) authorization_token: Option<Field<S>>,
-    pub(crate) order_id: Option<Field<S>>,
-    pub(crate) klarna_reference: Option<Field<S>>,
+pub(crate) struct SnapshotFields {
+    pub(crate) status: Option<Field>,
+    pub(crate) updated_at: Option<Field>,
+    pub(crate) expires_at: Option<Field>,
+    pub(crate) authorization_token: Option<Field>,
+    pub(crate) order_id: Option<Field>,
+    pub(crate) klarna_reference: Option<Field>,
 }
 
-/// A field's value, when it is there.
-fn value<'t>(field: Option<&'t Field<&str>>) -> Option<Value<'t>> {
-    field.map(Field::value)
+/// A field that is not in the text it was applied with.
+struct NotInLine;
+
+/// A field's value in `line`, when it is there (`Ok(None)` when the field is absent).
+fn value<'t>(field: Option<&'t Field>, line: &'t str) -> Result<Option<Value<'t>>, NotInLine> {
+    match field {
+        None => Ok(None),
+        Some(field) => field.value(line).map(Some).ok_or(NotInLine),
+    }
 }
 
 #[cfg(test)]
-impl BodyFields<&str> {
-    /// The fields' values, the session id's too (the replay routes by the line's, and checks a
-    /// snapshot without it: [`SnapshotFields::values`]).
-    pub(crate) fn values(&self) -> SessionFields<'_> {
-        SessionFields {
-            session_id: value(self.session_id.as_ref()),
-            ..self.snapshot.values()
-        }
+impl BodyFields {
+    /// The fields' values in `line`, the session id's too (the replay routes by the line's,
+    /// and checks a snapshot without it: [`SnapshotFields::values`]).
+    pub(crate) fn values<'t>(&'t self, line: &'t str) -> Option<SessionFields<'t>> {
+        Some(SessionFields {
+            session_id: value(self.session_id.as_ref(), line).ok()?,
+            ..self.snapshot.values(line)?
+        })
     }
 }
 
-impl SnapshotFields<&str> {
-    /// The fields' values, without a session id.
-    pub(crate) fn values(&self) -> SessionFields<'_> {
-        SessionFields {
+impl SnapshotFields {
+    /// The fields' values in `line` (the text they were read from, or a copy), without a
+    /// session id; `None` when a field is not in `line`.
+    pub(crate) fn values<'t>(&'t self, line: &'t str) -> Option<SessionFields<'t>> {
+        Some(SessionFields {
             session_id: None,
-            status: value(self.status.as_ref()),
-            updated_at: value(self.updated_at.as_ref()),
-            expires_at: value(self.expires_at.as_ref()),
-            authorization_token: value(self.authorization_token.as_ref()),
-            order_id: value(self.order_id.as_ref()),
-            klarna_reference: value(self.klarna_reference.as_ref()),
-        }
-    }
-}
-
-impl<S> SnapshotFields<S> {
-    /// The same fields with their strings referred to through `f`.
-    pub(crate) fn try_map<T, E>(
-        self,
-        f: &mut impl FnMut(S) -> Result<T, E>,
-    ) -> Result<SnapshotFields<T>, E> {
-        let mut field = |s: Option<Field<S>>| s.map(|s| s.try_map(&mut *f)).transpose();
-        Ok(SnapshotFields {
-            status: field(self.status)?,
-            updated_at: field(self.updated_at)?,
-            expires_at: field(self.expires_at)?,
-            authorization_token: field(self.authorization_token)?,
-            order_id: field(self.order_id)?,
-            klarna_reference: field(self.klarna_reference)?,
+            status: value(self.status.as_ref(), line).ok()?,
+            updated_at: value(self.updated_at.as_ref(), line).ok()?,
+            expires_at: value(self.expires_at.as_ref(), line).ok()?,
+            authorization_token: value(self.authorization_token.as_ref(), line).ok()?,
+            order_id: value(self.order_id.as_ref(), line).ok()?,
+            klarna_reference: value(self.klarna_reference.as_ref(), line).ok()?,
         })
     }
 }
@@ -169,26 +200,28 @@ impl<S> SnapshotFields<S> {
 /// It reads what [`LogLine`](crate::log_line::LogLine) of the library's wire types reads: the
 /// same keys, the same refusals word for word (`a_line_reads_as_the_library_reads_it`, W4).
 #[derive(Default)]
-pub(crate) struct LineFields<'a> {
+pub(crate) struct LineFields {
     /// `at`: always there once a line is read.
-    pub(crate) at: &'a str,
+    pub(crate) at: Span,
     /// The line's own `session_id`.
-    pub(crate) session_id: Option<&'a str>,
+    pub(crate) session_id: Option<Span>,
     pub(crate) not_found: Option<bool>,
     /// Whether the line has a callback's body (not `null`).
     pub(crate) callback: bool,
     /// Whether the line has a read's body (not `null`).
     pub(crate) read: bool,
     /// The callback's `event_id`.
-    pub(crate) event_id: Option<Field<&'a str>>,
+    pub(crate) event_id: Option<Field>,
     /// The callback's session object, or the read's. A line with both is refused
     /// ([`LineFields::callback`] and [`LineFields::read`] say so); the second is read, to
     /// refuse what the library refuses in it, and dropped.
-    pub(crate) body: BodyFields<&'a str>,
+    pub(crate) body: BodyFields,
 }
 
 /// The keys of a log line, in `LogLine`'s order (its derive names them so in errors).
 const LINE_KEYS: &[&str] = &["at", "callback", "read", "not_found", "session_id"];
+/// What `LogLine`'s derive expects of a line written as an array.
+const LINE_ELEMENTS: &str = "struct LogLine with 5 elements";
 /// The keys of a session object the replay reads (others are ignored).
 const BODY_KEYS: &[&str] = &[
     "session_id",
@@ -241,102 +274,135 @@ fn callback_key(key: &str) -> Option<usize> {
     }
 }
 
-impl<'a> LineFields<'a> {
-    /// Reads `text`, one line of the log, into these fields (new ones: [`Default`]).
+impl LineFields {
+    /// Reads `line`, one line of the log, into these fields (new ones: [`Default`]). Its
+    /// strings are then where they lie in `line`: read them with it, or with a copy of it.
     ///
     /// # Errors
     /// What `serde_json::from_str` gives for `LogLine` of the library's wire types.
-    pub(crate) fn read(&mut self, text: &'a str) -> Result<(), serde_json::Error> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        de.deserialize_struct("LogLine", LINE_KEYS, LineVisitor(self))?;
+    pub(crate) fn read(&mut self, line: &str) -> Result<(), serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_str(line);
+        de.deserialize_struct("LogLine", LINE_KEYS, LineVisitor { line, fields: self })?;
         de.end()
     }
 }
 
 /// Reads a line into its fields.
-struct LineVisitor<'s, 'a>(&'s mut LineFields<'a>);
+struct LineVisitor<'s, 'l> {
+    line: &'l str,
+    fields: &'s mut LineFields,
+}
 
-impl<'de: 'a, 'a> Visitor<'de> for LineVisitor<'_, 'a> {
+impl LineVisitor<'_, '_> {
+    /// Where `s`, a string borrowed from the line, lies in it.
+    fn span<E: de::Error>(&self, s: &str) -> Result<Span, E> {
+        Span::of(self.line, s).ok_or_else(|| E::custom(NOT_IN_LINE))
+    }
+
+    /// The place for a line's body, `callback` or not: the line's, or for a second body (the
+    /// line is refused) one to be dropped, `second`.
+    fn body<'p>(
+        &'p mut self,
+        second: &'p mut Option<(Option<Field>, BodyFields)>,
+    ) -> (&'p mut Option<Field>, &'p mut BodyFields) {
+        if self.fields.callback || self.fields.read {
+            let (event_id, body) = second.insert((None, BodyFields::default()));
+            (event_id, body)
+        } else {
+            (&mut self.fields.event_id, &mut self.fields.body)
+        }
+    }
+
+    /// Reads a callback's body (`callback`) or a read's, which may be `null`, with `read`.
+    fn read_body<E>(
+        &mut self,
+        callback: bool,
+        read: impl FnOnce(Optional<BodyPlace<'_, '_>>) -> Result<Option<bool>, E>,
+    ) -> Result<Option<()>, E> {
+        let line = self.line;
+        let mut second = None;
+        let (event_id, body) = self.body(&mut second);
+        let place = BodyPlace {
+            line,
+            event_id: callback.then_some(event_id),
+            body,
+        };
+        let Some(there) = read(Optional(place))? else {
+            return Ok(None);
+        };
+        if callback {
+            self.fields.callback = there;
+        } else {
+            self.fields.read = there;
+        }
+        Ok(Some(()))
+    }
+}
+
+impl<'de> Visitor<'de> for LineVisitor<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("struct LogLine")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let line = self.0;
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         let keys = Key::refusing_others(LINE_KEYS, line_key);
         let mut seen = [false; LINE_KEYS.len()];
         let mut at = None;
         while let Some(key) = keys.next_in(&mut map, &mut seen)? {
             match key {
-                0 => at = Some(map.next_value()?),
+                0 => at = Some(self.span(map.next_value()?)?),
                 1 | 2 => {
-                    // The first body is read in place, a second one (the line is refused)
-                    // beside it.
-                    let mut second;
-                    let (event_id, body) = if line.callback || line.read {
-                        second = (None, BodyFields::default());
-                        (&mut second.0, &mut second.1)
-                    } else {
-                        (&mut line.event_id, &mut line.body)
-                    };
-                    let there = if key == 1 {
-                        map.next_value_seed(Optional(Object(CallbackVisitor { event_id, body })))?
-                    } else {
-                        map.next_value_seed(Optional(Object(BodyVisitor(body))))?
-                    };
-                    if key == 1 {
-                        line.callback = there;
-                    } else {
-                        line.read = there;
-                    }
+                    self.read_body(key == 1, |seed| map.next_value_seed(seed).map(Some))?;
                 }
-                3 => line.not_found = map.next_value()?,
-                _ => line.session_id = map.next_value()?,
+                3 => self.fields.not_found = map.next_value()?,
+                _ => {
+                    let id: Option<&str> = map.next_value()?;
+                    self.fields.session_id = id.map(|id| self.span(id)).transpose()?;
+                }
             }
         }
-        line.at = at.ok_or_else(|| de::Error::missing_field("at"))?;
+        self.fields.at = at.ok_or_else(|| de::Error::missing_field("at"))?;
         Ok(())
     }
 
-    /// A line written as an array, its values in `LogLine`'s order: read as `LogLine`'s
-    /// derive reads it (nobody writes one; this keeps the two readers alike).
-    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        let line: crate::log_line::LogLine<'a, CallbackFields<&'a str>, BodyFields<&'a str>> =
-            Deserialize::deserialize(SeqAccessDeserializer::new(seq))?;
-        let (callback, read) = (line.callback.is_some(), line.read.is_some());
-        let (event_id, body) = match (line.callback, line.read) {
-            (Some(callback), _) => (callback.event_id, callback.session),
-            (None, Some(read)) => (None, read),
-            (None, None) => (None, BodyFields::default()),
+    /// A line written as an array, its values in `LogLine`'s order, read as `LogLine`'s derive
+    /// reads one (nobody writes one; this keeps the two readers alike): `at` must be there, the
+    /// others may be left out, and what follows them is the parser's to refuse.
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        let Some(at) = seq.next_element::<&str>()? else {
+            return Err(de::Error::invalid_length(0, &LINE_ELEMENTS));
         };
-        *self.0 = LineFields {
-            at: line.at,
-            session_id: line.session_id,
-            not_found: line.not_found,
-            callback,
-            read,
-            event_id,
-            body,
+        self.fields.at = self.span(at)?;
+        for callback in [true, false] {
+            if self
+                .read_body(callback, |seed| seq.next_element_seed(seed))?
+                .is_none()
+            {
+                return Ok(());
+            }
+        }
+        let Some(not_found) = seq.next_element()? else {
+            return Ok(());
         };
+        self.fields.not_found = not_found;
+        if let Some(id) = seq.next_element::<Option<&str>>()? {
+            self.fields.session_id = id.map(|id| self.span(id)).transpose()?;
+        }
         Ok(())
     }
 }
 
-/// A callback's body (`CallbackBody`'s shape), in its parts: its `event_id` and its session.
-pub(crate) struct CallbackFields<S> {
-    pub(crate) event_id: Option<Field<S>>,
-    pub(crate) session: BodyFields<S>,
+/// Where a session object goes: its fields, and a callback's `event_id` when it is a
+/// callback's body (`CallbackBody`'s shape: `event_id` and `session`).
+struct BodyPlace<'s, 'l> {
+    line: &'l str,
+    event_id: Option<&'s mut Option<Field>>,
+    body: &'s mut BodyFields,
 }
 
-/// Reads a callback's body into its places. Accepts a JSON object and nothing else.
-struct CallbackVisitor<'s, 'a> {
-    event_id: &'s mut Option<Field<&'a str>>,
-    body: &'s mut BodyFields<&'a str>,
-}
-
-impl<'de: 'a, 'a> Visitor<'de> for CallbackVisitor<'_, 'a> {
+impl<'de> Visitor<'de> for BodyPlace<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -344,21 +410,20 @@ impl<'de: 'a, 'a> Visitor<'de> for CallbackVisitor<'_, 'a> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some(event_id) = self.event_id else {
+            return read_session(&mut map, self.line, self.body);
+        };
+        let keys = Key::ignoring_others(CALLBACK_KEYS, callback_key);
         let mut seen = [false; CALLBACK_KEYS.len()];
-        while let Some(key) =
-            map.next_key_seed(Key::ignoring_others(CALLBACK_KEYS, callback_key))?
-        {
-            let Some(key) = key else {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
-            if std::mem::replace(&mut seen[key], true) {
-                return Err(de::Error::duplicate_field(CALLBACK_KEYS[key]));
-            }
+        while let Some(key) = keys.next_in(&mut map, &mut seen)? {
             if key == 0 {
-                *self.event_id = map.next_value()?;
+                *event_id = next_field(&mut map, self.line)?;
             } else {
-                map.next_value_seed(Object(BodyVisitor(&mut *self.body)))?;
+                map.next_value_seed(Object(BodyPlace {
+                    line: self.line,
+                    event_id: None,
+                    body: &mut *self.body,
+                }))?;
             }
         }
         if seen[1] {
@@ -369,41 +434,46 @@ impl<'de: 'a, 'a> Visitor<'de> for CallbackVisitor<'_, 'a> {
     }
 }
 
-/// Reads a session object into its places. Accepts a JSON object and nothing else (serde's
-/// derive would also read one from a JSON array, by position).
-struct BodyVisitor<'s, 'a>(&'s mut BodyFields<&'a str>);
-
-impl<'de: 'a, 'a> Visitor<'de> for BodyVisitor<'_, 'a> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
+/// Reads the fields of a session object into `body`; other keys are ignored.
+fn read_session<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    line: &str,
+    body: &mut BodyFields,
+) -> Result<(), A::Error> {
+    let BodyFields {
+        session_id,
+        snapshot: s,
+    } = body;
+    let keys = Key::ignoring_others(BODY_KEYS, body_key);
+    let mut seen = [false; BODY_KEYS.len()];
+    while let Some(key) = keys.next_in(map, &mut seen)? {
+        let place = match key {
+            0 => &mut *session_id,
+            1 => &mut s.status,
+            2 => &mut s.updated_at,
+            3 => &mut s.expires_at,
+            4 => &mut s.authorization_token,
+            5 => &mut s.order_id,
+            _ => &mut s.klarna_reference,
+        };
+        *place = next_field(map, line)?;
     }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let BodyFields {
-            session_id,
-            snapshot: s,
-        } = self.0;
-        let keys = Key::ignoring_others(BODY_KEYS, body_key);
-        let mut seen = [false; BODY_KEYS.len()];
-        while let Some(key) = keys.next_in(&mut map, &mut seen)? {
-            let place = match key {
-                0 => &mut *session_id,
-                1 => &mut s.status,
-                2 => &mut s.updated_at,
-                3 => &mut s.expires_at,
-                4 => &mut s.authorization_token,
-                5 => &mut s.order_id,
-                _ => &mut s.klarna_reference,
-            };
-            *place = map.next_value()?;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
-/// A JSON object read in place by `V` (`V` refuses anything else).
+/// The next value of `map`, a string field of the line (or `null`), as where it lies in `line`.
+fn next_field<'de, A: MapAccess<'de>>(map: &mut A, line: &str) -> Result<Option<Field>, A::Error> {
+    let Some(field) = map.next_value::<Option<Field<&str>>>()? else {
+        return Ok(None);
+    };
+    field
+        .in_line(line)
+        .map(Some)
+        .ok_or_else(|| de::Error::custom(NOT_IN_LINE))
+}
+
+/// A JSON object read in place by `V` (`V` refuses anything else: serde's derive would also
+/// read one from a JSON array, by position).
 struct Object<V>(V);
 
 impl<'de, V: Visitor<'de, Value = ()>> DeserializeSeed<'de> for Object<V> {
@@ -414,10 +484,10 @@ impl<'de, V: Visitor<'de, Value = ()>> DeserializeSeed<'de> for Object<V> {
     }
 }
 
-/// A value that may be `null`, read in place by `V`: `true` when it was there.
+/// A JSON object that may be `null`, read in place by `V`: `true` when it was there.
 struct Optional<V>(V);
 
-impl<'de, V: DeserializeSeed<'de, Value = ()>> DeserializeSeed<'de> for Optional<V> {
+impl<'de, V: Visitor<'de, Value = ()>> DeserializeSeed<'de> for Optional<V> {
     type Value = bool;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
@@ -425,7 +495,7 @@ impl<'de, V: DeserializeSeed<'de, Value = ()>> DeserializeSeed<'de> for Optional
     }
 }
 
-impl<'de, V: DeserializeSeed<'de, Value = ()>> Visitor<'de> for Optional<V> {
+impl<'de, V: Visitor<'de, Value = ()>> Visitor<'de> for Optional<V> {
     type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -441,7 +511,7 @@ impl<'de, V: DeserializeSeed<'de, Value = ()>> Visitor<'de> for Optional<V> {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
-        self.0.deserialize(deserializer).map(|()| true)
+        Object(self.0).deserialize(deserializer).map(|()| true)
     }
 }
 
@@ -513,29 +583,6 @@ impl Visitor<'_> for Key {
             None if self.refuse_others => Err(E::unknown_field(v, self.names)),
             found => Ok(found),
         }
-    }
-}
-
-// A body read alone (a line written as an array holds its bodies so), through the same
-// in-place readers.
-
-impl<'de: 'a, 'a> Deserialize<'de> for BodyFields<&'a str> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut body = BodyFields::default();
-        Object(BodyVisitor(&mut body)).deserialize(deserializer)?;
-        Ok(body)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for CallbackFields<&'a str> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (mut event_id, mut session) = (None, BodyFields::default());
-        Object(CallbackVisitor {
-            event_id: &mut event_id,
-            body: &mut session,
-        })
-        .deserialize(deserializer)?;
-        Ok(Self { event_id, session })
     }
 }
 
@@ -685,8 +732,8 @@ mod tests {
                 )));
             }
         };
-        prop_assert_eq!(a.at, b.at);
-        prop_assert_eq!(a.session_id, b.session_id);
+        prop_assert_eq!(Some(a.at), b.at.get(json));
+        prop_assert_eq!(a.session_id, b.session_id.and_then(|id| id.get(json)));
         prop_assert_eq!(a.not_found, b.not_found);
         prop_assert_eq!(
             (a.callback.is_some(), a.read.is_some()),
@@ -695,14 +742,14 @@ mod tests {
             json
         );
         let mut kept = 0;
-        let mut count = |field: Option<&Field<&str>>| {
+        let mut count = |field: Option<&Field>| {
             kept += usize::from(matches!(field, Some(Field::Kept(_))));
         };
         // The body read in place is the callback's, or else the read's (a line with both is
         // refused: only the first is kept).
         let body = a.callback.as_ref().map(|c| &c.session).or(a.read.as_ref());
         if let Some(a) = body.filter(|_| a.callback.is_some() != a.read.is_some()) {
-            prop_assert_eq!(a.fields(), b.body.values(), "{}", json);
+            prop_assert_eq!(Some(a.fields()), b.body.values(json), "{}", json);
             count(b.body.session_id.as_ref());
             let s = &b.body.snapshot;
             for field in [
@@ -721,7 +768,8 @@ mod tests {
                 a.callback
                     .as_ref()
                     .map(|c| c.event_id.as_ref().map(Text::as_str)),
-                b.callback.then(|| b.event_id.as_ref().map(Field::value))
+                b.callback
+                    .then(|| b.event_id.as_ref().and_then(|e| e.value(json)))
             );
         }
         Ok(Read::Accepted { kept })
@@ -784,8 +832,8 @@ mod tests {
             "{}",
             size_of::<Field<&str>>()
         );
-        let line = size_of::<LineFields<'_>>();
+        let line = size_of::<LineFields>();
         eprintln!("a parsed line: {line} bytes");
-        assert!(line <= 232, "{line}");
+        assert!(line <= 152, "{line}");
     }
 }

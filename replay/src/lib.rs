@@ -150,8 +150,8 @@ pub fn for_each_record(
     mut on_record: impl FnMut(&Record<'_>) -> io::Result<()>,
 ) -> Result<(), Error> {
     if threads == Threads::Two {
-        return pipeline::for_each_prepared(input, max_line_bytes, |number, prepared| {
-            on_record(&replayer.apply(number, prepared))
+        return pipeline::for_each_prepared(input, max_line_bytes, |number, text, prepared| {
+            on_record(&replayer.apply(number, text, prepared))
         });
     }
     let mut lines = lines::Lines::new(input, max_line_bytes);

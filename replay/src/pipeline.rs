@@ -9,15 +9,16 @@
 //!
 //! A batch ends after [`BATCH_LINES`] lines or [`BATCH_TEXT_BYTES`] of text, or as soon as
 //! the input holds no whole line, so that lines arriving slowly (a pipe from a live log) are
-//! applied as they come. A line crosses threads copied into the batch once, its strings as
-//! ranges of that copy. Applied batches go back to the reader to be filled again: memory stays
-//! at a few batches of at most about two MiB each (a MiB, and the longest line accepted),
-//! whatever the log's size or its lines.
+//! applied as they come. A line crosses threads copied into the batch once; the prepared line
+//! refers to its strings by where they lie in the line ([`Span`](crate::fields::Span)), so it
+//! is applied with that copy as it is, never changed or moved again. Applied batches go back to
+//! the reader to be filled again: memory stays at a few batches of at most about two MiB each
+//! (a MiB, and the longest line accepted), whatever the log's size or its lines.
 //!
 //! Preparing a line costs the reader a little more than applying it costs the calling thread.
 //! So when the calling thread finds no batch waiting, the reader leaves its next batch raw (the
 //! lines copied, not prepared) for the calling thread to prepare: the two share the work
-//! wherever it falls (about one batch in ten here). Which batches are raw changes nothing in
+//! wherever it falls (about one batch in six here). Which batches are raw changes nothing in
 //! the output (`raw_or_prepared_batches_apply_alike`).
 //!
 //! When the output fails, the reader stops at its next hand-over; if it is waiting for input
@@ -31,7 +32,7 @@ use std::thread;
 
 use crate::error::Error;
 use crate::lines::{Line, Lines};
-use crate::replayer::Prepared;
+use crate::replayer::{LOST, Prepared};
 
 /// The most lines in a batch.
 const BATCH_LINES: usize = 512;
@@ -41,31 +42,29 @@ const BATCH_TEXT_BYTES: usize = 1 << 20;
 /// Prepared batches waiting to be applied; the reader waits when they are all full. A few, so
 /// that a pause of either thread (this machine's cores are shared) does not stop the other.
 const WAITING_BATCHES: usize = 4;
-/// Why a line could not cross threads (never seen: every range was made by appending to the
-/// text it points into).
-const LOST_RANGE: &str = "internal error: a string of the line was not found in it";
 
-/// Lines read, and prepared unless the batch is raw, with the strings they refer to.
+/// Lines read, and prepared unless the batch is raw, with their text.
 #[derive(Default)]
 struct Batch {
     /// The lines' text, one after another (a line that is not text adds nothing).
     text: String,
-    lines: Vec<PreparedLine>,
+    lines: Vec<BatchLine>,
 }
 
-/// One line of a batch.
-struct PreparedLine {
+/// One line of a batch: its number, where its text is in the batch's (empty when it is not
+/// text), and the line prepared, or why it is not text when it is left raw.
+struct BatchLine {
     number: u64,
+    text: Range<usize>,
     line: Crossing,
 }
 
 /// A line as it crosses threads.
 enum Crossing {
-    /// Prepared by the reader, its strings as byte ranges of the batch's text.
-    Prepared(Prepared<Range<usize>>),
-    /// Left for the applier to prepare: its text as a range of the batch's text, or why it is
-    /// not text.
-    Raw(Result<Range<usize>, String>),
+    /// Prepared by the reader.
+    Prepared(Prepared),
+    /// Left for the applier to prepare; `Err` says why it is not text.
+    Raw(Result<(), String>),
 }
 
 /// Reads every line of `input` on a second thread, prepares it there (or here, in the batches
@@ -77,7 +76,7 @@ enum Crossing {
 pub(crate) fn for_each_prepared(
     input: impl BufRead + Send,
     max_line_bytes: usize,
-    mut apply: impl FnMut(u64, Prepared<&str>) -> io::Result<()>,
+    mut apply: impl FnMut(u64, &str, &Prepared) -> io::Result<()>,
 ) -> Result<(), Error> {
     let (full_tx, full_rx) = mpsc::sync_channel(WAITING_BATCHES);
     let (empty_tx, empty_rx) = mpsc::channel();
@@ -123,11 +122,7 @@ fn read(
                 return end.map(drop);
             }
         };
-        if raw {
-            push_raw(&mut batch, number, line, max_line_bytes);
-        } else {
-            push(&mut batch, number, line, max_line_bytes);
-        }
+        push(&mut batch, number, line, max_line_bytes, raw);
         let full_batch = batch.lines.len() >= BATCH_LINES || batch.text.len() >= BATCH_TEXT_BYTES;
         if full_batch || lines.drained() {
             if full.send(batch).is_err() {
@@ -139,27 +134,17 @@ fn read(
     }
 }
 
-/// Prepares one line into `batch`.
-///
-/// The line is copied into the batch once, whole, and each string the prepared line refers to
-/// crosses as its place in that copy: `serde_json` borrows every string from the line, so each
-/// is a slice of it. A string found elsewhere (never seen) is copied after the line.
-fn push(batch: &mut Batch, number: u64, line: Line<'_>, max_line_bytes: usize) {
-    let text = line.text(max_line_bytes);
-    let whole = *text.as_ref().unwrap_or(&"");
-    let start = batch.copy(whole).start;
-    let prepared = Prepared::of(text).map(|part| match offset_in(whole, part) {
-        Some(offset) => start + offset..start + offset + part.len(),
-        None => batch.copy(part),
-    });
-    let line = Crossing::Prepared(prepared);
-    batch.lines.push(PreparedLine { number, line });
-}
-
-/// Copies one line into `batch` for the applier to prepare.
-fn push_raw(batch: &mut Batch, number: u64, line: Line<'_>, max_line_bytes: usize) {
-    let line = Crossing::Raw(line.text(max_line_bytes).map(|text| batch.copy(text)));
-    batch.lines.push(PreparedLine { number, line });
+/// Copies one line into `batch`, and prepares it there unless the batch is `raw` (left for the
+/// applier to prepare).
+fn push(batch: &mut Batch, number: u64, line: Line<'_>, max_line_bytes: usize, raw: bool) {
+    let line = line.text(max_line_bytes);
+    let text = batch.copy(line.as_ref().map_or("", |line| line));
+    let line = if raw {
+        Crossing::Raw(line.map(drop))
+    } else {
+        Crossing::Prepared(Prepared::of(line))
+    };
+    batch.lines.push(BatchLine { number, text, line });
 }
 
 impl Batch {
@@ -171,18 +156,12 @@ impl Batch {
     }
 }
 
-/// Where `part` starts in `whole`, when it is a slice of it.
-fn offset_in(whole: &str, part: &str) -> Option<usize> {
-    let offset = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-    (offset.checked_add(part.len())? <= whole.len()).then_some(offset)
-}
-
 /// The applying side: every line of every batch, in order, preparing those of raw batches;
 /// emptied batches go back. Sets `idle` before waiting for a batch.
 fn apply_all(
     full: &Receiver<Batch>,
     empty: &Sender<Batch>,
-    apply: &mut impl FnMut(u64, Prepared<&str>) -> io::Result<()>,
+    apply: &mut impl FnMut(u64, &str, &Prepared) -> io::Result<()>,
     idle: &AtomicBool,
 ) -> io::Result<()> {
     loop {
@@ -197,18 +176,21 @@ fn apply_all(
             }
             Err(TryRecvError::Disconnected) => return Ok(()),
         };
-        for line in batch.lines.drain(..) {
-            let text = &batch.text;
-            let prepared = match line.line {
-                Crossing::Prepared(prepared) => prepared
-                    .try_map(|range| text.get(range).ok_or(()))
-                    .unwrap_or_else(|()| Prepared::rejected(LOST_RANGE.to_owned())),
-                Crossing::Raw(range) => Prepared::of(
-                    range.and_then(|range| text.get(range).ok_or_else(|| LOST_RANGE.to_owned())),
-                ),
+        for line in &batch.lines {
+            // Never seen: every range was made by appending to this text.
+            let Some(text) = batch.text.get(line.text.clone()) else {
+                apply(line.number, "", &Prepared::rejected(LOST.to_owned()))?;
+                continue;
             };
-            apply(line.number, prepared)?;
+            match &line.line {
+                Crossing::Prepared(prepared) => apply(line.number, text, prepared)?,
+                Crossing::Raw(raw) => {
+                    let prepared = Prepared::of(raw.clone().map(|()| text));
+                    apply(line.number, text, &prepared)?;
+                }
+            }
         }
+        batch.lines.clear();
         batch.text.clear();
         // The reader may be done.
         let _ = empty.send(batch);
@@ -224,52 +206,65 @@ mod tests {
     use hpp_session::TrackerConfig;
 
     #[test]
-    fn a_string_crosses_as_its_place_in_the_line_or_else_as_a_copy() {
+    fn a_line_crosses_once_whole_and_one_that_is_not_text_adds_nothing() {
         let line = r#"{"at":"2019-05-13T14:51:50.000Z","not_found":true,"session_id":"s1"}"#;
-        assert_eq!(offset_in(line, &line[6..30]), Some(6));
-        assert_eq!(offset_in(line, &line[line.len()..]), Some(line.len()));
-        assert_eq!(offset_in(line, line), Some(0));
-        // Equal text elsewhere is not the line's: a place in the line is never guessed.
-        let copy = line.to_owned();
-        assert_eq!(offset_in(line, &copy[6..30]), None);
-        assert_eq!(offset_in(&line[..10], &line[6..30]), None);
-        assert_eq!(offset_in(&line[6..], &line[..10]), None);
-        // A line crosses once, whole; one that is not text adds nothing.
         let mut batch = Batch::default();
-        push(&mut batch, 1, Line::Text(line.as_bytes()), 100);
-        push(&mut batch, 2, Line::Text(b"\xff"), 100);
-        push(&mut batch, 3, Line::Text(b"x"), 100);
+        push(&mut batch, 1, Line::Text(line.as_bytes()), 100, false);
+        push(&mut batch, 2, Line::Text(b"\xff"), 100, false);
+        push(&mut batch, 3, Line::Text(b"x"), 100, true);
+        push(&mut batch, 4, Line::Text(b"\xff"), 100, true);
         assert_eq!(batch.text, format!("{line}x"));
+        let texts: Vec<_> = batch.lines.iter().map(|l| l.text.clone()).collect();
+        let end = line.len();
+        assert_eq!(texts, [0..end, end..end, end..end + 1, end + 1..end + 1]);
     }
 
     #[test]
-    fn a_range_that_is_not_in_the_line_rejects_the_line_instead_of_misrouting_it() {
+    fn a_line_whose_strings_are_not_in_its_text_is_rejected_instead_of_misrouted() {
         let mut batch = Batch::default();
-        push(&mut batch, 7, Line::Text(b"x"), 100);
-        // A line whose strings lie past the text's end, prepared and raw.
-        let prepared = Prepared::of(Ok(r#"{"at":"a","read":{"session_id":"s"}}"#)).map(|_| 40..41);
-        batch.lines.push(PreparedLine {
+        push(&mut batch, 7, Line::Text(b"x"), 100, false);
+        // A line applied with a text that does not hold its strings, and a text past the
+        // batch's end, prepared and raw.
+        let line = r#"{"at":"2019-05-13T14:51:50.000Z","not_found":true,"session_id":"s1"}"#;
+        batch.lines.push(BatchLine {
             number: 8,
-            line: Crossing::Prepared(prepared),
+            text: 0..1,
+            line: Crossing::Prepared(Prepared::of(Ok(line))),
         });
-        batch.lines.push(PreparedLine {
-            number: 9,
-            line: Crossing::Raw(Ok(0..2)),
-        });
+        for (number, line) in [
+            (9, Crossing::Prepared(Prepared::of(Ok(line)))),
+            (10, Crossing::Raw(Ok(()))),
+        ] {
+            batch.lines.push(BatchLine {
+                number,
+                text: 0..2,
+                line,
+            });
+        }
         let (full_tx, full_rx) = mpsc::sync_channel(2);
         let (empty_tx, _empty_rx) = mpsc::channel();
         full_tx.send(batch).unwrap();
         drop(full_tx);
         let mut seen = Vec::new();
         let idle = AtomicBool::new(false);
-        let mut apply = |n, p: Prepared<&str>| {
-            seen.push((n, p.error().map(str::to_owned)));
+        let mut replayer = Replayer::new(TrackerConfig::DEFAULT);
+        let mut apply = |n, text: &str, p: &Prepared| {
+            let record = replayer.apply(n, text, p);
+            seen.push((n, record.session_id.is_some(), record.result.err()));
             Ok(())
         };
         apply_all(&full_rx, &empty_tx, &mut apply, &idle).unwrap();
         let not_json = "not a log line: expected value at line 1 column 1".to_owned();
-        let lost = Some(LOST_RANGE.to_owned());
-        assert_eq!(seen, [(7, Some(not_json)), (8, lost.clone()), (9, lost)]);
+        let lost = Some(LOST.to_owned());
+        assert_eq!(
+            seen,
+            [
+                (7, false, Some(not_json)),
+                (8, false, lost.clone()),
+                (9, false, lost.clone()),
+                (10, false, lost)
+            ]
+        );
     }
 
     /// The `--json` output of `log` replayed on two threads, each batch raw as `leave_raw`
@@ -298,8 +293,9 @@ mod tests {
                     drop(tx);
                 });
             });
-            let mut apply =
-                |n, p: Prepared<&str>| write_json(&mut out, &replayer.apply(n, p), &mut scratch);
+            let mut apply = |n, text: &str, p: &Prepared| {
+                write_json(&mut out, &replayer.apply(n, text, p), &mut scratch)
+            };
             apply_all(&full_rx, &empty_tx, &mut apply, &idle).unwrap();
         });
         (out, counted_rx.iter().sum())
@@ -406,7 +402,7 @@ mod tests {
             }
         });
         let input = io::BufReader::with_capacity(4096, Pipe(lines_rx));
-        for_each_prepared(input, 1 << 20, |n, prepared| {
+        for_each_prepared(input, 1 << 20, |n, _text, prepared| {
             assert_eq!(prepared.error(), None);
             let _ = applied_tx.send(n);
             Ok(())

@@ -1,17 +1,15 @@
 //! Replaying log lines into one tracker per session.
 
-use std::convert::Infallible;
-
 use hpp_session::wire::{CallbackStatus, SessionStatus};
 
-use crate::fields::{BodyFields, Field, LineFields, SnapshotFields};
+use crate::fields::{BodyFields, Field, LineFields, SnapshotFields, Span};
 
 use crate::log_line::LogLine;
 use crate::sessions::{Sessions, View};
 use hpp_session::{
     Action, ActionId, ActionKind, ActionSet, Completion, CompletionProblem, IdError, Outcome,
-    Report, SecretMatched, SessionId, Settled, Snapshot, SnapshotError, Status, Timestamp, Tracker,
-    TrackerConfig, callback_secret_matches,
+    Report, SecretMatched, SessionId, Settled, Snapshot, Status, Timestamp, Tracker, TrackerConfig,
+    callback_secret_matches,
 };
 
 /// What one observation did, owned (the session may settle right after it).
@@ -196,12 +194,18 @@ impl Replayer {
     /// Replays line number `line` (`Err` when it could not be read as text: too long, not
     /// UTF-8). A rejected line changes nothing.
     pub fn replay<'a>(&'a mut self, line: u64, text: Result<&'a str, String>) -> Record<'a> {
-        self.apply(line, Prepared::of(text))
+        let prepared = Prepared::of(text.as_deref().map_err(Clone::clone));
+        self.apply(line, text.unwrap_or_default(), &prepared)
     }
 
-    /// Applies line number `line`, prepared by [`Prepared::of`], to its session's tracker.
-    /// A rejected line changes nothing.
-    pub fn apply<'a>(&'a mut self, line: u64, prepared: Prepared<&'a str>) -> Record<'a> {
+    /// Applies line number `line`, whose text is `text` (`""` when it is not text) and which
+    /// [`Prepared::of`] read, to its session's tracker. A rejected line changes nothing.
+    pub(crate) fn apply<'a>(
+        &'a mut self,
+        line: u64,
+        text: &'a str,
+        prepared: &Prepared,
+    ) -> Record<'a> {
         self.lines += 1;
         let Self {
             config,
@@ -220,7 +224,7 @@ impl Replayer {
             status: None,
             claim: None,
         };
-        let result = observe(sessions, *config, *next_reads, prepared, &mut record);
+        let result = observe(sessions, *config, *next_reads, text, prepared, &mut record);
         match &result {
             Ok((observed, now)) => {
                 for (count, kind) in actions.iter_mut().zip(ActionKind::ALL) {
@@ -246,40 +250,49 @@ fn observe<'a>(
     sessions: &mut Sessions,
     config: Config,
     next_reads: bool,
-    prepared: Prepared<&'a str>,
+    text: &'a str,
+    prepared: &Prepared,
     record: &mut Record<'a>,
 ) -> Result<(Observed, Timestamp), String> {
     // Everything is checked before any tracker is touched, so that a line rejected here
     // changes nothing.
-    let line = match prepared.0 {
+    let line = match &prepared.0 {
         Ok(line) => line,
-        Err(rejection) => return Err(rejected(sessions, rejection, record)),
+        Err(Rejection { session_id, error }) => {
+            let session_id = session_id.and_then(|id| id.get(text));
+            return Err(rejected(sessions, session_id, error.clone(), record));
+        }
     };
-    let routed = |error| Rejection {
-        session_id: Some(line.session_id),
-        error,
+    let (Some(at), Some(id)) = (line.at.get(text), line.session_id.get(text)) else {
+        return Err(LOST.to_owned());
     };
-    let now = match Timestamp::parse(line.at) {
+    let mut routed = |error| rejected(sessions, Some(id), error, record);
+    let now = match Timestamp::parse(at) {
         Ok(now) => now,
-        Err(e) => return Err(rejected(sessions, routed(format!("at: {e}")), record)),
+        Err(e) => return Err(routed(format!("at: {e}"))),
     };
-    // The snapshot is built in place and then only borrowed: it is 568 bytes, and each move of
+    // The snapshot is built in place and then only borrowed: it is 824 bytes, and each move of
     // it is a copy.
     let checked;
     let snapshot = match &line.what {
         What::Callback { body, .. } | What::Read(body) => {
-            checked = body.snapshot();
+            checked = match body {
+                Body::Fields(fields) => fields.values(text).ok_or(LOST)?.snapshot(),
+                Body::PaidUnreadable => Ok(Body::paid_snapshot()),
+            };
             match &checked {
                 Ok(snapshot) => Some(snapshot),
-                Err(e) => return Err(rejected(sessions, routed(e.to_string()), record)),
+                Err(e) => return Err(routed(e.to_string())),
             }
         }
         What::NotFound => None,
     };
-    let id = line.session_id;
     record.session_id = Some(id);
     let event_id = match &line.what {
-        What::Callback { event_id, .. } => event_id.as_ref().and_then(|e| e.value().ok()),
+        What::Callback { event_id, .. } => event_id
+            .as_ref()
+            .and_then(|e| e.value(text))
+            .and_then(Result::ok),
         What::Read(_) | What::NotFound => None,
     };
     // An open session is found in the open ones' map; only a session that is not open is
@@ -329,10 +342,10 @@ fn observe<'a>(
 /// What a line says to a settled session: `Ok(Some)` when the stand-in answers it (it asks for
 /// nothing), `Ok(None)` when the session's tracker must come back for it, `Err` (and nothing
 /// changed) when it is refused.
-fn on_settled<S>(
+fn on_settled(
     settled: &mut Settled,
     config: Config,
-    what: &What<S>,
+    what: &What,
     snapshot: Option<&Snapshot>,
     now: Timestamp,
 ) -> Result<Option<Outcome>, String> {
@@ -354,11 +367,11 @@ fn on_settled<S>(
 
 /// Observes what a line about session `id` says on `tracker`; `Err` (and nothing changed) when
 /// the tracker refuses it.
-fn observe_on<S>(
+fn observe_on(
     tracker: &mut Tracker,
     config: Config,
     id: &str,
-    what: &What<S>,
+    what: &What,
     event_id: Option<&str>,
     snapshot: Option<&Snapshot>,
     now: Timestamp,
@@ -407,11 +420,12 @@ fn checked_when_logged(id: &str) -> Result<SecretMatched, IdError> {
         .unwrap_or_else(|| unreachable!("equal secrets")))
 }
 
-/// Fills in the record of a rejected line, which changes nothing: its session as it was, when
-/// the line names one that exists. Returns the error.
+/// Fills in the record of a line rejected for `error`, which changes nothing: its session as it
+/// was, when the line names one that exists. Returns the error.
 fn rejected<'a>(
     sessions: &Sessions,
-    Rejection { session_id, error }: Rejection<&'a str>,
+    session_id: Option<&'a str>,
+    error: String,
     record: &mut Record<'a>,
 ) -> String {
     record.session_id = session_id;
@@ -426,123 +440,73 @@ fn rejected<'a>(
 /// belongs to found; its `at` and session body are read and checked when it is applied. This
 /// is the part of a line that does not depend on the sessions, so that it can be done on
 /// another thread ([`Threads::Two`](crate::Threads::Two)), and about as much work as applying
-/// it. `S` is how it refers to strings of the line: `&str`, or byte ranges of a buffer while it
-/// crosses threads.
-pub struct Prepared<S>(Result<Observation<S>, Rejection<S>>);
+/// it. It refers to the strings of its line by where they lie in it ([`Span`]), so that it is
+/// applied with the line's text, wherever that was copied, without being moved or changed.
+pub(crate) struct Prepared(Result<Observation, Rejection>);
 
 /// A line that can be applied.
-struct Observation<S> {
+struct Observation {
     /// When the integrator received it, read when the line is applied.
-    at: S,
-    session_id: S,
-    what: What<S>,
+    at: Span,
+    session_id: Span,
+    what: What,
 }
 
-enum What<S> {
-    Callback {
-        event_id: Option<Field<S>>,
-        body: Body<S>,
-    },
-    Read(Body<S>),
+enum What {
+    Callback { event_id: Option<Field>, body: Body },
+    Read(Body),
     NotFound,
 }
 
 /// The fields of a session body that make its snapshot
 /// ([`hpp_session::wire::SessionFields::snapshot`], without the session id: the replay routes
 /// by it), or a `COMPLETED` body that could not be read whole ([`SessionStatus::paid_snapshot`]).
-enum Body<S> {
-    Fields(SnapshotFields<S>),
+enum Body {
+    Fields(SnapshotFields),
     PaidUnreadable,
 }
 
-impl Body<&str> {
-    /// The snapshot, checked as [`hpp_session::wire::SessionBody::snapshot`] checks it.
-    fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
-        match self {
-            Self::Fields(fields) => fields.values().snapshot(),
-            Self::PaidUnreadable => {
-                // What `SessionStatus::paid_snapshot` gives a `COMPLETED` body.
-                let problem = CompletionProblem::Malformed;
-                Ok(Snapshot::paid_undated(Completion::Unusable(problem), None))
-            }
-        }
-    }
-}
-
-impl<S> Body<S> {
-    fn try_map<T, E>(self, f: &mut impl FnMut(S) -> Result<T, E>) -> Result<Body<T>, E> {
-        Ok(match self {
-            Self::Fields(fields) => Body::Fields(fields.try_map(f)?),
-            Self::PaidUnreadable => Body::PaidUnreadable,
-        })
+impl Body {
+    /// The snapshot of a [`Body::PaidUnreadable`]: what [`SessionStatus::paid_snapshot`] gives
+    /// a `COMPLETED` body. (A body's fields make theirs: [`hpp_session::wire::SessionFields::snapshot`], the check
+    /// [`hpp_session::wire::SessionBody::snapshot`] makes.)
+    fn paid_snapshot() -> Snapshot {
+        let problem = CompletionProblem::Malformed;
+        Snapshot::paid_undated(Completion::Unusable(problem), None)
     }
 }
 
 /// Why a line is rejected, and the session it names when it could be routed.
-struct Rejection<S> {
-    session_id: Option<S>,
+struct Rejection {
+    session_id: Option<Span>,
     error: String,
 }
 
-impl<'a> Prepared<&'a str> {
-    /// Reads one line of text (`Err` when it could not be read as text).
+/// Why a prepared line was not applied: a string of it was not in the text it was applied
+/// with (never seen: a line is applied with the text it was read from, or a copy of it).
+pub(crate) const LOST: &str = "internal error: a string of the line was not found in it";
+
+impl Prepared {
+    /// Reads one line of text (`Err` when it could not be read as text: why). Apply it with
+    /// that text (or a copy).
     #[must_use]
-    pub fn of(text: Result<&'a str, String>) -> Self {
-        Self(
-            text.map_err(|error| Rejection {
-                session_id: None,
-                error,
-            })
-            .and_then(parse),
-        )
-    }
-}
-
-impl<S> Prepared<S> {
-    /// The same line with its strings referred to through `f`.
-    pub fn map<T>(self, mut f: impl FnMut(S) -> T) -> Prepared<T> {
-        let Ok(mapped) = self.try_map(|s| Ok::<T, Infallible>(f(s)));
-        mapped
-    }
-
-    /// The same line with its strings referred to through `f`, or the first error `f` gives.
-    ///
-    /// # Errors
-    /// `f`'s.
-    pub fn try_map<T, E>(self, mut f: impl FnMut(S) -> Result<T, E>) -> Result<Prepared<T>, E> {
-        Ok(Prepared(match self.0 {
-            Ok(Observation {
-                at,
-                session_id,
-                what,
-            }) => Ok(Observation {
-                at: f(at)?,
-                session_id: f(session_id)?,
-                what: match what {
-                    What::Callback { event_id, body } => What::Callback {
-                        event_id: event_id.map(|e| e.try_map(&mut f)).transpose()?,
-                        body: body.try_map(&mut f)?,
-                    },
-                    What::Read(body) => What::Read(body.try_map(&mut f)?),
-                    What::NotFound => What::NotFound,
-                },
-            }),
-            Err(Rejection { session_id, error }) => Err(Rejection {
-                session_id: session_id.map(f).transpose()?,
-                error,
-            }),
-        }))
+    pub(crate) fn of(text: Result<&str, String>) -> Self {
+        match text {
+            Ok(line) => Self(parse(line)),
+            Err(error) => Self::rejected(error),
+        }
     }
 
     /// Why the line is rejected, if it is.
+    #[cfg(test)]
     #[must_use]
-    pub fn error(&self) -> Option<&str> {
+    pub(crate) fn error(&self) -> Option<&str> {
         self.0.as_ref().err().map(|r| r.error.as_str())
     }
 
     /// A line rejected for `error`, routed to no session.
     #[must_use]
-    pub fn rejected(error: String) -> Self {
+    pub(crate) fn rejected(error: String) -> Self {
         Self(Err(Rejection {
             session_id: None,
             error,
@@ -557,14 +521,15 @@ impl<S> Prepared<S> {
 /// as a number by an integrator's own round trip) is read again for its session's id and
 /// status alone: a paid session stays paid ([`SessionStatus::paid_snapshot`]); any other such
 /// line is rejected as before.
-fn parse(text: &str) -> Result<Observation<&str>, Rejection<&str>> {
+fn parse(text: &str) -> Result<Observation, Rejection> {
     let unrouted = |error: String| Rejection {
         session_id: None,
         error,
     };
     let mut line = LineFields::default();
     if let Err(e) = line.read(text) {
-        return paid_unreadable(text).ok_or_else(|| unrouted(format!("not a log line: {e}")));
+        return paid_unreadable(text)
+            .unwrap_or_else(|| Err(unrouted(format!("not a log line: {e}"))));
     }
     let LineFields {
         at,
@@ -584,7 +549,15 @@ fn parse(text: &str) -> Result<Observation<&str>, Rejection<&str>> {
         (false, false, Some(true)) => (None, None),
         _ => return Err(unrouted(ONE_OF.into())),
     };
-    let session_id = route(body_id, session_id).map_err(unrouted)?;
+    let (Ok(body_id), Ok(line_id)) = (
+        body_id.map(|id| id.in_text(text).ok_or(())).transpose(),
+        session_id.map(|id| id.get(text).ok_or(())).transpose(),
+    ) else {
+        return Err(unrouted(LOST.into()));
+    };
+    let session_id = route(body_id, line_id)
+        .and_then(|id| Span::of(text, id).ok_or_else(|| LOST.to_owned()))
+        .map_err(unrouted)?;
     let what = match (body, event_id) {
         (Some(body), Some(event_id)) => What::Callback {
             event_id,
@@ -631,7 +604,7 @@ fn route<'a>(body_id: Option<Field<&'a str>>, line_id: Option<&'a str>) -> Resul
 
 /// A line whose body could not be read whole but says `COMPLETED`: a paid session whose data a
 /// person must review. `None` for anything else (the line is then rejected as it was).
-fn paid_unreadable(text: &str) -> Option<Observation<&str>> {
+fn paid_unreadable(text: &str) -> Option<Result<Observation, Rejection>> {
     let line: LogLine<'_, CallbackStatus<'_>, SessionStatus<'_>> =
         serde_json::from_str(text).ok()?;
     let (callback, status) = match (line.callback, line.read, line.not_found) {
@@ -641,8 +614,14 @@ fn paid_unreadable(text: &str) -> Option<Observation<&str>> {
     };
     status.paid_snapshot().ok()??;
     let session_id = route(status.session_id.map(Field::of), line.session_id).ok()?;
-    Some(Observation {
-        at: line.at,
+    let (Some(at), Some(session_id)) = (Span::of(text, line.at), Span::of(text, session_id)) else {
+        return Some(Err(Rejection {
+            session_id: None,
+            error: LOST.to_owned(),
+        }));
+    };
+    Some(Ok(Observation {
+        at,
         session_id,
         what: if callback {
             What::Callback {
@@ -652,7 +631,7 @@ fn paid_unreadable(text: &str) -> Option<Observation<&str>> {
         } else {
             What::Read(Body::PaidUnreadable)
         },
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -795,21 +774,23 @@ mod tests {
                 ..body.clone()
             }
             .snapshot();
-            let json = serde_json::to_string(&body).unwrap();
-            let read = || {
-                let fields: BodyFields<&str> = serde_json::from_str(&json).unwrap();
-                Body::Fields(fields.snapshot)
-            };
-            assert_eq!(read().snapshot(), expected, "{body:?}");
-            // Across threads: strings copied into a buffer as ranges, then read back.
-            let mut buffer = String::new();
-            let Ok(ranges) = read().try_map(&mut |s: &str| {
-                let start = buffer.len();
-                buffer.push_str(s);
-                Ok::<_, Infallible>(start..buffer.len())
-            });
-            let back = ranges.try_map(&mut |r| buffer.get(r).ok_or(()));
-            assert_eq!(back.map(|b| b.snapshot()), Ok(expected), "{body:?}");
+            let json = format!(
+                r#"{{"at":"2019-05-13T14:54:05Z","read":{}}}"#,
+                serde_json::to_string(&body).unwrap()
+            );
+            let mut line = LineFields::default();
+            line.read(&json).unwrap();
+            let spans = line.body.snapshot;
+            let snapshot = |text| spans.values(text).map(|fields| fields.snapshot());
+            assert_eq!(snapshot(&json), Some(expected.clone()), "{body:?}");
+            // Across threads: the strings as where they lie in the line, read in a copy of it.
+            let copy = json.clone();
+            assert_eq!(snapshot(&copy), Some(expected), "{body:?}");
+            // Not in a text that does not hold them (every body here that has a status has
+            // it as the line writes it).
+            if json.contains("\"status\"") {
+                assert_eq!(snapshot(""), None, "{json}");
+            }
         }
     }
 }
